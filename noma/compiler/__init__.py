@@ -1,0 +1,1 @@
+"""The NOMA compiler: source text → AST (parse) → checked program → IR → autodiff → LLVM."""

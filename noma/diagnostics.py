@@ -1,0 +1,133 @@
+"""Source text, spans and diagnostics, rendered with the source line and a caret.
+
+Owns: Source, Span, Diagnostic, NomaError and the one place diagnostics become text.
+Imports: nothing of NOMA's (the bottom of the layering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+
+class Kind(str, Enum):
+    """What sort of mistake a diagnostic reports."""
+
+    SYNTAX = "syntax"
+    NAME = "name"
+    TYPE = "type"
+    SHAPE = "shape"
+    RUNTIME = "runtime"
+    IO = "io"
+    WARNING = "warning"
+
+
+#: Order used by the native runtime's int32 error kinds.
+RUNTIME_KIND_ORDER = (Kind.SYNTAX, Kind.NAME, Kind.TYPE, Kind.SHAPE, Kind.RUNTIME, Kind.IO)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named piece of NOMA text (a file or a cell)."""
+
+    name: str
+    text: str
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of a character offset."""
+        offset = max(0, min(offset, len(self.text)))
+        line = self.text.count("\n", 0, offset) + 1
+        col = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return line, col
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of characters [start, end) in one Source."""
+
+    source: Source = field(compare=False, repr=False, hash=False)
+    start: int
+    end: int
+
+    @property
+    def line(self) -> int:
+        return self.source.position(self.start)[0]
+
+    @property
+    def column(self) -> int:
+        return self.source.position(self.start)[1]
+
+    def to(self, other: "Span") -> "Span":
+        """The span covering self through other."""
+        return Span(self.source, min(self.start, other.start), max(self.end, other.end))
+
+    def text(self) -> str:
+        return self.source.text[self.start:self.end]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One user-facing problem: kind, plain message, where."""
+
+    kind: Kind
+    message: str
+    span: Optional[Span] = None
+    note: Optional[str] = None
+
+    def render(self, color: bool = False) -> str:
+        return render(self, color=color)
+
+
+class NomaError(Exception):
+    """Raised by compiler stages and the session for user mistakes; carries diagnostics."""
+
+    def __init__(self, diagnostics: "list[Diagnostic] | Diagnostic"):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+def error(kind: Kind, message: str, span: Optional[Span] = None, note: Optional[str] = None) -> NomaError:
+    """Shorthand: a NomaError holding one diagnostic."""
+    return NomaError(Diagnostic(kind, message, span, note))
+
+
+_RED, _BLUE, _BOLD, _RESET, _YELLOW = "\x1b[31m", "\x1b[34m", "\x1b[1m", "\x1b[0m", "\x1b[33m"
+
+
+def location_text(span: Span, color: bool = False) -> str:
+    """The ` --> name:L:C` line, the source line and the caret underline."""
+    line, col = span.source.position(span.start)
+    text = span.source.line_text(line)
+    end_line, end_col = span.source.position(max(span.start, span.end - 1))
+    width = max(1, (end_col - col + 1) if end_line == line else len(text) - col + 1)
+    gutter = " " * len(str(line))
+    blue = _BLUE if color else ""
+    red = _RED if color else ""
+    reset = _RESET if color else ""
+    caret = " " * (col - 1) + "^" + "~" * (width - 1)
+    return (
+        f"{gutter}{blue}-->{reset} {span.source.name}:{line}:{col}\n"
+        f"{gutter} {blue}|{reset}\n"
+        f"{blue}{line} |{reset} {text}\n"
+        f"{gutter} {blue}|{reset} {red}{caret}{reset}"
+    )
+
+
+def render(diag: Diagnostic, color: bool = False) -> str:
+    """`error[shape]: message` followed by the located source line with a caret."""
+    head_color = (_YELLOW if diag.kind is Kind.WARNING else _RED) if color else ""
+    bold, reset = (_BOLD, _RESET) if color else ("", "")
+    label = "warning" if diag.kind is Kind.WARNING else f"error[{diag.kind.value}]"
+    out = f"{head_color}{bold}{label}{reset}{bold}: {diag.message}{reset}"
+    if diag.span is not None:
+        out += "\n" + location_text(diag.span, color=color)
+    if diag.note:
+        out += f"\n  = note: {diag.note}"
+    return out
