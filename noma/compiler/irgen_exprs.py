@@ -1,0 +1,97 @@
+"""IR generation for expressions (part of irgen).
+
+Owns: literals, names, operators, indexing, fields, casts and the dispatch of calls to user
+functions or builtins.
+Imports: ast, ir, irgen_builtins, diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from noma.compiler import ast, ir
+from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS
+from noma.diagnostics import Kind, error
+
+if TYPE_CHECKING:
+    from noma.compiler.irgen import IRGen
+
+BINARY = {
+    "+": ir.Op.ADD, "-": ir.Op.SUB, "*": ir.Op.MUL, "/": ir.Op.DIV, "%": ir.Op.MOD,
+    "^": ir.Op.POW, "**": ir.Op.POW, "==": ir.Op.EQ, "!=": ir.Op.NE, "<": ir.Op.LT,
+    "<=": ir.Op.LE, ">": ir.Op.GT, ">=": ir.Op.GE, "&&": ir.Op.AND, "||": ir.Op.OR,
+}
+CASTS = ("f64", "f32", "i32", "i64")
+
+
+def gen_expr(g: "IRGen", e: ast.Expr) -> ir.Value:
+    value = gen_expr_or_void(g, e)
+    if value is None:
+        raise error(Kind.TYPE, "this call returns no value", e.span)
+    return value
+
+
+def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
+    if isinstance(e, ast.Call):
+        return gen_call(g, e)
+    if isinstance(e, ast.Num):
+        return g.const(e.value, g.span(e.span))
+    if isinstance(e, ast.Name):
+        return g.load_name(e.id, e.span)
+    if isinstance(e, ast.Binary):
+        left, right = gen_expr(g, e.left), gen_expr(g, e.right)
+        return g.b.value(BINARY[e.op], left, right, span=g.span(e.span))
+    if isinstance(e, ast.Unary):
+        operand = gen_expr(g, e.operand)
+        return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
+    if isinstance(e, ast.TensorLit):
+        return gen_tensor(g, e)
+    if isinstance(e, ast.Index):
+        target = gen_expr(g, e.target)
+        if target.rank == 0:
+            raise error(Kind.TYPE, "cannot index a scalar", e.span)
+        index = g.scalar(e.index, "an index")
+        return g.b.value(ir.Op.INDEX, target, index, span=g.span(e.span))
+    if isinstance(e, ast.Field):
+        if not isinstance(e.target, ast.Name):
+            raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files", e.span)
+        return g.load_name(f"{e.target.id}.{e.name}", e.span)
+    if isinstance(e, ast.Cast):
+        if e.to not in CASTS:
+            raise error(Kind.TYPE, f"cannot cast to `{e.to}`; use f64, f32, i32 or i64", e.span)
+        return g.b.value(ir.Op.CAST, gen_expr(g, e.operand), span=g.span(e.span), to=e.to)
+    if isinstance(e, ast.Str):
+        raise error(Kind.TYPE, "a string can only be printed or used as a file path", e.span)
+    if isinstance(e, ast.ListLit):
+        raise error(Kind.TYPE, "a list `[...]` is only allowed as a shape (e.g. `zeros([2, 3])`); "
+                    "write `tensor [...]` for a tensor", e.span)
+    raise error(Kind.SYNTAX, "unsupported expression", e.span)
+
+
+def gen_tensor(g: "IRGen", e: ast.TensorLit) -> ir.Value:
+    if len(e.shape) > 4:
+        raise error(Kind.TYPE, "tensors have at most 4 dimensions", e.span)
+    items = [g.scalar(item, "a tensor element") for item in e.items]
+    return g.b.value(ir.Op.PACK, *items, span=g.span(e.span), shape=tuple(e.shape))
+
+
+def gen_call(g: "IRGen", e: ast.Call) -> Optional[ir.Value]:
+    user = g.symbols.functions.get(e.func)
+    if user is not None:
+        if e.kwargs:
+            raise error(Kind.TYPE, f"`{e.func}` takes no keyword arguments", e.kwargs[0].span)
+        args = tuple(gen_expr(g, a) for a in e.args)
+        return g.call_user(user, args, e.name_span, e.span)
+    builtin = BUILTINS.get(e.func)
+    if builtin is None:
+        raise g.undefined(e.func, e.name_span, "function")
+    lo, hi, _ = builtin
+    if not lo <= len(e.args) <= hi:
+        want = str(lo) if lo == hi else (f"{lo} or more" if hi > 8 else f"{lo} to {hi}")
+        raise error(Kind.TYPE, f"`{e.func}` takes {want} argument(s), got {len(e.args)}", e.name_span)
+    if e.kwargs:
+        raise error(Kind.TYPE, f"`{e.func}` takes no keyword arguments", e.kwargs[0].span)
+    if e.func in INITIALISERS and not isinstance(e.args[0], ast.ListLit):
+        raise error(Kind.TYPE, f"`{e.func}` takes its shape first, as a list: `{e.func}([2, 3], ...)`",
+                    e.args[0].span)
+    return g.builtins.call(e)
