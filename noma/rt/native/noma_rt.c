@@ -1,0 +1,1059 @@
+/*
+ * noma_rt.c -- NOMA native runtime, core part.
+ *
+ * The runtime is split into several C files compiled together (see
+ * noma/rt/native_lib.py: c_sources()):
+ *   noma_rt.c         context, errors/invoke, arena, tape, broadcasting, printing,
+ *                     RNG, globals, training log, events, interrupt, executables,
+ *                     test hooks
+ *   noma_rt_params.c  parameter store, dims, resize policies, deferred resizes,
+ *                     optimizers
+ *   noma_rt_linalg.c  matmul (registered BLAS gemm or a blocked loop)
+ *   noma_rt_io.c      CSV and safetensors files
+ *
+ * Conventions
+ *  - Every function that acts on "the current context" uses the process-global
+ *    pointer set by noma_ctx_activate / noma_invoke (a default context is created
+ *    lazily if none was ever activated, so nothing crashes on a NULL context).
+ *  - Failures go through noma__failf: it records kind/span/message in the context
+ *    and longjmps to the noma_invoke frame when one is armed. When no jmp_buf is
+ *    armed (a direct call from Python via ctypes) it RETURNS, so every fail path
+ *    below is followed by a safe return (zeroed output, NULL, 0).
+ */
+#include "noma_rt_internal.h"
+
+/* No floating-point contraction (FMA) in this file, so the RNG's normal draws
+   are bit-reproducible whatever -std/-march the file is compiled with. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ======================================================================== */
+/* Small utilities                                                          */
+/* ======================================================================== */
+
+static NomaCtx *g_cur = NULL;     /* the current context */
+static NomaCtx *g_default = NULL; /* created lazily when nothing was activated */
+
+void *noma__xmalloc(size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    size_t rounded = (bytes + 63u) & ~(size_t)63u;
+    if (rounded < bytes) return NULL;
+    return aligned_alloc(64, rounded);
+}
+
+void noma__xfree(void *p) { free(p); }
+
+int64_t noma__numel(const NomaTensor *t) {
+    if (!t || t->rank < 0 || t->rank > 4) return -1;
+    int64_t n = 1;
+    for (int64_t i = 0; i < t->rank; i++) {
+        int64_t d = t->dims[i];
+        if (d < 0) return -1;
+        if (d != 0 && n > INT64_MAX / d) return -1;
+        n *= d;
+    }
+    return n;
+}
+
+void noma__shape_str(char *buf, size_t cap, int64_t rank, const int64_t *dims) {
+    size_t len = 0;
+    if (cap == 0) return;
+    buf[0] = 0;
+    len += (size_t)snprintf(buf + len, cap - len, "[");
+    for (int64_t i = 0; i < rank && i < 4 && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, i ? ", %lld" : "%lld", (long long)dims[i]);
+    if (len < cap) snprintf(buf + len, cap - len, "]");
+}
+
+int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what) {
+    if (!t) {
+        noma__failf(NOMA_ERR_RUNTIME, span, "%s: missing tensor", what);
+        return 0;
+    }
+    int64_t n = noma__numel(t);
+    if (n < 0) {
+        noma__failf(NOMA_ERR_RUNTIME, span, "%s: invalid tensor descriptor (rank %lld)", what,
+                    (long long)t->rank);
+        return 0;
+    }
+    if (n > 0 && !t->data) {
+        noma__failf(NOMA_ERR_RUNTIME, span, "%s: tensor has no data", what);
+        return 0;
+    }
+    return 1;
+}
+
+static void buf_append(NomaBuf *b, const char *s, int64_t n) {
+    if (n <= 0) return;
+    if (b->len + n + 1 > b->cap) {
+        int64_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + n + 1) nc *= 2;
+        char *p = (char *)realloc(b->data, (size_t)nc);
+        if (!p) return; /* out of memory: drop output rather than crash */
+        b->data = p;
+        b->cap = nc;
+    }
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+/* ======================================================================== */
+/* Context                                                                  */
+/* ======================================================================== */
+
+static void rng_seed(NomaCtx *c, double s);
+
+NomaCtx *noma_ctx_new(void) {
+    NomaCtx *c = (NomaCtx *)calloc(1, sizeof(NomaCtx));
+    if (!c) return NULL;
+    c->err_kind = NOMA_ERR_NONE;
+    c->err_span = -1;
+    c->cur_chunk = -1;
+    c->arena_cap = (int64_t)8 << 30; /* 8 GiB */
+    rng_seed(c, 0.0);
+    return c;
+}
+
+static void arena_free_all(NomaCtx *c) {
+    for (int64_t i = 0; i < c->nchunks; i++) noma__xfree(c->chunks[i].base);
+    free(c->chunks);
+    c->chunks = NULL;
+    c->nchunks = c->chunks_cap = 0;
+    c->cur_chunk = -1;
+}
+
+void noma_ctx_free(NomaCtx *c) {
+    if (!c) return;
+    arena_free_all(c);
+    free(c->tape);
+    free(c->out.data);
+    free(c->warn.data);
+    for (int64_t i = 0; i < c->nglobals; i++) {
+        if (c->globals[i]) {
+            noma__xfree(c->globals[i]->t.data);
+            free(c->globals[i]);
+        }
+    }
+    free(c->globals);
+    noma__params_free_all(c);
+    free(c->dims);
+    free(c->dq);
+    free(c->log);
+    free(c->events);
+    if (g_cur == c) g_cur = NULL;
+    if (g_default == c) g_default = NULL;
+    free(c);
+}
+
+void noma_ctx_activate(NomaCtx *c) { g_cur = c; }
+
+NomaCtx *noma__cur(void) {
+    if (g_cur) return g_cur;
+    if (!g_default) g_default = noma_ctx_new();
+    if (!g_default) abort(); /* cannot even allocate a context */
+    g_cur = g_default;
+    return g_cur;
+}
+
+NomaCtx *noma_ctx_current(void) { return noma__cur(); }
+
+static NomaCtx *ctx_or_cur(NomaCtx *c) { return c ? c : noma__cur(); }
+
+/* ======================================================================== */
+/* Errors and invoke                                                        */
+/* ======================================================================== */
+
+static void fail_jump(NomaCtx *c, int value) {
+    if (c->jb) longjmp(*c->jb, value);
+}
+
+void noma__failf(int32_t kind, int64_t span, const char *fmt, ...) {
+    NomaCtx *c = noma__cur();
+    char tmp[NOMA_ERRMSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    c->err_kind = kind;
+    c->err_span = span;
+    c->fail_count++;
+    memcpy(c->err_msg, tmp, sizeof tmp);
+    fail_jump(c, 1);
+}
+
+void noma_fail(int32_t kind, int64_t span, const char *msg) {
+    if (kind < NOMA_ERR_SYNTAX || kind > NOMA_ERR_IO) kind = NOMA_ERR_RUNTIME;
+    noma__failf(kind, span, "%s", msg ? msg : "error");
+}
+
+void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b) {
+    char sa[128], sb[128];
+    int64_t zero[4] = {0, 0, 0, 0};
+    noma__shape_str(sa, sizeof sa, a && a->rank >= 0 && a->rank <= 4 ? a->rank : 0,
+                    a ? a->dims : zero);
+    noma__shape_str(sb, sizeof sb, b && b->rank >= 0 && b->rank <= 4 ? b->rank : 0,
+                    b ? b->dims : zero);
+    noma__failf(NOMA_ERR_SHAPE, span, "%s: shapes %s and %s do not match", op ? op : "op", sa, sb);
+}
+
+void noma_fail_index(int64_t span, int64_t index, int64_t size) {
+    noma__failf(NOMA_ERR_RUNTIME, span, "index %lld is out of range for an axis of size %lld",
+                (long long)index, (long long)size);
+}
+
+int32_t noma_error_kind(NomaCtx *c) { return ctx_or_cur(c)->err_kind; }
+int64_t noma_error_span(NomaCtx *c) { return ctx_or_cur(c)->err_span; }
+const char *noma_error_message(NomaCtx *c) { return ctx_or_cur(c)->err_msg; }
+
+void noma_error_clear(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    c->err_kind = NOMA_ERR_NONE;
+    c->err_span = -1;
+    c->err_msg[0] = 0;
+}
+
+/* Frame state saved across setjmp lives in a heap struct reached through a
+   pointer that is not modified after setjmp, so nothing is clobbered. */
+typedef struct {
+    jmp_buf jb;
+    jmp_buf *prev;
+    int64_t depth;
+    NomaCtx *ctx;
+} InvokeFrame;
+
+static int32_t invoke_frame(InvokeFrame *fr, void (*fn)(void)) {
+    int r = setjmp(fr->jb);
+    if (r == 0) {
+        fn();
+        fr->ctx->jb = fr->prev;
+        return 0;
+    }
+    /* a failure longjmp'd here */
+    NomaCtx *c = fr->ctx;
+    g_cur = c;
+    c->jb = fr->prev;
+    c->depth = fr->depth;
+    noma__defer_clear(c);
+    return r == 2 ? 2 : 1;
+}
+
+int32_t noma_invoke(NomaCtx *c, void (*fn)(void)) {
+    if (!c) c = noma__cur();
+    g_cur = c;
+    noma_error_clear(c);
+    if (!fn) return 0;
+    InvokeFrame *fr = (InvokeFrame *)malloc(sizeof(InvokeFrame));
+    if (!fr) {
+        c->err_kind = NOMA_ERR_RUNTIME;
+        snprintf(c->err_msg, sizeof c->err_msg, "out of memory");
+        return 1;
+    }
+    fr->prev = c->jb;
+    fr->depth = c->depth;
+    fr->ctx = c;
+    c->jb = &fr->jb;
+    int32_t r = invoke_frame(fr, fn);
+    free(fr);
+    return r;
+}
+
+void noma_enter(int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (++c->depth > NOMA_MAX_DEPTH) {
+        c->depth--;
+        noma__failf(NOMA_ERR_RUNTIME, span, "recursion deeper than %d calls", NOMA_MAX_DEPTH);
+    }
+}
+
+void noma_leave(void) {
+    NomaCtx *c = noma__cur();
+    if (c->depth > 0) c->depth--;
+}
+
+void noma_set_span_texts(int64_t n, const char **texts) {
+    NomaCtx *c = noma__cur();
+    c->nspan_texts = texts ? n : 0;
+    c->span_texts = texts;
+}
+
+static const char *kind_name(int32_t k) {
+    static const char *names[] = {"syntax", "name", "type", "shape", "runtime", "io"};
+    return (k >= 0 && k <= 5) ? names[k] : "runtime";
+}
+
+/* Entry point for executables: `int main(void){ return noma_exe_main(program); }`.
+   Returns the process exit status: 0 ok, 1 error (printed as "error[KIND]: MSG\n"
+   followed by the pre-rendered span text), 130 interrupted. */
+int32_t noma_exe_main(void (*fn)(void)) {
+    /* span texts may have been set on the default context before main ran */
+    NomaCtx *prev = g_cur;
+    NomaCtx *c = noma_ctx_new();
+    if (!c) {
+        fputs("error[runtime]: out of memory\n", stderr);
+        return 1;
+    }
+    if (prev) {
+        c->nspan_texts = prev->nspan_texts;
+        c->span_texts = prev->span_texts;
+    }
+    noma_sigint_install();
+    int32_t r = noma_invoke(c, fn);
+    fflush(stdout);
+    int32_t code = 0;
+    if (r == 1) {
+        fprintf(stderr, "error[%s]: %s\n", kind_name(c->err_kind), c->err_msg);
+        if (c->err_span >= 0 && c->err_span < c->nspan_texts && c->span_texts[c->err_span]) {
+            const char *t = c->span_texts[c->err_span];
+            size_t L = strlen(t);
+            fputs(t, stderr);
+            if (L == 0 || t[L - 1] != '\n') fputc('\n', stderr);
+        }
+        code = 1;
+    } else if (r == 2) {
+        fputs("interrupted\n", stderr);
+        code = 130;
+    }
+    fflush(stderr);
+    noma_sigint_restore();
+    noma_ctx_free(c);
+    g_cur = prev;
+    return code;
+}
+
+/* ======================================================================== */
+/* Arena: chunked bump allocator                                             */
+/*                                                                          */
+/* Chunks are 64-byte aligned heap blocks; each has a logical start position */
+/* (sum of the sizes of the chunks before it), so a mark is one int64: the   */
+/* logical position of the bump pointer. Live data never moves. Chunks after */
+/* the current one are kept for reuse (freed when too small for a request).  */
+/* The cap bounds the bytes reserved up to and including the current chunk.  */
+/* ======================================================================== */
+
+#define ARENA_MIN_CHUNK ((int64_t)1 << 20)  /* 1 MiB */
+#define ARENA_MAX_GROW ((int64_t)1 << 28)   /* 256 MiB */
+
+real *noma__alloc(NomaCtx *c, int64_t n) {
+    if (n < 0 || n > (INT64_MAX / 2) / (int64_t)sizeof(real)) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+        return NULL;
+    }
+    int64_t bytes = (n ? n : 1) * (int64_t)sizeof(real);
+    bytes = (bytes + 63) & ~(int64_t)63;
+    if (c->cur_chunk >= 0) {
+        NomaChunk *ch = &c->chunks[c->cur_chunk];
+        if (ch->size - ch->used >= bytes) {
+            real *p = (real *)(ch->base + ch->used);
+            ch->used += bytes;
+            return p;
+        }
+    }
+    int64_t next = c->cur_chunk + 1;
+    if (next < c->nchunks && c->chunks[next].size >= bytes) {
+        c->cur_chunk = next;
+        c->chunks[next].used = bytes;
+        return (real *)c->chunks[next].base;
+    }
+    /* drop the (too small) spare chunks, then add a new one */
+    for (int64_t i = next; i < c->nchunks; i++) noma__xfree(c->chunks[i].base);
+    c->nchunks = next;
+    int64_t start = 0;
+    if (c->cur_chunk >= 0) start = c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].size;
+    if (bytes > c->arena_cap - start) {
+        noma__failf(NOMA_ERR_RUNTIME, -1,
+                    "cannot allocate %lld elements (arena limit of %lld bytes reached)",
+                    (long long)n, (long long)c->arena_cap);
+        return NULL;
+    }
+    int64_t size = start < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : start; /* ~doubling */
+    if (size > ARENA_MAX_GROW) size = ARENA_MAX_GROW;
+    if (size < bytes) size = bytes;
+    if (size > c->arena_cap - start) size = c->arena_cap - start;
+    if (c->nchunks == c->chunks_cap) {
+        int64_t nc = c->chunks_cap ? c->chunks_cap * 2 : 16;
+        NomaChunk *p = (NomaChunk *)realloc(c->chunks, (size_t)nc * sizeof(NomaChunk));
+        if (!p) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+            return NULL;
+        }
+        c->chunks = p;
+        c->chunks_cap = nc;
+    }
+    char *base = (char *)noma__xmalloc((size_t)size);
+    if (!base) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements (out of memory)",
+                    (long long)n);
+        return NULL;
+    }
+    NomaChunk *ch = &c->chunks[c->nchunks++];
+    ch->base = base;
+    ch->size = size;
+    ch->used = bytes;
+    ch->start = start;
+    c->cur_chunk = c->nchunks - 1;
+    return (real *)base;
+}
+
+real *noma_alloc(int64_t n) { return noma__alloc(noma__cur(), n); }
+
+int64_t noma_arena_mark(void) {
+    NomaCtx *c = noma__cur();
+    if (c->cur_chunk < 0) return 0;
+    return c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].used;
+}
+
+void noma_arena_release(int64_t mark) {
+    NomaCtx *c = noma__cur();
+    if (c->cur_chunk < 0) return;
+    if (mark < 0) mark = 0;
+    if (mark > noma_arena_mark()) return; /* stale mark: nothing to release */
+    int64_t i = c->cur_chunk;
+    while (i > 0 && c->chunks[i].start > mark) i--;
+    for (int64_t j = i + 1; j <= c->cur_chunk; j++) c->chunks[j].used = 0;
+    c->chunks[i].used = mark - c->chunks[i].start;
+    c->cur_chunk = i;
+}
+
+/* Frees the spare chunks after the current one (memory kept from a past peak). */
+void noma_arena_trim(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    for (int64_t i = c->cur_chunk + 1; i < c->nchunks; i++) noma__xfree(c->chunks[i].base);
+    c->nchunks = c->cur_chunk + 1;
+}
+
+void noma_set_arena_cap(int64_t bytes) {
+    NomaCtx *c = noma__cur();
+    c->arena_cap = bytes > 0 ? bytes : 0;
+}
+
+int64_t noma_arena_used(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    if (c->cur_chunk < 0) return 0;
+    return c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].used;
+}
+
+int64_t noma_arena_reserved(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    int64_t s = 0;
+    for (int64_t i = 0; i < c->nchunks; i++) s += c->chunks[i].size;
+    return s;
+}
+
+/* ======================================================================== */
+/* Tape: growable LIFO of scalars and tensor descriptors (data in the arena) */
+/* ======================================================================== */
+
+static NomaTapeEntry *tape_push(NomaCtx *c) {
+    if (c->tape_len == c->tape_cap) {
+        int64_t nc = c->tape_cap ? c->tape_cap * 2 : 256;
+        NomaTapeEntry *p = (NomaTapeEntry *)realloc(c->tape, (size_t)nc * sizeof(NomaTapeEntry));
+        if (!p) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (tape)");
+            return NULL;
+        }
+        c->tape = p;
+        c->tape_cap = nc;
+    }
+    return &c->tape[c->tape_len++];
+}
+
+void noma_tape_push_s(real x) {
+    NomaTapeEntry *e = tape_push(noma__cur());
+    if (!e) return;
+    e->is_tensor = 0;
+    e->s = x;
+}
+
+real noma_tape_pop_s(void) {
+    NomaCtx *c = noma__cur();
+    if (c->tape_len == 0) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "internal error: tape is empty");
+        return 0;
+    }
+    NomaTapeEntry *e = &c->tape[c->tape_len - 1];
+    if (e->is_tensor) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "internal error: tape holds a tensor, not a scalar");
+        return 0;
+    }
+    c->tape_len--;
+    return e->s;
+}
+
+void noma_tape_push_t(const NomaTensor *t) {
+    NomaCtx *c = noma__cur();
+    if (!t) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "internal error: tape push of a missing tensor");
+        return;
+    }
+    NomaTensor copy = *t;
+    NomaTapeEntry *e = tape_push(c);
+    if (!e) return;
+    e->is_tensor = 1;
+    e->t = copy;
+}
+
+void noma_tape_pop_t(NomaTensor *out) {
+    NomaCtx *c = noma__cur();
+    if (!out) return;
+    if (c->tape_len == 0 || !c->tape[c->tape_len - 1].is_tensor) {
+        memset(out, 0, sizeof *out);
+        noma__failf(NOMA_ERR_RUNTIME, -1,
+                    c->tape_len == 0 ? "internal error: tape is empty"
+                                     : "internal error: tape holds a scalar, not a tensor");
+        return;
+    }
+    *out = c->tape[--c->tape_len].t;
+}
+
+void noma_tape_reset(void) { noma__cur()->tape_len = 0; }
+
+int64_t noma_tape_len(NomaCtx *c) { return ctx_or_cur(c)->tape_len; }
+
+/* ======================================================================== */
+/* Broadcasting                                                             */
+/* ======================================================================== */
+
+void noma_broadcast_dims(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b,
+                         NomaTensor *out) {
+    int64_t ra = a ? a->rank : 0, rb = b ? b->rank : 0;
+    if (!out) return;
+    if (ra < 0 || ra > 4 || rb < 0 || rb > 4) {
+        out->rank = 0;
+        noma__failf(NOMA_ERR_RUNTIME, span, "%s: invalid tensor rank", op ? op : "op");
+        return;
+    }
+    int64_t r = ra > rb ? ra : rb;
+    int64_t dims[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < r; i++) {
+        int64_t ia = ra - r + i, ib = rb - r + i;
+        int64_t da = ia >= 0 ? a->dims[ia] : 1;
+        int64_t db = ib >= 0 ? b->dims[ib] : 1;
+        if (da == db || db == 1)
+            dims[i] = da;
+        else if (da == 1)
+            dims[i] = db;
+        else {
+            out->rank = 0;
+            noma_fail_shape(span, op, a, b);
+            return;
+        }
+    }
+    out->rank = r;
+    for (int i = 0; i < 4; i++) out->dims[i] = dims[i];
+}
+
+/* ======================================================================== */
+/* Printing and warnings                                                    */
+/*                                                                          */
+/* Scalars: "%.6g", with nan / inf / -inf spelled so and -0 printed as 0.    */
+/* Tensors: one line, nested brackets, ", " between elements; an axis longer */
+/* than 12 shows its first 3 elements, "...", its last 3. Rank 0: scalar.    */
+/* ======================================================================== */
+
+static void emit(NomaCtx *c, const char *s, int64_t n) {
+    if (c->capture)
+        buf_append(&c->out, s, n);
+    else
+        fwrite(s, 1, (size_t)n, stdout);
+}
+
+static int fmt_real(char *buf, size_t cap, double x) {
+    if (isnan(x)) return snprintf(buf, cap, "nan");
+    if (isinf(x)) return snprintf(buf, cap, x > 0 ? "inf" : "-inf");
+    if (x == 0) return snprintf(buf, cap, "0");
+    return snprintf(buf, cap, "%.6g", x);
+}
+
+static void fmt_tensor_rec(NomaBuf *b, const real *data, int64_t rank, const int64_t *dims,
+                           const int64_t *strides) {
+    char num[64];
+    int64_t n = dims[0];
+    buf_append(b, "[", 1);
+    for (int64_t i = 0; i < n; i++) {
+        if (n > 12 && i == 3) {
+            buf_append(b, "..., ", 5);
+            i = n - 3;
+        }
+        if (rank == 1) {
+            int L = fmt_real(num, sizeof num, (double)data[i]);
+            buf_append(b, num, L);
+        } else {
+            fmt_tensor_rec(b, data + i * strides[0], rank - 1, dims + 1, strides + 1);
+        }
+        if (i + 1 < n) buf_append(b, ", ", 2);
+    }
+    buf_append(b, "]", 1);
+}
+
+void noma_print_str(const char *s) {
+    NomaCtx *c = noma__cur();
+    if (s) emit(c, s, (int64_t)strlen(s));
+}
+
+void noma_print_scalar(real x) {
+    char num[64];
+    int L = fmt_real(num, sizeof num, (double)x);
+    emit(noma__cur(), num, L);
+}
+
+void noma_print_tensor(const NomaTensor *t) {
+    NomaCtx *c = noma__cur();
+    if (!noma__check_tensor(t, -1, "print")) return;
+    if (t->rank == 0) {
+        noma_print_scalar(t->data[0]);
+        return;
+    }
+    int64_t strides[4];
+    int64_t s = 1;
+    for (int64_t i = t->rank - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= t->dims[i];
+    }
+    NomaBuf b = {0, 0, 0};
+    fmt_tensor_rec(&b, t->data, t->rank, t->dims, strides);
+    if (b.data) emit(c, b.data, b.len);
+    free(b.data);
+}
+
+void noma_print_sep(void) { emit(noma__cur(), " ", 1); }
+
+void noma_print_end(void) {
+    NomaCtx *c = noma__cur();
+    emit(c, "\n", 1);
+    if (!c->capture) fflush(stdout);
+}
+
+void noma_set_capture(NomaCtx *c, int32_t on) {
+    c = ctx_or_cur(c);
+    if (!c->capture && !on) return;
+    if (!on) fflush(stdout);
+    c->capture = on ? 1 : 0;
+}
+
+int64_t noma_output_len(NomaCtx *c) { return ctx_or_cur(c)->out.len; }
+const char *noma_output_data(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    return c->out.data ? c->out.data : "";
+}
+void noma_output_clear(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    c->out.len = 0;
+    if (c->out.data) c->out.data[0] = 0;
+}
+
+/* Writes "warning: MSG\n" to stderr, or appends it to the warnings buffer in capture mode. */
+void noma_warn(const char *msg) {
+    NomaCtx *c = noma__cur();
+    if (!msg) msg = "";
+    if (c->capture) {
+        buf_append(&c->warn, "warning: ", 9);
+        buf_append(&c->warn, msg, (int64_t)strlen(msg));
+        buf_append(&c->warn, "\n", 1);
+    } else {
+        fprintf(stderr, "warning: %s\n", msg);
+        fflush(stderr);
+    }
+}
+
+int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }
+const char *noma_warnings_data(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    return c->warn.data ? c->warn.data : "";
+}
+void noma_warnings_clear(NomaCtx *c) {
+    c = ctx_or_cur(c);
+    c->warn.len = 0;
+    if (c->warn.data) c->warn.data[0] = 0;
+}
+
+/* ======================================================================== */
+/* RNG                                                                      */
+/*                                                                          */
+/* Exact algorithm (reproducible from Python, see tests/rt):                 */
+/*  seed key  : s (as double) finite, integral and in [-2^63, 2^63):         */
+/*              key = (uint64) (int64) s   (two's complement)                */
+/*              otherwise key = the IEEE-754 binary64 bit pattern of s.      */
+/*  state     : splitmix64 from x = key, four times:                         */
+/*                x += 0x9E3779B97F4A7C15; z = x;                            */
+/*                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;                  */
+/*                z = (z ^ (z >> 27)) * 0x94D049BB133111EB;                  */
+/*                s[i] = z ^ (z >> 31)          (all arithmetic mod 2^64)    */
+/*  next()    : xoshiro256**: r = rotl(s1 * 5, 7) * 9; t = s1 << 17;         */
+/*              s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t;             */
+/*              s3 = rotl(s3, 45); return r                                  */
+/*  uniform   : u = (next() >> 11) * 2^-53 (double in [0,1)).                */
+/*              noma_rand returns u in the f64 build and                     */
+/*              (next() >> 40) * 2^-24 in the f32 build.                     */
+/*  normal    : Marsaglia polar on doubles. If a spare is cached, return it  */
+/*              (and drop it). Else repeat { x = 2u-1; y = 2u-1 (two uniform */
+/*              draws, x first); q = x*x + y*y } until 0 < q < 1;            */
+/*              f = sqrt(-2 ln(q) / q); cache y*f as the spare; return x*f.  */
+/*              noma_seed drops the spare.                                   */
+/*  fill      : kind 0 constant a; 1 a + (b-a)*u; 2 a + b*normal,           */
+/*              in index order, computed in double and rounded to real.      */
+/* Default seed at context creation: 0.                                      */
+/* ======================================================================== */
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(NomaCtx *c) {
+    uint64_t *s = c->rng;
+    const uint64_t result = rotl64(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+static void rng_seed(NomaCtx *c, double s) {
+    uint64_t key;
+    if (isfinite(s) && s == floor(s) && s >= -9223372036854775808.0 && s < 9223372036854775808.0) {
+        key = (uint64_t)(int64_t)s;
+    } else {
+        memcpy(&key, &s, sizeof key);
+    }
+    uint64_t x = key;
+    for (int i = 0; i < 4; i++) {
+        x += 0x9E3779B97F4A7C15ull;
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        c->rng[i] = z ^ (z >> 31);
+    }
+    c->has_spare = 0;
+    c->spare = 0;
+}
+
+double noma__rand_u53(NomaCtx *c) { return (double)(rng_next(c) >> 11) * 0x1.0p-53; }
+
+double noma__randn_d(NomaCtx *c) {
+    if (c->has_spare) {
+        c->has_spare = 0;
+        return c->spare;
+    }
+    double x, y, q;
+    do {
+        x = 2.0 * noma__rand_u53(c) - 1.0;
+        y = 2.0 * noma__rand_u53(c) - 1.0;
+        q = x * x + y * y;
+    } while (q >= 1.0 || q == 0.0);
+    double f = sqrt(-2.0 * log(q) / q);
+    c->spare = y * f;
+    c->has_spare = 1;
+    return x * f;
+}
+
+void noma_seed(real s) { rng_seed(noma__cur(), (double)s); }
+
+real noma_rand(void) {
+    NomaCtx *c = noma__cur();
+#ifdef NOMA_F32
+    return (real)((float)(rng_next(c) >> 40) * 0x1.0p-24f);
+#else
+    return noma__rand_u53(c);
+#endif
+}
+
+real noma_randn(void) { return (real)noma__randn_d(noma__cur()); }
+
+void noma_fill(real *out, int64_t n, int32_t kind, real a, real b) {
+    NomaCtx *c = noma__cur();
+    if (n <= 0) return;
+    if (!out) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "fill: missing output buffer");
+        return;
+    }
+    double da = (double)a, db = (double)b;
+    switch (kind) {
+    case 0:
+        for (int64_t i = 0; i < n; i++) out[i] = a;
+        break;
+    case 1:
+        for (int64_t i = 0; i < n; i++) out[i] = (real)(da + (db - da) * noma__rand_u53(c));
+        break;
+    case 2:
+        for (int64_t i = 0; i < n; i++) out[i] = (real)(da + db * noma__randn_d(c));
+        break;
+    default:
+        noma__failf(NOMA_ERR_RUNTIME, -1, "fill: unknown kind %d", (int)kind);
+    }
+}
+
+/* ======================================================================== */
+/* Globals                                                                  */
+/* ======================================================================== */
+
+static NomaTensor g_dummy_tensor;
+static real g_dummy_data[8];
+
+static NomaTensor *dummy_tensor(void) {
+    memset(g_dummy_data, 0, sizeof g_dummy_data);
+    memset(&g_dummy_tensor, 0, sizeof g_dummy_tensor);
+    g_dummy_tensor.data = g_dummy_data;
+    return &g_dummy_tensor;
+}
+
+static NomaGlobal *global_get(NomaCtx *c, int64_t slot) {
+    if (slot < 0 || slot >= NOMA_MAX_SLOT) {
+        noma__failf(NOMA_ERR_RUNTIME, -1, "internal error: global slot %lld out of range",
+                    (long long)slot);
+        return NULL;
+    }
+    if (slot >= c->nglobals) {
+        int64_t nn = c->nglobals ? c->nglobals : 16;
+        while (nn <= slot) nn *= 2;
+        NomaGlobal **p = (NomaGlobal **)realloc(c->globals, (size_t)nn * sizeof *p);
+        if (!p) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (globals)");
+            return NULL;
+        }
+        memset(p + c->nglobals, 0, (size_t)(nn - c->nglobals) * sizeof *p);
+        c->globals = p;
+        c->nglobals = nn;
+    }
+    NomaGlobal *g = c->globals[slot];
+    if (!g) {
+        g = (NomaGlobal *)calloc(1, sizeof *g);
+        real *d = g ? (real *)noma__xmalloc(sizeof(real)) : NULL;
+        if (!d) {
+            free(g);
+            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (globals)");
+            return NULL;
+        }
+        d[0] = 0;
+        g->t.data = d;
+        g->cap = 1;
+        c->globals[slot] = g;
+    }
+    return g;
+}
+
+NomaTensor *noma_global(int64_t slot) {
+    NomaGlobal *g = global_get(noma__cur(), slot);
+    return g ? &g->t : dummy_tensor();
+}
+
+void noma_global_store(int64_t slot, const NomaTensor *v) {
+    NomaCtx *c = noma__cur();
+    if (!noma__check_tensor(v, -1, "global store")) return;
+    /* copy the descriptor first: v may be the slot's own descriptor */
+    NomaTensor src = *v;
+    int64_t n = noma__numel(&src);
+    NomaGlobal *g = global_get(c, slot);
+    if (!g) return;
+    int64_t need = n ? n : 1;
+    if (need <= g->cap) {
+        /* memmove: src.data may point into this very buffer (self assignment) */
+        if (n && src.data != g->t.data) memmove(g->t.data, src.data, (size_t)n * sizeof(real));
+    } else {
+        real *d = (real *)noma__xmalloc((size_t)need * sizeof(real));
+        if (!d) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+            return;
+        }
+        memcpy(d, src.data, (size_t)n * sizeof(real)); /* before freeing the old buffer */
+        noma__xfree(g->t.data);
+        g->t.data = d;
+        g->cap = need;
+    }
+    g->t.rank = src.rank;
+    for (int i = 0; i < 4; i++) g->t.dims[i] = i < src.rank ? src.dims[i] : 0;
+    g->defined = 1;
+}
+
+real noma_global_load_s(int64_t slot) {
+    NomaGlobal *g = global_get(noma__cur(), slot);
+    return g ? g->t.data[0] : 0;
+}
+
+void noma_global_store_s(int64_t slot, real x) {
+    NomaGlobal *g = global_get(noma__cur(), slot);
+    if (!g) return;
+    g->t.data[0] = x;
+    g->t.rank = 0;
+    for (int i = 0; i < 4; i++) g->t.dims[i] = 0;
+    g->defined = 1;
+}
+
+int32_t noma_global_defined(int64_t slot) {
+    NomaCtx *c = noma__cur();
+    if (slot < 0 || slot >= c->nglobals || !c->globals[slot]) return 0;
+    return c->globals[slot]->defined;
+}
+
+/* ======================================================================== */
+/* Training log and events                                                  */
+/* ======================================================================== */
+
+void noma_log_loss(real loss) {
+    NomaCtx *c = noma__cur();
+    if (c->log_len == c->log_cap) {
+        int64_t nc = c->log_cap ? c->log_cap * 2 : 1024;
+        real *p = (real *)realloc(c->log, (size_t)nc * sizeof(real));
+        if (!p) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
+            return;
+        }
+        c->log = p;
+        c->log_cap = nc;
+    }
+    c->log[c->log_len++] = loss;
+    c->step++;
+}
+
+int64_t noma_global_step(void) { return noma__cur()->step; }
+int64_t noma_log_len(NomaCtx *c) { return ctx_or_cur(c)->log_len; }
+const real *noma_log_data(NomaCtx *c) { return ctx_or_cur(c)->log; }
+void noma_log_clear(NomaCtx *c) { ctx_or_cur(c)->log_len = 0; }
+
+void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t old_rank,
+                 const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux) {
+    if (c->nevents == c->events_cap) {
+        int64_t nc = c->events_cap ? c->events_cap * 2 : 64;
+        NomaEvent *p = (NomaEvent *)realloc(c->events, (size_t)nc * sizeof(NomaEvent));
+        if (!p) return; /* losing an event is better than failing the resize */
+        c->events = p;
+        c->events_cap = nc;
+    }
+    NomaEvent *e = &c->events[c->nevents++];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->policy = policy;
+    e->step = c->step;
+    e->id = id;
+    e->old_rank = old_rank;
+    e->new_rank = new_rank;
+    e->aux = aux;
+    for (int64_t i = 0; i < 4; i++) {
+        e->old_dims[i] = (old_dims && i < old_rank) ? old_dims[i] : 0;
+        e->new_dims[i] = (new_dims && i < new_rank) ? new_dims[i] : 0;
+    }
+}
+
+int64_t noma_event_count(NomaCtx *c) { return ctx_or_cur(c)->nevents; }
+
+int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out) {
+    c = ctx_or_cur(c);
+    if (!out) return 0;
+    if (i < 0 || i >= c->nevents) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    *out = c->events[i];
+    return 1;
+}
+
+/* ======================================================================== */
+/* Interrupt (SIGINT)                                                       */
+/* ======================================================================== */
+
+static volatile sig_atomic_t g_interrupted = 0;
+static struct sigaction g_prev_action;
+static int g_installed = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+int32_t noma_poll_interrupt(void) { return g_interrupted ? 1 : 0; }
+void noma_clear_interrupt(void) { g_interrupted = 0; }
+
+/* Sets the flag as SIGINT would (e.g. a Jupyter kernel's interrupt, from any thread). */
+void noma_request_interrupt(void) { g_interrupted = 1; }
+
+/* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
+void noma_check_interrupt(int64_t span) {
+    if (!g_interrupted) return;
+    g_interrupted = 0;
+    NomaCtx *c = noma__cur();
+    c->err_kind = NOMA_ERR_RUNTIME;
+    c->err_span = span;
+    snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
+    fail_jump(c, 2);
+}
+
+void noma_sigint_install(void) {
+    if (g_installed) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    if (sigaction(SIGINT, &sa, &g_prev_action) == 0) g_installed = 1;
+}
+
+void noma_sigint_restore(void) {
+    if (!g_installed) return;
+    sigaction(SIGINT, &g_prev_action, NULL);
+    g_installed = 0;
+}
+
+/* ======================================================================== */
+/* Introspection and test hooks                                             */
+/* ======================================================================== */
+
+int32_t noma_real_size(void) { return (int32_t)sizeof(real); }
+
+#ifndef NOMA_NO_TEST_HOOKS
+/* Tiny `void(void)` functions whose addresses tests pass to noma_invoke
+   (a longjmp across a ctypes callback frame would not be safe). */
+static int64_t g_test_reached = 0;
+
+int64_t noma_test_reached(void) { return g_test_reached; }
+
+void noma_test_fail(void) {
+    noma_fail(NOMA_ERR_SHAPE, 42, "test failure");
+    g_test_reached++; /* only reached when nothing was armed */
+}
+
+static void deep(int64_t d) {
+    if (d > 2 * NOMA_MAX_DEPTH) return; /* unreachable when noma_enter fails */
+    noma_enter(d);
+    deep(d + 1);
+    noma_leave();
+}
+
+void noma_test_deep_recursion(void) {
+    deep(0);
+    g_test_reached++;
+}
+
+void noma_test_alloc_huge(void) {
+    real *p = noma_alloc((int64_t)1 << 50);
+    if (p) p[0] = 1;
+    g_test_reached++;
+}
+
+void noma_test_interrupt(void) {
+    raise(SIGINT);
+    noma_check_interrupt(7);
+    g_test_reached++;
+}
+
+void noma_test_print(void) {
+    real d[6] = {1, 2, 3, 4, 5.5, -0.0};
+    NomaTensor t = {d, 2, {2, 3, 0, 0}};
+    noma_print_str("t =");
+    noma_print_sep();
+    noma_print_tensor(&t);
+    noma_print_end();
+    real *p = noma_alloc(100);
+    if (p) p[99] = 1;
+    g_test_reached++;
+}
+#endif

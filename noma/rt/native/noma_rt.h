@@ -1,0 +1,249 @@
+/*
+ * noma_rt.h -- public ABI of the NOMA native runtime.
+ *
+ * The contract is documented in docs/RUNTIME_ABI.md; this header is its C form.
+ * Generated code (JIT and executables) and the Python side (ctypes) use only
+ * what is declared here.
+ *
+ * `real` is double by default and float when compiled with -DNOMA_F32.
+ */
+#ifndef NOMA_RT_H
+#define NOMA_RT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef NOMA_F32
+typedef float real;
+#else
+typedef double real;
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Dense row-major tensor descriptor, rank 0..4 (rank 0: scalar in data[0]). 48 bytes. */
+typedef struct {
+    real *data;
+    int64_t rank;
+    int64_t dims[4];
+} NomaTensor;
+
+/* Opaque runtime context. */
+typedef struct NomaCtx NomaCtx;
+
+/* Error kinds. NOMA_ERR_NONE is what noma_error_kind returns when nothing failed. */
+enum {
+    NOMA_ERR_NONE = -1,
+    NOMA_ERR_SYNTAX = 0,
+    NOMA_ERR_NAME = 1,
+    NOMA_ERR_TYPE = 2,
+    NOMA_ERR_SHAPE = 3,
+    NOMA_ERR_RUNTIME = 4,
+    NOMA_ERR_IO = 5
+};
+
+/* Resize policies. */
+enum {
+    NOMA_POLICY_DEFAULT = 0,
+    NOMA_POLICY_ZEROS = 1,
+    NOMA_POLICY_NORMAL = 2,
+    NOMA_POLICY_UNIFORM = 3,
+    NOMA_POLICY_XAVIER = 4,
+    NOMA_POLICY_HE = 5,
+    NOMA_POLICY_COPY = 6,
+    NOMA_POLICY_PRESERVE = 7
+};
+
+/* Optimizer kinds. */
+enum {
+    NOMA_OPT_NONE = 0,
+    NOMA_OPT_SGD = 1,
+    NOMA_OPT_ADAM = 2,
+    NOMA_OPT_RMSPROP = 3,
+    NOMA_OPT_ADAMW = 4
+};
+
+/* Event kinds (NomaEvent.kind). */
+enum {
+    NOMA_EV_PARAM_RESIZE = 0, /* id = param slot; old/new shape; policy; aux = dim id or -1 */
+    NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy */
+    NOMA_EV_PARAM_FREE = 2,   /* id = param slot; old shape; new rank -1 */
+    NOMA_EV_OPT_CHANGE = 3,   /* id = param slot; policy = new optimizer kind, aux = old kind */
+    NOMA_EV_OPT_RESET = 4     /* id = -1; reset_optimizer() */
+};
+
+/* One recorded event. 112 bytes. Unused dims are 0. */
+typedef struct {
+    int32_t kind;        /* NOMA_EV_* */
+    int32_t policy;      /* resize policy as applied (0 resolved to 7 for dims); new opt kind */
+    int64_t step;        /* global step (noma_global_step) when recorded */
+    int64_t id;          /* param slot or dim id (-1: none) */
+    int64_t old_rank;    /* -1 when not applicable */
+    int64_t old_dims[4];
+    int64_t new_rank;    /* -1 when not applicable */
+    int64_t new_dims[4];
+    int64_t aux;         /* OPT_CHANGE: previous optimizer kind; PARAM_RESIZE: the dim id
+                            when done by a dim resize, else -1; otherwise 0 */
+} NomaEvent;
+
+/* ------------------------------------------------------------------------ */
+/* Context, invoke, errors                                                   */
+/* ------------------------------------------------------------------------ */
+NomaCtx *noma_ctx_new(void);
+void noma_ctx_free(NomaCtx *c);
+void noma_ctx_activate(NomaCtx *c);
+NomaCtx *noma_ctx_current(void);
+int32_t noma_invoke(NomaCtx *c, void (*fn)(void));
+
+void noma_fail(int32_t kind, int64_t span, const char *msg);
+void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b);
+void noma_fail_index(int64_t span, int64_t index, int64_t size);
+int32_t noma_error_kind(NomaCtx *c);
+int64_t noma_error_span(NomaCtx *c);
+const char *noma_error_message(NomaCtx *c);
+void noma_error_clear(NomaCtx *c);
+void noma_enter(int64_t span);
+void noma_leave(void);
+void noma_set_span_texts(int64_t n, const char **texts);
+int32_t noma_exe_main(void (*fn)(void));
+
+/* ------------------------------------------------------------------------ */
+/* Arena and tape                                                            */
+/* ------------------------------------------------------------------------ */
+real *noma_alloc(int64_t n);
+int64_t noma_arena_mark(void);
+void noma_arena_release(int64_t mark);
+void noma_set_arena_cap(int64_t bytes);
+int64_t noma_arena_used(NomaCtx *c);
+int64_t noma_arena_reserved(NomaCtx *c);
+void noma_arena_trim(NomaCtx *c);
+
+void noma_tape_push_s(real x);
+real noma_tape_pop_s(void);
+void noma_tape_push_t(const NomaTensor *t);
+void noma_tape_pop_t(NomaTensor *out);
+void noma_tape_reset(void);
+int64_t noma_tape_len(NomaCtx *c);
+
+/* ------------------------------------------------------------------------ */
+/* Broadcasting                                                              */
+/* ------------------------------------------------------------------------ */
+void noma_broadcast_dims(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b,
+                         NomaTensor *out);
+
+/* ------------------------------------------------------------------------ */
+/* Printing and warnings                                                     */
+/* ------------------------------------------------------------------------ */
+void noma_print_str(const char *s);
+void noma_print_scalar(real x);
+void noma_print_tensor(const NomaTensor *t);
+void noma_print_sep(void);
+void noma_print_end(void);
+void noma_set_capture(NomaCtx *c, int32_t on);
+int64_t noma_output_len(NomaCtx *c);
+const char *noma_output_data(NomaCtx *c);
+void noma_output_clear(NomaCtx *c);
+void noma_warn(const char *msg);
+int64_t noma_warnings_len(NomaCtx *c);
+const char *noma_warnings_data(NomaCtx *c);
+void noma_warnings_clear(NomaCtx *c);
+
+/* ------------------------------------------------------------------------ */
+/* RNG                                                                       */
+/* ------------------------------------------------------------------------ */
+void noma_seed(real s);
+real noma_rand(void);
+real noma_randn(void);
+void noma_fill(real *out, int64_t n, int32_t kind, real a, real b);
+
+/* ------------------------------------------------------------------------ */
+/* Globals                                                                   */
+/* ------------------------------------------------------------------------ */
+NomaTensor *noma_global(int64_t slot);
+void noma_global_store(int64_t slot, const NomaTensor *v);
+real noma_global_load_s(int64_t slot);
+void noma_global_store_s(int64_t slot, real x);
+int32_t noma_global_defined(int64_t slot);
+
+/* ------------------------------------------------------------------------ */
+/* Parameters, dims, optimizers                                              */
+/* ------------------------------------------------------------------------ */
+void noma_param_set(int64_t slot, const char *name, const NomaTensor *v);
+NomaTensor *noma_param(int64_t slot);
+void noma_param_free(int64_t slot);
+int32_t noma_param_defined(int64_t slot);
+const char *noma_param_name(int64_t slot);
+int64_t noma_param_slot_count(NomaCtx *c);
+void noma_param_bind_dim(int64_t slot, int32_t axis, int64_t dim_id);
+int64_t noma_param_bound_dim(int64_t slot, int32_t axis);
+void noma_param_resize(int64_t slot, int64_t rank, const int64_t *dims, int32_t policy, real a,
+                       real b, int64_t span);
+void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real b, int64_t span);
+int64_t noma_dim_get(int64_t dim_id);
+void noma_dim_set(int64_t dim_id, int64_t v);
+void noma_defer_begin(void);
+void noma_defer_apply(void);
+void noma_defer_end(void);
+void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper);
+void noma_opt_step(int64_t slot, const NomaTensor *grad);
+void noma_opt_reset_all(void);
+int32_t noma_param_opt_kind(int64_t slot);
+void noma_param_state(int64_t slot, int32_t which, NomaTensor *out);
+void noma_param_state_set(int64_t slot, int32_t which, const NomaTensor *v);
+
+/* ------------------------------------------------------------------------ */
+/* Training log, events, interrupt                                           */
+/* ------------------------------------------------------------------------ */
+void noma_log_loss(real loss);
+int64_t noma_global_step(void);
+int64_t noma_log_len(NomaCtx *c);
+const real *noma_log_data(NomaCtx *c);
+void noma_log_clear(NomaCtx *c);
+int64_t noma_event_count(NomaCtx *c);
+int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
+int32_t noma_poll_interrupt(void);
+void noma_clear_interrupt(void);
+void noma_request_interrupt(void);
+void noma_check_interrupt(int64_t span);
+void noma_sigint_install(void);
+void noma_sigint_restore(void);
+
+/* ------------------------------------------------------------------------ */
+/* Linear algebra                                                            */
+/* ------------------------------------------------------------------------ */
+void noma_set_gemm(void *fn);
+void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, int64_t n, int32_t ta,
+                 int32_t tb);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+/* ------------------------------------------------------------------------ */
+void noma_load_csv(const char *path, NomaTensor *out, int64_t span);
+void noma_save_csv(const char *path, const NomaTensor *v, int64_t span);
+void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span);
+void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
+                  int64_t span);
+
+/* ------------------------------------------------------------------------ */
+/* Introspection and test hooks (not used by generated code)                 */
+/* ------------------------------------------------------------------------ */
+int32_t noma_real_size(void);
+#ifndef NOMA_NO_TEST_HOOKS
+void noma_test_fail(void);
+void noma_test_deep_recursion(void);
+void noma_test_alloc_huge(void);
+void noma_test_interrupt(void);
+void noma_test_print(void);
+int64_t noma_test_reached(void);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOMA_RT_H */

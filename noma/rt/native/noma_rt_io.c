@@ -1,0 +1,934 @@
+/*
+ * noma_rt_io.c -- CSV and safetensors files for the NOMA native runtime.
+ *
+ * All failures are io errors (kind 5) whose message starts with the file's
+ * path, except shape/rank mismatches against what the program expects (kind 3).
+ * Loaded tensors live in the arena.
+ *
+ * safetensors layout: 8-byte little-endian header length N, N bytes of JSON
+ * (object: name -> {"dtype", "shape", "data_offsets": [begin, end]} plus an
+ * optional "__metadata__" object of strings), then the data region; offsets
+ * are relative to the start of the data region. The JSON is parsed by a small
+ * hand-written parser for exactly this subset (unknown keys inside a tensor
+ * entry are skipped). Nothing large is allocated before the header length
+ * (<= 100 MB and <= file size - 8) and the requested tensor's dtype, shape and
+ * offsets were validated. This file assumes a little-endian host.
+ */
+#include "noma_rt_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#error "noma_rt_io.c assumes a little-endian host"
+#endif
+
+#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+/* ======================================================================== */
+/* Helpers                                                                  */
+/* ======================================================================== */
+
+static FILE *open_or_fail(const char *path, const char *mode, int64_t span, int writing) {
+    if (!path) {
+        noma__failf(NOMA_ERR_IO, span, "missing file name");
+        return NULL;
+    }
+    FILE *f = fopen(path, mode);
+    if (!f)
+        noma__failf(NOMA_ERR_IO, span, "%s: cannot %s: %s", path, writing ? "write" : "read",
+                    strerror(errno));
+    return f;
+}
+
+static int64_t file_size(FILE *f) {
+    if (fseek(f, 0, SEEK_END) != 0) return -1;
+    long sz = ftell(f);
+    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) return -1;
+    return (int64_t)sz;
+}
+
+static int fmt_num(char *buf, size_t cap, double x) {
+    if (isnan(x)) return snprintf(buf, cap, "nan");
+    if (isinf(x)) return snprintf(buf, cap, x > 0 ? "inf" : "-inf");
+#ifdef NOMA_F32
+    return snprintf(buf, cap, "%.9g", x);
+#else
+    return snprintf(buf, cap, "%.17g", x);
+#endif
+}
+
+/* ======================================================================== */
+/* CSV                                                                      */
+/*                                                                          */
+/* Numbers separated by commas (spaces/tabs around them allowed), "#" starts */
+/* a comment up to the end of the line, blank lines are skipped, the first   */
+/* non-blank line is skipped as a header when it is not all numbers. Every   */
+/* row must have the same number of values. Result: rank 2 [rows, cols].    */
+/* ======================================================================== */
+
+static int parse_field(const char *s, const char *e, double *out) {
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    char tmp[128];
+    size_t L = (size_t)(e - s);
+    if (L == 0 || L >= sizeof tmp) return 0;
+    memcpy(tmp, s, L);
+    tmp[L] = 0;
+    char *end = NULL;
+    double v = strtod(tmp, &end);
+    if (end != tmp + L) return 0;
+    *out = v;
+    return 1;
+}
+
+static void field_text(char *buf, size_t cap, const char *s, const char *e) {
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    size_t L = (size_t)(e - s);
+    if (L >= cap) L = cap - 1;
+    memcpy(buf, s, L);
+    buf[L] = 0;
+}
+
+void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    out->rank = 2;
+    FILE *f = open_or_fail(path, "rb", span, 0);
+    if (!f) return;
+    int64_t size = file_size(f);
+    char *text = size >= 0 ? (char *)malloc((size_t)size + 1) : NULL;
+    if (!text || (size > 0 && fread(text, 1, (size_t)size, f) != (size_t)size)) {
+        fclose(f);
+        free(text);
+        noma__failf(NOMA_ERR_IO, span, "%s: cannot read the file", path);
+        return;
+    }
+    fclose(f);
+    text[size] = 0;
+
+    double *vals = NULL;
+    int64_t nvals = 0, cap = 0, rows = 0, cols = -1, line_no = 0;
+    int seen_first = 0;
+    const char *p = text, *end = text + size;
+    char msg_field[64];
+    while (p < end) {
+        const char *ls = p;
+        const char *le = memchr(p, '\n', (size_t)(end - p));
+        if (!le) le = end;
+        p = le < end ? le + 1 : end;
+        line_no++;
+        const char *hash = memchr(ls, '#', (size_t)(le - ls));
+        if (hash) le = hash;
+        while (le > ls && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t')) le--;
+        const char *t = ls;
+        while (t < le && (*t == ' ' || *t == '\t')) t++;
+        if (t == le) continue;
+        /* count fields and check they are numbers */
+        int64_t nf = 0;
+        int numeric = 1;
+        const char *bad_s = NULL, *bad_e = NULL;
+        for (const char *fs = ls;;) {
+            const char *fe = memchr(fs, ',', (size_t)(le - fs));
+            if (!fe) fe = le;
+            double v;
+            if (!parse_field(fs, fe, &v) && numeric) {
+                numeric = 0;
+                bad_s = fs;
+                bad_e = fe;
+            }
+            nf++;
+            if (fe == le) break;
+            fs = fe + 1;
+        }
+        if (!numeric) {
+            if (!seen_first) {
+                seen_first = 1; /* header row */
+                continue;
+            }
+            field_text(msg_field, sizeof msg_field, bad_s, bad_e);
+            free(vals);
+            free(text);
+            noma__failf(NOMA_ERR_IO, span, "%s: line %lld: cannot read '%s' as a number", path,
+                        (long long)line_no, msg_field);
+            return;
+        }
+        seen_first = 1;
+        if (cols < 0)
+            cols = nf;
+        else if (nf != cols) {
+            free(vals);
+            free(text);
+            noma__failf(NOMA_ERR_IO, span, "%s: line %lld has %lld values, expected %lld", path,
+                        (long long)line_no, (long long)nf, (long long)cols);
+            return;
+        }
+        if (nvals + nf > cap) {
+            int64_t nc = cap ? cap * 2 : 1024;
+            while (nc < nvals + nf) nc *= 2;
+            double *q = (double *)realloc(vals, (size_t)nc * sizeof(double));
+            if (!q) {
+                free(vals);
+                free(text);
+                noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+                return;
+            }
+            vals = q;
+            cap = nc;
+        }
+        for (const char *fs = ls;;) {
+            const char *fe = memchr(fs, ',', (size_t)(le - fs));
+            if (!fe) fe = le;
+            parse_field(fs, fe, &vals[nvals++]);
+            if (fe == le) break;
+            fs = fe + 1;
+        }
+        rows++;
+    }
+    free(text);
+    if (rows == 0) {
+        free(vals);
+        noma__failf(NOMA_ERR_IO, span, "%s: no numeric rows", path);
+        return;
+    }
+    real *d = noma__alloc(c, nvals);
+    if (!d) {
+        free(vals);
+        return;
+    }
+    for (int64_t i = 0; i < nvals; i++) d[i] = (real)vals[i];
+    free(vals);
+    out->data = d;
+    out->dims[0] = rows;
+    out->dims[1] = cols;
+}
+
+/* rank 0: one value; rank 1: one value per line; rank 2: one row per line. */
+void noma_save_csv(const char *path, const NomaTensor *v, int64_t span) {
+    if (!noma__check_tensor(v, span, "save_csv")) return;
+    if (v->rank > 2) {
+        noma__failf(NOMA_ERR_SHAPE, span, "%s: CSV files hold at most 2 axes, got rank %lld",
+                    path ? path : "?", (long long)v->rank);
+        return;
+    }
+    FILE *f = open_or_fail(path, "wb", span, 1);
+    if (!f) return;
+    int64_t rows = v->rank == 0 ? 1 : v->dims[0];
+    int64_t cols = v->rank == 2 ? v->dims[1] : 1;
+    char num[64];
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t j = 0; j < cols; j++) {
+            int L = fmt_num(num, sizeof num, (double)v->data[i * cols + j]);
+            if (j) fputc(',', f);
+            fwrite(num, 1, (size_t)L, f);
+        }
+        fputc('\n', f);
+    }
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) noma__failf(NOMA_ERR_IO, span, "%s: cannot write the file", path);
+}
+
+/* ======================================================================== */
+/* safetensors: dtypes                                                      */
+/* ======================================================================== */
+
+typedef struct {
+    const char *name;
+    int size;      /* bytes per element */
+    int supported; /* converted to real on load */
+} StDtype;
+
+static const StDtype ST_DTYPES[] = {
+    {"F64", 8, 1}, {"F32", 4, 1},  {"F16", 2, 1},     {"BF16", 2, 1},    {"I64", 8, 1},
+    {"I32", 4, 1}, {"I16", 2, 1},  {"I8", 1, 1},      {"U8", 1, 1},      {"U16", 2, 1},
+    {"U32", 4, 1}, {"U64", 8, 1},  {"BOOL", 1, 1},    {"F8_E5M2", 1, 0}, {"F8_E4M3", 1, 0},
+};
+
+static const StDtype *st_dtype(const char *s) {
+    for (size_t i = 0; i < sizeof ST_DTYPES / sizeof ST_DTYPES[0]; i++)
+        if (strcmp(ST_DTYPES[i].name, s) == 0) return &ST_DTYPES[i];
+    return NULL;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (h >> 15) & 1u, ex = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    float v;
+    if (ex == 0)
+        v = ldexpf((float)mant, -24);
+    else if (ex == 31)
+        v = mant ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(mant | 0x400u), (int)ex - 25);
+    return sign ? -v : v;
+}
+
+static double st_elem(const unsigned char *b, const char *dt) {
+    switch (dt[0]) {
+    case 'F':
+        if (dt[1] == '6') { double x; memcpy(&x, b, 8); return x; }
+        if (dt[1] == '3') { float x; memcpy(&x, b, 4); return x; }
+        { uint16_t h; memcpy(&h, b, 2); return half_to_float(h); }
+    case 'B':
+        if (dt[1] == 'F') {
+            uint16_t h;
+            memcpy(&h, b, 2);
+            uint32_t u = (uint32_t)h << 16;
+            float x;
+            memcpy(&x, &u, 4);
+            return x;
+        }
+        return b[0] ? 1.0 : 0.0; /* BOOL */
+    case 'I':
+        if (dt[1] == '6') { int64_t x; memcpy(&x, b, 8); return (double)x; }
+        if (dt[1] == '3') { int32_t x; memcpy(&x, b, 4); return x; }
+        if (dt[1] == '1') { int16_t x; memcpy(&x, b, 2); return x; }
+        return (int8_t)b[0];
+    case 'U':
+        if (dt[1] == '6') { uint64_t x; memcpy(&x, b, 8); return (double)x; }
+        if (dt[1] == '3') { uint32_t x; memcpy(&x, b, 4); return x; }
+        if (dt[1] == '1') { uint16_t x; memcpy(&x, b, 2); return x; }
+        return b[0];
+    }
+    return 0;
+}
+
+/* ======================================================================== */
+/* safetensors: JSON header parser (subset)                                 */
+/* ======================================================================== */
+
+typedef struct {
+    const char *start, *p, *end;
+    char err[160];
+} JP;
+
+static int jerr(JP *j, const char *what) {
+    if (!j->err[0])
+        snprintf(j->err, sizeof j->err, "%s at byte %lld", what, (long long)(j->p - j->start));
+    return 0;
+}
+
+static void jws(JP *j) {
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+static int jpeek(JP *j, char ch) {
+    jws(j);
+    return j->p < j->end && *j->p == ch;
+}
+
+static int jexpect(JP *j, char ch) {
+    if (jpeek(j, ch)) {
+        j->p++;
+        return 1;
+    }
+    char what[32];
+    snprintf(what, sizeof what, "expected '%c'", ch);
+    return jerr(j, what);
+}
+
+static int hex4(const char *s, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = s[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9') v |= (uint32_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') v |= (uint32_t)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F') v |= (uint32_t)(ch - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Parses a JSON string; returns a malloc'd UTF-8 copy (NULL on error). */
+static char *jstring(JP *j) {
+    if (!jexpect(j, '"')) return NULL;
+    /* find the closing quote to size the buffer (unescaped length <= raw length) */
+    const char *q = j->p;
+    while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
+    if (q >= j->end) {
+        jerr(j, "unterminated string");
+        return NULL;
+    }
+    char *out = (char *)malloc((size_t)(q - j->p) + 1);
+    if (!out) {
+        jerr(j, "out of memory");
+        return NULL;
+    }
+    size_t w = 0;
+    while (j->p < q) {
+        unsigned char ch = (unsigned char)*j->p++;
+        if (ch < 0x20) {
+            free(out);
+            jerr(j, "control character in string");
+            return NULL;
+        }
+        if (ch != '\\') {
+            out[w++] = (char)ch;
+            continue;
+        }
+        char e = *j->p++;
+        uint32_t cp;
+        switch (e) {
+        case '"': out[w++] = '"'; break;
+        case '\\': out[w++] = '\\'; break;
+        case '/': out[w++] = '/'; break;
+        case 'b': out[w++] = '\b'; break;
+        case 'f': out[w++] = '\f'; break;
+        case 'n': out[w++] = '\n'; break;
+        case 'r': out[w++] = '\r'; break;
+        case 't': out[w++] = '\t'; break;
+        case 'u':
+            if (q - j->p < 4 || !hex4(j->p, &cp)) goto bad;
+            j->p += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) goto bad;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                uint32_t lo;
+                if (q - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || !hex4(j->p + 2, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    goto bad;
+                j->p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (cp < 0x80) {
+                out[w++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[w++] = (char)(0xC0 | (cp >> 6));
+                out[w++] = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                out[w++] = (char)(0xE0 | (cp >> 12));
+                out[w++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[w++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[w++] = (char)(0xF0 | (cp >> 18));
+                out[w++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                out[w++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[w++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        default:
+            goto bad;
+        }
+    }
+    j->p = q + 1;
+    out[w] = 0;
+    return out;
+bad:
+    free(out);
+    jerr(j, "invalid escape in string");
+    return NULL;
+}
+
+/* Non-negative integer <= 2^53. */
+static int juint(JP *j, uint64_t *out) {
+    jws(j);
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return jerr(j, "expected a non-negative integer");
+    uint64_t v = 0;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        v = v * 10 + (uint64_t)(*j->p - '0');
+        if (v > ((uint64_t)1 << 53)) return jerr(j, "integer too large");
+        j->p++;
+    }
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return jerr(j, "expected an integer");
+    *out = v;
+    return 1;
+}
+
+static int jskip(JP *j, int depth) {
+    if (depth > 64) return jerr(j, "nesting too deep");
+    jws(j);
+    if (j->p >= j->end) return jerr(j, "unexpected end");
+    char ch = *j->p;
+    if (ch == '"') {
+        char *s = jstring(j);
+        free(s);
+        return s != NULL;
+    }
+    if (ch == '{' || ch == '[') {
+        char close = ch == '{' ? '}' : ']';
+        j->p++;
+        if (jpeek(j, close)) {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (ch == '{') {
+                char *k = jstring(j);
+                if (!k) return 0;
+                free(k);
+                if (!jexpect(j, ':')) return 0;
+            }
+            if (!jskip(j, depth + 1)) return 0;
+            if (jpeek(j, ',')) {
+                j->p++;
+                continue;
+            }
+            return jexpect(j, close);
+        }
+    }
+    /* number / true / false / null */
+    const char *s = j->p;
+    while (j->p < j->end && (strchr("+-.0123456789eE", *j->p) || (*j->p >= 'a' && *j->p <= 'z'))) j->p++;
+    if (j->p == s) return jerr(j, "unexpected character");
+    return 1;
+}
+
+typedef struct {
+    char dtype[16];
+    int64_t rank;
+    uint64_t shape[4];
+    uint64_t begin, end;
+    int found;
+} StEntry;
+
+/* One tensor entry object. Validates what can be checked without the name. */
+static int st_entry(JP *j, StEntry *e, int *rank_over) {
+    int have_dt = 0, have_shape = 0, have_off = 0;
+    memset(e, 0, sizeof *e);
+    *rank_over = 0;
+    if (!jexpect(j, '{')) return 0;
+    if (jpeek(j, '}')) {
+        j->p++;
+        return jerr(j, "empty tensor entry");
+    }
+    for (;;) {
+        char *k = jstring(j);
+        if (!k) return 0;
+        if (!jexpect(j, ':')) {
+            free(k);
+            return 0;
+        }
+        if (strcmp(k, "dtype") == 0) {
+            char *dt = jstring(j);
+            if (!dt) {
+                free(k);
+                return 0;
+            }
+            snprintf(e->dtype, sizeof e->dtype, "%s", strlen(dt) < sizeof e->dtype ? dt : "?");
+            free(dt);
+            have_dt = 1;
+        } else if (strcmp(k, "shape") == 0) {
+            if (!jexpect(j, '[')) {
+                free(k);
+                return 0;
+            }
+            int64_t r = 0;
+            if (jpeek(j, ']')) {
+                j->p++;
+            } else {
+                for (;;) {
+                    uint64_t d;
+                    if (!juint(j, &d)) {
+                        free(k);
+                        return 0;
+                    }
+                    if (r < 4) e->shape[r] = d;
+                    r++;
+                    if (r > 64) {
+                        free(k);
+                        return jerr(j, "shape has too many axes");
+                    }
+                    if (jpeek(j, ',')) {
+                        j->p++;
+                        continue;
+                    }
+                    if (!jexpect(j, ']')) {
+                        free(k);
+                        return 0;
+                    }
+                    break;
+                }
+            }
+            e->rank = r;
+            *rank_over = r > 4;
+            have_shape = 1;
+        } else if (strcmp(k, "data_offsets") == 0) {
+            if (!jexpect(j, '[') || !juint(j, &e->begin) || !jexpect(j, ',') || !juint(j, &e->end) ||
+                !jexpect(j, ']')) {
+                free(k);
+                return 0;
+            }
+            have_off = 1;
+        } else if (!jskip(j, 1)) {
+            free(k);
+            return 0;
+        }
+        free(k);
+        if (jpeek(j, ',')) {
+            j->p++;
+            continue;
+        }
+        if (!jexpect(j, '}')) return 0;
+        break;
+    }
+    if (!have_dt || !have_shape || !have_off)
+        return jerr(j, "tensor entry needs dtype, shape and data_offsets");
+    return 1;
+}
+
+/* ======================================================================== */
+/* safetensors: load                                                        */
+/* ======================================================================== */
+
+void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!name) name = "";
+    FILE *f = open_or_fail(path, "rb", span, 0);
+    if (!f) return;
+    int64_t fsz = file_size(f);
+    unsigned char lenb[8];
+    if (fsz < 8 || fread(lenb, 1, 8, f) != 8) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: not a safetensors file (too short)", path);
+        return;
+    }
+    uint64_t N = 0;
+    for (int i = 7; i >= 0; i--) N = (N << 8) | lenb[i];
+    if (N > ST_MAX_HEADER) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: safetensors header length %llu is larger than 100 MB",
+                    path, (unsigned long long)N);
+        return;
+    }
+    if (N + 8 > (uint64_t)fsz) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span,
+                    "%s: safetensors header length %llu does not fit in the file (%lld bytes)", path,
+                    (unsigned long long)N, (long long)fsz);
+        return;
+    }
+    uint64_t data_len = (uint64_t)fsz - 8 - N;
+    char *hdr = (char *)malloc((size_t)N + 1);
+    if (!hdr || fread(hdr, 1, (size_t)N, f) != (size_t)N) {
+        free(hdr);
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: cannot read the safetensors header", path);
+        return;
+    }
+    hdr[N] = 0;
+
+    JP j;
+    memset(&j, 0, sizeof j);
+    j.start = j.p = hdr;
+    j.end = hdr + N;
+    StEntry want;
+    memset(&want, 0, sizeof want);
+    int want_rank_over = 0;
+    int ok = jexpect(&j, '{');
+    if (ok && jpeek(&j, '}')) {
+        j.p++;
+    } else {
+        while (ok) {
+            char *key = jstring(&j);
+            if (!key || !jexpect(&j, ':')) {
+                free(key);
+                ok = 0;
+                break;
+            }
+            if (strcmp(key, "__metadata__") == 0) {
+                /* object of strings */
+                ok = jexpect(&j, '{');
+                if (ok && jpeek(&j, '}')) {
+                    j.p++;
+                } else {
+                    while (ok) {
+                        char *mk = jstring(&j);
+                        char *mv = mk && jexpect(&j, ':') ? jstring(&j) : NULL;
+                        ok = mk && mv;
+                        free(mk);
+                        free(mv);
+                        if (!ok) break;
+                        if (jpeek(&j, ',')) {
+                            j.p++;
+                            continue;
+                        }
+                        ok = jexpect(&j, '}');
+                        break;
+                    }
+                }
+            } else {
+                StEntry e;
+                int over = 0;
+                ok = st_entry(&j, &e, &over);
+                if (ok) {
+                    /* checks that hold for every entry */
+                    const StDtype *dt = st_dtype(e.dtype);
+                    const char *problem = NULL;
+                    char pb[200];
+                    if (!dt) {
+                        snprintf(pb, sizeof pb, "unknown dtype '%s'", e.dtype);
+                        problem = pb;
+                    } else if (e.begin > e.end || e.end > data_len) {
+                        snprintf(pb, sizeof pb,
+                                 "data offsets [%llu, %llu] outside the data region (%llu bytes)",
+                                 (unsigned long long)e.begin, (unsigned long long)e.end,
+                                 (unsigned long long)data_len);
+                        problem = pb;
+                    } else if (!over) {
+                        /* element count, overflow-safe (bounded by the data region) */
+                        uint64_t n = 1;
+                        int zero = 0, huge = 0;
+                        for (int64_t a = 0; a < e.rank; a++) {
+                            if (e.shape[a] == 0) zero = 1;
+                        }
+                        if (!zero)
+                            for (int64_t a = 0; a < e.rank; a++) {
+                                if (n > data_len / e.shape[a]) {
+                                    huge = 1;
+                                    break;
+                                }
+                                n *= e.shape[a];
+                            }
+                        if (zero) n = 0;
+                        if (huge || n * (uint64_t)dt->size != e.end - e.begin) {
+                            char sh[128];
+                            int64_t di[4];
+                            for (int a = 0; a < 4; a++) di[a] = (int64_t)e.shape[a];
+                            noma__shape_str(sh, sizeof sh, e.rank, di);
+                            snprintf(pb, sizeof pb,
+                                     "data offsets [%llu, %llu] (%llu bytes) do not match shape %s "
+                                     "of %s",
+                                     (unsigned long long)e.begin, (unsigned long long)e.end,
+                                     (unsigned long long)(e.end - e.begin), sh, e.dtype);
+                            problem = pb;
+                        }
+                    }
+                    if (problem) {
+                        fclose(f);
+                        free(hdr);
+                        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s': %s", path, key, problem);
+                        free(key);
+                        return;
+                    }
+                    if (!want.found && strcmp(key, name) == 0) {
+                        want = e;
+                        want.found = 1;
+                        want_rank_over = over;
+                    }
+                }
+            }
+            free(key);
+            if (!ok) break;
+            if (jpeek(&j, ',')) {
+                j.p++;
+                continue;
+            }
+            ok = jexpect(&j, '}');
+            break;
+        }
+    }
+    if (ok) {
+        jws(&j);
+        if (j.p != j.end) ok = jerr(&j, "trailing characters after the header object");
+    }
+    free(hdr);
+    if (!ok) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: invalid safetensors header: %s", path, j.err);
+        return;
+    }
+    if (!want.found) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: no tensor named '%s'", path, name);
+        return;
+    }
+    if (want_rank_over) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s' has rank %lld (at most 4 supported)", path,
+                    name, (long long)want.rank);
+        return;
+    }
+    const StDtype *dt = st_dtype(want.dtype);
+    if (!dt->supported) {
+        fclose(f);
+        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s' has unsupported dtype %s", path, name,
+                    want.dtype);
+        return;
+    }
+    if (rank >= 0 && want.rank != rank) {
+        fclose(f);
+        noma__failf(NOMA_ERR_SHAPE, span, "%s: tensor '%s' has rank %lld, expected %lld", path,
+                    name, (long long)want.rank, (long long)rank);
+        return;
+    }
+    uint64_t nbytes = want.end - want.begin;
+    int64_t n = (int64_t)(nbytes / (uint64_t)dt->size);
+    real *d = noma__alloc(c, n);
+    if (!d) {
+        fclose(f);
+        return;
+    }
+    int direct = (int)sizeof(real) == dt->size &&
+                 strcmp(want.dtype, sizeof(real) == 8 ? "F64" : "F32") == 0;
+    unsigned char *tmp = direct ? (unsigned char *)d : (unsigned char *)malloc(nbytes ? nbytes : 1);
+    int rd = tmp && fseek(f, (long)(8 + N + want.begin), SEEK_SET) == 0 &&
+             (nbytes == 0 || fread(tmp, 1, (size_t)nbytes, f) == (size_t)nbytes);
+    fclose(f);
+    if (!rd) {
+        if (!direct) free(tmp);
+        noma__failf(NOMA_ERR_IO, span, "%s: cannot read the data of tensor '%s'", path, name);
+        return;
+    }
+    if (!direct) {
+        for (int64_t i = 0; i < n; i++) d[i] = (real)st_elem(tmp + i * dt->size, want.dtype);
+        free(tmp);
+    }
+    out->data = d;
+    out->rank = want.rank;
+    for (int64_t a = 0; a < want.rank; a++) out->dims[a] = (int64_t)want.shape[a];
+}
+
+/* ======================================================================== */
+/* safetensors: save                                                        */
+/* ======================================================================== */
+
+static void json_str(NomaBuf *b, const char *s);
+
+static void nb_add(NomaBuf *b, const char *s, int64_t n) {
+    if (n <= 0 || b->len < 0) return;
+    if (b->len + n + 1 > b->cap) {
+        int64_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + n + 1) nc *= 2;
+        char *p = (char *)realloc(b->data, (size_t)nc);
+        if (!p) {
+            b->len = -1; /* out of memory marker */
+            return;
+        }
+        b->data = p;
+        b->cap = nc;
+    }
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+static void nb_str(NomaBuf *b, const char *s) { nb_add(b, s, (int64_t)strlen(s)); }
+
+static void json_str(NomaBuf *b, const char *s) {
+    nb_add(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"') nb_add(b, "\\\"", 2);
+        else if (*p == '\\') nb_add(b, "\\\\", 2);
+        else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            nb_add(b, esc, 6);
+        } else nb_add(b, (const char *)p, 1);
+    }
+    nb_add(b, "\"", 1);
+}
+
+void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
+                  int64_t span) {
+    if (!path) {
+        noma__failf(NOMA_ERR_IO, span, "missing file name");
+        return;
+    }
+    if (n < 0 || (n > 0 && (!names || !ts))) {
+        noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor list", path);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (!names[i] || !names[i][0] || strcmp(names[i], "__metadata__") == 0) {
+            noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor name", path);
+            return;
+        }
+        if (!noma__check_tensor(ts[i], span, "save")) return;
+    }
+    int64_t *ord = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (!ord) {
+        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+        return;
+    }
+    /* insertion sort of indices by name (n is small) */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = i;
+        while (k > 0 && strcmp(names[ord[k - 1]], names[i]) > 0) {
+            ord[k] = ord[k - 1];
+            k--;
+        }
+        ord[k] = i;
+    }
+    for (int64_t i = 1; i < n; i++) {
+        if (strcmp(names[ord[i - 1]], names[ord[i]]) == 0) {
+            const char *dup = names[ord[i]];
+            free(ord);
+            noma__failf(NOMA_ERR_IO, span, "%s: tensor name '%s' given twice", path, dup);
+            return;
+        }
+    }
+    const char *dtname = sizeof(real) == 8 ? "F64" : "F32";
+    NomaBuf h = {0, 0, 0};
+    nb_add(&h, "{", 1);
+    uint64_t off = 0;
+    char num[64];
+    for (int64_t i = 0; i < n; i++) {
+        const NomaTensor *t = ts[ord[i]];
+        uint64_t bytes = (uint64_t)noma__numel(t) * sizeof(real);
+        if (i) nb_add(&h, ",", 1);
+        json_str(&h, names[ord[i]]);
+        nb_str(&h, ":{\"dtype\":\"");
+        nb_str(&h, dtname);
+        nb_str(&h, "\",\"shape\":[");
+        for (int64_t a = 0; a < t->rank; a++) {
+            snprintf(num, sizeof num, a ? ",%lld" : "%lld", (long long)t->dims[a]);
+            nb_str(&h, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                 (unsigned long long)(off + bytes));
+        nb_str(&h, num);
+        off += bytes;
+    }
+    nb_add(&h, "}", 1);
+    while (h.len > 0 && h.len % 8 != 0) nb_add(&h, " ", 1);
+    if (h.len < 0) {
+        free(h.data);
+        free(ord);
+        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+        return;
+    }
+    /* write to PATH.tmp, then rename over PATH */
+    size_t pl = strlen(path);
+    char *tmp = (char *)malloc(pl + 5);
+    if (!tmp) {
+        free(h.data);
+        free(ord);
+        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+        return;
+    }
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        free(tmp);
+        free(h.data);
+        free(ord);
+        noma__failf(NOMA_ERR_IO, span, "%s: cannot write: %s", path, strerror(e));
+        return;
+    }
+    unsigned char lenb[8];
+    uint64_t N = (uint64_t)h.len;
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(N >> (8 * i));
+    int bad = fwrite(lenb, 1, 8, f) != 8 || fwrite(h.data, 1, (size_t)h.len, f) != (size_t)h.len;
+    for (int64_t i = 0; i < n && !bad; i++) {
+        const NomaTensor *t = ts[ord[i]];
+        int64_t cnt = noma__numel(t);
+        if (cnt > 0) bad = fwrite(t->data, sizeof(real), (size_t)cnt, f) != (size_t)cnt;
+    }
+    bad |= ferror(f);
+    bad |= fclose(f) != 0;
+    if (!bad && rename(tmp, path) != 0) bad = 1;
+    if (bad) remove(tmp);
+    free(tmp);
+    free(h.data);
+    free(ord);
+    if (bad) noma__failf(NOMA_ERR_IO, span, "%s: cannot write the file", path);
+}

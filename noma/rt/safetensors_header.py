@@ -1,0 +1,45 @@
+"""Reads a safetensors header at compile time to learn the names and ranks of its tensors.
+
+Owns: bounded, validated header parsing (no large allocation for hostile files).
+Imports: only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+MAX_HEADER = 100 * 1024 * 1024
+DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32"}
+
+
+def read_ranks(path: str) -> dict[str, int]:
+    """{tensor name: rank} of a safetensors file. Raises OSError or ValueError with a plain message."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("the file is shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_HEADER or length + 8 > size:
+            raise ValueError(f"its header claims {length} bytes, more than the file holds")
+        try:
+            header = json.loads(f.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("its header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    ranks: dict[str, int] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or not isinstance(info.get("shape"), list):
+            raise ValueError(f"tensor `{name}` has no shape")
+        if info.get("dtype") not in DTYPES:
+            raise ValueError(f"tensor `{name}` has unsupported dtype {info.get('dtype')!r}")
+        rank = len(info["shape"])
+        if not 1 <= rank <= 4:
+            raise ValueError(f"tensor `{name}` has rank {rank}; NOMA tensors have rank 1 to 4")
+        ranks[name] = rank
+    return ranks
