@@ -1,0 +1,657 @@
+"""A NumPy interpreter of NOMA's IR: the executable specification and the test oracle.
+
+Owns: Interpreter (every op and region, the tape, optimize loops), InterpState (parameters,
+optimizer state, globals, dims, printed lines, loss log, RNG), the optimizer formulas (PyTorch's,
+with per-entry step counts) and the print format. It is never the product's execution path
+(that is lower_llvm and the native runtime); tests compare the two.
+Values: tensors are np.ndarray (float64, or float32 when module.dtype == "f32"), scalars floats.
+Imports: the standard library, numpy, noma.compiler.ir, noma.diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from noma.compiler import ir
+from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
+from noma.diagnostics import Kind, error
+
+MAX_DEPTH = 10000
+
+
+class NumpyRng:
+    """The default generator: numpy's, seeded (0 unless told)."""
+
+    def __init__(self, seed: float = 0):
+        self.seed(seed)
+
+    def seed(self, s: float) -> None:
+        self.gen = np.random.default_rng(int(s) & 0xFFFFFFFFFFFFFFFF)
+
+    def uniform(self, n: int) -> np.ndarray:
+        return self.gen.random(n)
+
+    def normal(self, n: int) -> np.ndarray:
+        return self.gen.standard_normal(n)
+
+
+@dataclass
+class OptSlot:
+    """One parameter's optimizer state; every buffer has the parameter's shape."""
+
+    kind: int
+    step: np.ndarray  # per-entry step counts (int64)
+    pow1: np.ndarray  # beta1^step, kept as a running product
+    pow2: np.ndarray
+    m: np.ndarray     # Adam first moment / SGD and RMSprop momentum buffer
+    v: np.ndarray     # Adam second moment / RMSprop square average
+
+
+@dataclass
+class InterpState:
+    """What the native runtime keeps in its context, for the interpreter."""
+
+    params: dict[int, np.ndarray] = field(default_factory=dict)
+    param_names: dict[int, str] = field(default_factory=dict)
+    opt: dict[int, OptSlot] = field(default_factory=dict)
+    globals: dict[int, Any] = field(default_factory=dict)
+    dims: dict[int, int] = field(default_factory=dict)
+    bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
+    output: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    loss_log: list[float] = field(default_factory=list)
+    tape: list[Any] = field(default_factory=list)
+    rng: Any = field(default_factory=NumpyRng)
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def format_scalar(x: float) -> str:
+    """`%.6g`, with nan, inf, -inf, and -0 printed as 0."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return "0" if x == 0 else format(x, ".6g")
+
+
+def format_value(v: Any) -> str:
+    """A scalar, or a tensor on one line as nested brackets (axes over 12 long elided)."""
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return format_scalar(float(a))
+    items = [format_value(a[i]) for i in range(a.shape[0])]
+    if len(items) > 12:
+        items = items[:3] + ["..."] + items[-3:]
+    return "[" + ", ".join(items) + "]"
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def hyperparameters(kind: int, hyper: list[float]) -> dict[str, float]:
+    """The hyperparameter vector with NaN entries replaced by the optimizer's defaults."""
+    adam = kind in (ir.OPTIMIZERS["adam"], ir.OPTIMIZERS["adamw"])
+    defaults = {"lr": 0.001 if adam else 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                "weight_decay": 0.01 if kind == ir.OPTIMIZERS["adamw"] else 0.0, "momentum": 0.0,
+                "alpha": 0.99, "dampening": 0.0, "nesterov": 0.0}
+    out = {}
+    for i, name in enumerate(ir.HYPER_NAMES):
+        x = float(hyper[i]) if i < len(hyper) else math.nan
+        out[name] = defaults[name] if math.isnan(x) else x
+    return out
+
+
+def new_slot(kind: int, like: np.ndarray) -> OptSlot:
+    z = np.zeros_like(like)
+    return OptSlot(kind, np.zeros(like.shape, np.int64), np.ones_like(like), np.ones_like(like), z, z.copy())
+
+
+def optimizer_step(s: OptSlot, h: dict[str, float], p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """One update of parameter p with gradient g (PyTorch's formulas); returns the new p."""
+    lr, wd, mom = h["lr"], h["weight_decay"], h["momentum"]
+    if s.kind == ir.OPTIMIZERS["adamw"]:
+        p = p * (1 - lr * wd)
+    elif wd != 0:
+        g = g + wd * p
+    if s.kind in (ir.OPTIMIZERS["adam"], ir.OPTIMIZERS["adamw"]):
+        b1, b2 = h["beta1"], h["beta2"]
+        s.pow1, s.pow2 = s.pow1 * b1, s.pow2 * b2
+        s.m = b1 * s.m + (1 - b1) * g
+        s.v = b2 * s.v + (1 - b2) * g * g
+        denom = np.sqrt(s.v) / np.sqrt(1 - s.pow2) + h["eps"]
+        p = p - (lr / (1 - s.pow1)) * s.m / denom
+    elif s.kind == ir.OPTIMIZERS["rmsprop"]:
+        alpha = h["alpha"]
+        s.v = alpha * s.v + (1 - alpha) * g * g
+        avg = np.sqrt(s.v) + h["eps"]
+        if mom > 0:
+            s.m = mom * s.m + g / avg
+            p = p - lr * s.m
+        else:
+            p = p - lr * g / avg
+    else:  # SGD
+        if mom != 0:
+            s.m = np.where(s.step == 0, g, mom * s.m + (1 - h["dampening"]) * g)
+            g = g + mom * s.m if h["nesterov"] != 0 else s.m
+        p = p - lr * g
+    s.step = s.step + 1
+    return p
+
+
+# ----------------------------------------------------------------------------- elementwise tables
+
+_UNARY: dict[Op, Callable[[np.ndarray], Any]] = {
+    Op.NEG: np.negative, Op.EXP: np.exp, Op.LOG: np.log, Op.SQRT: np.sqrt, Op.SIN: np.sin,
+    Op.COS: np.cos, Op.TAN: np.tan, Op.TANH: np.tanh, Op.SIGMOID: lambda x: 1 / (1 + np.exp(-x)),
+    Op.RELU: lambda x: np.maximum(x, 0), Op.ABS: np.abs, Op.SIGN: np.sign, Op.FLOOR: np.floor,
+    Op.CEIL: np.ceil, Op.NOT: lambda x: x == 0, Op.STOP_GRAD: lambda x: x,
+}
+_BINARY: dict[Op, Callable[[np.ndarray, np.ndarray], Any]] = {
+    Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.divide, Op.POW: np.power,
+    Op.MOD: np.fmod, Op.MIN: np.minimum, Op.MAX: np.maximum, Op.LT: np.less, Op.LE: np.less_equal,
+    Op.GT: np.greater, Op.GE: np.greater_equal, Op.EQ: np.equal, Op.NE: np.not_equal,
+    Op.AND: lambda a, b: (a != 0) & (b != 0), Op.OR: lambda a, b: (a != 0) | (b != 0),
+}
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class Interpreter:
+    """Runs a module's functions on NumPy values, with the session state in `state`."""
+
+    def __init__(self, module: ir.Module, state: Optional[InterpState] = None):
+        self.module = module
+        self.state = state if state is not None else InterpState()
+        self.dt = np.float32 if module.dtype == "f32" else np.float64
+        self.depth = 0
+        self._ops: dict[Op, Callable[[Instr, list[Any]], Any]] = {}
+        for op in Op:
+            method = getattr(self, "_" + op.value, None)
+            if method is not None:
+                self._ops[op] = method
+
+    # --- entry points
+
+    def call(self, fn_name: str, *args: Any) -> Any:
+        fn = self.module.functions[fn_name]
+        with np.errstate(all="ignore"):
+            return self._invoke(fn, [self._value(a, p.rank) for a, p in zip(args, fn.params)], fn.span)
+
+    def prelude(self, fn_name: str, op: OptimizeOp) -> dict[int, Any]:
+        """The values defined before `op`, a top-level op of function fn_name (which takes no
+        arguments): the environment for forward() and gradients()."""
+        env: dict[int, Any] = {}
+        block = self.module.functions[fn_name].body
+        with np.errstate(all="ignore"):
+            self.run_block(Block([], block.ops[:[id(o) for o in block.ops].index(id(op))], []), env)
+        return env
+
+    def forward(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> list[Any]:
+        """Run an optimize body once (carried values from env's inits); its yields."""
+        env = dict(env or {})
+        self.state.tape.clear()
+        for p, v in zip(op.body.params, op.inits):
+            env[p.id] = env[v.id]
+        with np.errstate(all="ignore"):
+            return self.run_block(op.body, env)
+
+    def gradients(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> tuple[Any, list[Any]]:
+        """Run an optimize body then its grad block once: (loss, one gradient per parameter)."""
+        assert op.grad is not None, "run autodiff.differentiate first"
+        env = dict(env or {})
+        self.state.tape.clear()
+        for p, v in zip(op.body.params, op.inits):
+            env[p.id] = env[v.id]
+        with np.errstate(all="ignore"):
+            out = self.run_block(op.body, env)
+            grads = self.run_block(op.grad, env)
+        if self.state.tape:
+            raise RuntimeError(f"internal: {len(self.state.tape)} values left on the tape")
+        return out[0], grads
+
+    # --- helpers
+
+    def _span(self, span: int) -> Any:
+        return self.module.spans[span] if 0 <= span < len(self.module.spans) else None
+
+    def _value(self, x: Any, rank: int) -> Any:
+        """x as the value of a rank-`rank` result (a float for scalars)."""
+        a = np.asarray(x, dtype=self.dt)
+        if a.ndim != rank:
+            raise RuntimeError(f"internal: a rank-{a.ndim} value for a rank-{rank} result")
+        return float(a) if rank == 0 else a
+
+    def _arr(self, x: Any) -> np.ndarray:
+        return np.asarray(x, dtype=self.dt)
+
+    def _int(self, x: Any, span: int) -> int:
+        f = float(x)
+        if not math.isfinite(f):
+            raise error(Kind.RUNTIME, f"expected a whole number, got {format_scalar(f)}", self._span(span))
+        return int(math.trunc(f))
+
+    def _dims(self, values: list[Any], span: int) -> list[int]:
+        dims = [self._int(v, span) for v in values]
+        for d in dims:
+            if d < 0:
+                raise error(Kind.RUNTIME, f"a dimension cannot be negative (got {d})", self._span(span))
+        return dims
+
+    def _shape_error(self, ins: Instr, *shapes: tuple[int, ...]) -> Exception:
+        text = " and ".join(_shape_text(s) for s in shapes)
+        return error(Kind.SHAPE, f"{ins.op.value}: shapes {text} do not match", self._span(ins.span))
+
+    # --- blocks and regions
+
+    def _invoke(self, fn: ir.Function, args: list[Any], span: int) -> Any:
+        if self.depth >= MAX_DEPTH:
+            raise error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls", self._span(span))
+        self.depth += 1
+        try:
+            out = self.run_block(fn.body, {p.id: a for p, a in zip(fn.params, args)})
+        except RecursionError:
+            raise error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls", self._span(span)) from None
+        finally:
+            self.depth -= 1
+        return out[0] if out else None
+
+    def run_block(self, block: Block, env: dict[int, Any]) -> list[Any]:
+        for op in block.ops:
+            if isinstance(op, Instr):
+                value = self._ops[op.op](op, [env[a.id] for a in op.args])
+                if op.result is not None:
+                    env[op.result.id] = self._value(value, op.result.rank)
+            elif isinstance(op, IfOp):
+                taken = op.then if float(env[op.cond.id]) != 0 else op.else_
+                for r, v in zip(op.results, self.run_block(taken, env)):
+                    env[r.id] = v
+            elif isinstance(op, WhileOp):
+                for r, v in zip(op.results, self._while(op, env)):
+                    env[r.id] = v
+            else:
+                self._optimize(op, env)
+        return [env[v.id] for v in block.yields]
+
+    def _while(self, op: WhileOp, env: dict[int, Any]) -> list[Any]:
+        carried = [env[v.id] for v in op.inits]
+        while True:
+            for p, v in zip(op.cond.params, carried):
+                env[p.id] = v
+            if float(self.run_block(op.cond, env)[0]) == 0:
+                return carried
+            for p, v in zip(op.body.params, carried):
+                env[p.id] = v
+            carried = self.run_block(op.body, env)
+
+    def _optimize(self, op: OptimizeOp, env: dict[int, Any]) -> None:
+        st = self.state
+        h = hyperparameters(op.optimizer, [float(env[v.id]) for v in op.hyper])
+        max_iter = self._int(env[op.max_iter.id], op.span)
+        carried = [env[v.id] for v in op.inits]
+        loss: Any = math.nan
+        for ref in op.params:
+            self._opt_slot(ref, op)
+        for _ in range(max_iter):
+            st.tape.clear()
+            for p, v in zip(op.body.params, carried):
+                env[p.id] = v
+            out = self.run_block(op.body, env)
+            loss, carried = out[0], out[2:]
+            st.loss_log.append(float(np.sum(loss)))
+            if float(out[1]) != 0:
+                break
+            if op.grad is None:
+                raise RuntimeError("this optimize loop has no gradient: run autodiff.differentiate first")
+            for ref, g in zip(op.params, self.run_block(op.grad, env)):
+                p, g = st.params[ref.slot], self._arr(g)
+                if p.shape != g.shape:
+                    raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
+                                f"the parameter {_shape_text(p.shape)}", self._span(op.span))
+                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+        else:
+            st.warnings.append(f"optimize stopped after reaching max {max_iter} iterations")
+        for r, v in zip(op.results, [loss] + carried):
+            env[r.id] = v
+
+    def _opt_slot(self, ref: ir.ParamRef, op: OptimizeOp) -> OptSlot:
+        """The parameter's optimizer state; fresh when missing or kept for another optimizer."""
+        p, s = self._param(ref.slot, ref.name, op.span), self.state.opt.get(ref.slot)
+        if s is None or s.kind != op.optimizer or s.step.shape != p.shape:
+            s = self.state.opt[ref.slot] = new_slot(op.optimizer, p)
+        return s
+
+    def _param(self, slot: int, name: str, span: int) -> np.ndarray:
+        if slot not in self.state.params:
+            raise error(Kind.NAME, f"the parameter '{name}' is not defined", self._span(span))
+        return self.state.params[slot]
+
+    # --- elementwise and creation
+
+    def _elementwise(self, ins: Instr, args: list[Any]) -> Any:
+        arrays = [self._arr(a) for a in args]
+        try:
+            np.broadcast_shapes(*(a.shape for a in arrays))
+        except ValueError:
+            raise self._shape_error(ins, *(a.shape for a in arrays)) from None
+        if ins.op in _UNARY:
+            return _UNARY[ins.op](arrays[0])
+        if ins.op in _BINARY:
+            return _BINARY[ins.op](arrays[0], arrays[1])
+        if ins.op is Op.SELECT:
+            return np.where(arrays[0] != 0, arrays[1], arrays[2])
+        to = ins.attr("to")  # CAST
+        a = arrays[0]
+        return a.astype(np.float32) if to == "f32" else np.trunc(a) if to in ("i32", "i64") else a
+
+    def _const(self, ins: Instr, args: list[Any]) -> Any:
+        return float(ins.attr("value"))
+
+    def _pack(self, ins: Instr, args: list[Any]) -> Any:
+        return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
+
+    def _fill(self, ins: Instr, args: list[Any]) -> Any:
+        return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
+
+    def _draw(self, kind: str, a: float, b: float, n: int) -> np.ndarray:
+        if kind == "normal":
+            return a + b * np.asarray(self.state.rng.normal(n), dtype=np.float64)
+        return a + (b - a) * np.asarray(self.state.rng.uniform(n), dtype=np.float64)
+
+    def _random(self, ins: Instr, args: list[Any]) -> Any:
+        dims = self._dims(args[2:], ins.span)
+        return self._draw(ins.attr("kind"), float(args[0]), float(args[1]), int(np.prod(dims))).reshape(dims)
+
+    def _rand_scalar(self, ins: Instr, args: list[Any]) -> Any:
+        return float(self._draw(ins.attr("kind"), float(args[0]), float(args[1]), 1)[0])
+
+    # --- reductions
+
+    def _reduce(self, ins: Instr, args: list[Any], fn: Callable[..., Any]) -> Any:
+        x, axis = self._arr(args[0]), ins.attr("axis")
+        if axis is not None and x.ndim == 0:
+            raise error(Kind.SHAPE, f"{ins.op.value}: cannot reduce a scalar along an axis", self._span(ins.span))
+        if fn is not np.sum and (x.size == 0 or (axis is not None and x.shape[axis % x.ndim] == 0)):
+            raise error(Kind.RUNTIME, f"{ins.op.value}: the tensor is empty", self._span(ins.span))
+        keep = bool(ins.attr("keepdims")) and axis is not None
+        return fn(x, axis=None if axis is None else axis % x.ndim, keepdims=keep)
+
+    def _sum(self, ins: Instr, args: list[Any]) -> Any:
+        return self._reduce(ins, args, np.sum)
+
+    def _max_r(self, ins: Instr, args: list[Any]) -> Any:
+        return self._reduce(ins, args, np.max)
+
+    def _min_r(self, ins: Instr, args: list[Any]) -> Any:
+        return self._reduce(ins, args, np.min)
+
+    def _argmax(self, ins: Instr, args: list[Any]) -> Any:
+        x = self._arr(args[0])
+        if x.ndim == 0:
+            return 0.0
+        if x.shape[-1] == 0:
+            raise error(Kind.RUNTIME, "argmax: the tensor is empty", self._span(ins.span))
+        return np.argmax(x, axis=-1).astype(self.dt)
+
+    def _sum_to(self, ins: Instr, args: list[Any]) -> Any:
+        x, like = self._arr(args[0]), np.shape(args[1])
+        try:
+            ok = np.broadcast_shapes(x.shape, like) == x.shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise self._shape_error(ins, x.shape, like)
+        lead = x.ndim - len(like)
+        x = x.sum(axis=tuple(range(lead))) if lead else x
+        axes = tuple(i for i, d in enumerate(like) if d == 1 and x.shape[i] != 1)
+        return x.sum(axis=axes, keepdims=True) if axes else x
+
+    def _broadcast_to(self, ins: Instr, args: list[Any]) -> Any:
+        x, like = self._arr(args[0]), np.shape(args[1])
+        try:
+            return np.broadcast_to(x, like).copy()
+        except ValueError:
+            raise self._shape_error(ins, x.shape, like) from None
+
+    # --- linear algebra and shape
+
+    def _matmul(self, ins: Instr, args: list[Any]) -> Any:
+        a, b = self._arr(args[0]), self._arr(args[1])
+        a = a.T if ins.attr("ta") else a
+        b = b.T if ins.attr("tb") else b
+        if a.shape[1] != b.shape[0]:
+            raise self._shape_error(ins, a.shape, b.shape)
+        return a @ b
+
+    def _transpose(self, ins: Instr, args: list[Any]) -> Any:
+        return self._arr(args[0]).T.copy()
+
+    def _reshape_to(self, ins: Instr, x: np.ndarray, dims: tuple[int, ...]) -> Any:
+        if int(np.prod(dims)) != x.size:
+            raise error(Kind.SHAPE, f"reshape: cannot reshape {x.size} elements {_shape_text(x.shape)} into "
+                        f"{_shape_text(dims)}", self._span(ins.span))
+        return x.reshape(dims)
+
+    def _reshape(self, ins: Instr, args: list[Any]) -> Any:
+        return self._reshape_to(ins, self._arr(args[0]), tuple(self._dims(args[1:], ins.span)))
+
+    def _reshape_like(self, ins: Instr, args: list[Any]) -> Any:
+        return self._reshape_to(ins, self._arr(args[0]), np.shape(args[1]))
+
+    def _concat(self, ins: Instr, args: list[Any]) -> Any:
+        a, b = self._arr(args[0]), self._arr(args[1])
+        if a.shape[1:] != b.shape[1:]:
+            raise self._shape_error(ins, a.shape, b.shape)
+        return np.concatenate([a, b], axis=0)
+
+    def _rows(self, ins: Instr, x: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
+        s, e = self._int(start, ins.span), self._int(end, ins.span)
+        if not 0 <= s <= e <= x.shape[0]:
+            raise error(Kind.RUNTIME, f"rows {s}..{e} are out of range for an axis of size {x.shape[0]}",
+                        self._span(ins.span))
+        return s, e
+
+    def _slice(self, ins: Instr, args: list[Any]) -> Any:
+        x = self._arr(args[0])
+        s, e = self._rows(ins, x, args[1], args[2])
+        return x[s:e].copy()
+
+    def _slice_grad(self, ins: Instr, args: list[Any]) -> Any:
+        g, out = self._arr(args[0]), np.zeros(np.shape(args[1]), dtype=self.dt)
+        s, e = self._rows(ins, out, args[2], float(args[2]) + g.shape[0])
+        if g.shape[1:] != out.shape[1:]:
+            raise self._shape_error(ins, g.shape, out.shape)
+        out[s:e] = g
+        return out
+
+    def _index(self, ins: Instr, args: list[Any]) -> Any:
+        x = self._arr(args[0])
+        return x[self._index_of(ins, args[1], x.shape[0])].copy()
+
+    def _index_of(self, ins: Instr, i: Any, size: int) -> int:
+        k = self._int(i, ins.span)
+        if not 0 <= k < size:
+            raise error(Kind.RUNTIME, f"index {k} is out of range for an axis of size {size}", self._span(ins.span))
+        return k
+
+    def _index_grad(self, ins: Instr, args: list[Any]) -> Any:
+        out = np.zeros(np.shape(args[1]), dtype=self.dt)
+        k = self._index_of(ins, args[2], out.shape[0])
+        g = self._arr(args[0])
+        if g.shape != out.shape[1:]:
+            raise self._shape_error(ins, g.shape, out.shape[1:])
+        out[k] = g
+        return out
+
+    def _one_hot(self, ins: Instr, args: list[Any]) -> Any:
+        idx, n = self._arr(args[0]), self._int(args[1], ins.span)
+        out = np.zeros(idx.shape + (n,), dtype=self.dt)
+        for pos in np.ndindex(idx.shape):
+            out[pos + (self._index_of(ins, idx[pos], n),)] = 1.0
+        return out
+
+    def _dim(self, ins: Instr, args: list[Any]) -> Any:
+        shape, axis = np.shape(args[0]), ins.attr("axis")
+        if not -len(shape) <= axis < len(shape):
+            raise error(Kind.SHAPE, f"axis {axis} is out of range for a rank-{len(shape)} value", self._span(ins.span))
+        return float(shape[axis])
+
+    def _shape(self, ins: Instr, args: list[Any]) -> Any:
+        return np.array(np.shape(args[0]), dtype=self.dt)
+
+    def _zeros_like(self, ins: Instr, args: list[Any]) -> Any:
+        return np.zeros(np.shape(args[0]), dtype=self.dt)
+
+    # --- state and effects
+
+    def _param_load(self, ins: Instr, args: list[Any]) -> Any:
+        return self._param(ins.attr("slot"), ins.attr("name"), ins.span)
+
+    def _param_set(self, ins: Instr, args: list[Any]) -> None:
+        slot = ins.attr("slot")
+        self.state.params[slot] = self._arr(args[0]).copy()
+        self.state.param_names[slot] = ins.attr("name")
+        self.state.opt.pop(slot, None)
+
+    def _param_free(self, ins: Instr, args: list[Any]) -> None:
+        for table in (self.state.params, self.state.param_names, self.state.opt):
+            table.pop(ins.attr("slot"), None)  # type: ignore[attr-defined]
+
+    def _param_bind_dim(self, ins: Instr, args: list[Any]) -> None:
+        self.state.bindings[(ins.attr("slot"), ins.attr("axis"))] = ins.attr("dim")
+
+    def _param_resize(self, ins: Instr, args: list[Any]) -> None:
+        raise NotImplementedError("parameter resizing is implemented by the native runtime only")
+
+    _dim_resize = _param_resize
+
+    def _dim_load(self, ins: Instr, args: list[Any]) -> Any:
+        if ins.attr("dim") not in self.state.dims:
+            raise error(Kind.NAME, f"the dimension '{ins.attr('name')}' is not defined", self._span(ins.span))
+        return float(self.state.dims[ins.attr("dim")])
+
+    def _dim_set(self, ins: Instr, args: list[Any]) -> None:
+        self.state.dims[ins.attr("dim")] = self._int(args[0], ins.span)
+
+    def _global_load(self, ins: Instr, args: list[Any]) -> Any:
+        if ins.attr("slot") not in self.state.globals:
+            raise error(Kind.NAME, f"'{ins.attr('name')}' is not defined", self._span(ins.span))
+        return self.state.globals[ins.attr("slot")]
+
+    def _global_store(self, ins: Instr, args: list[Any]) -> None:
+        self.state.globals[ins.attr("slot")] = args[0]
+
+    def _seed(self, ins: Instr, args: list[Any]) -> None:
+        if hasattr(self.state.rng, "seed"):
+            self.state.rng.seed(float(args[0]))
+        else:
+            self.state.rng = NumpyRng(float(args[0]))
+
+    def _print(self, ins: Instr, args: list[Any]) -> None:
+        values = iter(args)
+        parts = [format_value(next(values)) if p is None else p for p in ins.attr("parts", ())]
+        self.state.output.append(" ".join(parts))
+
+    def _opt_reset(self, ins: Instr, args: list[Any]) -> None:
+        self.state.opt.clear()
+
+    def _call(self, ins: Instr, args: list[Any]) -> Any:
+        fn = self.module.functions.get(ins.attr("callee"))
+        if fn is None:
+            raise error(Kind.NAME, f"the function '{ins.attr('callee')}' is not in this module", self._span(ins.span))
+        return self._invoke(fn, args, ins.span)
+
+    def _tape_push(self, ins: Instr, args: list[Any]) -> None:
+        self.state.tape.append(args[0])
+
+    def _tape_pop(self, ins: Instr, args: list[Any]) -> Any:
+        if not self.state.tape:
+            raise error(Kind.RUNTIME, "internal error: the tape is empty", self._span(ins.span))
+        return self.state.tape.pop()
+
+    # --- files
+
+    def _io(self, ins: Instr, message: str) -> Exception:
+        return error(Kind.IO, message, self._span(ins.span))
+
+    def _load_csv(self, ins: Instr, args: list[Any]) -> Any:
+        path, rows = ins.attr("path"), []
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise self._io(ins, f"cannot read '{path}': {e.strerror}") from None
+        seen = False
+        for n, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                row = [float(x) for x in text.split(",")]
+            except ValueError:
+                if seen:
+                    raise self._io(ins, f"{path}:{n}: not a number") from None
+                seen = True  # a header row
+                continue
+            seen = True
+            if rows and len(row) != len(rows[0]):
+                raise self._io(ins, f"{path}:{n}: expected {len(rows[0])} values, got {len(row)}")
+            rows.append(row)
+        return np.array(rows, dtype=self.dt).reshape(len(rows), len(rows[0]) if rows else 0)
+
+    def _save_csv(self, ins: Instr, args: list[Any]) -> None:
+        a = np.asarray(args[0], dtype=np.float64)
+        a = a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
+        try:
+            with open(ins.attr("path"), "w") as f:
+                f.writelines(",".join(format(x, ".17g") for x in row) + "\n" for row in a)
+        except OSError as e:
+            raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
+
+    def _load_st(self, ins: Instr, args: list[Any]) -> Any:
+        path, name = ins.attr("path"), ins.attr("name")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            n = struct.unpack("<Q", data[:8])[0]
+            header = json.loads(data[8:8 + n])
+        except (OSError, ValueError, struct.error) as e:
+            raise self._io(ins, f"cannot read safetensors file '{path}': {e}") from None
+        if name not in header:
+            raise self._io(ins, f"'{path}' has no tensor named '{name}'")
+        info = header[name]
+        kinds = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "BF16": "<u2"}
+        start, end = info["data_offsets"]
+        raw = np.frombuffer(data[8 + n + start:8 + n + end], dtype=kinds[info["dtype"]])
+        if info["dtype"] == "BF16":
+            raw = (raw.astype(np.uint32) << 16).view(np.float32)
+        return raw.astype(self.dt).reshape(info["shape"])
+
+    def _save_st(self, ins: Instr, args: list[Any]) -> None:
+        tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")
+        header, blobs, offset = {}, [], 0
+        for name, v in sorted(zip(ins.attr("names"), args)):
+            blob = np.asarray(v, dtype=kind).tobytes()
+            header[name] = {"dtype": tag, "shape": list(np.shape(v)), "data_offsets": [offset, offset + len(blob)]}
+            blobs.append(blob)
+            offset += len(blob)
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        try:
+            with open(ins.attr("path"), "wb") as f:
+                f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        except OSError as e:
+            raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
+
+
+for _op in ir.ELEMENTWISE:
+    setattr(Interpreter, "_" + _op.value, Interpreter._elementwise)
