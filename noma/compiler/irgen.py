@@ -111,8 +111,8 @@ class IRGen:
         if run_main and not stmts and "main" in self.symbols.functions:
             main = self.symbols.functions["main"]
             value = self.call_user(main, (), main.name_span, main.span)
-            if value is not None:
-                self.store_value(value)
+            if value is not None:  # `noma run` prints what main returns, in print's format
+                self.b.emit(ir.Op.PRINT, (value,), self.span(main.name_span), parts=(None,))
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
         self.module.entry = self.cell_name
         return self.module
@@ -249,8 +249,8 @@ class IRGen:
         exits = _exits(body_stmts)
         if BRK in exits:
             self.declare_local(BRK, self.b.const(0.0))
-        if RET in exits and self.lookup_local(RETVAL) is None:
-            self.declare_local(RETVAL, self.placeholder(self._trial_return_rank(body_fn)))
+        if RET in exits and self.lookup_local(RETVAL) is None:  # lives in the function's scope
+            self.fn.scopes[1][RETVAL] = self.placeholder(self._trial_return_rank(body_fn))
         names = (_assigned(body_stmts) | set(extra_carried) | ({BRK} if BRK in exits else set()))
         carried = sorted(n for n in names if self.lookup_local(n) is not None)
         inits = [self.lookup_local(n) for n in carried]

@@ -1,0 +1,167 @@
+"""End-to-end tests: run every tests/programs/*.noma with `python -m noma run FILE`.
+
+Each program states its expectations in comments (see tests/programs/README.md):
+
+    // expect: TEXT          one expected stdout line, in order
+    // error[KIND] LINE:COL  the run must fail (exit 1) with that diagnostic kind and location
+    // warning: TEXT         stderr must contain TEXT
+    // stderr: TEXT          stderr must contain TEXT
+
+A program with no `// error[...]` line must exit 0. Programs run in a fresh temporary directory
+(file I/O is relative to it) holding a copy of tests/programs/data/ as data/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
+DATA_DIR = PROGRAMS_DIR / "data"
+PROGRAMS = sorted(PROGRAMS_DIR.glob("*.noma"))
+TIMEOUT_S = 60
+KINDS = ("syntax", "name", "type", "shape", "runtime", "io")
+
+_EXPECT = re.compile(r"^\s*//\s*expect:(.*)$")
+_ERROR = re.compile(r"^\s*//\s*error\[(\w+)\]\s+(\d+):(\d+)\s*$")
+_WARNING = re.compile(r"^\s*//\s*warning:\s*(.*?)\s*$")
+_STDERR = re.compile(r"^\s*//\s*stderr:\s*(.*?)\s*$")
+_LOCATION = re.compile(r"-->\s*(.*):(\d+):(\d+)\s*$", re.MULTILINE)
+
+
+@dataclass
+class Expectation:
+    stdout: list[str] = field(default_factory=list)
+    error: Optional[tuple[str, int, int]] = None
+    stderr_contains: list[str] = field(default_factory=list)
+
+
+def parse_expectations(text: str) -> Expectation:
+    exp = Expectation()
+    for line in text.splitlines():
+        m = _EXPECT.match(line)
+        if m:
+            value = m.group(1)
+            if value.startswith(" "):
+                value = value[1:]
+            exp.stdout.append(value.rstrip())
+            continue
+        m = _ERROR.match(line)
+        if m:
+            assert exp.error is None, "a program may expect only one error"
+            exp.error = (m.group(1), int(m.group(2)), int(m.group(3)))
+            continue
+        m = _WARNING.match(line) or _STDERR.match(line)
+        if m:
+            exp.stderr_contains.append(m.group(1))
+    return exp
+
+
+def _stdout_lines(out: str) -> list[str]:
+    lines = [line.rstrip() for line in out.splitlines()]
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _report(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, problem: str) -> str:
+    numbered = "\n".join(f"{i + 1:4d} | {line}" for i, line in enumerate(path.read_text().splitlines()))
+    expected = "\n".join(exp.stdout) if exp.stdout else "(nothing)"
+    return (
+        f"{path.name}: {problem}\n"
+        f"---- program ----\n{numbered}\n"
+        f"---- expected stdout ----\n{expected}\n"
+        f"---- expected exit ----\n"
+        f"{'1 with error[%s] at %d:%d' % exp.error if exp.error else '0'}\n"
+        f"---- actual stdout ----\n{proc.stdout}\n"
+        f"---- actual stderr ----\n{proc.stderr}\n"
+        f"---- actual exit code: {proc.returncode} ----"
+    )
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_program(path: Path, workdir: Path) -> subprocess.CompletedProcess:
+    if DATA_DIR.is_dir():
+        shutil.copytree(DATA_DIR, workdir / "data")
+    return subprocess.run(
+        [sys.executable, "-m", "noma", "run", str(path)],
+        cwd=workdir,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def _has_location(stderr: str, line: int, col: int) -> bool:
+    for m in _LOCATION.finditer(stderr):
+        if int(m.group(2)) == line and int(m.group(3)) == col:
+            return True
+    return re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_program(path: Path, tmp_path: Path) -> None:
+    exp = parse_expectations(path.read_text())
+    try:
+        proc = run_program(path, tmp_path)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{path.name}: timed out after {TIMEOUT_S} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+
+    def check(cond: bool, problem: str) -> None:
+        if not cond:
+            pytest.fail(_report(path, exp, proc, problem), pytrace=False)
+
+    check("Traceback" not in proc.stderr and "Traceback" not in proc.stdout,
+          "a Python traceback reached the user")
+    check(_stdout_lines(proc.stdout) == exp.stdout, "stdout differs")
+    if exp.error is None:
+        check(proc.returncode == 0, f"expected exit code 0, got {proc.returncode}")
+        check("error[" not in proc.stderr, "unexpected diagnostic on stderr")
+    else:
+        kind, line, col = exp.error
+        check(proc.returncode == 1, f"expected exit code 1 (a diagnostic), got {proc.returncode}")
+        check(f"error[{kind}]" in proc.stderr, f"stderr lacks error[{kind}]")
+        check(_has_location(proc.stderr, line, col), f"stderr lacks the location :{line}:{col}")
+    for text in exp.stderr_contains:
+        check(text in proc.stderr, f"stderr lacks {text!r}")
+
+
+def test_corpus_is_well_formed() -> None:
+    """Every program names its topic, states expectations, and the corpus covers enough ground."""
+    assert len(PROGRAMS) >= 70
+    errors = 0
+    for path in PROGRAMS:
+        assert re.match(r"^\d+_[a-z0-9_]+\.noma$", path.name), path.name
+        text = path.read_text()
+        assert text.startswith("//"), f"{path.name}: the first line must be a comment saying what it checks"
+        exp = parse_expectations(text)
+        assert exp.stdout or exp.error, f"{path.name}: no expectations"
+        if exp.error:
+            errors += 1
+            assert exp.error[0] in KINDS, f"{path.name}: unknown kind {exp.error[0]}"
+            lines = text.splitlines()
+            assert 1 <= exp.error[1] <= len(lines), f"{path.name}: error line out of range"
+            assert 1 <= exp.error[2] <= len(lines[exp.error[1] - 1]), f"{path.name}: error column out of range"
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("// error") and not _ERROR.match(line):
+                pytest.fail(f"{path.name}: malformed error expectation {line!r}")
+    assert errors >= 25
+    assert len(PROGRAMS) - errors >= 45
