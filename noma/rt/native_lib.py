@@ -465,6 +465,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_global_step": (_I64, []),
     "noma_log_len": (_I64, [_P]),
     "noma_log_data": (_RP, [_P]),
+    "noma_log_truncate": (None, [_P, _I64]),
     "noma_log_clear": (None, [_P]),
     "noma_event_count": (_I64, [_P]),
     "noma_event_get": (_I32, [_P, _I64, ctypes.POINTER(NomaEvent)]),
@@ -472,6 +473,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_clear_interrupt": (None, []),
     "noma_request_interrupt": (None, []),
     "noma_check_interrupt": (None, [_I64]),
+    "noma_stop_interrupted": (None, []),
     "noma_sigint_install": (None, []),
     "noma_sigint_restore": (None, []),
     # linear algebra

@@ -149,6 +149,8 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->dims);
     free(c->dq);
     free(c->log);
+    for (int64_t i = 0; i < c->log_nretired; i++) free(c->log_retired[i]);
+    free(c->log_retired);
     free(c->events);
     if (g_cur == c) g_cur = NULL;
     if (g_default == c) g_default = NULL;
@@ -902,12 +904,20 @@ int32_t noma_global_defined(int64_t slot) {
 void noma_log_loss(real loss) {
     NomaCtx *c = noma__cur();
     if (c->log_len == c->log_cap) {
+        /* Grow by copying, not realloc: Python may be reading the old buffer from another
+           thread (live plots), so old buffers are retired and freed with the context. */
         int64_t nc = c->log_cap ? c->log_cap * 2 : 1024;
-        real *p = (real *)realloc(c->log, (size_t)nc * sizeof(real));
-        if (!p) {
+        real *p = (real *)malloc((size_t)nc * sizeof(real));
+        void **r = (void **)realloc(c->log_retired, (size_t)(c->log_nretired + 1) * sizeof(void *));
+        if (!p || !r) {
+            free(p);
+            if (r) c->log_retired = r;
             noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
             return;
         }
+        if (c->log_len) memcpy(p, c->log, (size_t)c->log_len * sizeof(real));
+        c->log_retired = r;
+        c->log_retired[c->log_nretired++] = c->log;
         c->log = p;
         c->log_cap = nc;
     }
@@ -919,6 +929,14 @@ int64_t noma_global_step(void) { return noma__cur()->step; }
 int64_t noma_log_len(NomaCtx *c) { return ctx_or_cur(c)->log_len; }
 const real *noma_log_data(NomaCtx *c) { return ctx_or_cur(c)->log; }
 void noma_log_clear(NomaCtx *c) { ctx_or_cur(c)->log_len = 0; }
+
+/* Keeps the first n losses and sets the global step to n (undo, checkpoint restore). */
+void noma_log_truncate(NomaCtx *c, int64_t n) {
+    c = ctx_or_cur(c);
+    if (n < 0) n = 0;
+    if (n < c->log_len) c->log_len = n;
+    c->step = n;
+}
 
 void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t old_rank,
                  const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux) {
@@ -985,6 +1003,13 @@ void noma_check_interrupt(int64_t span) {
     c->err_span = span;
     snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
     fail_jump(c, 2);
+}
+
+/* Unconditionally unwinds to noma_invoke with status 2 (a training loop calls it at a step
+   boundary after noma_poll_interrupt() returned 1). */
+void noma_stop_interrupted(void) {
+    g_interrupted = 1;
+    noma_check_interrupt(-1);
 }
 
 void noma_sigint_install(void) {

@@ -204,12 +204,14 @@ int64_t noma_global_step(void);
 int64_t noma_log_len(NomaCtx *c);
 const real *noma_log_data(NomaCtx *c);
 void noma_log_clear(NomaCtx *c);
+void noma_log_truncate(NomaCtx *c, int64_t n);
 int64_t noma_event_count(NomaCtx *c);
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
 int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
+void noma_stop_interrupted(void);
 void noma_sigint_install(void);
 void noma_sigint_restore(void);
 

@@ -116,6 +116,8 @@ struct NomaCtx {
     /* training log and events */
     real *log;
     int64_t log_len, log_cap;
+    void **log_retired; /* grown-out log buffers, kept so a concurrent reader never sees freed memory */
+    int64_t log_nretired;
     int64_t step;
     NomaEvent *events;
     int64_t nevents, events_cap;

@@ -1,0 +1,164 @@
+"""The `noma` command: run, check, emit, build, repl, kernel install.
+
+Owns: argument parsing, exit codes (0 success, 1 a diagnostic, 2 usage) and printing results.
+Imports: noma.session, noma.diagnostics, compiler stages for `emit`, noma.repl / noma.kernel lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from noma.diagnostics import Kind, NomaError, Source
+
+
+def _read(path: str) -> Source:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Source(path, f.read())
+    except OSError as exc:
+        print(f"error[io]: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except UnicodeDecodeError:
+        print(f"error[io]: {path} is not UTF-8 text", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _color() -> bool:
+    return sys.stderr.isatty()
+
+
+def _format_value(value: object) -> str:
+    from noma.display import format_value
+
+    return format_value(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from noma.session import Session
+
+    source = _read(args.file)
+    session = Session(dtype=args.dtype)
+    result = session.execute(source.text, name=source.name, run_main=True)
+    sys.stdout.write(result.output)
+    if result.value is not None and result.ok:
+        print(_format_value(result.value))
+    sys.stdout.flush()
+    for diag in result.diagnostics:
+        print(diag.render(color=_color()), file=sys.stderr)
+    if args.plot:
+        from noma.plots import save_history_png
+
+        save_history_png(args.plot, session.history, session.dims)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    if result.status == "interrupted":
+        return 130
+    return 0 if result.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from noma.session import Session
+
+    source = _read(args.file)
+    try:
+        Session(dtype=args.dtype).compile(source, run_main=True)
+    except NomaError as exc:
+        for diag in exc.diagnostics:
+            print(diag.render(color=_color()), file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from noma.emit import emit_stage
+
+    source = _read(args.file)
+    try:
+        sys.stdout.write(emit_stage(source, args.stage, dtype=args.dtype, function=args.function))
+    except NomaError as exc:
+        for diag in exc.diagnostics:
+            print(diag.render(color=_color()), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from noma.build import build_executable
+
+    source = _read(args.file)
+    try:
+        build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu)
+    except NomaError as exc:
+        for diag in exc.diagnostics:
+            print(diag.render(color=_color()), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_repl(args: argparse.Namespace) -> int:
+    from noma.repl import main as repl_main
+
+    return repl_main(dtype=args.dtype)
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from noma.kernel.install import main as install_main
+
+    return install_main(args.kernel_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="noma", description="NOMA: train neural networks with a compiled language.")
+    p.add_argument("--dtype", choices=("f64", "f32"), default="f64", help="scalar type (default f64)")
+    sub = p.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="compile and run a program")
+    run.add_argument("file")
+    run.add_argument("--plot", metavar="PNG", help="write the loss and layer-size plot to this file")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="compile a program without running it")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check)
+    emit = sub.add_parser("emit", help="print a compiler stage")
+    emit.add_argument("--stage", choices=("ast", "ir", "grad", "llvm", "asm", "obj"), default="ir")
+    emit.add_argument("--function", default=None, help="only this function (IR stages)")
+    emit.add_argument("file")
+    emit.set_defaults(func=cmd_emit)
+    build = sub.add_parser("build", help="build a standalone native executable")
+    build.add_argument("file")
+    build.add_argument("-o", "--output", required=True)
+    build.add_argument("-O", "--opt", type=int, default=2, choices=(0, 1, 2, 3))
+    build.add_argument("--cpu", default="host", help="host (default) or a portable target such as x86-64-v3")
+    build.set_defaults(func=cmd_build)
+    repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
+    repl.set_defaults(func=cmd_repl)
+    kernel = sub.add_parser("kernel", help="Jupyter kernel: `noma kernel install [--user]`")
+    kernel.add_argument("kernel_args", nargs=argparse.REMAINDER)
+    kernel.set_defaults(func=cmd_kernel)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        args.func = cmd_repl
+    try:
+        return int(args.func(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a compiler bug: say so plainly, without a traceback
+        from noma.diagnostics import Diagnostic
+
+        msg = f"internal compiler error ({type(exc).__name__}: {exc}); please report this program"
+        print(Diagnostic(Kind.RUNTIME, msg).render(), file=sys.stderr)
+        if "NOMA_DEBUG" in __import__("os").environ:
+            raise
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""The live session: one JIT, one runtime context, the symbol tables, and the history.
+
+Owns: compiling cells incrementally into the session's JIT (a new module per cell, versioned
+symbols, function-pointer globals so earlier code calls the newest version of a redefined
+function), running them through the native runtime, and read access to parameters, optimizer
+state, dims and the training history. `noma run`, the REPL and the kernel all use it.
+Input: NOMA source text. Output: ExecResult (printed text, value, diagnostics, status).
+Imports: compiler stages, noma.rt, noma.diagnostics.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source
+from noma.compiler import ast
+from noma.compiler.symbols import VALUE_SLOT, SymbolTable
+
+
+@dataclass
+class ExecResult:
+    """What running one cell produced."""
+
+    output: str = ""
+    value: Any = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    status: str = "ok"  # ok | error | interrupted
+    steps: int = 0  # training steps this cell ran
+    compile_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.kind is Kind.WARNING]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
+
+
+@dataclass
+class Event:
+    """A resize, free, optimizer change or reset, at a global step."""
+
+    kind: str
+    step: int
+    name: str
+    old_shape: tuple[int, ...]
+    new_shape: tuple[int, ...]
+    policy: str
+    output_change: Optional[float] = None
+
+
+@dataclass
+class History:
+    """Loss per global step across all cells, and the events."""
+
+    losses: np.ndarray
+    events: list[Event]
+
+
+@dataclass
+class _CompiledSpec:
+    definition: ast.FnDef
+    symbol: str
+    result_rank: Optional[int]
+
+
+class Session:
+    """A live NOMA session. `execute(source)` compiles and runs one cell."""
+
+    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True):
+        from noma.compiler.jit import JIT
+        from noma.rt import runtime
+
+        self.dtype = dtype
+        self.rt = runtime.Runtime(dtype, capture=capture)
+        self.jit = JIT(opt_level=opt_level, dtype=dtype)
+        self.symbols = SymbolTable()
+        self.cell_count = 0
+        self.compiled: dict[str, _CompiledSpec] = {}
+        self.pointer_globals: set[str] = set()
+        self.last_module = None
+        self.last_source: Optional[Source] = None
+        self.progress: Optional[Callable[["Session"], None]] = None
+        self.progress_interval = 0.2
+        #: ranges [start, end) of runtime events hidden by undo/load; events restored from a checkpoint
+        self.hidden_events: list[tuple[int, int]] = []
+        self.restored_events: list[dict] = []
+        self.undo_stack: list[Any] = []
+        self.undo_depth = 20
+
+    # ------------------------------------------------------------------ compile
+
+    def compile(self, source: Source, run_main: bool = False) -> tuple[Any, str, bool, SymbolTable]:
+        """Source → (IR module after autodiff and passes, cell symbol, has_value, new symbols).
+
+        Raises NomaError for user mistakes. Changes nothing in the session.
+        """
+        from noma.compiler import autodiff, ir, irgen, passes
+        from noma.compiler.parse import parse
+        from noma.rt.safetensors_header import read_ranks
+
+        program = parse(source)
+        symbols = self.symbols.clone()
+        cell = f"__cell{self.cell_count}"
+        module, has_value = irgen.generate(program, symbols, self.dtype, read_ranks, run_main, cell)
+        autodiff.differentiate(module)
+        passes.optimize_module(module)
+        ir.verify(module)
+        return module, cell, has_value, symbols
+
+    def _plan_symbols(self, module: Any, symbols: SymbolTable) -> tuple[dict[str, str], set[str], list[str]]:
+        """Which functions of the module to (re)compile; their LLVM symbols; pointer globals to patch."""
+        version = self.cell_count
+        names: dict[str, str] = {}
+        own: set[str] = set()
+        patch: list[str] = []
+        for name, fn in list(module.functions.items()):
+            if name.startswith("__cell"):
+                names[name] = f"noma_{name}"
+                continue
+            base = name.split(".")[0]
+            definition = symbols.functions.get(base)
+            done = self.compiled.get(name)
+            if done is not None and done.definition is definition and done.result_rank == fn.result_rank:
+                module.externs[name] = (tuple(p.rank for p in fn.params), fn.result_rank)
+                del module.functions[name]
+                continue
+            names[name] = f"noma_{name}_v{version}"
+            if name in self.pointer_globals:
+                patch.append(name)
+            else:
+                own.add(name)
+        return names, own, patch
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, text: str, name: Optional[str] = None, run_main: bool = False) -> ExecResult:
+        """Compile and run one cell. A cell that fails to compile changes nothing."""
+        source = Source(name or f"<cell {self.cell_count + 1}>", text)
+        started = time.perf_counter()
+        try:
+            module, cell, has_value, symbols = self.compile(source, run_main)
+            names, own, patch = self._plan_symbols(module, symbols)
+            from noma.compiler.lower_llvm import lower_module
+
+            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell)
+            self.jit.add_ir(llvm_text, cell)
+        except NomaError as exc:
+            return ExecResult(diagnostics=exc.diagnostics, status="error",
+                              compile_seconds=time.perf_counter() - started)
+        compile_seconds = time.perf_counter() - started
+        self._push_undo()
+        self._commit(module, symbols, names, own, patch, source)
+        result = self._run(module, names[cell], has_value)
+        result.compile_seconds = compile_seconds
+        return result
+
+    def _commit(self, module: Any, symbols: SymbolTable, names: dict[str, str], own: set[str],
+                patch: list[str], source: Source) -> None:
+        for name, fn in module.functions.items():
+            if name.startswith("__cell"):
+                continue
+            definition = symbols.functions[name.split(".")[0]]
+            self.compiled[name] = _CompiledSpec(definition, names[name], fn.result_rank)
+        for name in patch:
+            address = self.jit.function_address(names[name])
+            pointer = self.jit.global_address(f"noma.fp.{name}")
+            ctypes.c_void_p.from_address(pointer).value = address
+        self.pointer_globals |= own
+        self.symbols = symbols
+        self.cell_count += 1
+        self.last_module = module
+        self.last_source = source
+
+    def _run(self, module: Any, symbol: str, has_value: bool) -> ExecResult:
+        address = self.jit.function_address(symbol)
+        steps_before = self.rt.global_step()
+        started = time.perf_counter()
+        status = self._invoke_with_progress(address)
+        result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
+        result.steps = self.rt.global_step() - steps_before
+        for message in self.rt.take_warnings():
+            result.diagnostics.append(Diagnostic(Kind.WARNING, message))
+        if status == 0:
+            if has_value:
+                result.value = self.rt.read_global(VALUE_SLOT)
+        elif status == 2:
+            result.status = "interrupted"
+            result.diagnostics.append(Diagnostic(
+                Kind.RUNTIME, f"interrupted at step {self.rt.global_step()}; parameters and optimizer "
+                "state are as after that step"))
+        else:
+            result.status = "error"
+            kind, span_id, message = self.rt.error()
+            span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
+            result.diagnostics.append(Diagnostic(RUNTIME_KIND_ORDER[kind], message, span))
+        self.rt.release_arena()
+        return result
+
+    def _invoke_with_progress(self, address: int) -> int:
+        """Run native code; while it runs, call the progress hook every progress_interval seconds."""
+        if self.progress is None:
+            return self.rt.invoke(address)
+        outcome: list[int] = []
+        worker = threading.Thread(target=lambda: outcome.append(self.rt.invoke(address)), daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(self.progress_interval)
+            self.progress(self)
+        return outcome[0]
+
+    # ------------------------------------------------------------------ read access
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameters by name, as NumPy copies."""
+        return {name: self.rt.read_param(var.slot) for name, var in self.symbols.params.items()}
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {name: self.rt.dim(dim) for name, dim in self.symbols.dims.items()}
+
+    def optimizer_state(self, name: str) -> dict[str, np.ndarray]:
+        """Moment buffers and per-entry step counts of a parameter."""
+        return self.rt.optimizer_state(self.symbols.params[name].slot)
+
+    @property
+    def history(self) -> History:
+        names = {var.slot: n for n, var in self.symbols.params.items()}
+        dims = {d: n for n, d in self.symbols.dims.items()}
+        live = self.rt.events(names, dims)
+        shown = [e for i, e in enumerate(live) if not any(a <= i < b for a, b in self.hidden_events)]
+        return History(self.rt.losses(), [Event(**e) for e in self.restored_events] + shown)
+
+    # ------------------------------------------------------------------ undo, reset, checkpoints
+
+    def _push_undo(self) -> None:
+        from noma import session_state
+
+        self.undo_stack.append(session_state.capture(self))
+        del self.undo_stack[:-self.undo_depth]
+
+    def undo(self) -> bool:
+        """Restore parameters, optimizer state, dims, globals, definitions and history to before
+        the last cell. False when there is nothing to undo."""
+        from noma import session_state
+
+        if not self.undo_stack:
+            return False
+        session_state.restore(self, self.undo_stack.pop())
+        return True
+
+    def reset(self) -> None:
+        """Forget everything: a fresh runtime context and symbol tables (compiled code is kept)."""
+        from noma.rt import runtime
+
+        self.rt = runtime.Runtime(self.dtype, capture=self.rt.capture)
+        self.symbols = SymbolTable()
+        self.compiled = {}
+        self.hidden_events, self.restored_events, self.undo_stack = [], [], []
+
+    def save_checkpoint(self, path: str) -> str:
+        """Parameters, optimizer state, dims, globals, definitions and history to PATH (+ PATH.json)."""
+        from noma import session_state
+
+        return session_state.save_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Replace this session's state by a checkpoint's. Raises NomaError (kind io) on a bad file."""
+        from noma import session_state
+
+        self._push_undo()
+        session_state.load_checkpoint(self, path)
+
+    def globals(self) -> dict[str, Any]:
+        return {n: self.rt.read_global(v.slot) for n, v in self.symbols.globals.items()}
+
+    def interrupt(self) -> None:
+        """Ask a running training loop to stop at its next step boundary."""
+        self.rt.request_interrupt()
