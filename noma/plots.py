@@ -28,8 +28,10 @@ def _figure(history: Any, sizes_over_steps: Optional[dict[str, list[tuple[int, i
         ax_loss.plot(steps, losses, color="#1f77b4", lw=1.4)
         if len(positive) and positive.min() > 0:
             ax_loss.set_yscale("log")
+    dim_steps = {e.step for e in history.events if e.kind == "dim_resize"}
     for event in history.events:
-        if event.kind in ("resize", "dim_resize"):
+        # a dim resize also resizes its parameters: label the dim once, not every parameter
+        if event.kind == "dim_resize" or (event.kind == "resize" and event.step not in dim_steps):
             grow = int(np.prod(event.new_shape or (0,))) >= int(np.prod(event.old_shape or (0,)))
             ax_loss.axvline(event.step, color="#2ca02c" if grow else "#d62728", ls="--", lw=1)
             label = f"{event.name} {_shape(event.old_shape)}→{_shape(event.new_shape)}"

@@ -78,7 +78,8 @@ class Runtime:
         n = self.lib.noma_warnings_len(self.ctx)
         text = ctypes.string_at(self.lib.noma_warnings_data(self.ctx), n).decode("utf-8", "replace") if n else ""
         self.lib.noma_warnings_clear(self.ctx)
-        return [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in text.splitlines() if line.strip()]
+        return [line[len("warning: "):] if line.startswith("warning: ") else line for line in lines]
 
     # ---------------------------------------------------------------- state
 
