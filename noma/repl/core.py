@@ -1,0 +1,191 @@
+"""The REPL's engine, independent of the terminal library: one input in, text out.
+
+Owns: ReplCore (the live Session, running code or a meta-command, printing output, values and
+diagnostics, Ctrl-C during execution → a step-boundary interrupt that keeps the state, and the
+one-line "internal error" for anything unexpected: never a traceback, never an exit on error),
+and run_piped(): the plain loop used when stdin is not a terminal (`echo 'print(1);' | noma repl`)
+that accumulates lines until noma.compiler.parse.is_complete says a statement is finished.
+Imports: noma.session, noma.meta, noma.display, noma.repl.progress. No prompt_toolkit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Optional, TextIO
+
+from noma.display import format_value
+from noma.meta import is_meta, run_meta
+from noma.repl.progress import Progress
+
+QUIT_COMMANDS = (":quit", ":exit", ":q")
+
+
+class ReplCore:
+    """A Session plus the rules for showing what each input did."""
+
+    def __init__(self, dtype: str = "f64", out: Optional[TextIO] = None, err: Optional[TextIO] = None,
+                 session: Any = None):
+        self.out = out or sys.stdout
+        self.err = err or self.out
+        self.color = _isatty(self.out) and not os.environ.get("NO_COLOR")
+        self.interrupt_requested = False
+        self.failures = 0
+        self.progress = Progress(self.out, live=self.color, pending_interrupt=lambda: self.interrupt_requested)
+        if session is None:
+            from noma.session import Session
+
+            session = Session(dtype=dtype)
+        self.session = session
+        self.session.progress = self.progress
+
+    # ------------------------------------------------------------------ one input
+
+    def handle(self, text: str) -> bool:
+        """Run one complete input (code or `:command`). False when the user asked to quit."""
+        stripped = text.strip()
+        if not stripped:
+            return True
+        if stripped in QUIT_COMMANDS:
+            return False
+        with self._sigint():
+            try:
+                self.progress.begin(self.session)
+                if is_meta(stripped):
+                    ok = self._meta(stripped)
+                else:
+                    ok = self._code(text)
+            except BrokenPipeError:
+                raise  # the reader of our output went away: nothing left to show
+            except KeyboardInterrupt:
+                self.progress.clear()
+                self._write(self.err, "interrupted\n")
+                ok = False
+            except Exception as exc:  # a NOMA bug, not the user's: one line, keep going
+                self.progress.clear()
+                self._write(self.err, f"internal error ({type(exc).__name__}: {exc}); the session continues\n")
+                if os.environ.get("NOMA_DEBUG"):
+                    traceback.print_exc()
+                ok = False
+            finally:
+                try:
+                    self.progress.end(self.session)
+                except Exception:
+                    pass
+        if not ok:
+            self.failures += 1
+        return True
+
+    def _code(self, text: str) -> bool:
+        result = self.session.execute(text)
+        self.progress.end(self.session)
+        if result.output:
+            self._write(self.out, result.output if result.output.endswith("\n") else result.output + "\n")
+        if result.value is not None and result.status == "ok":
+            self._write(self.out, format_value(result.value) + "\n")
+        for diag in result.diagnostics:
+            stream = self.out if diag.kind.value == "warning" else self.err
+            self._write(stream, diag.render(color=self.color) + "\n")
+        return result.status == "ok"
+
+    def _meta(self, line: str) -> bool:
+        result = run_meta(self.session, line, color=self.color)
+        if result.session is not None:
+            self.session = result.session
+            self.session.progress = self.progress
+        self.progress.end(self.session)
+        if result.text:
+            self._write(self.out if result.ok else self.err, result.text.rstrip("\n") + "\n")
+        return result.ok
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        if stream is not self.out:
+            self.out.flush()
+        stream.write(text)
+        stream.flush()
+
+    # ------------------------------------------------------------------ Ctrl-C
+
+    @contextmanager
+    def _sigint(self) -> Iterator[None]:
+        """While an input runs, Ctrl-C asks the training loop to stop instead of raising.
+
+        During native calls the runtime's own C handler catches SIGINT; this Python handler covers
+        the moments around them (compiling, starting). A request that came before the native loop
+        started is forwarded again by the progress hook.
+        """
+        self.interrupt_requested = False
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.interrupt_requested = True
+            try:
+                self.session.interrupt()
+            except Exception:
+                pass
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ front-end helpers
+
+    def banner(self) -> str:
+        from noma import __version__
+
+        dtype = getattr(self.session, "dtype", "f64")
+        return (f"NOMA {__version__} ({dtype}) — type NOMA statements; :help for commands, "
+                "Ctrl-D to exit")
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def split_inputs(lines: Iterable[str]) -> Iterator[str]:
+    """Group lines into inputs: a `:command` line alone, code until is_complete (blank lines skipped
+    between inputs). Whatever is left at the end is yielded too (it may be a syntax error)."""
+    from noma.compiler.parse import is_complete
+
+    buffer = ""
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not buffer:
+            if not line.strip():
+                continue
+            if is_meta(line):
+                yield line
+                continue
+        buffer = f"{buffer}\n{line}" if buffer else line
+        if is_complete(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
+
+
+def run_piped(core: ReplCore, stream: TextIO) -> int:
+    """Run inputs read from a non-terminal stdin; 0 when every input succeeded, else 1."""
+    try:
+        for text in split_inputs(stream):
+            if not core.handle(text):
+                break
+        core.out.flush()
+    except BrokenPipeError:  # `noma repl < f | head`: stop quietly
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    return 0 if core.failures == 0 else 1

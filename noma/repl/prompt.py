@@ -1,0 +1,138 @@
+"""The interactive `noma> ` prompt (prompt_toolkit), used when stdin is a terminal.
+
+Owns: the PromptSession (prompt `noma> `, continuation `  ... `), the Enter rule (submit only when
+noma.compiler.parse.is_complete says the input is finished, or for a `:command`; Alt-Enter always
+inserts a newline), syntax highlighting through noma.lexer.NomaLexer, tab completion
+(noma.repl.completion), the persistent history file (Ctrl-R searches it), Ctrl-C at the prompt
+(clears the line) and Ctrl-D (exits). Running inputs is ReplCore's job.
+Imports: prompt_toolkit, pygments (via prompt_toolkit.lexers), noma.repl.core.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.enums import DEFAULT_BUFFER
+from prompt_toolkit.filters import has_focus
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.lexers import PygmentsLexer
+from prompt_toolkit.styles import Style
+
+from noma.repl.completion import NomaCompleter
+from noma.repl.core import ReplCore
+
+PROMPT = "noma> "
+CONTINUATION = "  ... "
+
+STYLE = Style.from_dict({
+    "prompt": "ansicyan bold",
+    "continuation": "ansibrightblack",
+    "pygments.keyword": "ansimagenta bold",
+    "pygments.keyword.declaration": "ansiblue bold",
+    "pygments.keyword.pseudo": "ansiyellow bold",
+    "pygments.name.builtin": "ansicyan",
+    "pygments.name.function": "ansigreen",
+    "pygments.literal.number": "ansiyellow",
+    "pygments.literal.string": "ansigreen",
+    "pygments.comment": "ansibrightblack italic",
+    "pygments.operator": "ansired",
+})
+
+
+def history_path() -> Path:
+    """NOMA_HISTORY_FILE, else $XDG_STATE_HOME/noma/history, else ~/.local/state/noma/history."""
+    explicit = os.environ.get("NOMA_HISTORY_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "noma" / "history"
+
+
+def open_history() -> History:
+    """The file history, or an in-memory one when the file cannot be created."""
+    path = history_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        return FileHistory(str(path))
+    except OSError:
+        return InMemoryHistory()
+
+
+def should_submit(text: str) -> bool:
+    """Enter submits a `:command`, an empty line, or code that forms complete statements."""
+    from noma.compiler.parse import is_complete
+
+    stripped = text.strip()
+    if not stripped or (stripped.startswith(":") and "\n" not in stripped):
+        return True
+    try:
+        return is_complete(text)
+    except Exception:
+        return True  # let the compiler report whatever is wrong
+
+
+def key_bindings() -> KeyBindings:
+    kb = KeyBindings()
+    focused = has_focus(DEFAULT_BUFFER)
+
+    @kb.add("enter", filter=focused)
+    def _enter(event: Any) -> None:
+        buffer = event.current_buffer
+        if buffer.complete_state is not None and buffer.complete_state.current_completion:
+            buffer.apply_completion(buffer.complete_state.current_completion)
+            return
+        if should_submit(buffer.text):
+            buffer.validate_and_handle()
+        else:
+            buffer.insert_text("\n")
+
+    @kb.add("escape", "enter", filter=focused)
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+def _continuation(width: int, line_number: int, wrap_count: int) -> Any:
+    return [("class:continuation", CONTINUATION.rjust(width))]
+
+
+def make_prompt_session(core: ReplCore, history: Optional[History] = None) -> PromptSession:
+    from noma.lexer import NomaLexer
+
+    return PromptSession(
+        message=[("class:prompt", PROMPT)],
+        multiline=True,
+        prompt_continuation=_continuation,
+        lexer=PygmentsLexer(NomaLexer),
+        completer=NomaCompleter(lambda: core.session),
+        complete_while_typing=False,
+        history=history if history is not None else open_history(),
+        enable_history_search=False,
+        key_bindings=key_bindings(),
+        style=STYLE,
+        include_default_pygments_style=False,
+        mouse_support=False,
+    )
+
+
+def run_interactive(core: ReplCore) -> int:
+    """The prompt loop: read, run, repeat until Ctrl-D or `:quit`."""
+    prompt = make_prompt_session(core)
+    print(core.banner(), flush=True)
+    while True:
+        try:
+            text = prompt.prompt()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt: clear the line
+        except EOFError:
+            break
+        if not core.handle(text):
+            break
+    print(flush=True)
+    return 0

@@ -1,0 +1,84 @@
+"""`noma repl` with piped stdin (no prompt_toolkit), and the input splitting it uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from noma.display import format_value
+from noma.repl.core import ReplCore, run_piped, split_inputs
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `noma` is importable from here
+
+
+def run_repl(text: str, tmp_path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NOMA_HISTORY_FILE=str(tmp_path / "history"))
+    env.pop("NOMA_DEBUG", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "noma", "repl"], input=text, capture_output=True,
+                          text=True, env=env, cwd=str(tmp_path), timeout=120)
+
+
+def test_echo_print(tmp_path):
+    done = run_repl("print(1);\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1\n"
+    assert done.stderr == ""
+    assert not (tmp_path / "history").exists()  # piped input is not recorded
+
+
+def test_multiline_inputs_values_meta_and_errors(tmp_path):
+    text = "\n".join([
+        "fn sq(x) {",
+        "  x * x",
+        "}",
+        "",
+        "print(sq(",
+        "  4));",
+        "let v = tensor [1, 2,",
+        "   3];",
+        "v * 2;",
+        "let bad = nosuch;",
+        ":who",
+        ":nosuch",
+        'print("after", sq(3));',
+        "sq(1.5)",  # no semicolon at the very end: run anyway
+    ]) + "\n"
+    done = run_repl(text, tmp_path)
+    assert done.returncode == 1  # some input failed; the REPL kept going
+    out = done.stdout.splitlines()
+    assert out[0] == "16"
+    shown = format_value(np.array([2.0, 4.0, 6.0])).splitlines()  # values as noma.display shows them
+    assert out[1:3] == shown and shown[0] == "tensor[3] f64"
+    assert any(line.startswith("v ") and "[3]" in line for line in out)
+    assert "after 9" in out
+    assert out[-1] == "2.25"
+    assert "error[name]" in done.stderr and "nosuch" in done.stderr
+    assert "unknown command `:nosuch`" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "\x1b[" not in done.stdout + done.stderr  # no colour when not a terminal
+
+
+def test_quit_command_stops_reading(tmp_path):
+    done = run_repl("print(1);\n:quit\nprint(2);\n", tmp_path)
+    assert done.stdout == "1\n" and done.returncode == 0
+
+
+def test_split_inputs():
+    lines = ["", ":params", "fn f(x) {", "x", "}", "  ", "1 +", "2;", "let s = \"a", "b\";", "3"]
+    assert list(split_inputs(lines)) == [":params", "fn f(x) {\nx\n}", "1 +\n2;", 'let s = "a\nb";', "3"]
+
+
+def test_core_without_a_terminal(tmp_path):
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    core = ReplCore(out=out, err=err)
+    assert run_piped(core, io.StringIO("let a = 2;\nprint(a * 21);\nlet b = ;\n")) == 1
+    assert out.getvalue() == "42\n"
+    assert "error[syntax]" in err.getvalue()
+    assert core.handle(":quit") is False
