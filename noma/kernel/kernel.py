@@ -1,0 +1,349 @@
+"""NomaKernel: the Jupyter kernel for NOMA, one live Session per kernel process.
+
+Owns: the Jupyter messaging side of a session - executing cells (printed text as stdout
+streams, live training plots, a network diagram after a resize, the last value as an
+execute_result, NOMA diagnostics as error messages with a caret traceback), meta-commands
+(`:params`, `:history`, ... via noma.meta), interrupts (SIGINT stops the native training loop at
+a step boundary; the state is kept), completion, inspection, is_complete and history.
+Input: Jupyter messages (through ipykernel). Output: replies and IOPub messages.
+Imports: ipykernel (only under noma.kernel), noma.session, noma.meta, noma.display,
+noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from ipykernel.kernelbase import Kernel
+
+import noma
+from noma.kernel import introspect
+from noma.kernel.live import LiveDisplay
+
+#: Diagnostic kind → the `ename` of Jupyter error messages.
+ENAMES = {"syntax": "NomaSyntaxError", "name": "NomaNameError", "type": "NomaTypeError",
+          "shape": "NomaShapeError", "runtime": "NomaRuntimeError", "io": "NomaIOError"}
+_RED, _RESET = "\x1b[31m", "\x1b[0m"
+
+
+def split_cell(code: str) -> list[tuple[str, str]]:
+    """The cell as ("code", text) and ("meta", line) segments, in order.
+
+    Code segments keep their line numbers (they are padded with the newlines before them), so
+    diagnostics point at the line of the cell."""
+    segments: list[tuple[str, str]] = []
+    pending: list[str] = []
+    first = 0
+    lines = code.split("\n")
+    for index, line in enumerate(lines + [":"]):  # a sentinel flushes the last code block
+        if line.lstrip().startswith(":"):
+            text = "\n".join(pending)
+            if text.strip():
+                segments.append(("code", "\n" * first + text))
+            pending = []
+            first = index + 1
+            if index < len(lines):
+                segments.append(("meta", line.strip()))
+        else:
+            pending.append(line)
+    return segments
+
+
+class NomaKernel(Kernel):
+    """A Jupyter kernel running NOMA cells in one live noma.Session."""
+
+    implementation = "noma"
+    implementation_version = noma.__version__
+    language = "noma"
+    language_version = noma.__version__
+    language_info = {
+        "name": "noma",
+        "version": noma.__version__,
+        "mimetype": "text/x-noma",
+        "file_extension": ".noma",
+        "pygments_lexer": "noma",
+        "codemirror_mode": "rust",
+    }
+    banner = (f"NOMA {noma.__version__}: a small language for training neural networks, compiled "
+              "natively through LLVM, with growable parameters. Type :help for meta-commands.")
+    help_links: list = []
+
+    #: Seconds between progress-hook calls while native code runs (live plots ≤ 4 per second).
+    progress_interval = 0.25
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._noma: Any = None
+        self._records: list[tuple[int, str, str]] = []  # (execution count, input, output text)
+        self._sigint = False
+        self._silent = False
+        self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
+
+    # ------------------------------------------------------------------ session and output
+
+    @property
+    def noma(self) -> Any:
+        """The live NOMA session (created on first use; `self.session` is Jupyter's)."""
+        if self._noma is None:
+            from noma.session import Session
+
+            self._noma = Session()
+        return self._noma
+
+    def _publish(self, msg_type: str, content: dict) -> None:
+        self.send_response(self.iopub_socket, msg_type, content)
+
+    def _stream(self, name: str, text: str) -> None:
+        if text:
+            self._publish("stream", {"name": name, "text": text})
+
+    @contextmanager
+    def _sigint_forwarding(self) -> Iterator[None]:
+        """While a cell runs, SIGINT asks the runtime to stop (never a Python KeyboardInterrupt)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self._sigint = True
+            try:
+                self.noma.interrupt()
+            except Exception:
+                pass
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ execute
+
+    async def do_execute(self, code: str, silent: bool, store_history: bool = True,
+                         user_expressions: Optional[dict] = None, allow_stdin: bool = False) -> dict:
+        count = self.execution_count
+        self._silent = silent
+        self._sigint = False
+        self._shown = []
+        reply: dict = {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
+        segments = split_cell(code)
+        for index, (kind, text) in enumerate(segments):
+            last = index == len(segments) - 1
+            run = self._run_meta if kind == "meta" else self._run_code
+            try:
+                failure = run(text, last, count)
+            except Exception as exc:  # e.g. the session cannot start: reply, never leave the client waiting
+                self.log.exception("NOMA cell failed")
+                failure = _failure("NomaInternalError", f"{type(exc).__name__}: {exc}")
+            if failure is not None:
+                reply = {"status": "error", "execution_count": count, **failure}
+                if not silent:
+                    self._publish("error", failure)
+                break
+        if reply["status"] == "ok" and user_expressions:
+            reply["user_expressions"] = self._user_expressions(user_expressions)
+        if store_history and not silent:
+            self._records.append((count, code, "\n".join(self._shown)))
+        return reply
+
+    def _watch(self, stream_output: bool) -> LiveDisplay:
+        live = LiveDisplay(self.noma, self._publish, self._stream, enabled=not self._silent,
+                           stream_output=stream_output, interrupt_pending=lambda: self._sigint)
+        self.noma.progress = live.tick
+        self.noma.progress_interval = self.progress_interval
+        return live
+
+    def _event_count(self) -> int:
+        try:
+            return len(self.noma.history.events)
+        except Exception:
+            return 0
+
+    def _run_code(self, text: str, last: bool, count: int) -> Optional[dict]:
+        """Run one code segment; publish its output; an error message's content on failure."""
+        session = self.noma
+        events_before = self._event_count()
+        live = self._watch(stream_output=True)
+        try:
+            with self._sigint_forwarding():
+                result = session.execute(text, name=f"In[{count}]")
+        except KeyboardInterrupt:
+            return _interrupted("interrupted before the cell ran")
+        except Exception as exc:  # a compiler or runtime bug: say so, keep the kernel alive
+            return _failure("NomaInternalError", f"internal compiler error ({type(exc).__name__}: {exc}); "
+                            "please report this cell")
+        finally:
+            session.progress = None
+        if not self._silent:
+            self._stream("stdout", live.remaining_output(result.output))
+            for warning in result.warnings:
+                self._stream("stderr", warning.render(color=True) + "\n")
+            live.finish()
+            self._show_diagram(events_before)
+        if result.status == "interrupted":
+            message = result.diagnostics[-1].message if result.diagnostics else "interrupted"
+            return _interrupted(message)
+        if result.status != "ok":
+            return _error_content(result.errors or result.diagnostics)
+        if last and result.value is not None and not self._silent:
+            self._execute_result(result.value, count)
+        return None
+
+    def _execute_result(self, value: Any, count: int) -> None:
+        from noma.display import format_value
+
+        import numpy as np
+
+        data = {"text/plain": format_value(value)}
+        if np.ndim(value) > 0:
+            data["text/html"] = introspect.tensor_html(value, getattr(self.noma, "dtype", "f64"))
+        self._shown.append(data["text/plain"])
+        self._publish("execute_result", {"execution_count": count, "data": data, "metadata": {}})
+
+    def _show_diagram(self, events_before: int) -> None:
+        """After a cell that resized parameters: the network with added/removed units."""
+        try:
+            events = self.noma.history.events[events_before:]
+            from noma.kernel.diagram import diagram_for
+
+            png = diagram_for(self.noma, events)
+        except Exception as exc:
+            self.log.warning("network diagram failed: %s", exc)
+            return
+        if png is not None:
+            self._publish("display_data", {"data": {"image/png": png, "text/plain": "<network diagram>"},
+                                           "metadata": {}})
+
+    def _run_meta(self, line: str, last: bool, count: int) -> Optional[dict]:
+        """Run a `:command` line through noma.meta."""
+        from noma.meta import run_meta
+
+        events_before = self._event_count()
+        live = self._watch(stream_output=False)  # :time and :run print through their text
+        try:
+            with self._sigint_forwarding():
+                result = run_meta(self.noma, line)
+        except Exception as exc:  # run_meta reports user mistakes itself: this is a bug
+            return _failure("NomaInternalError", f"internal error in {line.split()[0]} ({type(exc).__name__}: {exc})")
+        finally:
+            if self._noma is not None:
+                self._noma.progress = None
+        if result.session is not None:  # `:reset` made a new session
+            self._noma = result.session
+            self._noma.progress = None
+        live.finish()
+        if not result.ok:
+            return _failure("NomaMetaError", result.text.splitlines()[0] if result.text else line,
+                            result.text.splitlines())
+        if self._silent:
+            return None
+        self._show_diagram(events_before)
+        self._shown.append(result.text)
+        if result.png is not None:
+            self._publish("display_data", {"data": {"image/png": result.png, "text/plain": result.text},
+                                           "metadata": {}})
+        elif result.html is not None:
+            data = {"text/plain": result.text, "text/html": result.html}
+            if last:
+                self._publish("execute_result", {"execution_count": count, "data": data, "metadata": {}})
+            else:
+                self._publish("display_data", {"data": data, "metadata": {}})
+        elif result.text:
+            self._stream("stdout", result.text + "\n")
+        return None
+
+    def _user_expressions(self, expressions: dict) -> dict:
+        from noma.display import format_value
+
+        out = {}
+        for key, expr in expressions.items():
+            text = expr.rstrip()
+            result = self.noma.execute(text if text.endswith(";") else text + ";", name=key)
+            if result.ok:
+                out[key] = {"status": "ok", "data": {"text/plain": format_value(result.value)}, "metadata": {}}
+            else:
+                out[key] = {"status": "error", **_error_content(result.errors or result.diagnostics)}
+        return out
+
+    # ------------------------------------------------------------------ introspection
+
+    async def do_complete(self, code: str, cursor_pos: int) -> dict:
+        from noma.meta import meta_names
+
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        return introspect.complete(self._session_or_none(), code, cursor_pos, meta_names())
+
+    async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()) -> dict:
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        return introspect.inspect(self._session_or_none(), code, cursor_pos)
+
+    def _session_or_none(self) -> Any:
+        """The session for introspection; None when it cannot be created (builtins still complete)."""
+        try:
+            return self.noma
+        except Exception as exc:
+            self.log.warning("no NOMA session: %s", exc)
+            return None
+
+    async def do_is_complete(self, code: str) -> dict:
+        from noma.compiler.parse import is_complete
+
+        text = "\n".join(line for line in code.split("\n") if not line.lstrip().startswith(":"))
+        if not text.strip() or is_complete(text):
+            return {"status": "complete"}
+        depth = max(0, text.count("{") - text.count("}"))
+        return {"status": "incomplete", "indent": "    " * depth}
+
+    async def do_history(self, hist_access_type: str, output: bool, raw: bool, session: Any = None,
+                         start: Any = None, stop: Any = None, n: Any = None, pattern: Any = None,
+                         unique: bool = False) -> dict:
+        records = list(self._records)
+        if hist_access_type == "range":
+            lo = start or 0
+            records = [r for r in records if r[0] >= lo and (stop is None or r[0] < stop)]
+        elif hist_access_type == "search":
+            records = [r for r in records if fnmatch.fnmatchcase(r[1], pattern or "*")]
+            if unique:
+                latest: dict[str, tuple[int, str, str]] = {}
+                for r in records:
+                    latest.pop(r[1], None)
+                    latest[r[1]] = r
+                records = list(latest.values())
+            if n:
+                records = records[-n:]
+        elif hist_access_type == "tail":
+            records = records[-n:] if n else records
+        history = [(0, c, (code, out) if output else code) for c, code, out in records]
+        return {"status": "ok", "history": history}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def do_shutdown(self, restart: bool) -> dict:
+        self._noma = None  # a restart starts a new process; drop the session either way
+        return {"status": "ok", "restart": restart}
+
+
+def _failure(ename: str, evalue: str, traceback: Optional[list[str]] = None) -> dict:
+    return {"ename": ename, "evalue": evalue, "traceback": traceback or [f"{_RED}{ename}{_RESET}: {evalue}"]}
+
+
+def _interrupted(message: str) -> dict:
+    return _failure("KeyboardInterrupt", message,
+                    [f"{_RED}KeyboardInterrupt{_RESET}: {message}",
+                     "(the session keeps its state: parameters, optimizer state and history)"])
+
+
+def _error_content(diagnostics: list[Any]) -> dict:
+    """`ename` / `evalue` / `traceback` of NOMA diagnostics (source line and caret included)."""
+    if not diagnostics:
+        return _failure("NomaError", "error")
+    first = diagnostics[0]
+    kind = getattr(first.kind, "value", str(first.kind))
+    traceback: list[str] = []
+    for diag in diagnostics:
+        traceback.extend(diag.render(color=True).splitlines())
+    return _failure(ENAMES.get(kind, "NomaError"), first.message, traceback)
