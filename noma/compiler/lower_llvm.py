@@ -1,0 +1,386 @@
+"""IR -> textual LLVM IR: the native backend's front half (jit.py compiles the text).
+
+Owns: `lower_module` and the conventions every caller relies on:
+
+* real = double (module.dtype "f64") or float ("f32"); a scalar is a real SSA value; a tensor
+  is an SSA value of `%NomaTensor = type { ptr data, i64 rank, [4 x i64] dims }`, passed to the
+  runtime through a scratch alloca of the entry block.
+* IR function `f` becomes the external LLVM function `symbols[f]` taking reals / %NomaTensor by
+  value and returning real / %NomaTensor / void; `__`-prefixed functions without params and
+  result are `void ()` (entry points for noma_invoke).
+* Every CALL is bracketed by noma_enter(call span) / noma_leave() (the recursion limit reports
+  the call site).
+* Every CALL loads the callee from the pointer global `@"noma.fp.<callee>"` (a `ptr`). For a
+  callee in `own_pointers` this module defines the global, initialised to the callee's function;
+  otherwise it declares it external (defined by an earlier module; the session may overwrite it
+  with the address of a newer version).
+* Control flow: IfOp -> branches + phis; WhileOp -> a loop with phis; OptimizeOp -> one native
+  training loop (see `_lower_optimize`).
+* Tensor loads that could be overwritten while live (PARAM_LOAD / GLOBAL_LOAD in a scope that
+  also writes params / globals or calls) are copied into the arena (`_loads_needing_copy`).
+
+The lowering is split for size: lower_llvm_loops (types, runtime declarations, loops, kernels),
+lower_llvm_ops (one method per Op), this module (functions, regions, optimize, module driver).
+Input: a verified ir.Module. Output: LLVM IR text. Imports: ir, lower_llvm_ops, lower_llvm_loops,
+llvmlite.ir (never llvmlite.binding, never noma.rt).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir as ll
+
+from noma.compiler import ir
+from noma.compiler.lower_llvm_loops import I64, RUNTIME_SIGS, ModuleContext
+from noma.compiler.lower_llvm_ops import LoweringError, OpLowering
+
+__all__ = ["lower_module", "LoweringError", "fn_pointer_name"]
+
+
+def fn_pointer_name(callee: str) -> str:
+    """The symbol of the function-pointer global through which `callee` is called."""
+    return f"noma.fp.{callee}"
+
+
+def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: set[str],
+                 name: str) -> str:
+    """Lower every function of `module` to LLVM IR text (see the module docstring)."""
+    for fname, sym in symbols.items():
+        if sym in RUNTIME_SIGS or sym.startswith("llvm."):
+            raise LoweringError(f"symbol {sym!r} of function {fname!r} clashes with a runtime/LLVM name")
+    mc = ModuleContext(name, module.dtype)
+    mc.symbols = dict(symbols)
+    mc.own_pointers = set(own_pointers)
+    for fname, sig in module.externs.items():
+        mc.signatures[fname] = (tuple(sig[0]), sig[1])
+    for fname, fn in module.functions.items():
+        mc.signatures[fname] = (tuple(p.rank for p in fn.params), fn.result_rank)
+    defined = {fname: mc.function(fname) for fname in sorted(module.functions)}
+    for fname in sorted(own_pointers):
+        mc.fn_pointer(fname)
+    for fname in sorted(module.functions):
+        _lower_function(mc, module.functions[fname], defined[fname])
+    return str(mc.module)
+
+
+def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> None:
+    llfn.attributes.add("nounwind")
+    fl = FunctionLowering(mc, llfn, _loads_needing_copy(fn), _fusible(fn))
+    for p, arg in zip(fn.params, llfn.args):
+        arg.name = f"p{p.id}"
+        fl.vals[p.id] = arg
+    ys = fl.lower_block(fn.body, [])
+    if fn.result_rank is None:
+        fl.b.ret_void()
+    else:
+        if len(ys) != 1:
+            raise LoweringError(f"{fn.name}: body yields {len(ys)} values for one result")
+        fl.b.ret(ys[0])
+    fl.finish_entry()
+
+
+class FunctionLowering(OpLowering):
+    """Blocks and structured control flow of one function."""
+
+    def lower_block(self, block: ir.Block, params: list[ll.Value]) -> list[ll.Value]:
+        for p, v in zip(block.params, params):
+            self.vals[p.id] = v
+        for op in block.ops:
+            if isinstance(op, ir.Instr):
+                self.lower_instr(op)
+            elif isinstance(op, ir.IfOp):
+                self._lower_if(op)
+            elif isinstance(op, ir.WhileOp):
+                self._lower_while(op)
+            elif isinstance(op, ir.OptimizeOp):
+                self._lower_optimize(op)
+            else:
+                raise LoweringError(f"unknown operation {op!r}")
+        return [self.get(v) for v in block.yields]
+
+    def _type(self, rank: int) -> ll.Type:
+        return self.mc.value_type(rank)
+
+    def _lower_if(self, op: ir.IfOp) -> None:
+        cond = self.truth(self.get(op.cond))
+        then_bb = self.fn.append_basic_block("if.then")
+        else_bb = self.fn.append_basic_block("if.else")
+        merge = self.fn.append_basic_block("if.end")
+        self.b.cbranch(cond, then_bb, else_bb)
+        incoming = []
+        for bb, block in ((then_bb, op.then), (else_bb, op.else_)):
+            self.b.position_at_end(bb)
+            ys = self.lower_block(block, [])
+            incoming.append((ys, self.b.block))
+            self.b.branch(merge)
+        self.b.position_at_end(merge)
+        for k, r in enumerate(op.results):
+            phi = self.b.phi(self._type(r.rank))
+            for ys, bb in incoming:
+                phi.add_incoming(ys[k], bb)
+            self.vals[r.id] = phi
+
+    def _lower_while(self, op: ir.WhileOp) -> None:
+        pre = self.b.block
+        head = self.fn.append_basic_block("while.cond")
+        body = self.fn.append_basic_block("while.body")
+        exit_ = self.fn.append_basic_block("while.end")
+        self.b.branch(head)
+        self.b.position_at_end(head)
+        phis = []
+        for v in op.inits:
+            phi = self.b.phi(self._type(v.rank))
+            phi.add_incoming(self.get(v), pre)
+            phis.append(phi)
+        (flag,) = self.lower_block(op.cond, phis)
+        self.b.cbranch(self.truth(flag), body, exit_)
+        self.b.position_at_end(body)
+        nxt = self.lower_block(op.body, phis)
+        for phi, v in zip(phis, nxt):
+            phi.add_incoming(v, self.b.block)
+        self.b.branch(head)
+        self.b.position_at_end(exit_)
+        for r, phi in zip(op.results, phis):
+            self.vals[r.id] = phi
+
+    def _lower_optimize(self, op: ir.OptimizeOp) -> None:
+        """One native training loop:
+
+        before: noma_opt_begin per param (hyper: 16 reals), noma_defer_begin
+        head:   step == max_iter -> warn, leave
+        body:   mark = arena_mark; tape_reset; body; log_loss(loss);
+                carried tensors -> global carry slot (even/odd step) and reloaded from it;
+                stop != 0 -> release mark, leave
+        grad:   grad block; noma_opt_step per param; noma_defer_apply;
+                noma_check_interrupt (SIGINT -> unwind, status 2; the step is complete);
+                arena_release(mark); step += 1
+        after:  noma_defer_end; results = last loss, carried values (slot-backed)
+        """
+        if op.grad is None:
+            raise LoweringError("optimize without a gradient block (run autodiff first)")
+        b = self.b
+        self.span = op.span
+        self.new_stage()
+        hyper = self.alloca(ll.ArrayType(self.real, ir.HYPER_LEN), name="hyper")
+        for i in range(ir.HYPER_LEN):
+            value = self.get(op.hyper[i]) if i < len(op.hyper) else self.rconst(float("nan"))
+            b.store(value, b.gep(hyper, [self.i64(0), self.i32(i)], inbounds=True))
+        hyper_ptr = b.gep(hyper, [self.i64(0), self.i32(0)], inbounds=True)
+        for p in op.params:
+            self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
+        self.rt("noma_defer_begin")
+        max_iter = self.to_index(self.get(op.max_iter))
+        inits = [self.get(v) for v in op.inits]
+        slots = list(op.carry_slots) + [None] * (len(inits) - len(op.carry_slots))
+        for v, s in zip(op.inits, slots):
+            if v.rank > 0 and s is None:
+                raise LoweringError("optimize: a carried tensor has no carry slots")
+
+        pre = b.block
+        head = self.fn.append_basic_block("opt.head")
+        body = self.fn.append_basic_block("opt.body")
+        grad = self.fn.append_basic_block("opt.grad")
+        latch = self.fn.append_basic_block("opt.latch")
+        maxed = self.fn.append_basic_block("opt.max")
+        stopped = self.fn.append_basic_block("opt.stop")
+        exit_ = self.fn.append_basic_block("opt.end")
+        b.branch(head)
+
+        b.position_at_end(head)
+        step = b.phi(I64, name="step")
+        step.add_incoming(self.i64(0), pre)
+        last_loss = b.phi(self.real, name="last_loss")
+        last_loss.add_incoming(self.rconst(float("nan")), pre)
+        carried = []
+        for v, init in zip(op.inits, inits):
+            phi = b.phi(self._type(v.rank))
+            phi.add_incoming(init, pre)
+            carried.append(phi)
+        b.cbranch(b.icmp_signed(">=", step, max_iter), maxed, body)
+
+        b.position_at_end(body)
+        mark = self.rt("noma_arena_mark")
+        self.rt("noma_tape_reset")
+        ys = self.lower_block(op.body, carried)
+        loss, stop, nxt = ys[0], ys[1], ys[2:]
+        self.span = op.span
+        self.new_stage()
+        self.rt("noma_log_loss", loss)
+        odd = b.trunc(step, ll.IntType(1))
+        kept = []
+        for v, value, s in zip(op.inits, nxt, slots):
+            if v.rank == 0:
+                kept.append(value)
+                continue
+            slot = b.select(odd, self.i64(s[1]), self.i64(s[0]))
+            self.rt("noma_global_store", slot, self.tensor_ptr(value))
+            kept.append(self.load_tensor(self.rt("noma_global", slot)))
+        b.cbranch(self.truth(stop), stopped, grad)
+
+        b.position_at_end(grad)
+        gys = self.lower_block(op.grad, [])
+        self.span = op.span
+        self.new_stage()
+        for p, g, gv in zip(op.params, op.grad.yields, gys):
+            self.rt("noma_opt_step", self.i64(p.slot), self.any_ptr(gv, g.rank))
+            self.new_stage()
+        self.rt("noma_defer_apply")
+        # SIGINT arrived -> unwind to noma_invoke (status 2); the step is complete.
+        self.rt("noma_check_interrupt", self.span_c())
+        b.branch(latch)
+
+        b.position_at_end(latch)
+        self.rt("noma_arena_release", mark)
+        step.add_incoming(b.add(step, self.i64(1), flags=["nsw"]), b.block)
+        last_loss.add_incoming(loss, b.block)
+        for phi, value in zip(carried, kept):
+            phi.add_incoming(value, b.block)
+        b.branch(head)
+
+        b.position_at_end(stopped)
+        self.rt("noma_arena_release", mark)
+        stop_end = b.block
+        b.branch(exit_)
+
+        b.position_at_end(maxed)
+        msg = "optimize reached its iteration bound"
+        if op.until_text:
+            msg += f" before `{op.until_text}` held"
+        self.rt("noma_warn", self.cstr(msg))
+        max_end = b.block
+        b.branch(exit_)
+
+        b.position_at_end(exit_)
+        loss_phi = b.phi(self.real)
+        loss_phi.add_incoming(last_loss, max_end)
+        loss_phi.add_incoming(loss, stop_end)
+        results = [loss_phi]
+        for v, phi, value in zip(op.inits, carried, kept):
+            out = b.phi(self._type(v.rank))
+            out.add_incoming(phi, max_end)
+            out.add_incoming(value, stop_end)
+            results.append(out)
+        self.rt("noma_defer_end")
+        for r, v in zip(op.results, results):
+            self.vals[r.id] = v
+
+
+# ----------------------------------------------------------------------------- load copies
+
+
+class _Effects:
+    """What a region may do to stored params / globals while values loaded in it are live."""
+
+    def __init__(self) -> None:
+        self.calls = False
+        self.params = False
+        self.globals: set[int] = set()
+
+
+def _effects(block: ir.Block, eff: _Effects, deferred: bool) -> None:
+    for op in block.ops:
+        if isinstance(op, ir.Instr):
+            if op.op is ir.Op.CALL:
+                eff.calls = True
+            elif op.op in (ir.Op.PARAM_SET, ir.Op.PARAM_FREE):
+                eff.params = True
+            elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE) and not deferred:
+                eff.params = True
+            elif op.op is ir.Op.GLOBAL_STORE:
+                eff.globals.add(int(op.attr("slot")))
+            continue
+        if isinstance(op, ir.OptimizeOp):
+            eff.params = True  # it updates its parameters in place
+        for inner in ir.child_blocks(op):
+            _effects(inner, eff, deferred)
+
+
+def _loads_needing_copy(fn: ir.Function) -> set[int]:
+    """id() of tensor PARAM_LOAD / GLOBAL_LOAD instructions whose stored buffer might be
+    overwritten while the loaded value is live.
+
+    A load inside an optimize body / grad block only lives for that step (values leave the step
+    only through copies: carry slots, stores), so only effects inside that optimize's blocks
+    count (resizes there are deferred to the step's end). A load elsewhere may live for the rest
+    of the function: every effect of the function counts.
+    """
+    whole = _Effects()
+    _effects(fn.body, whole, deferred=False)
+    out: set[int] = set()
+
+    def visit(block: ir.Block, eff: _Effects) -> None:
+        for op in block.ops:
+            if isinstance(op, ir.Instr):
+                if op.result is None or op.result.rank == 0:
+                    continue
+                if op.op is ir.Op.PARAM_LOAD and (eff.calls or eff.params):
+                    out.add(id(op))
+                elif op.op is ir.Op.GLOBAL_LOAD and (eff.calls or int(op.attr("slot")) in eff.globals):
+                    out.add(id(op))
+                continue
+            if isinstance(op, ir.OptimizeOp):
+                local = _Effects()
+                for inner in ir.child_blocks(op):
+                    _effects(inner, local, deferred=True)
+                for inner in ir.child_blocks(op):
+                    visit(inner, local)
+                continue
+            for inner in ir.child_blocks(op):
+                visit(inner, eff)
+
+    visit(fn.body, whole)
+    return out
+
+
+# ----------------------------------------------------------------------------- fusion
+
+#: Most operands (distinct leaves) one fused elementwise loop reads.
+MAX_FUSED_LEAVES = 8
+
+
+def _is_alias(op: ir.Instr) -> bool:
+    return op.op is ir.Op.STOP_GRAD or (op.op is ir.Op.CAST and op.attr("to") in ("f64", "f32"))
+
+
+def _fusible(fn: ir.Function) -> set[int]:
+    """id() of elementwise instructions to compute inside the loop of their user.
+
+    An elementwise op with a tensor result is fused when its result has exactly one use, that
+    use is an elementwise op of the same block, and no effectful or structured operation lies
+    between them (values are immutable and loads that could be overwritten are copies, so moving
+    the computation is invisible; shape errors keep their own op's span). A fused loop reads at
+    most MAX_FUSED_LEAVES operands.
+    """
+    uses: dict[int, int] = {}
+
+    def count(block: ir.Block) -> None:
+        for op in block.ops:
+            for v in ir.operands(op):
+                uses[v.id] = uses.get(v.id, 0) + 1
+            for inner in ir.child_blocks(op):
+                count(inner)
+        for v in block.yields:
+            uses[v.id] = uses.get(v.id, 0) + 1
+
+    count(fn.body)
+    out: set[int] = set()
+
+    def visit(block: ir.Block) -> None:
+        pending: dict[int, tuple[ir.Instr, int]] = {}  # result id -> (instr, its leaf count)
+        for op in block.ops:
+            if isinstance(op, ir.Instr) and op.op in ir.ELEMENTWISE and not _is_alias(op):
+                fusable = [a for a in op.args if a.id in pending]
+                leaves = sum(pending[a.id][1] if a.id in pending else 1 for a in op.args)
+                if leaves > MAX_FUSED_LEAVES:
+                    fusable, leaves = [], len(op.args)
+                for a in fusable:
+                    out.add(id(pending.pop(a.id)[0]))
+                if op.result is not None and op.result.rank > 0 and uses.get(op.result.id, 0) == 1:
+                    pending[op.result.id] = (op, leaves)
+                continue
+            if not isinstance(op, ir.Instr) or op.op in ir.EFFECTFUL:
+                pending.clear()
+            for inner in ir.child_blocks(op):
+                visit(inner)
+
+    visit(fn.body)
+    return out

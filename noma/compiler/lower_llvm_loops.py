@@ -1,0 +1,751 @@
+"""The builder-level toolkit of the LLVM lowering: types, runtime declarations, tensor descriptors,
+loops and the elementwise / reduction kernels.
+
+Owns: `ModuleContext` (one llvmlite module: the `%NomaTensor` type, lazily declared runtime
+functions, intrinsics, string constants, function-pointer globals) and `Emitter` (one function
+being generated: the entry-block allocas and per-instruction scratch slots, descriptor helpers,
+counted loops with carried values, the broadcasting elementwise kernel with its flat contiguous
+fast path and general strided loop nest, the full and per-axis reductions, and library-free
+(vectorizable) exp / tanh).
+Input: called by lower_llvm_ops / lower_llvm. Output: llvmlite.ir values and instructions.
+Imports: llvmlite.ir only. The three lower_llvm* modules are one component split for size; no
+other module of NOMA imports llvmlite.ir.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from llvmlite import ir as ll
+
+I1 = ll.IntType(1)
+I8 = ll.IntType(8)
+I32 = ll.IntType(32)
+I64 = ll.IntType(64)
+PTR = ll.PointerType()
+VOID = ll.VoidType()
+
+#: Error kinds of the runtime (docs/RUNTIME_ABI.md).
+ERR_TYPE = 2
+ERR_SHAPE = 3
+ERR_RUNTIME = 4
+
+#: Runtime functions generated code may call: name -> signature "ret:args" with
+#: r = real, p = pointer, l = int64, i = int32, v = void.
+RUNTIME_SIGS = {
+    "noma_alloc": "p:l",
+    "noma_arena_mark": "l:",
+    "noma_arena_release": "v:l",
+    "noma_tape_push_s": "v:r",
+    "noma_tape_pop_s": "r:",
+    "noma_tape_push_t": "v:p",
+    "noma_tape_pop_t": "v:p",
+    "noma_tape_reset": "v:",
+    "noma_fail": "v:ilp",
+    "noma_fail_shape": "v:lppp",
+    "noma_fail_index": "v:lll",
+    "noma_enter": "v:l",
+    "noma_leave": "v:",
+    "noma_broadcast_dims": "v:lpppp",
+    "noma_print_str": "v:p",
+    "noma_print_scalar": "v:r",
+    "noma_print_tensor": "v:p",
+    "noma_print_sep": "v:",
+    "noma_print_end": "v:",
+    "noma_warn": "v:p",
+    "noma_seed": "v:r",
+    "noma_rand": "r:",
+    "noma_randn": "r:",
+    "noma_fill": "v:plirr",
+    "noma_global": "p:l",
+    "noma_global_store": "v:lp",
+    "noma_global_load_s": "r:l",
+    "noma_global_store_s": "v:lr",
+    "noma_param_set": "v:lpp",
+    "noma_param": "p:l",
+    "noma_param_free": "v:l",
+    "noma_param_bind_dim": "v:lil",
+    "noma_param_resize": "v:llpirrl",
+    "noma_dim_resize": "v:llirrl",
+    "noma_dim_get": "l:l",
+    "noma_dim_set": "v:ll",
+    "noma_defer_begin": "v:",
+    "noma_defer_apply": "v:",
+    "noma_defer_end": "v:",
+    "noma_opt_begin": "v:lip",
+    "noma_opt_step": "v:lp",
+    "noma_opt_reset_all": "v:",
+    "noma_log_loss": "v:r",
+    "noma_check_interrupt": "v:l",
+    "noma_matmul": "v:ppplllii",
+    "noma_load_csv": "v:ppl",
+    "noma_save_csv": "v:ppl",
+    "noma_st_load": "v:pplpl",
+    "noma_st_save": "v:plppl",
+}
+NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index"})
+
+
+def _mangle(t: ll.Type) -> str:
+    """The overload suffix of type t in an intrinsic name (f64, v8f64, i64, p0)."""
+    if isinstance(t, ll.VectorType):
+        return f"v{t.count}{_mangle(t.element)}"
+    if isinstance(t, ll.DoubleType):
+        return "f64"
+    if isinstance(t, ll.FloatType):
+        return "f32"
+    if isinstance(t, ll.IntType):
+        return f"i{t.width}"
+    if isinstance(t, ll.PointerType):
+        return "p0"
+    raise TypeError(f"no intrinsic suffix for {t}")
+
+
+class ModuleContext:
+    """One llvmlite module under construction and its module-level declarations."""
+
+    def __init__(self, name: str, dtype: str):
+        if dtype not in ("f64", "f32"):
+            raise ValueError(f"unsupported dtype {dtype!r}")
+        self.module = ll.Module(name=name)
+        self.dtype = dtype
+        self.real = ll.DoubleType() if dtype == "f64" else ll.FloatType()
+        self.elem_size = 8 if dtype == "f64" else 4
+        tensor = self.module.context.get_identified_type("NomaTensor")
+        if tensor.is_opaque:
+            tensor.set_body(PTR, I64, ll.ArrayType(I64, 4))
+        self.tensor = tensor
+        self._strings: dict[str, ll.GlobalVariable] = {}
+        self._fn_pointers: dict[str, ll.GlobalVariable] = {}
+        #: IR function name -> (param ranks, result rank), for this module's and extern functions.
+        self.signatures: dict[str, tuple[tuple[int, ...], Optional[int]]] = {}
+        #: IR function name -> LLVM symbol name.
+        self.symbols: dict[str, str] = {}
+        #: IR function names whose pointer global this module defines.
+        self.own_pointers: set[str] = set()
+
+    # ------------------------------------------------------------------ declarations
+
+    def _type(self, code: str) -> ll.Type:
+        return {"r": self.real, "p": PTR, "l": I64, "i": I32, "v": VOID}[code]
+
+    def runtime(self, name: str) -> ll.Function:
+        """The declaration of runtime function `name` (declared on first use)."""
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        ret, args = RUNTIME_SIGS[name].split(":")
+        fnty = ll.FunctionType(self._type(ret), [self._type(c) for c in args])
+        fn = ll.Function(self.module, fnty, name)
+        fn.attributes.add("nounwind")
+        if name in NORETURN:
+            fn.attributes.add("noreturn")
+            fn.attributes.add("cold")
+        if name == "noma_alloc":
+            fn.return_value.add_attribute("noalias")
+            fn.return_value.attributes.align = 64
+        return fn
+
+    def libm(self, base: str, nargs: int = 1) -> ll.Function:
+        """A libm function (`tanh` / `tanhf` by dtype)."""
+        name = base if self.dtype == "f64" else base + "f"
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        fn = ll.Function(self.module, ll.FunctionType(self.real, [self.real] * nargs), name)
+        fn.attributes.add("nounwind")
+        return fn
+
+    def intrinsic(self, name: str, ret: ll.Type, args: Sequence[ll.Type],
+                  suffix_types: Sequence[ll.Type]) -> ll.Function:
+        """Declare the overloaded intrinsic `name` mangled with `suffix_types`."""
+        full = ".".join([name] + [_mangle(t) for t in suffix_types])
+        existing = self.module.globals.get(full)
+        if existing is not None:
+            return existing
+        return ll.Function(self.module, ll.FunctionType(ret, list(args)), full)
+
+    def cstring(self, text: str) -> ll.GlobalVariable:
+        """A private NUL-terminated constant holding `text` (UTF-8)."""
+        gv = self._strings.get(text)
+        if gv is None:
+            data = bytearray(text.encode("utf-8") + b"\0")
+            typ = ll.ArrayType(I8, len(data))
+            gv = ll.GlobalVariable(self.module, typ, f"noma.str.{len(self._strings)}")
+            gv.global_constant = True
+            gv.linkage = "private"
+            gv.unnamed_addr = True
+            gv.initializer = ll.Constant(typ, data)
+            self._strings[text] = gv
+        return gv
+
+    def value_type(self, rank: Optional[int]) -> ll.Type:
+        return VOID if rank is None else self.real if rank == 0 else self.tensor
+
+    def fn_type(self, name: str) -> ll.FunctionType:
+        """The LLVM type of IR function `name`: reals / %NomaTensor by value, void when no result."""
+        if name not in self.signatures:
+            raise KeyError(f"call to unknown function {name!r} (not in the module nor its externs)")
+        params, result = self.signatures[name]
+        return ll.FunctionType(self.value_type(result), [self.value_type(r) for r in params])
+
+    def function(self, name: str) -> ll.Function:
+        """The LLVM function of IR function `name` (declared here when defined elsewhere)."""
+        sym = self.symbols.get(name, name)
+        fn = self.module.globals.get(sym)
+        if fn is None:
+            fn = ll.Function(self.module, self.fn_type(name), sym)
+        return fn
+
+    def fn_pointer(self, callee: str) -> ll.GlobalVariable:
+        """`@"noma.fp.<callee>"`: defined here (initialised to the callee) when callee is in
+        own_pointers, else declared external."""
+        gv = self._fn_pointers.get(callee)
+        if gv is None:
+            gv = ll.GlobalVariable(self.module, PTR, f"noma.fp.{callee}")
+            gv.align = 8
+            if callee in self.own_pointers:
+                gv.initializer = self.function(callee)
+            else:
+                gv.linkage = "external"
+            self._fn_pointers[callee] = gv
+        return gv
+
+
+class Emitter:
+    """Helpers bound to one LLVM function under construction (`self.b` is the builder)."""
+
+    def __init__(self, mc: ModuleContext, fn: ll.Function):
+        self.mc = mc
+        self.fn = fn
+        self.real = mc.real
+        self.T = mc.tensor
+        self._entry = fn.append_basic_block("entry")
+        self._alloca_b = ll.IRBuilder(self._entry)
+        self.b = ll.IRBuilder(fn.append_basic_block("start"))
+        self._scratch: dict[str, list] = {}
+        self._scratch_used: dict[str, int] = {}
+        self.span = -1
+
+    def choose(self, cond: ll.Value, then_fn: Callable[[], ll.Value],
+               else_fn: Callable[[], ll.Value]) -> ll.Value:
+        """if cond then then_fn() else else_fn(), merged with a phi."""
+        with self.b.if_else(cond) as (then, other):
+            with then:
+                a = then_fn()
+                a_bb = self.b.block
+            with other:
+                c = else_fn()
+                c_bb = self.b.block
+        phi = self.b.phi(a.type)
+        phi.add_incoming(a, a_bb)
+        phi.add_incoming(c, c_bb)
+        return phi
+
+    def finish_entry(self) -> None:
+        """Close the entry block (allocas only) with a branch to the code."""
+        self._alloca_b.branch(self.fn.basic_blocks[1])
+
+    # ------------------------------------------------------------------ constants and calls
+
+    def i64(self, v: int) -> ll.Constant:
+        return ll.Constant(I64, int(v))
+
+    def i32(self, v: int) -> ll.Constant:
+        return ll.Constant(I32, int(v))
+
+    def rconst(self, v: float) -> ll.Constant:
+        return ll.Constant(self.real, float(v))
+
+    def span_c(self) -> ll.Constant:
+        return self.i64(self.span)
+
+    def rt(self, name: str, *args: ll.Value) -> ll.Instruction:
+        call = self.b.call(self.mc.runtime(name), list(args))
+        if name in NORETURN:
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+        return call
+
+    def intr(self, name: str, *args: ll.Value) -> ll.Value:
+        """Call a one-type overloaded floating-point intrinsic (llvm.exp, llvm.maximum, ...)."""
+        ty = args[0].type
+        fn = self.mc.intrinsic(name, ty, [a.type for a in args], [ty])
+        return self.b.call(fn, list(args))
+
+    def to_index(self, x: ll.Value) -> ll.Value:
+        """real -> i64, truncating toward zero (saturating; NaN -> 0)."""
+        fn = self.mc.intrinsic("llvm.fptosi.sat", I64, [self.real], [I64, self.real])
+        return self.b.call(fn, [x])
+
+    def to_real(self, i: ll.Value) -> ll.Value:
+        return self.b.sitofp(i, self.real)
+
+    def truth(self, x: ll.Value) -> ll.Value:
+        """x != 0 (NaN counts as true, like C)."""
+        return self.b.fcmp_unordered("!=", x, self.rconst(0.0))
+
+    def cstr(self, text: str) -> ll.Value:
+        return self.mc.cstring(text)
+
+    # ------------------------------------------------------------------ stack slots
+
+    def new_stage(self) -> None:
+        """Start a new instruction: scratch slots may be reused."""
+        for key in self._scratch_used:
+            self._scratch_used[key] = 0
+
+    def alloca(self, typ: ll.Type, name: str = "") -> ll.Value:
+        return self._alloca_b.alloca(typ, name=name)
+
+    def scratch(self, typ: ll.Type, key: str) -> ll.Value:
+        """A per-instruction stack slot of `typ` (reused by later instructions)."""
+        pool = self._scratch.setdefault(key, [])
+        used = self._scratch_used.get(key, 0)
+        if used == len(pool):
+            pool.append(self.alloca(typ, name=f"scratch.{key}"))
+        self._scratch_used[key] = used + 1
+        return pool[used]
+
+    def tensor_ptr(self, t: ll.Value) -> ll.Value:
+        """Store a descriptor value into a scratch slot and return its address."""
+        slot = self.scratch(self.T, "t")
+        self.b.store(t, slot)
+        return slot
+
+    def empty_tensor_slot(self) -> ll.Value:
+        return self.scratch(self.T, "t")
+
+    def any_ptr(self, v: ll.Value, rank: int) -> ll.Value:
+        """NomaTensor* for a tensor value, or a rank-0 descriptor wrapping a scalar."""
+        if rank > 0:
+            return self.tensor_ptr(v)
+        cell = self.scratch(self.real, "r")
+        self.b.store(v, cell)
+        return self.tensor_ptr(self.make_tensor(cell, []))
+
+    def dims_array(self, dims: Sequence[ll.Value]) -> ll.Value:
+        arr = self.scratch(ll.ArrayType(I64, 4), "dims")
+        for i in range(4):
+            val = dims[i] if i < len(dims) else self.i64(0)
+            self.b.store(val, self.b.gep(arr, [self.i64(0), self.i32(i)], inbounds=True))
+        return arr
+
+    # ------------------------------------------------------------------ descriptors
+
+    def data(self, t: ll.Value) -> ll.Value:
+        return self.b.extract_value(t, 0)
+
+    def dim(self, t: ll.Value, i: int) -> ll.Value:
+        return self.b.extract_value(t, [2, i])
+
+    def dims(self, t: ll.Value, rank: int) -> list[ll.Value]:
+        return [self.dim(t, i) for i in range(rank)]
+
+    def make_tensor(self, data: ll.Value, dims: Sequence[ll.Value]) -> ll.Value:
+        t = self.b.insert_value(ll.Constant(self.T, ll.Undefined), data, 0)
+        t = self.b.insert_value(t, self.i64(len(dims)), 1)
+        for i in range(4):
+            t = self.b.insert_value(t, dims[i] if i < len(dims) else self.i64(0), [2, i])
+        return t
+
+    def load_tensor(self, ptr: ll.Value) -> ll.Value:
+        return self.b.load(ptr, typ=self.T)
+
+    def numel(self, dims: Sequence[ll.Value]) -> ll.Value:
+        n: Optional[ll.Value] = None
+        for d in dims:
+            n = d if n is None else self.b.mul(n, d)
+        return self.i64(1) if n is None else n
+
+    def elem_ptr(self, base: ll.Value, index: ll.Value) -> ll.Value:
+        return self.b.gep(base, [index], inbounds=True, source_etype=self.real)
+
+    def load_elem(self, base: ll.Value, index: ll.Value) -> ll.Value:
+        return self.b.load(self.elem_ptr(base, index), typ=self.real)
+
+    def store_elem(self, value: ll.Value, base: ll.Value, index: ll.Value) -> None:
+        self.b.store(value, self.elem_ptr(base, index))
+
+    def alloc(self, n: ll.Value) -> ll.Value:
+        return self.rt("noma_alloc", n)
+
+    def new_tensor(self, dims: Sequence[ll.Value]) -> tuple[ll.Value, ll.Value]:
+        """(data, descriptor) of a fresh arena tensor of `dims`."""
+        data = self.alloc(self.numel(dims))
+        return data, self.make_tensor(data, dims)
+
+    def memcpy(self, dst: ll.Value, src: ll.Value, count: ll.Value) -> None:
+        fn = self.mc.intrinsic("llvm.memcpy", VOID, [PTR, PTR, I64, I1], [PTR, PTR, I64])
+        nbytes = self.b.mul(count, self.i64(self.mc.elem_size))
+        self.b.call(fn, [dst, src, nbytes, ll.Constant(I1, 0)])
+
+    def memzero(self, dst: ll.Value, count: ll.Value) -> None:
+        fn = self.mc.intrinsic("llvm.memset", VOID, [PTR, I8, I64, I1], [PTR, I64])
+        nbytes = self.b.mul(count, self.i64(self.mc.elem_size))
+        self.b.call(fn, [dst, ll.Constant(I8, 0), nbytes, ll.Constant(I1, 0)])
+
+    def checked_dims(self, reals: Sequence[ll.Value], what: str) -> list[ll.Value]:
+        """Convert run-time sizes to i64; negative or overflowing sizes fail (shape error)."""
+        dims = [self.to_index(x) for x in reals]
+        bad: ll.Value = ll.Constant(I1, 0)
+        n: ll.Value = self.i64(1)
+        mul = self.mc.intrinsic("llvm.umul.with.overflow", ll.LiteralStructType([I64, I1]),
+                                [I64, I64], [I64])
+        for d in dims:
+            bad = self.b.or_(bad, self.b.icmp_signed("<", d, self.i64(0)))
+            r = self.b.call(mul, [n, d])
+            bad = self.b.or_(bad, self.b.extract_value(r, 1))
+            n = self.b.extract_value(r, 0)
+        self.fail_if(bad, ERR_SHAPE, f"{what}: invalid size (negative or too large)")
+        return dims
+
+    # ------------------------------------------------------------------ failure helpers
+
+    def fail_if(self, cond: ll.Value, kind: int, message: str) -> None:
+        with self.b.if_then(cond, likely=False):
+            self.b.call(self.mc.runtime("noma_fail"), [self.i32(kind), self.span_c(), self.cstr(message)])
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def fail_shape_if(self, cond: ll.Value, opname: str, a: tuple[ll.Value, int],
+                      b: tuple[ll.Value, int]) -> None:
+        """Fail with a shape error naming the shapes of (value, rank) a and b when cond holds."""
+        with self.b.if_then(cond, likely=False):
+            a_ptr, b_ptr = self.any_ptr(*a), self.any_ptr(*b)
+            self.b.call(self.mc.runtime("noma_fail_shape"), [self.span_c(), self.cstr(opname), a_ptr, b_ptr])
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def fail_index_if(self, cond: ll.Value, index: ll.Value, size: ll.Value) -> None:
+        with self.b.if_then(cond, likely=False):
+            self.b.call(self.mc.runtime("noma_fail_index"), [self.span_c(), index, size])
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def check_index(self, i: ll.Value, size: ll.Value) -> None:
+        """Fail with an index error unless 0 <= i < size."""
+        self.fail_index_if(self.b.icmp_unsigned(">=", i, size), i, size)
+
+    # ------------------------------------------------------------------ loops
+
+    def loop(self, start: ll.Value, end: ll.Value,
+             body: Callable[[ll.Value, list[ll.Value]], Optional[list[ll.Value]]],
+             carried: Sequence[ll.Value] = (), step: int = 1) -> list[ll.Value]:
+        """for i in [start, end) step `step`: carried = body(i, carried); returns the final carried."""
+        b = self.b
+        pre = b.block
+        head = self.fn.append_basic_block("loop.head")
+        bodyb = self.fn.append_basic_block("loop.body")
+        exit_ = self.fn.append_basic_block("loop.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name="i")
+        i.add_incoming(start, pre)
+        phis = []
+        for c in carried:
+            p = b.phi(c.type)
+            p.add_incoming(c, pre)
+            phis.append(p)
+        b.cbranch(b.icmp_signed("<", i, end), bodyb, exit_)
+        b.position_at_end(bodyb)
+        nxt = body(i, list(phis)) or []
+        inext = b.add(i, self.i64(step), flags=["nsw"])
+        latch = b.block
+        i.add_incoming(inext, latch)
+        for p, v in zip(phis, nxt):
+            p.add_incoming(v, latch)
+        b.branch(head)
+        b.position_at_end(exit_)
+        return list(phis)
+
+    def nest(self, dims: Sequence[ll.Value], strides: Sequence[Sequence[ll.Value]],
+             body: Callable[[list[ll.Value], ll.Value], None],
+             inner_unit: Optional[ll.Value] = None) -> None:
+        """Row-major loop nest over `dims` with one offset per operand (strides per axis) and the
+        contiguous linear index of the element. When `inner_unit` (i1) holds at run time, a second
+        copy of the nest is used whose innermost axis has unit strides (a vectorizable loop)."""
+        rank = len(dims)
+        nops = len(strides)
+
+        def level(j: int, offs: list[ll.Value], lin: ll.Value, unit: bool) -> None:
+            if j == rank:
+                body(offs, lin)
+                return
+            base_lin = self.b.mul(lin, dims[j])
+
+            def step(i: ll.Value, _c: list) -> None:
+                if unit and j == rank - 1:
+                    inner = [self.b.add(o, i) for o in offs]
+                else:
+                    inner = [self.b.add(offs[k], self.b.mul(i, strides[k][j])) for k in range(nops)]
+                level(j + 1, inner, self.b.add(base_lin, i), unit)
+            self.loop(self.i64(0), dims[j], step)
+
+        start = [self.i64(0)] * nops
+        if inner_unit is None:
+            level(0, start, self.i64(0), False)
+            return
+        with self.b.if_else(inner_unit) as (then, other):
+            with then:
+                level(0, start, self.i64(0), True)
+            with other:
+                level(0, start, self.i64(0), False)
+
+    # ------------------------------------------------------------------ elementwise kernel
+
+    def elementwise(self, operands: Sequence[tuple[ll.Value, int]],
+                    fn: Callable[[list[ll.Value]], ll.Value],
+                    plan: Sequence[tuple[str, int, Sequence[int]]]) -> ll.Value:
+        """Apply scalar `fn` to the (value, rank) `operands` elementwise with NumPy broadcasting;
+        rank-0 operands are splatted.
+
+        `plan` orders the shape checks, one step per (possibly fused) op, post-order:
+        (op name, span, refs) where a ref k >= 0 is operand k and k < 0 the result of step -1-k.
+        The result has the shape of the last step. When every tensor operand has the same dims
+        (checked at run time) the checks are skipped and one flat loop runs.
+        """
+        tensors = [k for k, (_, r) in enumerate(operands) if r > 0]
+        if not tensors:
+            return fn([v for v, _ in operands])
+        rank = max(r for _, r in operands)
+        datas = {k: self.data(operands[k][0]) for k in tensors}
+
+        def flat(n: ll.Value, out: ll.Value) -> None:
+            def step(i: ll.Value, _c: list) -> None:
+                xs = [self.load_elem(datas[k], i) if k in datas else v
+                      for k, (v, _) in enumerate(operands)]
+                self.store_elem(fn(xs), out, i)
+            self.loop(self.i64(0), n, step)
+
+        if len(tensors) == 1:
+            k = tensors[0]
+            dims = self.dims(operands[k][0], rank)
+            out, t = self.new_tensor(dims)
+            flat(self.numel(dims), out)
+            return t
+        if all(operands[k][1] == rank for k in tensors):
+            # Run-time check: every tensor operand has exactly the same dims -> flat loop.
+            first = self.dims(operands[tensors[0]][0], rank)
+            eq: ll.Value = ll.Constant(I1, 1)
+            for k in tensors[1:]:
+                for d0, dk in zip(first, self.dims(operands[k][0], rank)):
+                    eq = self.b.and_(eq, self.b.icmp_unsigned("==", d0, dk))
+            fast_bb = self.b.block
+            with self.b.if_then(self.b.not_(eq), likely=False):
+                slow_dims = self._broadcast_plan(operands, plan, rank)
+                slow_bb = self.b.block
+            dims = []
+            for d_fast, d_slow in zip(first, slow_dims):
+                p = self.b.phi(I64)
+                p.add_incoming(d_fast, fast_bb)
+                p.add_incoming(d_slow, slow_bb)
+                dims.append(p)
+            out, t = self.new_tensor(dims)
+            with self.b.if_else(eq) as (then, other):
+                with then:
+                    flat(self.numel(dims), out)
+                with other:
+                    self._strided(operands, tensors, datas, dims, out, fn)
+            return t
+        dims = self._broadcast_plan(operands, plan, rank)
+        out, t = self.new_tensor(dims)
+        self._strided(operands, tensors, datas, dims, out, fn)
+        return t
+
+    def _broadcast_plan(self, operands: Sequence[tuple[ll.Value, int]],
+                        plan: Sequence[tuple[str, int, Sequence[int]]], rank: int) -> list[ll.Value]:
+        """Run the plan's noma_broadcast_dims checks; the dims of the last step's shape."""
+        shapes: list[Optional[ll.Value]] = []  # per step: descriptor pointer (None: scalar)
+        for opname, span, refs in plan:
+            ptrs = []
+            for ref in refs:
+                if ref >= 0:
+                    if operands[ref][1] > 0:
+                        ptrs.append(self.tensor_ptr(operands[ref][0]))
+                elif shapes[-1 - ref] is not None:
+                    ptrs.append(shapes[-1 - ref])
+            if len(ptrs) <= 1:
+                shapes.append(ptrs[0] if ptrs else None)
+                continue
+            slot = self.empty_tensor_slot()
+            self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), ptrs[0], ptrs[1], slot)
+            for extra in ptrs[2:]:
+                tmp = self.tensor_ptr(self.load_tensor(slot))
+                self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), tmp, extra, slot)
+            shapes.append(slot)
+        final = shapes[-1]
+        return [self.b.load(self.b.gep(final, [self.i64(0), self.i32(2), self.i32(i)], inbounds=True),
+                            typ=I64) for i in range(rank)]
+
+    def broadcast_strides(self, t: ll.Value, rank: int, out_rank: int) -> list[Optional[ll.Value]]:
+        """Per result axis: the element stride of `t` (0 on broadcast axes); None for a scalar."""
+        dims = self.dims(t, rank)
+        contig: list[ll.Value] = [self.i64(1)] * rank
+        for a in range(rank - 2, -1, -1):
+            contig[a] = self.b.mul(contig[a + 1], dims[a + 1])
+        out: list[Optional[ll.Value]] = []
+        off = out_rank - rank
+        for j in range(out_rank):
+            if j < off:
+                out.append(self.i64(0))
+            else:
+                a = j - off
+                one = self.b.icmp_unsigned("==", dims[a], self.i64(1))
+                out.append(self.b.select(one, self.i64(0), contig[a]))
+        return out
+
+    def _strided(self, operands, tensors, datas, dims, out, fn) -> None:
+        rank = len(dims)
+        strides = [self.broadcast_strides(operands[k][0], operands[k][1], rank) for k in tensors]
+        unit: ll.Value = ll.Constant(I1, 1)
+        for s in strides:
+            unit = self.b.and_(unit, self.b.icmp_unsigned("==", s[rank - 1], self.i64(1)))
+
+        def body(offs: list[ll.Value], lin: ll.Value) -> None:
+            xs = []
+            for k, (v, _) in enumerate(operands):
+                xs.append(self.load_elem(datas[k], offs[tensors.index(k)]) if k in datas else v)
+            self.store_elem(fn(xs), out, lin)
+
+        self.nest(dims, strides, body, inner_unit=unit)
+
+    # ------------------------------------------------------------------ vectorizable math
+
+    def _poly(self, x: ll.Value, coeffs: Sequence[float], leading_one: bool = False) -> ll.Value:
+        """Horner: c0*x^k + ... + ck (with an implicit leading 1 when leading_one)."""
+        acc: ll.Value = self.b.fadd(x, self.f64c(coeffs[0])) if leading_one else self.f64c(coeffs[0])
+        for c in coeffs[1:]:
+            acc = self.b.fadd(self.b.fmul(acc, x), self.f64c(c))
+        return acc
+
+    def f64c(self, v: float) -> ll.Constant:
+        return ll.Constant(ll.DoubleType(), v)
+
+    def _in_f64(self, x: ll.Value, kernel: Callable[[ll.Value], ll.Value]) -> ll.Value:
+        """Run a double-precision kernel on a real (f32 reals are widened and rounded back)."""
+        if self.mc.dtype == "f64":
+            return kernel(x)
+        return self.b.fptrunc(kernel(self.b.fpext(x, ll.DoubleType())), self.real)
+
+    def exp_real(self, x: ll.Value) -> ll.Value:
+        """exp without a library call (so loops vectorize): Cephes' exp (Padé form, about 1 ulp),
+        branch-free, exact IEEE edge cases (overflow inf, underflow to subnormals and 0, NaN)."""
+        return self._in_f64(x, self._exp_f64)
+
+    def _exp_f64(self, x: ll.Value) -> ll.Value:
+        b, d = self.b, ll.DoubleType()
+        big = b.fcmp_ordered(">", x, self.f64c(709.782712893384))
+        small = b.fcmp_ordered("<", x, self.f64c(-745.1332191019412))
+        nan = b.fcmp_unordered("uno", x, x)
+        xs = b.select(b.or_(b.or_(big, small), nan), self.f64c(0.0), x)
+        px = self.intr("llvm.floor", b.fadd(b.fmul(xs, self.f64c(1.4426950408889634073599)), self.f64c(0.5)))
+        n = b.fptosi(px, I64)
+        r = b.fsub(xs, b.fmul(px, self.f64c(6.93145751953125e-1)))
+        r = b.fsub(r, b.fmul(px, self.f64c(1.42860682030941723212e-6)))
+        rr = b.fmul(r, r)
+        p = b.fmul(r, self._poly(rr, (1.26177193074810590878e-4, 3.02994407707441961300e-2,
+                                      9.99999999999999999910e-1)))
+        q = self._poly(rr, (3.00198505138664455042e-6, 2.52448340349684104192e-3,
+                            2.27265548208155028766e-1, 2.00000000000000000009e0))
+        e = b.fadd(self.f64c(1.0), b.fmul(self.f64c(2.0), b.fdiv(p, b.fsub(q, p))))
+        n1 = b.ashr(n, self.i64(1))
+        n2 = b.sub(n, n1)
+
+        def pow2(k: ll.Value) -> ll.Value:
+            return b.bitcast(b.shl(b.add(k, self.i64(1023)), self.i64(52)), d)
+        core = b.fmul(b.fmul(e, pow2(n1)), pow2(n2))
+        out = b.select(small, self.f64c(0.0), core)
+        out = b.select(big, self.f64c(float("inf")), out)
+        return b.select(nan, x, out)
+
+    def tanh_real(self, x: ll.Value) -> ll.Value:
+        """tanh without a library call: Cephes' tanh (rational form below 0.625, through exp
+        above), branch-free."""
+        return self._in_f64(x, self._tanh_f64)
+
+    def _tanh_f64(self, x: ll.Value) -> ll.Value:
+        b = self.b
+        z = self.intr("llvm.fabs", x)
+        s = self._exp_f64(b.fmul(self.f64c(2.0), z))
+        large = b.fsub(self.f64c(1.0), b.fdiv(self.f64c(2.0), b.fadd(s, self.f64c(1.0))))
+        large = self.intr("llvm.copysign", large, x)
+        x2 = b.fmul(x, x)
+        ratio = b.fdiv(self._poly(x2, (-9.64399179425052238628e-1, -9.92877231001918586564e1,
+                                       -1.61468768441708447952e3)),
+                       self._poly(x2, (1.12811678491632931402e2, 2.23548839060100448583e3,
+                                       4.84406305325125486048e3), leading_one=True))
+        small = b.fadd(x, b.fmul(b.fmul(x, x2), ratio))
+        small = b.select(b.fcmp_ordered("==", x, self.f64c(0.0)), x, small)  # keeps -0
+        return b.select(b.fcmp_ordered(">=", z, self.f64c(0.625)), large, small)
+
+    # ------------------------------------------------------------------ reductions
+
+    def reduce_all(self, data: ll.Value, n: ll.Value, kind: str) -> ll.Value:
+        """Sum / max / min of n contiguous elements, deterministic on every CPU: W lanes
+        (independent vector accumulators) in a fixed order, the lanes combined by a fixed
+        halving tree, then the scalar tail."""
+        width = 32 if self.mc.dtype == "f64" else 64
+        vt = ll.VectorType(self.real, width)
+        init = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[kind]
+        comb = {"sum": None, "max": "llvm.maximum", "min": "llvm.minimum"}[kind]
+
+        def op(a: ll.Value, x: ll.Value) -> ll.Value:
+            return self.b.fadd(a, x) if comb is None else self.intr(comb, a, x)
+
+        nblocks = self.b.lshr(n, self.i64(width.bit_length() - 1))
+
+        def vec_step(blk: ll.Value, c: list) -> list:
+            p = self.elem_ptr(data, self.b.mul(blk, self.i64(width)))
+            v = self.b.load(p, typ=vt, align=self.mc.elem_size)
+            return [op(c[0], v)]
+
+        (acc,) = self.loop(self.i64(0), nblocks, vec_step, [ll.Constant(vt, [init] * width)])
+        w = width
+        while w > 1:
+            half = w // 2
+            lo = self.b.shuffle_vector(acc, acc, ll.Constant(ll.VectorType(I32, half), list(range(half))))
+            hi = self.b.shuffle_vector(acc, acc, ll.Constant(ll.VectorType(I32, half), list(range(half, w))))
+            acc = op(lo, hi)
+            w = half
+        total = self.b.extract_element(acc, self.i32(0))
+        tail_start = self.b.mul(nblocks, self.i64(width))
+        (tail,) = self.loop(tail_start, n, lambda i, c: [op(c[0], self.load_elem(data, i))], [total])
+        return tail
+
+    def reduce_axis(self, x: ll.Value, rank: int, axis: int, kind: str, keepdims: bool) -> ll.Value:
+        """Reduce along `axis` of a rank-`rank` tensor: [outer, len, inner] -> [outer, inner]."""
+        dims = self.dims(x, rank)
+        outer = self.numel(dims[:axis])
+        length = dims[axis]
+        inner = self.numel(dims[axis + 1:])
+        out_dims = dims[:axis] + ([self.i64(1)] if keepdims else []) + dims[axis + 1:]
+        out, t = self.new_tensor(out_dims)
+        init = self.rconst({"sum": 0.0, "max": float("-inf"), "min": float("inf")}[kind])
+        if kind != "sum":
+            self.fail_if(self.b.and_(self.b.icmp_unsigned("==", length, self.i64(0)),
+                                     self.b.icmp_unsigned("!=", self.b.mul(outer, inner), self.i64(0))),
+                         ERR_RUNTIME, f"{kind} over an empty axis")
+        src = self.data(x)
+        total = self.b.mul(outer, inner)
+        self.loop(self.i64(0), total, lambda i, c: self.store_elem(init, out, i))
+
+        def per_outer(o: ll.Value, _c: list) -> None:
+            obase = self.b.mul(o, inner)
+
+            def per_k(k: ll.Value, _c2: list) -> None:
+                ibase = self.b.mul(self.b.add(self.b.mul(o, length), k), inner)
+
+                def per_i(i: ll.Value, _c3: list) -> None:
+                    oi = self.b.add(obase, i)
+                    acc = self.load_elem(out, oi)
+                    v = self.load_elem(src, self.b.add(ibase, i))
+                    if kind == "sum":
+                        r = self.b.fadd(acc, v)
+                    else:
+                        r = self.intr("llvm.maximum" if kind == "max" else "llvm.minimum", acc, v)
+                    self.store_elem(r, out, oi)
+                self.loop(self.i64(0), inner, per_i)
+            self.loop(self.i64(0), length, per_k)
+        self.loop(self.i64(0), outer, per_outer)
+        return t
