@@ -1,39 +1,78 @@
-"""`noma emit`: any compiler stage of a program as text.
+"""`noma emit`: any compiler stage of a program as text; the whole-program compile `noma build` uses.
 
-Owns: printing the AST, IR, gradient IR, LLVM IR, assembly or object code of a program.
-Imports: compiler stages, noma.session (for the symbol planning the JIT uses).
+Owns: `compile_ir` / `compile_program` (a whole program as one module: the same parse → irgen →
+autodiff → passes pipeline `noma run` uses, lowered with plain `noma_<fn>` symbols and every
+function-pointer global defined in the module) and printing the AST, IR, gradient IR, LLVM IR,
+assembly or object code of a program.
+Imports: compiler stages, noma.rt.safetensors_header (compile-time header reading).
 """
 
 from __future__ import annotations
 
 import pprint
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from noma.diagnostics import Source
 
+#: Name of the whole program's entry function; its LLVM symbol is `noma___main`.
+ENTRY = "__main"
 
-def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optional[str] = None) -> str:
+
+@dataclass
+class CompiledProgram:
+    """A whole program lowered to one LLVM module."""
+
+    module: Any  # ir.Module after autodiff and passes
+    llvm_text: str
+    has_value: bool  # the last top-level statement leaves a value in global slot 0
+    entry_symbol: str  # `void entry(void)` running the program
+
+
+def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True,
+               program: Any = None) -> tuple[Any, bool]:
+    """Source → (verified IR module, has_value), exactly as a fresh session compiles a cell with
+    run_main=True. `differentiate=False` stops before autodiff and the passes. Raises NomaError."""
     from noma.compiler import autodiff, ir, irgen, passes
     from noma.compiler.parse import parse
     from noma.compiler.symbols import SymbolTable
     from noma.rt.safetensors_header import read_ranks
 
-    program = parse(source)
-    if stage == "ast":
-        return pprint.pformat(program, width=110) + "\n"
-    module, _ = irgen.generate(program, SymbolTable(), dtype, read_ranks, run_main=True, cell_name="__main")
-    if stage != "ir":
+    if program is None:
+        program = parse(source)
+    module, has_value = irgen.generate(program, SymbolTable(), dtype, read_ranks, run_main=True, cell_name=ENTRY)
+    if differentiate:
         autodiff.differentiate(module)
         passes.optimize_module(module)
     ir.verify(module)
+    return module, has_value
+
+
+def compile_program(source: Source, dtype: str = "f64", *, program: Any = None) -> CompiledProgram:
+    """Source → one self-contained LLVM module (symbols `noma_<fn>`, entry `noma___main`)."""
+    from noma.compiler import lower_llvm
+
+    module, has_value = compile_ir(source, dtype, program=program)
+    names = {n: f"noma_{n}" for n in module.functions}
+    text = lower_llvm.lower_module(module, symbols=names, own_pointers=set(module.functions), name=ENTRY)
+    return CompiledProgram(module, text, has_value, names[ENTRY])
+
+
+def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optional[str] = None) -> str:
+    from noma.compiler import ir
+    from noma.compiler.parse import parse
+
+    program = parse(source)
+    if stage == "ast":
+        return pprint.pformat(program, width=110) + "\n"
     if stage in ("ir", "grad"):
+        module, _ = compile_ir(source, dtype, differentiate=stage == "grad", program=program)
         if function is not None:
             return ir.print_function(module, function)
         return ir.print_module(module)
-    from noma.compiler import jit, lower_llvm
+    from noma.compiler import jit
 
-    names = {n: f"noma_{n}" for n in module.functions}
-    text = lower_llvm.lower_module(module, symbols=names, own_pointers=set(module.functions), name="__main")
+    text = compile_program(source, dtype, program=program).llvm_text
     if stage == "llvm":
         return text
     if stage == "asm":

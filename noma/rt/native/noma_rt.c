@@ -322,7 +322,8 @@ int32_t noma_exe_main(void (*fn)(void)) {
         }
         code = 1;
     } else if (r == 2) {
-        fputs("interrupted\n", stderr);
+        /* as `noma run` reports it; the step counts completed training steps */
+        fprintf(stderr, "error[runtime]: interrupted at step %lld\n", (long long)c->step);
         code = 130;
     }
     fflush(stderr);
