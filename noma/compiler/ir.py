@@ -214,6 +214,9 @@ class WhileOp:
     body: Block
     results: list[Value]
     span: int = -1
+    #: As OptimizeOp.carry_slots: when given (one entry per init), a loop outside any training
+    #: loop releases the arena after every iteration, keeping carried tensors in these slots.
+    carry_slots: list[Optional[tuple[int, int]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -546,7 +549,8 @@ class _Printer:
             self.block(op.else_, indent + 1)
             self.lines.append(f"{pad}}}")
         elif isinstance(op, WhileOp):
-            self.lines.append(f"{pad}{lhs}while ({self.vals(op.inits)}) cond ^({self.typed(op.cond.params)}) {{{self.loc(op.span)}")
+            head = f"{pad}{lhs}while ({self.vals(op.inits)}) cond ^({self.typed(op.cond.params)})"
+            self.lines.append(f"{head} {{{self.loc(op.span)}")
             self.block(op.cond, indent + 1)
             self.lines.append(f"{pad}}} body ^({self.typed(op.body.params)}) {{")
             self.block(op.body, indent + 1)

@@ -282,14 +282,19 @@ class IRGen:
                 v = self.lookup_local(n)
                 assert v is not None
                 if v.rank != p.rank:
+                    where = self.module.spans[span] if span >= 0 else None
                     raise error(Kind.TYPE, f"`{n}` changes from {_rank_words(p.rank)} to "
-                                f"{_rank_words(v.rank)} inside the loop", self.module.spans[span] if span >= 0 else None)
+                                f"{_rank_words(v.rank)} inside the loop", where)
                 body_block.yields.append(v)
 
         self.in_block(cond_block, cond_gen)
         self.in_block(body_block, body_gen)
         results = [self.module.new_value(v.rank) for v in inits]  # type: ignore[union-attr]
-        self.b.block.ops.append(ir.WhileOp(list(inits), cond_block, body_block, results, span))  # type: ignore[arg-type]
+        loop = ir.WhileOp(list(inits), cond_block, body_block, results, span)  # type: ignore[arg-type]
+        if self.fn.optimize_body is None:  # the tape of a training step needs every iteration's data
+            slot = self.symbols.new_global_slot
+            loop.carry_slots = [None if v.rank == 0 else (slot(), slot()) for v in inits]  # type: ignore[union-attr]
+        self.b.block.ops.append(loop)
         for n, r in zip(carried, results):
             self.set_local(n, r)
         self.fn.scopes.pop()

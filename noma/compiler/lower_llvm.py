@@ -27,6 +27,8 @@ llvmlite.ir (never llvmlite.binding, never noma.rt).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from llvmlite import ir as ll
 
 from noma.compiler import ir
@@ -120,6 +122,11 @@ class FunctionLowering(OpLowering):
             self.vals[r.id] = phi
 
     def _lower_while(self, op: ir.WhileOp) -> None:
+        """A loop with phis. Outside training loops, with carry slots, every iteration releases
+        the arena (carried tensors are kept in alternating global slots), so a long loop runs in
+        bounded memory; inside a training step the tape needs every iteration's data."""
+        release = self.optimize_depth == 0 and len(op.carry_slots) == len(op.inits)
+        mark = self.rt("noma_arena_mark") if release else None
         pre = self.b.block
         head = self.fn.append_basic_block("while.cond")
         body = self.fn.append_basic_block("while.body")
@@ -131,16 +138,38 @@ class FunctionLowering(OpLowering):
             phi = self.b.phi(self._type(v.rank))
             phi.add_incoming(self.get(v), pre)
             phis.append(phi)
+        if release:
+            odd = self.b.phi(ll.IntType(1), name="odd")
+            odd.add_incoming(ll.Constant(ll.IntType(1), 0), pre)
         (flag,) = self.lower_block(op.cond, phis)
         self.b.cbranch(self.truth(flag), body, exit_)
         self.b.position_at_end(body)
         nxt = self.lower_block(op.body, phis)
+        if release:
+            nxt = self._keep_carried(op.inits, nxt, op.carry_slots, odd)
+            self.rt("noma_arena_release", mark)
+            odd.add_incoming(self.b.not_(odd), self.b.block)
         for phi, v in zip(phis, nxt):
             phi.add_incoming(v, self.b.block)
         self.b.branch(head)
         self.b.position_at_end(exit_)
         for r, phi in zip(op.results, phis):
-            self.vals[r.id] = phi
+            # slot-backed results are copied out: the slots are reused if this loop runs again
+            self.vals[r.id] = self._copy_to_arena(phi, r.rank) if release and r.rank > 0 else phi
+
+    def _keep_carried(self, inits: list[ir.Value], values: list[ll.Value],
+                      slots: list[Optional[tuple[int, int]]], odd: ll.Value) -> list[ll.Value]:
+        """Store each carried tensor in its even/odd global slot and reload it from there."""
+        b = self.b
+        kept = []
+        for v, value, s in zip(inits, values, slots):
+            if v.rank == 0 or s is None:
+                kept.append(value)
+                continue
+            slot = b.select(odd, self.i64(s[1]), self.i64(s[0]))
+            self.rt("noma_global_store", slot, self.tensor_ptr(value))
+            kept.append(self.load_tensor(self.rt("noma_global", slot)))
+        return kept
 
     def _lower_optimize(self, op: ir.OptimizeOp) -> None:
         """One native training loop:
@@ -157,6 +186,7 @@ class FunctionLowering(OpLowering):
         """
         if op.grad is None:
             raise LoweringError("optimize without a gradient block (run autodiff first)")
+        self.optimize_depth += 1
         b = self.b
         self.span = op.span
         self.new_stage()
@@ -205,15 +235,7 @@ class FunctionLowering(OpLowering):
         self.span = op.span
         self.new_stage()
         self.rt("noma_log_loss", loss)
-        odd = b.trunc(step, ll.IntType(1))
-        kept = []
-        for v, value, s in zip(op.inits, nxt, slots):
-            if v.rank == 0:
-                kept.append(value)
-                continue
-            slot = b.select(odd, self.i64(s[1]), self.i64(s[0]))
-            self.rt("noma_global_store", slot, self.tensor_ptr(value))
-            kept.append(self.load_tensor(self.rt("noma_global", slot)))
+        kept = self._keep_carried(op.inits, nxt, slots, b.trunc(step, ll.IntType(1)))
         b.cbranch(self.truth(stop), stopped, grad)
 
         b.position_at_end(grad)
@@ -260,8 +282,10 @@ class FunctionLowering(OpLowering):
             out.add_incoming(value, stop_end)
             results.append(out)
         self.rt("noma_defer_end")
+        self.optimize_depth -= 1
         for r, v in zip(op.results, results):
-            self.vals[r.id] = v
+            # slot-backed results are copied out: the slots are reused if this loop runs again
+            self.vals[r.id] = self._copy_to_arena(v, r.rank) if r.rank > 0 else v
 
 
 # ----------------------------------------------------------------------------- load copies

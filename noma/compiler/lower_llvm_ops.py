@@ -40,6 +40,7 @@ class OpLowering(Emitter):
         self.copy_loads = copy_loads
         #: id() of elementwise instructions computed inside the loop of their only user.
         self.fused = fused
+        self.optimize_depth = 0  # > 0 while lowering the body or gradient of a training loop
         #: result id -> fused instruction not emitted yet.
         self.deferred: dict[int, ir.Instr] = {}
 
