@@ -299,59 +299,41 @@ def _one_arg(arg: str) -> str:
     return parts[0] if parts else ""
 
 
-def _optional_method(session: Any, method: str) -> Optional[Callable[..., Any]]:
-    """A Session method that may not exist yet (checkpoints, undo, reset are being added)."""
-    fn = getattr(session, method, None)
-    return fn if callable(fn) else None
+def _checkpoint(session: Any, arg: str, verb: str) -> MetaResult:
+    from noma.diagnostics import NomaError
 
-
-def _checkpoint(session: Any, arg: str, method: str, verb: str) -> MetaResult:
     path = _one_arg(arg)
     if not path:
         return MetaResult(f"usage: :{verb} FILE", ok=False)
-    fn = _optional_method(session, method)
-    if fn is None:
-        return MetaResult(f":{verb} is not available yet (this Session has no {method}())", ok=False)
-    if verb == "load" and not os.path.exists(path):
-        return MetaResult(f"cannot load {path}: no such file", ok=False)
     try:
-        written = fn(path)
+        if verb == "save":
+            meta_path = session.save_checkpoint(path)
+            return MetaResult(f"checkpoint written to {path} and {meta_path}", path=path)
+        session.load_checkpoint(path)
+    except NomaError as exc:
+        return MetaResult("\n".join(d.render() for d in exc.diagnostics), ok=False)
     except OSError as exc:
         return MetaResult(f"cannot {verb} {path}: {exc.strerror or exc}", ok=False)
-    except (ValueError, KeyError) as exc:
-        return MetaResult(f"cannot {verb} {path}: {exc}", ok=False)
-    done = "checkpoint written to" if verb == "save" else "checkpoint loaded from"
-    path = written if isinstance(written, str) else path
-    return MetaResult(f"{done} {path}", path=path)
+    return MetaResult(f"checkpoint loaded from {path}", path=path)
 
 
 def cmd_save(session: Any, arg: str, color: bool) -> MetaResult:
-    return _checkpoint(session, arg, "save_checkpoint", "save")
+    return _checkpoint(session, arg, "save")
 
 
 def cmd_load(session: Any, arg: str, color: bool) -> MetaResult:
-    return _checkpoint(session, arg, "load_checkpoint", "load")
+    return _checkpoint(session, arg, "load")
 
 
 def cmd_undo(session: Any, arg: str, color: bool) -> MetaResult:
-    fn = _optional_method(session, "undo")
-    if fn is None:
-        return MetaResult(":undo is not available yet (this Session has no undo())", ok=False)
-    outcome = fn()
-    if outcome is False:
+    if not session.undo():
         return MetaResult("nothing to undo", ok=False)
-    return MetaResult(outcome if isinstance(outcome, str) else "undone: the session is as before the last cell")
+    return MetaResult("undone: the session is as before the last cell")
 
 
 def cmd_reset(session: Any, arg: str, color: bool) -> MetaResult:
-    fn = _optional_method(session, "reset")
-    if fn is not None:
-        fn()
-        return MetaResult("session reset: no variables, parameters, dims or history")
-    fresh = type(session)(dtype=getattr(session, "dtype", "f64"))
-    fresh.progress = getattr(session, "progress", None)
-    fresh.progress_interval = getattr(session, "progress_interval", 0.2)
-    return MetaResult("session reset: no variables, parameters, dims or history", session=fresh)
+    session.reset()
+    return MetaResult("session reset: no variables, parameters, dims or history")
 
 
 def cmd_time(session: Any, arg: str, color: bool) -> MetaResult:
