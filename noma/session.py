@@ -11,6 +11,7 @@ Imports: compiler stages, noma.rt, noma.diagnostics.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source
+from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
 
@@ -74,6 +75,28 @@ class _CompiledSpec:
     definition: ast.FnDef
     symbol: str
     result_rank: Optional[int]
+    #: user functions it calls (transitively), with the definitions it was compiled against;
+    #: calls inside optimize bodies are inlined, so a redefinition of any of them recompiles it
+    deps: dict[str, Any] = field(default_factory=dict)
+
+
+def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, Any]:
+    """User functions a definition calls, directly or through other user functions."""
+    found: dict[str, Any] = {}
+    stack: list[Any] = [definition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(node)
+            continue
+        if not dataclasses.is_dataclass(node) or isinstance(node, (Span, Source)):
+            continue
+        if isinstance(node, ast.Call) and node.func in functions and node.func not in found:
+            found[node.func] = functions[node.func]
+            stack.append(functions[node.func])
+        for f in dataclasses.fields(node):
+            stack.append(getattr(node, f.name))
+    return found
 
 
 class Session:
@@ -133,7 +156,8 @@ class Session:
             base = name.split(".")[0]
             definition = symbols.functions.get(base)
             done = self.compiled.get(name)
-            if done is not None and done.definition is definition and done.result_rank == fn.result_rank:
+            if (done is not None and done.definition is definition and done.result_rank == fn.result_rank
+                    and all(symbols.functions.get(n) is d for n, d in done.deps.items())):
                 module.externs[name] = (tuple(p.rank for p in fn.params), fn.result_rank)
                 del module.functions[name]
                 continue
@@ -173,7 +197,8 @@ class Session:
             if name.startswith("__cell"):
                 continue
             definition = symbols.functions[name.split(".")[0]]
-            self.compiled[name] = _CompiledSpec(definition, names[name], fn.result_rank)
+            self.compiled[name] = _CompiledSpec(definition, names[name], fn.result_rank,
+                                                _called_functions(definition, symbols.functions))
         for name in patch:
             address = self.jit.function_address(names[name])
             pointer = self.jit.global_address(f"noma.fp.{name}")
@@ -205,7 +230,11 @@ class Session:
             result.status = "error"
             kind, span_id, message = self.rt.error()
             span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
-            result.diagnostics.append(Diagnostic(RUNTIME_KIND_ORDER[kind], message, span))
+            note = None
+            if result.steps:
+                note = (f"stopped after {result.steps} completed training step(s) of this cell (global step "
+                        f"{self.rt.global_step()}); parameters and optimizer state are as after that step")
+            result.diagnostics.append(Diagnostic(RUNTIME_KIND_ORDER[kind], message, span, note))
         self.rt.release_arena()
         return result
 
@@ -282,7 +311,11 @@ class Session:
         from noma import session_state
 
         self._push_undo()
-        session_state.load_checkpoint(self, path)
+        try:
+            session_state.load_checkpoint(self, path)
+        except NomaError:
+            self.undo_stack.pop()  # nothing changed
+            raise
 
     def globals(self) -> dict[str, Any]:
         return {n: self.rt.read_global(v.slot) for n, v in self.symbols.globals.items()}

@@ -52,6 +52,9 @@ class Snapshot:
     compiled: dict[str, Any]
     pointer_globals: set[str]
     cell_count: int
+    rng: Any = None  # the generator's state (6 words), see rng_state
+    hidden_events: list = field(default_factory=list)
+    restored_events: list = field(default_factory=list)
 
 
 def capture(session: "Session") -> Snapshot:
@@ -67,7 +70,22 @@ def capture(session: "Session") -> Snapshot:
         globals=globals_, losses=rt.losses().copy(),
         events_seen=int(rt.lib.noma_event_count(rt.ctx)), compiled=dict(session.compiled),
         pointer_globals=set(session.pointer_globals), cell_count=session.cell_count,
+        rng=rng_state(session),
+        hidden_events=list(session.hidden_events),
+        restored_events=[dict(e) for e in session.restored_events],
     )
+
+
+def rng_state(session: "Session") -> list[int]:
+    """The seeded generator's state as 6 ints (xoshiro256** words, has_spare, spare bits)."""
+    words = (ctypes.c_uint64 * 6)()
+    session.rt.lib.noma_rng_state_get(session.rt.ctx, words)
+    return [int(w) for w in words]
+
+
+def set_rng_state(session: "Session", words: Any) -> None:
+    if words is not None:
+        session.rt.lib.noma_rng_state_set(session.rt.ctx, (ctypes.c_uint64 * 6)(*[int(w) for w in words]))
 
 
 def _param_state(session: "Session", var: ParamVar) -> ParamState:
@@ -96,6 +114,9 @@ def restore(session: "Session", snap: Snapshot) -> None:
         if value is not None:
             write_global(session, slot, value)
     write_losses(session, snap.losses)
+    set_rng_state(session, snap.rng)
+    session.hidden_events = list(snap.hidden_events)
+    session.restored_events = [dict(e) for e in snap.restored_events]
     session.hidden_events.append((snap.events_seen, before))
     session.hidden_events.append((before, int(rt.lib.noma_event_count(rt.ctx))))
     session.symbols = snap.symbols.clone()
@@ -228,6 +249,7 @@ def save_checkpoint(session: "Session", path: str) -> str:
         "globals": globals_meta,
         "functions": {n: f.span.text() for n, f in snap.symbols.functions.items()},
         "events": [e.__dict__ for e in session.history.events],
+        "rng": snap.rng,
     }
     _write_safetensors(path, tensors)
     meta_path = path + ".json"
@@ -237,41 +259,102 @@ def save_checkpoint(session: "Session", path: str) -> str:
 
 
 def load_checkpoint(session: "Session", path: str) -> None:
-    """Replace the session's state by a checkpoint's (definitions, parameters, optimizer state, dims, history)."""
-    from noma.compiler.parse import parse
+    """Replace the session's state by a checkpoint's (definitions, parameters, optimizer state, dims, history).
 
+    The files are read and checked completely before anything changes: a missing, truncated or
+    inconsistent checkpoint is an io error that leaves the session as it was."""
     try:
         with open(path + ".json") as f:
             meta = json.load(f)
         tensors = _read_safetensors(path)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         raise error(Kind.IO, f"cannot load checkpoint {path}: {exc}") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise error(Kind.IO, f"{path}.json is not a NOMA checkpoint")
+    try:
+        plan = _plan_load(meta, tensors, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise error(Kind.IO, f"cannot load checkpoint {path}: the checkpoint is malformed ({what})") from None
+    dims, params, globals_, functions, losses, events = plan
+
+    session.rt.activate()  # the runtime calls below act on the current context
     symbols = SymbolTable(next_global=session.symbols.next_global, next_param=session.symbols.next_param,
                           next_dim=session.symbols.next_dim)
-    for name, size in meta["dims"].items():
-        session.rt.lib.noma_dim_set(symbols.dim_id(name), int(size))
-    for name, pm in meta["params"].items():
-        var = symbols.param_slot(name, int(pm["rank"]))
-        var.dims = {int(a): n for a, n in pm["dims"].items()}
-        value = tensors[f"param/{name}"]
-        value = float(value[0]) if var.rank == 0 else value
-        state = {k: tensors[f"opt/{name}/{k}"] for k in STATE_KEYS if f"opt/{name}/{k}" in tensors}
-        if var.rank == 0:
-            state = {k: v.reshape(()) for k, v in state.items()}
-        ps = ParamState(value, {a: symbols.dims[n] for a, n in var.dims.items()}, int(pm["optimizer"]), state)
+    for name, size in dims.items():
+        session.rt.lib.noma_dim_set(symbols.dim_id(name), size)
+    for name, rank, axis_dims, value, opt_kind, state in params:
+        var = symbols.param_slot(name, rank)
+        var.dims = axis_dims
+        ps = ParamState(value, {a: symbols.dims[n] for a, n in axis_dims.items()}, opt_kind, state)
         write_param(session, var.slot, name, ps)
-    for name, gm in meta["globals"].items():
+    for name, rank, value in globals_:
         slot = symbols.new_global_slot()
-        symbols.globals[name] = GlobalVar(slot, int(gm["rank"]))
-        write_global(session, slot, gm["value"] if gm["rank"] == 0 else tensors[f"global/{name}"])
-    for name, text in meta["functions"].items():
-        program = parse(Source(f"<checkpoint {name}>", text))
-        for item in program.items:
-            symbols.functions[getattr(item, "name", name)] = item  # type: ignore[assignment]
-    write_losses(session, tensors["history/losses"])
+        symbols.globals[name] = GlobalVar(slot, rank)
+        write_global(session, slot, value)
+    symbols.functions.update(functions)
+    write_losses(session, losses)
+    set_rng_state(session, meta.get("rng"))
     session.hidden_events.append((0, int(session.rt.lib.noma_event_count(session.rt.ctx))))
-    session.restored_events = [dict(e) for e in meta.get("events", [])]
+    session.restored_events = events
     session.symbols = symbols
     session.compiled = {}
+
+
+def _plan_load(meta: dict, tensors: dict[str, np.ndarray], path: str) -> tuple:
+    """Everything a checkpoint holds, checked for consistency (raises KeyError/ValueError/...)."""
+    from noma.compiler.parse import parse
+    from noma.diagnostics import NomaError
+    from noma.session import Event
+
+    dims = {str(n): int(v) for n, v in meta["dims"].items()}
+    if any(v < 0 for v in dims.values()):
+        raise ValueError("a negative dim")
+    params = []
+    for name, pm in meta["params"].items():
+        rank = int(pm["rank"])
+        if not 0 <= rank <= 4:
+            raise ValueError(f"parameter {name} has rank {rank}")
+        axis_dims = {int(a): str(n) for a, n in pm["dims"].items()}
+        value = tensors[f"param/{name}"]
+        if (rank == 0 and value.size != 1) or (rank > 0 and value.ndim != rank):
+            raise ValueError(f"parameter {name}: a tensor of shape {list(value.shape)} for rank {rank}")
+        for axis, dim in axis_dims.items():
+            if not 0 <= axis < rank or dims[dim] != value.shape[axis]:
+                raise ValueError(f"parameter {name}: axis {axis} does not match dim {dim}")
+        opt_kind = int(pm["optimizer"])
+        if not 0 <= opt_kind <= 4:
+            raise ValueError(f"parameter {name}: unknown optimizer {opt_kind}")
+        state = {k: tensors[f"opt/{name}/{k}"] for k in STATE_KEYS if f"opt/{name}/{k}" in tensors}
+        for k, arr in state.items():
+            if arr.size != value.size:
+                raise ValueError(f"optimizer state {name}.{k} does not match the parameter")
+        shape = () if rank == 0 else value.shape
+        state = {k: v.reshape(shape) for k, v in state.items()}
+        params.append((name, rank, axis_dims, float(value.reshape(-1)[0]) if rank == 0 else value, opt_kind, state))
+    globals_ = []
+    for name, gm in meta["globals"].items():
+        rank = int(gm["rank"])
+        value = float(gm["value"]) if rank == 0 else tensors[f"global/{name}"]
+        if rank > 0 and np.ndim(value) != rank:
+            raise ValueError(f"global {name}: a tensor of shape {list(np.shape(value))} for rank {rank}")
+        globals_.append((name, rank, value))
+    functions: dict[str, Any] = {}
+    for name, text in meta["functions"].items():
+        try:
+            program = parse(Source(f"<checkpoint {name}>", text))
+        except NomaError as exc:
+            raise ValueError(f"function {name} does not parse: {exc.diagnostics[0].message}") from None
+        for item in program.items:
+            functions[getattr(item, "name", name)] = item
+    losses = np.asarray(tensors["history/losses"], np.float64).reshape(-1)
+    events = []
+    for e in meta.get("events", []):
+        e = dict(e)
+        e["old_shape"], e["new_shape"] = tuple(e["old_shape"]), tuple(e["new_shape"])
+        Event(**e)  # all fields, nothing else (TypeError otherwise)
+        events.append(e)
+    rng = meta.get("rng")
+    if rng is not None and (len(rng) != 6 or not all(isinstance(w, int) and 0 <= w < 2 ** 64 for w in rng)):
+        raise ValueError("bad generator state")
+    return dims, params, globals_, functions, losses, events

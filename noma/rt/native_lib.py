@@ -465,6 +465,8 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_global_step": (_I64, []),
     "noma_log_len": (_I64, [_P]),
     "noma_log_data": (_RP, [_P]),
+    "noma_rng_state_get": (None, [_P, ctypes.POINTER(ctypes.c_uint64)]),
+    "noma_rng_state_set": (None, [_P, ctypes.POINTER(ctypes.c_uint64)]),
     "noma_log_truncate": (None, [_P, _I64]),
     "noma_log_clear": (None, [_P]),
     "noma_event_count": (_I64, [_P]),

@@ -160,6 +160,8 @@ void noma_seed(real s);
 real noma_rand(void);
 real noma_randn(void);
 void noma_fill(real *out, int64_t n, int32_t kind, real a, real b);
+void noma_rng_state_get(NomaCtx *c, uint64_t *out);      /* 6 words */
+void noma_rng_state_set(NomaCtx *c, const uint64_t *in);
 
 /* ------------------------------------------------------------------------ */
 /* Globals                                                                   */

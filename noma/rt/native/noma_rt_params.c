@@ -907,23 +907,46 @@ static void sgd_kernel(int64_t n, real *restrict p, const real *restrict g, real
     }
 }
 
-static void adam_kernel(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                        real *restrict v, real *restrict pow1, real *restrict pow2, real lr,
-                        real b1, real b2, real eps, real wd, real decay) {
+/* Entries [0, n) whose bias-correction powers are all (q1, q2) -- the common case, every
+ * entry at the same step: the corrections are computed once. The arithmetic per entry is the
+ * one of the general formula, so results are identical to it. */
+static void adam_uniform(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
+                         real *restrict v, real *restrict pow1, real *restrict pow2,
+                         int64_t *restrict t, real q1, real q2, real lr, real b1, real b2,
+                         real eps, real wd, real decay) {
+    const real nq1 = q1 * b1, nq2 = q2 * b2;
+    const real c2 = RSQRT(1 - nq2);
+    const real step = lr / (1 - nq1);
+    const real ob1 = 1 - b1, ob2 = 1 - b2;
     for (int64_t i = 0; i < n; i++) {
         real pi = p[i] * decay; /* AdamW: decay = 1 - lr*wd (and wd = 0); Adam: decay = 1 */
         real gi = g[i] + wd * pi;
-        real mi = b1 * m[i] + (1 - b1) * gi;
-        real vi = b2 * v[i] + (1 - b2) * gi * gi;
-        real q1 = pow1[i] * b1;
-        real q2 = pow2[i] * b2;
+        real mi = b1 * m[i] + ob1 * gi;
+        real vi = b2 * v[i] + ob2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        pow1[i] = q1;
-        pow2[i] = q2;
-        real denom = RSQRT(vi) / RSQRT(1 - q2) + eps;
-        real step = lr / (1 - q1);
+        pow1[i] = nq1;
+        pow2[i] = nq2;
+        t[i] += 1;
+        real denom = RSQRT(vi) / c2 + eps;
         p[i] = pi - step * (mi / denom);
+    }
+}
+
+/* Splits the entries into runs of equal bias-correction powers (one run unless a resize added
+ * entries at step 0) and updates each run with adam_uniform (which also counts the step). */
+static void adam_kernel(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
+                        real *restrict v, real *restrict pow1, real *restrict pow2,
+                        int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
+                        real decay) {
+    int64_t i = 0;
+    while (i < n) {
+        const real q1 = pow1[i], q2 = pow2[i];
+        int64_t j = i + 1;
+        while (j < n && pow1[j] == q1 && pow2[j] == q2) j++;
+        adam_uniform(j - i, p + i, g + i, m + i, v + i, pow1 + i, pow2 + i, t + i, q1, q2, lr,
+                     b1, b2, eps, wd, decay);
+        i = j;
     }
 }
 
@@ -1007,13 +1030,13 @@ void noma_opt_step(int64_t slot, const NomaTensor *grad) {
                    h->dampening, h->nesterov);
         break;
     case NOMA_OPT_ADAM:
-        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, h->lr, h->beta1,
-                    h->beta2, h->eps, h->wd, (real)1);
-        break;
+        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps, h->lr,
+                    h->beta1, h->beta2, h->eps, h->wd, (real)1);
+        return; /* the kernel counted the step */
     case NOMA_OPT_ADAMW:
-        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, h->lr, h->beta1,
-                    h->beta2, h->eps, (real)0, (real)1 - h->lr * h->wd);
-        break;
+        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps, h->lr,
+                    h->beta1, h->beta2, h->eps, (real)0, (real)1 - h->lr * h->wd);
+        return; /* the kernel counted the step */
     case NOMA_OPT_RMSPROP:
         rmsprop_kernel(n, p->t.data, grad->data, p->v, p->m, h->lr, h->alpha, h->eps, h->wd,
                        h->momentum);
@@ -1101,4 +1124,28 @@ void noma_param_state_set(int64_t slot, int32_t which, const NomaTensor *v) {
     return;
 oom:
     noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (optimizer state of %s)", pname(p));
+}
+
+/* ======================================================================== */
+/* RNG state as data (checkpoints and undo restore it with the parameters,   */
+/* so draws after a reload -- e.g. a `realloc` -- are the ones the session    */
+/* would have made). 6 words: the 4 xoshiro256** words, has_spare, and the   */
+/* bit pattern of the cached normal spare (a double).                        */
+/* ======================================================================== */
+
+void noma_rng_state_get(NomaCtx *c, uint64_t *out) {
+    if (!c) c = noma__cur();
+    if (!out) return;
+    for (int i = 0; i < 4; i++) out[i] = c->rng[i];
+    out[4] = (uint64_t)(c->has_spare != 0);
+    memcpy(&out[5], &c->spare, sizeof(double));
+}
+
+/* An all-zero xoshiro state is invalid (it would stay zero): ignored. */
+void noma_rng_state_set(NomaCtx *c, const uint64_t *in) {
+    if (!c) c = noma__cur();
+    if (!in || !(in[0] | in[1] | in[2] | in[3])) return;
+    for (int i = 0; i < 4; i++) c->rng[i] = in[i];
+    c->has_spare = in[4] != 0;
+    memcpy(&c->spare, &in[5], sizeof(double));
 }
