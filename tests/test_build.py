@@ -31,7 +31,7 @@ from test_programs import (  # the corpus and its expectation format (tests/prog
     PROGRAMS,
     ROOT,
     _has_location,
-    _stdout_lines,
+    check_run,
     parse_expectations,
 )
 
@@ -183,21 +183,7 @@ def test_built_program(path: Path, corpus, tmp_path: Path) -> None:
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{path.name}: executable timed out after {RUN_TIMEOUT_S} s\n{e.stdout}\n{e.stderr}")
 
-    def check(cond: bool, problem: str) -> None:
-        if not cond:
-            pytest.fail(_report(path, problem, proc), pytrace=False)
-
-    check(_stdout_lines(proc.stdout) == exp.stdout, "stdout differs")
-    if exp.error is None:
-        check(proc.returncode == 0, f"expected exit code 0, got {proc.returncode}")
-        check("error[" not in proc.stderr, "unexpected diagnostic on stderr")
-    else:
-        kind, line, col = exp.error
-        check(proc.returncode == 1, f"expected exit code 1, got {proc.returncode}")
-        check(f"error[{kind}]" in proc.stderr, f"stderr lacks error[{kind}]")
-        check(_has_location(proc.stderr, line, col), f"stderr lacks the location :{line}:{col}")
-    for text in exp.stderr_contains:
-        check(text in proc.stderr, f"stderr lacks {text!r}")
+    check_run(path, exp, proc, " (built executable)")
 
 
 def test_corpus_has_both_kinds_of_errors(corpus) -> None:

@@ -73,11 +73,12 @@ def _stdout_lines(out: str) -> list[str]:
     return lines
 
 
-def _report(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, problem: str) -> str:
+def _report(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, problem: str,
+            label: str = "") -> str:
     numbered = "\n".join(f"{i + 1:4d} | {line}" for i, line in enumerate(path.read_text().splitlines()))
     expected = "\n".join(exp.stdout) if exp.stdout else "(nothing)"
     return (
-        f"{path.name}: {problem}\n"
+        f"{path.name}{label}: {problem}\n"
         f"---- program ----\n{numbered}\n"
         f"---- expected stdout ----\n{expected}\n"
         f"---- expected exit ----\n"
@@ -116,17 +117,12 @@ def _has_location(stderr: str, line: int, col: int) -> bool:
     return re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
 
 
-@pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
-def test_program(path: Path, tmp_path: Path) -> None:
-    exp = parse_expectations(path.read_text())
-    try:
-        proc = run_program(path, tmp_path)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{path.name}: timed out after {TIMEOUT_S} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, label: str = "") -> None:
+    """Fail the test unless a run (of `noma run` or a built executable) meets the expectations."""
 
     def check(cond: bool, problem: str) -> None:
         if not cond:
-            pytest.fail(_report(path, exp, proc, problem), pytrace=False)
+            pytest.fail(_report(path, exp, proc, problem, label), pytrace=False)
 
     check("Traceback" not in proc.stderr and "Traceback" not in proc.stdout,
           "a Python traceback reached the user")
@@ -141,6 +137,17 @@ def test_program(path: Path, tmp_path: Path) -> None:
         check(_has_location(proc.stderr, line, col), f"stderr lacks the location :{line}:{col}")
     for text in exp.stderr_contains:
         check(text in proc.stderr, f"stderr lacks {text!r}")
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_program(path: Path, tmp_path: Path) -> None:
+    exp = parse_expectations(path.read_text())
+    try:
+        proc = run_program(path, tmp_path)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{path.name}: timed out after {TIMEOUT_S} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+
+    check_run(path, exp, proc)
 
 
 def test_corpus_is_well_formed() -> None:
