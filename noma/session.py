@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -173,6 +175,7 @@ class Session:
     def execute(self, text: str, name: Optional[str] = None, run_main: bool = False) -> ExecResult:
         """Compile and run one cell. A cell that fails to compile changes nothing."""
         source = Source(name or f"<cell {self.cell_count + 1}>", text)
+        self.rt.clear_interrupt()  # a request from now on (even while compiling) stops this cell's training
         started = time.perf_counter()
         try:
             module, cell, has_value, symbols = self.compile(source, run_main)
@@ -321,5 +324,19 @@ class Session:
         return {n: self.rt.read_global(v.slot) for n, v in self.symbols.globals.items()}
 
     def interrupt(self) -> None:
-        """Ask a running training loop to stop at its next step boundary."""
+        """Ask the running cell's training loop to stop at its next step boundary."""
         self.rt.request_interrupt()
+
+    @contextmanager
+    def sigint_stops_training(self) -> Iterator[None]:
+        """While a cell runs on the main thread, SIGINT (Ctrl-C, a kernel interrupt) asks its
+        training loop to stop at the next step boundary instead of raising KeyboardInterrupt.
+        (During native code the runtime's own C handler does the same.)"""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: self.interrupt())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

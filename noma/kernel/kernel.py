@@ -13,10 +13,7 @@ noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
 from __future__ import annotations
 
 import fnmatch
-import signal
-import threading
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from ipykernel.kernelbase import Kernel
 
@@ -79,7 +76,6 @@ class NomaKernel(Kernel):
         super().__init__(**kwargs)
         self._noma: Any = None
         self._records: list[tuple[int, str, str]] = []  # (execution count, input, output text)
-        self._sigint = False
         self._silent = False
         self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
 
@@ -101,33 +97,12 @@ class NomaKernel(Kernel):
         if text:
             self._publish("stream", {"name": name, "text": text})
 
-    @contextmanager
-    def _sigint_forwarding(self) -> Iterator[None]:
-        """While a cell runs, SIGINT asks the runtime to stop (never a Python KeyboardInterrupt)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            self._sigint = True
-            try:
-                self.noma.interrupt()
-            except Exception:
-                pass
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     # ------------------------------------------------------------------ execute
 
     async def do_execute(self, code: str, silent: bool, store_history: bool = True,
                          user_expressions: Optional[dict] = None, allow_stdin: bool = False) -> dict:
         count = self.execution_count
         self._silent = silent
-        self._sigint = False
         self._shown = []
         reply: dict = {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
         segments = split_cell(code)
@@ -152,7 +127,7 @@ class NomaKernel(Kernel):
 
     def _watch(self, stream_output: bool) -> LiveDisplay:
         live = LiveDisplay(self.noma, self._publish, self._stream, enabled=not self._silent,
-                           stream_output=stream_output, interrupt_pending=lambda: self._sigint)
+                           stream_output=stream_output)
         self.noma.progress = live.tick
         self.noma.progress_interval = self.progress_interval
         return live
@@ -169,7 +144,7 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=True)
         try:
-            with self._sigint_forwarding():
+            with self.noma.sigint_stops_training():
                 result = session.execute(text, name=f"In[{count}]")
         except KeyboardInterrupt:
             return _interrupted("interrupted before the cell ran")
@@ -225,7 +200,7 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=False)  # :time and :run print through their text
         try:
-            with self._sigint_forwarding():
+            with self.noma.sigint_stops_training():
                 result = run_meta(self.noma, line)
         except Exception as exc:  # run_meta reports user mistakes itself: this is a bug
             return _failure("NomaInternalError", f"internal error in {line.split()[0]} ({type(exc).__name__}: {exc})")

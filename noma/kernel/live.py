@@ -24,14 +24,13 @@ class LiveDisplay:
 
     def __init__(self, session: Any, publish: Publish, stream: Callable[[str, str], None],
                  enabled: bool = True, stream_output: bool = True, max_rate: float = 4.0,
-                 interrupt_pending: Optional[Callable[[], bool]] = None, quiet_ticks: int = 2):
+                 quiet_ticks: int = 2):
         self.session = session
         self.publish = publish
         self.stream = stream
         self.enabled = enabled
         self.stream_output = stream_output and enabled
         self.min_gap = 1.0 / max_rate
-        self.interrupt_pending = interrupt_pending
         self.display_id: Optional[str] = None
         self.updates = 0
         self.sent_chars = 0  # characters of this segment's printed output already streamed
@@ -51,8 +50,6 @@ class LiveDisplay:
             pass
 
     def _tick(self, session: Any) -> None:
-        if self.interrupt_pending is not None and self.interrupt_pending():
-            session.interrupt()
         if not self.enabled:
             return
         if self.stream_output:

@@ -11,10 +11,8 @@ Imports: noma.session, noma.meta, noma.display, noma.repl.progress. No prompt_to
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import traceback
-from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from noma.display import format_value
@@ -32,9 +30,8 @@ class ReplCore:
         self.out = out or sys.stdout
         self.err = err or self.out
         self.color = _isatty(self.out) and not os.environ.get("NO_COLOR")
-        self.interrupt_requested = False
         self.failures = 0
-        self.progress = Progress(self.out, live=self.color, pending_interrupt=lambda: self.interrupt_requested)
+        self.progress = Progress(self.out, live=self.color)
         if session is None:
             from noma.session import Session
 
@@ -51,7 +48,7 @@ class ReplCore:
             return True
         if stripped in QUIT_COMMANDS:
             return False
-        with self._sigint():
+        with self.session.sigint_stops_training():
             try:
                 self.progress.begin(self.session)
                 if is_meta(stripped):
@@ -108,33 +105,6 @@ class ReplCore:
         stream.flush()
 
     # ------------------------------------------------------------------ Ctrl-C
-
-    @contextmanager
-    def _sigint(self) -> Iterator[None]:
-        """While an input runs, Ctrl-C asks the training loop to stop instead of raising.
-
-        During native calls the runtime's own C handler catches SIGINT; this Python handler covers
-        the moments around them (compiling, starting). A request that came before the native loop
-        started is forwarded again by the progress hook.
-        """
-        self.interrupt_requested = False
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            self.interrupt_requested = True
-            try:
-                self.session.interrupt()
-            except Exception:
-                pass
-
-        try:
-            previous = signal.signal(signal.SIGINT, on_sigint)
-        except ValueError:  # not the main thread
-            previous = None
-        try:
-            yield
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
 
     # ------------------------------------------------------------------ front-end helpers
 

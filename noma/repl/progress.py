@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import time
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from noma.display import format_scalar
 
@@ -54,10 +54,9 @@ def events_since(session: Any, seen: int) -> list[Any]:
 class Progress:
     """Session.progress hook: live status line plus growth events, for one REPL."""
 
-    def __init__(self, out: TextIO, live: bool, pending_interrupt: Callable[[], bool]):
+    def __init__(self, out: TextIO, live: bool):
         self.out = out
         self.live = live  # draw the status line (a terminal)
-        self.pending_interrupt = pending_interrupt
         self.events_seen = 0
         self.started = 0.0
         self.start_step = 0
@@ -88,8 +87,6 @@ class Progress:
 
     def __call__(self, session: Any) -> None:
         try:
-            if self.pending_interrupt():
-                session.interrupt()
             self.flush_events(session)
             if self.live:
                 self.draw(session)

@@ -42,12 +42,15 @@ class Runtime:
     def invoke(self, address: int) -> int:
         """Run a `void()` native entry point; 0 ok, 1 error, 2 interrupted."""
         fn = ctypes.cast(ctypes.c_void_p(address), ctypes.CFUNCTYPE(None))
-        self.lib.noma_clear_interrupt()
         self.lib.noma_sigint_install()
         try:
             return int(self.lib.noma_invoke(self.ctx, fn))
         finally:
             self.lib.noma_sigint_restore()
+            self.lib.noma_clear_interrupt()  # a request the code never polled ends with the cell
+
+    def clear_interrupt(self) -> None:
+        self.lib.noma_clear_interrupt()
 
     def request_interrupt(self) -> None:
         self.lib.noma_request_interrupt()

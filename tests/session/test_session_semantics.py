@@ -611,3 +611,21 @@ def test_sigint_to_noma_run(tmp_path):
     assert "interrupted at step" in err and "Traceback" not in err
     assert "finished" not in out
     assert elapsed < 5  # includes the interpreter's shutdown
+
+
+def test_interrupt_while_the_cell_compiles_stops_its_training() -> None:
+    """A Ctrl-C that arrives before native code starts is kept, not dropped."""
+    s = noma.Session()
+    assert s.execute("learn w = 1.0;").ok
+    add_ir = s.jit.add_ir
+
+    def add_ir_then_ctrl_c(*args, **kwargs):  # the user presses Ctrl-C during compilation
+        add_ir(*args, **kwargs)
+        s.interrupt()
+
+    s.jit.add_ir = add_ir_then_ctrl_c
+    r = s.execute("optimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }")
+    assert r.status == "interrupted" and r.steps == 1, (r.status, r.steps)
+    s.jit.add_ir = add_ir
+    later = s.execute("optimize(w) with sgd(lr = 0.001) max 5 { let loss = w * w; minimize loss; }")
+    assert later.ok and later.steps == 5  # the request ended with its cell
