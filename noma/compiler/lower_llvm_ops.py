@@ -313,9 +313,33 @@ class OpLowering(Emitter):
             self.nest(xd, strides, body)
             return t
 
-        if rx != rl:
-            return general()
+        if rx > rl:
+            # The common case (bias gradients): like's dims are the trailing dims of x, so the
+            # sum runs over whole leading rows -- a contiguous, vectorizable inner loop. Rows are
+            # added in the same order as by the general loop, so the result is identical.
+            suffix: ll.Value = ll.Constant(I1, 1)
+            for a, b in zip(xd[rank - rl:], ld[rank - rl:]):
+                suffix = self.b.and_(suffix, self.b.icmp_unsigned("==", a, b))
+            return self.choose(suffix, lambda: self._sum_rows(x, rx, like, rl), general)
         return self.choose(same, lambda: x, general)
+
+    def _sum_rows(self, x: ll.Value, rx: int, like: ll.Value, rl: int) -> ll.Value:
+        """out[j] = sum over r of x[r, j] with x viewed as [rows, numel(like)]."""
+        out_dims = self.dims(like, rl)
+        inner = self.numel(out_dims)
+        rows = self.numel(self.dims(x, rx)[:rx - rl])
+        data, t = self.new_tensor(out_dims)
+        self.memzero(data, inner)
+        src = self.data(x)
+
+        def row(r: ll.Value, _c: list) -> None:
+            base = self.elem_ptr(src, self.b.mul(r, inner))
+
+            def col(j: ll.Value, _c2: list) -> None:
+                self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
+            self.loop(self.i64(0), inner, col)
+        self.loop(self.i64(0), rows, row)
+        return t
 
     def _splat(self, value: ll.Value, dims: list) -> ll.Value:
         data, t = self.new_tensor(dims)

@@ -5,11 +5,12 @@
  * is 1 (A is stored k x m when ta, B is stored n x k when tb). When a BLAS gemm
  * was registered with noma_set_gemm (cblas ABI with 64-bit integers: dgemm in
  * the f64 build, sgemm in the f32 build) and m*n*k >= 4096, it is used;
- * otherwise a blocked i-k-j loop (4 rows of C at a time, B packed row-major
- * when tb) that the compiler vectorizes along j.
+ * otherwise a register-blocked native kernel (fused multiply-adds, see mm_native;
+ * B^T packed when tb).
  */
 #include "noma_rt_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,50 +31,168 @@ void noma_set_gemm(void *fn) {
     g_gemm = f;
 }
 
-#define KB 256
-#define NB 512
+/* ---------------------------------------------------------------------------------------
+ * Native kernel (sizes under the BLAS threshold, or no BLAS): register-blocked, MR rows x NR
+ * columns of C held in vector accumulators. Every element of C is the fused multiply-add chain
+ * c = fma(a[i,p], b[p,j], c) over p = 0..k-1 in order, whatever the vector width or the path
+ * (vector block, column tail), so results do not depend on the blocking or on the CPU's vector
+ * width (only on whether it has FMA: without it, a*b + c rounds twice).
+ * --------------------------------------------------------------------------------------- */
 
-/* C (m x n, zeroed) += op(A) * Bp, Bp row-major k x n. */
-static void mm_blocked(const real *A, const real *Bp, real *C, int64_t m, int64_t k, int64_t n,
-                       int ta) {
-    for (int64_t j0 = 0; j0 < n; j0 += NB) {
-        int64_t j1 = j0 + NB < n ? j0 + NB : n;
-        for (int64_t p0 = 0; p0 < k; p0 += KB) {
-            int64_t p1 = p0 + KB < k ? p0 + KB : k;
-            int64_t i = 0;
-            for (; i + 4 <= m; i += 4) {
-                real *restrict c0 = C + i * n;
-                real *restrict c1 = c0 + n;
-                real *restrict c2 = c1 + n;
-                real *restrict c3 = c2 + n;
-                for (int64_t p = p0; p < p1; p++) {
-                    real a0, a1, a2, a3;
-                    if (ta) {
-                        const real *ap = A + p * m + i;
-                        a0 = ap[0]; a1 = ap[1]; a2 = ap[2]; a3 = ap[3];
-                    } else {
-                        const real *ap = A + i * k + p;
-                        a0 = ap[0]; a1 = ap[k]; a2 = ap[2 * k]; a3 = ap[3 * k];
-                    }
-                    const real *restrict b = Bp + p * n;
-                    for (int64_t j = j0; j < j1; j++) {
-                        real bj = b[j];
-                        c0[j] += a0 * bj;
-                        c1[j] += a1 * bj;
-                        c2[j] += a2 * bj;
-                        c3[j] += a3 * bj;
-                    }
-                }
-            }
-            for (; i < m; i++) {
-                real *restrict c0 = C + i * n;
-                for (int64_t p = p0; p < p1; p++) {
-                    real a0 = ta ? A[p * m + i] : A[i * k + p];
-                    const real *restrict b = Bp + p * n;
-                    for (int64_t j = j0; j < j1; j++) c0[j] += a0 * b[j];
-                }
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#ifdef NOMA_F32
+typedef __m512 vreal;
+#define VL 16
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define VSET1(x) _mm512_set1_ps(x)
+#define VZERO() _mm512_setzero_ps()
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#else
+typedef __m512d vreal;
+#define VL 8
+#define VLOAD(p) _mm512_loadu_pd(p)
+#define VSTORE(p, v) _mm512_storeu_pd((p), (v))
+#define VSET1(x) _mm512_set1_pd(x)
+#define VZERO() _mm512_setzero_pd()
+#define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#endif
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#ifdef NOMA_F32
+typedef __m256 vreal;
+#define VL 8
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VSET1(x) _mm256_set1_ps(x)
+#define VZERO() _mm256_setzero_ps()
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#else
+typedef __m256d vreal;
+#define VL 4
+#define VLOAD(p) _mm256_loadu_pd(p)
+#define VSTORE(p, v) _mm256_storeu_pd((p), (v))
+#define VSET1(x) _mm256_set1_pd(x)
+#define VZERO() _mm256_setzero_pd()
+#define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#endif
+#endif
+
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(FP_FAST_FMA)
+#define SFMA(a, b, c) RFMA((a), (b), (c))
+#else
+#define SFMA(a, b, c) ((a) * (b) + (c))
+#endif
+#ifdef NOMA_F32
+#define RFMA fmaf
+#else
+#define RFMA fma
+#endif
+
+/* a(i, p) of op(A): A is m x k (row stride k) or, when ta, k x m. */
+#define AT(i, p) (ta ? A[(p) * m + (i)] : A[(i) * k + (p)])
+
+/* One element of C: the fma chain over p (the column tail and the no-vector path). */
+static inline real mm_dot(const real *A, const real *B, int64_t ldb, int64_t m, int64_t k,
+                          int ta, int64_t i, int64_t j) {
+    real acc = 0;
+    for (int64_t p = 0; p < k; p++) acc = SFMA(AT(i, p), B[p * ldb + j], acc);
+    return acc;
+}
+
+#ifdef VL
+#define MR 4
+#define NV 2 /* vectors per block row: NR = NV * VL columns */
+
+/* C[i0:i0+MR, j0:j0+NV*VL] for a full block. */
+static inline void mm_block(const real *A, const real *B, int64_t ldb, real *C, int64_t m,
+                            int64_t k, int64_t n, int ta, int64_t i0, int64_t j0) {
+    vreal c00 = VZERO(), c01 = VZERO(), c10 = VZERO(), c11 = VZERO();
+    vreal c20 = VZERO(), c21 = VZERO(), c30 = VZERO(), c31 = VZERO();
+    for (int64_t p = 0; p < k; p++) {
+        const real *b = B + p * ldb + j0;
+        vreal b0 = VLOAD(b), b1 = VLOAD(b + VL);
+        vreal a0 = VSET1(AT(i0, p)), a1 = VSET1(AT(i0 + 1, p));
+        vreal a2 = VSET1(AT(i0 + 2, p)), a3 = VSET1(AT(i0 + 3, p));
+        c00 = VFMA(a0, b0, c00); c01 = VFMA(a0, b1, c01);
+        c10 = VFMA(a1, b0, c10); c11 = VFMA(a1, b1, c11);
+        c20 = VFMA(a2, b0, c20); c21 = VFMA(a2, b1, c21);
+        c30 = VFMA(a3, b0, c30); c31 = VFMA(a3, b1, c31);
+    }
+    real *c = C + i0 * n + j0;
+    VSTORE(c, c00); VSTORE(c + VL, c01); c += n;
+    VSTORE(c, c10); VSTORE(c + VL, c11); c += n;
+    VSTORE(c, c20); VSTORE(c + VL, c21); c += n;
+    VSTORE(c, c30); VSTORE(c + VL, c31);
+}
+
+/* One row of C over nv vectors (nv <= NV) from column j0. */
+static inline void mm_row(const real *A, const real *B, int64_t ldb, real *C, int64_t m,
+                          int64_t k, int64_t n, int ta, int64_t i, int64_t j0, int nv) {
+    vreal c0 = VZERO(), c1 = VZERO();
+    if (nv == 2) {
+        for (int64_t p = 0; p < k; p++) {
+            const real *b = B + p * ldb + j0;
+            vreal a = VSET1(AT(i, p));
+            c0 = VFMA(a, VLOAD(b), c0);
+            c1 = VFMA(a, VLOAD(b + VL), c1);
+        }
+        VSTORE(C + i * n + j0, c0);
+        VSTORE(C + i * n + j0 + VL, c1);
+    } else {
+        for (int64_t p = 0; p < k; p++) c0 = VFMA(VSET1(AT(i, p)), VLOAD(B + p * ldb + j0), c0);
+        VSTORE(C + i * n + j0, c0);
+    }
+}
+
+/* Four rows of C over one vector from column j0. */
+static inline void mm_rows4_1(const real *A, const real *B, int64_t ldb, real *C, int64_t m,
+                              int64_t k, int64_t n, int ta, int64_t i0, int64_t j0) {
+    vreal c0 = VZERO(), c1 = VZERO(), c2 = VZERO(), c3 = VZERO();
+    for (int64_t p = 0; p < k; p++) {
+        vreal b = VLOAD(B + p * ldb + j0);
+        c0 = VFMA(VSET1(AT(i0, p)), b, c0);
+        c1 = VFMA(VSET1(AT(i0 + 1, p)), b, c1);
+        c2 = VFMA(VSET1(AT(i0 + 2, p)), b, c2);
+        c3 = VFMA(VSET1(AT(i0 + 3, p)), b, c3);
+    }
+    real *c = C + i0 * n + j0;
+    VSTORE(c, c0); VSTORE(c + n, c1); VSTORE(c + 2 * n, c2); VSTORE(c + 3 * n, c3);
+}
+#endif
+
+/* C (m x n) = op(A) . B, B row-major k x n with row stride ldb. */
+static void mm_native(const real *A, const real *B, int64_t ldb, real *C, int64_t m, int64_t k,
+                      int64_t n, int ta) {
+    int64_t j = 0;
+#ifdef VL
+    for (; j + NV * VL <= n; j += NV * VL) {
+        int64_t i = 0;
+        for (; i + MR <= m; i += MR) mm_block(A, B, ldb, C, m, k, n, ta, i, j);
+        for (; i < m; i++) mm_row(A, B, ldb, C, m, k, n, ta, i, j, NV);
+    }
+    for (; j + VL <= n; j += VL) {
+        int64_t i = 0;
+        for (; i + MR <= m; i += MR) mm_rows4_1(A, B, ldb, C, m, k, n, ta, i, j);
+        for (; i < m; i++) mm_row(A, B, ldb, C, m, k, n, ta, i, j, 1);
+    }
+#endif
+    /* column tail (a few columns): each element its own fma chain */
+    for (int64_t jj = j; jj < n; jj++) {
+        int64_t i = 0;
+#ifdef VL
+        if (ta) { /* op(A) columns are contiguous: VL rows at a time */
+            for (; i + VL <= m; i += VL) {
+                vreal c = VZERO();
+                for (int64_t p = 0; p < k; p++) c = VFMA(VLOAD(A + p * m + i), VSET1(B[p * ldb + jj]), c);
+                real tmp[VL];
+                VSTORE(tmp, c);
+                for (int l = 0; l < VL; l++) C[(i + l) * n + jj] = tmp[l];
             }
         }
+#endif
+        for (; i < m; i++) C[i * n + jj] = mm_dot(A, B, ldb, m, k, ta, i, jj);
     }
 }
 
@@ -98,26 +217,22 @@ void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, in
                m, n, k, (real)1, A, ta ? m : k, B, tb ? k : n, (real)0, C, n);
         return;
     }
-    const real *Bp = B;
-    real *tmp = NULL;
-    if (tb) {
-        tmp = (real *)malloc((size_t)(k * n) * sizeof(real));
-        if (!tmp) {
-            /* out of memory for packing: plain strided loop */
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++) {
-                    real s = 0;
-                    for (int64_t p = 0; p < k; p++)
-                        s += (ta ? A[p * m + i] : A[i * k + p]) * B[j * k + p];
-                    C[i * n + j] = s;
-                }
+    if (!tb) {
+        mm_native(A, B, n, C, m, k, n, ta);
+        return;
+    }
+    /* op(B) = B^T: pack it row-major (k x n) on the stack when small, else on the heap */
+    real stackbuf[2048];
+    real *Bp = stackbuf;
+    if (k * n > (int64_t)(sizeof stackbuf / sizeof stackbuf[0])) {
+        Bp = (real *)malloc((size_t)(k * n) * sizeof(real));
+        if (!Bp) {
+            noma__failf(NOMA_ERR_RUNTIME, -1, "matmul: out of memory");
             return;
         }
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t p = 0; p < k; p++) tmp[p * n + j] = B[j * k + p];
-        Bp = tmp;
     }
-    memset(C, 0, (size_t)(m * n) * sizeof(real));
-    mm_blocked(A, Bp, C, m, k, n, ta);
-    free(tmp);
+    for (int64_t jj = 0; jj < n; jj++)
+        for (int64_t p = 0; p < k; p++) Bp[p * n + jj] = B[jj * k + p];
+    mm_native(A, Bp, n, C, m, k, n, ta);
+    if (Bp != stackbuf) free(Bp);
 }

@@ -907,6 +907,52 @@ static void sgd_kernel(int64_t n, real *restrict p, const real *restrict g, real
     }
 }
 
+/* q * b for a running power q = beta^t in [0, 1] and b = beta in [0, 1]: exactly the IEEE
+ * product, but without subnormal arithmetic. Once beta^t underflows it sticks at the smallest
+ * subnormals (0.9 * 2^-1074 rounds back to 2^-1074), and every multiply with a subnormal
+ * operand costs a microcode assist (~150 cycles) on x86 -- at every step of a long run. A
+ * subnormal q is k * 2^-UNIT with an integer k, so q * b = RNE(k * b) * 2^-UNIT: k * b is
+ * formed exactly (hi + lo, with an fma), rounded to an integer with ties to even, and the
+ * integer is the subnormal's bit pattern. */
+#ifdef NOMA_F32
+#include <float.h>
+static real pow_mul(real q, real b) {
+    if (!(q > 0) || q >= FLT_MIN || !(b >= 0 && b <= 1)) return q * b;
+    uint32_t bits;
+    memcpy(&bits, &q, sizeof bits);
+    double x = (double)bits * (double)b; /* exact: 23 + 24 bits */
+    double r = nearbyint(x);             /* ties to even (default rounding mode) */
+    uint32_t out = (uint32_t)r;
+    real res;
+    memcpy(&res, &out, sizeof res);
+    return res;
+}
+/* 1 - x for x in [0, 1]; exactly 1 below 2^-25 (so no subnormal operand reaches the FPU) */
+#define ONE_MINUS(x) ((x) < 0x1p-25f ? (real)1 : 1 - (x))
+#else
+#include <float.h>
+static real pow_mul(real q, real b) {
+    if (!(q > 0) || q >= DBL_MIN || !(b >= 0 && b <= 1)) return q * b;
+    uint64_t bits;
+    memcpy(&bits, &q, sizeof bits);
+    double k = (double)bits; /* exact: < 2^52 */
+    double hi = k * b;
+    double lo = fma(k, b, -hi); /* k * b = hi + lo exactly */
+    double r = nearbyint(hi);
+    double d = hi - r; /* exact */
+    if (d == 0.5 || d == -0.5) {
+        /* hi is a tie: the exact product lies on one side of it unless lo == 0 */
+        if (lo > 0) r = d > 0 ? r + 1 : r;
+        else if (lo < 0) r = d > 0 ? r : r - 1;
+    }
+    uint64_t out = (uint64_t)r;
+    real res;
+    memcpy(&res, &out, sizeof res);
+    return res;
+}
+#define ONE_MINUS(x) ((x) < 0x1p-54 ? (real)1 : 1 - (x))
+#endif
+
 /* Entries [0, n) whose bias-correction powers are all (q1, q2) -- the common case, every
  * entry at the same step: the corrections are computed once. The arithmetic per entry is the
  * one of the general formula, so results are identical to it. */
@@ -914,9 +960,9 @@ static void adam_uniform(int64_t n, real *restrict p, const real *restrict g, re
                          real *restrict v, real *restrict pow1, real *restrict pow2,
                          int64_t *restrict t, real q1, real q2, real lr, real b1, real b2,
                          real eps, real wd, real decay) {
-    const real nq1 = q1 * b1, nq2 = q2 * b2;
-    const real c2 = RSQRT(1 - nq2);
-    const real step = lr / (1 - nq1);
+    const real nq1 = pow_mul(q1, b1), nq2 = pow_mul(q2, b2);
+    const real c2 = RSQRT(ONE_MINUS(nq2));
+    const real step = lr / ONE_MINUS(nq1);
     const real ob1 = 1 - b1, ob2 = 1 - b2;
     for (int64_t i = 0; i < n; i++) {
         real pi = p[i] * decay; /* AdamW: decay = 1 - lr*wd (and wd = 0); Adam: decay = 1 */
@@ -943,6 +989,15 @@ static void adam_kernel(int64_t n, real *restrict p, const real *restrict g, rea
     while (i < n) {
         const real q1 = pow1[i], q2 = pow2[i];
         int64_t j = i + 1;
+        /* extend the run by whole blocks (a branch-free check the compiler vectorizes), then
+         * element by element inside the first block that differs */
+        for (;;) {
+            int64_t e = j + 256 < n ? j + 256 : n;
+            int same = 1;
+            for (int64_t k = j; k < e; k++) same &= (pow1[k] == q1) & (pow2[k] == q2);
+            if (!same || e == n) break;
+            j = e;
+        }
         while (j < n && pow1[j] == q1 && pow2[j] == q2) j++;
         adam_uniform(j - i, p + i, g + i, m + i, v + i, pow1 + i, pow2 + i, t + i, q1, q2, lr,
                      b1, b2, eps, wd, decay);
