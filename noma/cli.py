@@ -29,6 +29,13 @@ def _color() -> bool:
     return sys.stderr.isatty()
 
 
+def _print_diagnostics(exc: NomaError) -> int:
+    """Render a user error on stderr; the exit code for it."""
+    for diag in exc.diagnostics:
+        print(diag.render(color=_color()), file=sys.stderr)
+    return 1
+
+
 def _format_value(value: object) -> str:
     from noma.display import format_value
 
@@ -64,9 +71,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         Session(dtype=args.dtype).compile(source, run_main=True)
     except NomaError as exc:
-        for diag in exc.diagnostics:
-            print(diag.render(color=_color()), file=sys.stderr)
-        return 1
+        return _print_diagnostics(exc)
     print(f"{args.file}: ok")
     return 0
 
@@ -78,9 +83,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(emit_stage(source, args.stage, dtype=args.dtype, function=args.function))
     except NomaError as exc:
-        for diag in exc.diagnostics:
-            print(diag.render(color=_color()), file=sys.stderr)
-        return 1
+        return _print_diagnostics(exc)
     return 0
 
 
@@ -91,9 +94,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu)
     except NomaError as exc:
-        for diag in exc.diagnostics:
-            print(diag.render(color=_color()), file=sys.stderr)
-        return 1
+        return _print_diagnostics(exc)
     return 0
 
 

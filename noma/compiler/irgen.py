@@ -19,11 +19,6 @@ from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, Span, error
 
-BINARY_OPS = {
-    "+": ir.Op.ADD, "-": ir.Op.SUB, "*": ir.Op.MUL, "/": ir.Op.DIV, "%": ir.Op.MOD,
-    "^": ir.Op.POW, "**": ir.Op.POW, "==": ir.Op.EQ, "!=": ir.Op.NE, "<": ir.Op.LT,
-    "<=": ir.Op.LE, ">": ir.Op.GT, ">=": ir.Op.GE, "&&": ir.Op.AND, "||": ir.Op.OR,
-}
 BRK, CONT, RET, RETVAL = "$brk", "$cont", "$ret", "$retval"
 MAGIC_LR = ("learning_rate", "lr")
 MAGIC_MAX = ("max_iterations", "max_iter", "iterations")
@@ -237,10 +232,7 @@ class IRGen:
     def gen_stmt(self, s: ast.Stmt) -> None:
         from noma.compiler import irgen_stmts
 
-        handler = irgen_stmts.HANDLERS.get(type(s))
-        if handler is None:
-            raise error(Kind.SYNTAX, "functions are defined at the top level", s.span)
-        handler(self, s)
+        irgen_stmts.HANDLERS[type(s)](self, s)
 
     # ------------------------------------------------------------------ loops
 

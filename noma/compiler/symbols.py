@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Optional
 
 from noma.compiler import ast
 from noma.diagnostics import Span
@@ -94,15 +93,3 @@ class SymbolTable:
             self.dims[name] = self.next_dim
             self.next_dim += 1
         return self.dims[name]
-
-    def lookup_kind(self, name: str) -> Optional[str]:
-        """'param', 'dim', 'global', 'function' or None."""
-        if name in self.params:
-            return "param"
-        if name in self.dims:
-            return "dim"
-        if name in self.globals:
-            return "global"
-        if name in self.functions:
-            return "function"
-        return None
