@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from llvmlite import ir as ll
 
-I64 = ll.IntType(64)
+from noma.compiler.lower_llvm_types import I64
+
 
 
 class InlineMath:

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 from llvmlite import ir as ll
 
 from noma.compiler import ir
-from noma.compiler.lower_llvm_loops import ERR_RUNTIME, ERR_SHAPE, ERR_TYPE, I1, I64, PTR, Emitter, ModuleContext
+from noma.compiler.lower_llvm_loops import Emitter, ModuleContext
+from noma.compiler.lower_llvm_types import ERR_RUNTIME, ERR_SHAPE, ERR_TYPE, I1, I64, PTR
 
 Op = ir.Op
 Scalar = Callable[[list], ll.Value]

@@ -1,0 +1,213 @@
+"""The elementwise and reduction kernels of the LLVM lowering.
+
+Owns: the broadcasting elementwise kernel (a flat contiguous fast path when every operand has the
+result's dims, else a strided loop nest with stride 0 on broadcast axes) and the full and per-axis
+reductions (whole-tensor sums in 32 lanes with a fixed combining order).
+Input: used as a mixin of lower_llvm_loops.Emitter (it relies on the emitter's builder, loops and
+descriptor helpers). Output: llvmlite.ir values.
+Imports: llvmlite.ir only (part of the lower_llvm* component).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from llvmlite import ir as ll
+
+from noma.compiler.lower_llvm_types import ERR_RUNTIME, I1, I32, I64
+
+
+class Kernels:
+    """Emitter methods that generate elementwise and reduction loops."""
+
+    b: Any
+    real: Any
+
+    # ------------------------------------------------------------------ elementwise kernel
+
+    def elementwise(self, operands: Sequence[tuple[ll.Value, int]],
+                    fn: Callable[[list[ll.Value]], ll.Value],
+                    plan: Sequence[tuple[str, int, Sequence[int]]]) -> ll.Value:
+        """Apply scalar `fn` to the (value, rank) `operands` elementwise with NumPy broadcasting;
+        rank-0 operands are splatted.
+
+        `plan` orders the shape checks, one step per (possibly fused) op, post-order:
+        (op name, span, refs) where a ref k >= 0 is operand k and k < 0 the result of step -1-k.
+        The result has the shape of the last step. When every tensor operand has the same dims
+        (checked at run time) the checks are skipped and one flat loop runs.
+        """
+        tensors = [k for k, (_, r) in enumerate(operands) if r > 0]
+        if not tensors:
+            return fn([v for v, _ in operands])
+        rank = max(r for _, r in operands)
+        datas = {k: self.data(operands[k][0]) for k in tensors}
+
+        def flat(n: ll.Value, out: ll.Value) -> None:
+            def step(i: ll.Value, _c: list) -> None:
+                xs = [self.load_elem(datas[k], i) if k in datas else v
+                      for k, (v, _) in enumerate(operands)]
+                self.store_elem(fn(xs), out, i)
+            self.loop(self.i64(0), n, step)
+
+        if len(tensors) == 1:
+            k = tensors[0]
+            dims = self.dims(operands[k][0], rank)
+            out, t = self.new_tensor(dims)
+            flat(self.numel(dims), out)
+            return t
+        if all(operands[k][1] == rank for k in tensors):
+            # Run-time check: every tensor operand has exactly the same dims -> flat loop.
+            first = self.dims(operands[tensors[0]][0], rank)
+            eq: ll.Value = ll.Constant(I1, 1)
+            for k in tensors[1:]:
+                for d0, dk in zip(first, self.dims(operands[k][0], rank)):
+                    eq = self.b.and_(eq, self.b.icmp_unsigned("==", d0, dk))
+            fast_bb = self.b.block
+            with self.b.if_then(self.b.not_(eq), likely=False):
+                slow_dims = self._broadcast_plan(operands, plan, rank)
+                slow_bb = self.b.block
+            dims = []
+            for d_fast, d_slow in zip(first, slow_dims):
+                p = self.b.phi(I64)
+                p.add_incoming(d_fast, fast_bb)
+                p.add_incoming(d_slow, slow_bb)
+                dims.append(p)
+            out, t = self.new_tensor(dims)
+            with self.b.if_else(eq) as (then, other):
+                with then:
+                    flat(self.numel(dims), out)
+                with other:
+                    self._strided(operands, tensors, datas, dims, out, fn)
+            return t
+        dims = self._broadcast_plan(operands, plan, rank)
+        out, t = self.new_tensor(dims)
+        self._strided(operands, tensors, datas, dims, out, fn)
+        return t
+
+    def _broadcast_plan(self, operands: Sequence[tuple[ll.Value, int]],
+                        plan: Sequence[tuple[str, int, Sequence[int]]], rank: int) -> list[ll.Value]:
+        """Run the plan's noma_broadcast_dims checks; the dims of the last step's shape."""
+        shapes: list[Optional[ll.Value]] = []  # per step: descriptor pointer (None: scalar)
+        for opname, span, refs in plan:
+            ptrs = []
+            for ref in refs:
+                if ref >= 0:
+                    if operands[ref][1] > 0:
+                        ptrs.append(self.tensor_ptr(operands[ref][0]))
+                elif shapes[-1 - ref] is not None:
+                    ptrs.append(shapes[-1 - ref])
+            if len(ptrs) <= 1:
+                shapes.append(ptrs[0] if ptrs else None)
+                continue
+            slot = self.empty_tensor_slot()
+            self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), ptrs[0], ptrs[1], slot)
+            for extra in ptrs[2:]:
+                tmp = self.tensor_ptr(self.load_tensor(slot))
+                self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), tmp, extra, slot)
+            shapes.append(slot)
+        final = shapes[-1]
+        return [self.b.load(self.b.gep(final, [self.i64(0), self.i32(2), self.i32(i)], inbounds=True),
+                            typ=I64) for i in range(rank)]
+
+    def broadcast_strides(self, t: ll.Value, rank: int, out_rank: int) -> list[Optional[ll.Value]]:
+        """Per result axis: the element stride of `t` (0 on broadcast axes); None for a scalar."""
+        dims = self.dims(t, rank)
+        contig: list[ll.Value] = [self.i64(1)] * rank
+        for a in range(rank - 2, -1, -1):
+            contig[a] = self.b.mul(contig[a + 1], dims[a + 1])
+        out: list[Optional[ll.Value]] = []
+        off = out_rank - rank
+        for j in range(out_rank):
+            if j < off:
+                out.append(self.i64(0))
+            else:
+                a = j - off
+                one = self.b.icmp_unsigned("==", dims[a], self.i64(1))
+                out.append(self.b.select(one, self.i64(0), contig[a]))
+        return out
+
+    def _strided(self, operands, tensors, datas, dims, out, fn) -> None:
+        rank = len(dims)
+        strides = [self.broadcast_strides(operands[k][0], operands[k][1], rank) for k in tensors]
+        unit: ll.Value = ll.Constant(I1, 1)
+        for s in strides:
+            unit = self.b.and_(unit, self.b.icmp_unsigned("==", s[rank - 1], self.i64(1)))
+
+        def body(offs: list[ll.Value], lin: ll.Value) -> None:
+            xs = []
+            for k, (v, _) in enumerate(operands):
+                xs.append(self.load_elem(datas[k], offs[tensors.index(k)]) if k in datas else v)
+            self.store_elem(fn(xs), out, lin)
+
+        self.nest(dims, strides, body, inner_unit=unit)
+
+    # ------------------------------------------------------------------ reductions
+
+    def reduce_all(self, data: ll.Value, n: ll.Value, kind: str) -> ll.Value:
+        """Sum / max / min of n contiguous elements, deterministic on every CPU: W lanes
+        (independent vector accumulators) in a fixed order, the lanes combined by a fixed
+        halving tree, then the scalar tail."""
+        width = 32 if self.mc.dtype == "f64" else 64
+        vt = ll.VectorType(self.real, width)
+        init = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[kind]
+        comb = {"sum": None, "max": "llvm.maximum", "min": "llvm.minimum"}[kind]
+
+        def op(a: ll.Value, x: ll.Value) -> ll.Value:
+            return self.b.fadd(a, x) if comb is None else self.intr(comb, a, x)
+
+        nblocks = self.b.lshr(n, self.i64(width.bit_length() - 1))
+
+        def vec_step(blk: ll.Value, c: list) -> list:
+            p = self.elem_ptr(data, self.b.mul(blk, self.i64(width)))
+            v = self.b.load(p, typ=vt, align=self.mc.elem_size)
+            return [op(c[0], v)]
+
+        (acc,) = self.loop(self.i64(0), nblocks, vec_step, [ll.Constant(vt, [init] * width)])
+        w = width
+        while w > 1:
+            half = w // 2
+            lo = self.b.shuffle_vector(acc, acc, ll.Constant(ll.VectorType(I32, half), list(range(half))))
+            hi = self.b.shuffle_vector(acc, acc, ll.Constant(ll.VectorType(I32, half), list(range(half, w))))
+            acc = op(lo, hi)
+            w = half
+        total = self.b.extract_element(acc, self.i32(0))
+        tail_start = self.b.mul(nblocks, self.i64(width))
+        (tail,) = self.loop(tail_start, n, lambda i, c: [op(c[0], self.load_elem(data, i))], [total])
+        return tail
+
+    def reduce_axis(self, x: ll.Value, rank: int, axis: int, kind: str, keepdims: bool) -> ll.Value:
+        """Reduce along `axis` of a rank-`rank` tensor: [outer, len, inner] -> [outer, inner]."""
+        dims = self.dims(x, rank)
+        outer = self.numel(dims[:axis])
+        length = dims[axis]
+        inner = self.numel(dims[axis + 1:])
+        out_dims = dims[:axis] + ([self.i64(1)] if keepdims else []) + dims[axis + 1:]
+        out, t = self.new_tensor(out_dims)
+        init = self.rconst({"sum": 0.0, "max": float("-inf"), "min": float("inf")}[kind])
+        if kind != "sum":
+            self.fail_if(self.b.and_(self.b.icmp_unsigned("==", length, self.i64(0)),
+                                     self.b.icmp_unsigned("!=", self.b.mul(outer, inner), self.i64(0))),
+                         ERR_RUNTIME, f"{kind} over an empty axis")
+        src = self.data(x)
+        total = self.b.mul(outer, inner)
+        self.loop(self.i64(0), total, lambda i, c: self.store_elem(init, out, i))
+
+        def per_outer(o: ll.Value, _c: list) -> None:
+            obase = self.b.mul(o, inner)
+
+            def per_k(k: ll.Value, _c2: list) -> None:
+                ibase = self.b.mul(self.b.add(self.b.mul(o, length), k), inner)
+
+                def per_i(i: ll.Value, _c3: list) -> None:
+                    oi = self.b.add(obase, i)
+                    acc = self.load_elem(out, oi)
+                    v = self.load_elem(src, self.b.add(ibase, i))
+                    if kind == "sum":
+                        r = self.b.fadd(acc, v)
+                    else:
+                        r = self.intr("llvm.maximum" if kind == "max" else "llvm.minimum", acc, v)
+                    self.store_elem(r, out, oi)
+                self.loop(self.i64(0), inner, per_i)
+            self.loop(self.i64(0), length, per_k)
+        self.loop(self.i64(0), outer, per_outer)
+        return t
