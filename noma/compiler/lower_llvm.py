@@ -34,7 +34,8 @@ from llvmlite import ir as ll
 from noma.compiler import ir
 from noma.compiler.lower_llvm_loops import RUNTIME_SIGS, ModuleContext
 from noma.compiler.lower_llvm_types import I64
-from noma.compiler.lower_llvm_ops import LoweringError, OpLowering
+from noma.compiler.lower_llvm_ops import OpLowering
+from noma.compiler.lower_llvm_types import LoweringError
 
 __all__ = ["lower_module", "LoweringError", "fn_pointer_name"]
 

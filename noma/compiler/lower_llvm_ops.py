@@ -2,10 +2,9 @@
 
 Owns: `OpLowering`, the map from IR values to LLVM values and the code of every `ir.Instr`:
 elementwise math (through Emitter.elementwise), reductions, shape ops (aliasing RESHAPE, SLICE
-and INDEX), creation and random ops, and the state ops that become runtime calls (params, dims,
-globals, printing, files, tape, calls through function-pointer globals).
+and INDEX), creation and random ops; the state ops that become runtime calls are in lower_llvm_state.
 Input: ir.Instr. Output: llvmlite.ir code via lower_llvm_loops.Emitter.
-Imports: ir, lower_llvm_loops, llvmlite.ir.
+Imports: ir, lower_llvm_loops, lower_llvm_state, lower_llvm_types, llvmlite.ir.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from llvmlite import ir as ll
 
 from noma.compiler import ir
 from noma.compiler.lower_llvm_loops import Emitter, ModuleContext
-from noma.compiler.lower_llvm_types import ERR_RUNTIME, ERR_SHAPE, ERR_TYPE, I1, I64, PTR
+from noma.compiler.lower_llvm_state import StateOps
+from noma.compiler.lower_llvm_types import LoweringError, ERR_RUNTIME, ERR_SHAPE, I1
 
 Op = ir.Op
 Scalar = Callable[[list], ll.Value]
@@ -26,11 +26,9 @@ Scalar = Callable[[list], ll.Value]
 _DEFERRED = ll.Constant(ll.IntType(1), 0)  # marker: the value is fused into its user
 
 
-class LoweringError(Exception):
-    """The IR cannot be lowered (a compiler bug: verify() should have caught it)."""
 
 
-class OpLowering(Emitter):
+class OpLowering(StateOps, Emitter):
     """Lowers the instructions of one function; `vals` maps IR value ids to LLVM values."""
 
     def __init__(self, mc: ModuleContext, fn: ll.Function, copy_loads: set[int], fused: set[int]):
@@ -544,159 +542,6 @@ class OpLowering(Emitter):
         for i in range(r):
             self.store_elem(self.to_real(self.dim(x, i)), data, self.i64(i))
         return t
-
-    # ------------------------------------------------------------------ state
-
-    def _copy_to_arena(self, t: ll.Value, rank: int) -> ll.Value:
-        dims = self.dims(t, rank)
-        data, out = self.new_tensor(dims)
-        self.memcpy(data, self.data(t), self.numel(dims))
-        return out
-
-    def _load_descriptor(self, ptr: ll.Value, rank: int, ins: ir.Instr) -> ll.Value:
-        """The value of a stored descriptor (param / global) of static rank `rank`; a stored value
-        of another rank (redefined since this code was compiled) is a type error."""
-        stored = self.b.load(self.b.gep(ptr, [self.i64(0), self.i32(1)], inbounds=True, source_etype=self.T),
-                             typ=I64)
-        kind = "a scalar" if rank == 0 else f"a rank-{rank} tensor"
-        self.fail_if(self.b.icmp_signed("!=", stored, self.i64(rank)), ERR_TYPE,
-                     f"`{ins.attr('name')}` is no longer {kind}")
-        if rank == 0:
-            data = self.b.load(ptr, typ=PTR)
-            return self.load_elem(data, self.i64(0))
-        t = self.load_tensor(ptr)
-        return self._copy_to_arena(t, rank) if id(ins) in self.copy_loads else t
-
-    def op_param_load(self, ins: ir.Instr) -> ll.Value:
-        p = self.rt("noma_param", self.i64(ins.attr("slot")))
-        return self._load_descriptor(p, int(ins.attr("rank")), ins)
-
-    def op_param_set(self, ins: ir.Instr) -> None:
-        v = ins.args[0]
-        self.rt("noma_param_set", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
-                self.any_ptr(self.get(v), v.rank))
-
-    def op_param_free(self, ins: ir.Instr) -> None:
-        self.rt("noma_param_free", self.i64(ins.attr("slot")))
-
-    def op_param_bind_dim(self, ins: ir.Instr) -> None:
-        self.rt("noma_param_bind_dim", self.i64(ins.attr("slot")), self.i32(ins.attr("axis")),
-                self.i64(ins.attr("dim")))
-
-    def op_param_resize(self, ins: ir.Instr) -> None:
-        a, b = self.get(ins.args[0]), self.get(ins.args[1])
-        dims = [self.to_index(self.get(d)) for d in ins.args[2:]]
-        arr = self.dims_array(dims)
-        self.rt("noma_param_resize", self.i64(ins.attr("slot")), self.i64(len(dims)), arr,
-                self.i32(ins.attr("policy", 0)), a, b, self.span_c())
-
-    def op_dim_load(self, ins: ir.Instr) -> ll.Value:
-        return self.to_real(self.rt("noma_dim_get", self.i64(ins.attr("dim"))))
-
-    def op_dim_set(self, ins: ir.Instr) -> None:
-        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(self.get(ins.args[0])))
-
-    def op_dim_resize(self, ins: ir.Instr) -> None:
-        size, a, b = (self.get(x) for x in ins.args)
-        self.rt("noma_dim_resize", self.i64(ins.attr("dim")), self.to_index(size),
-                self.i32(ins.attr("policy", 0)), a, b, self.span_c())
-
-    def op_global_load(self, ins: ir.Instr) -> ll.Value:
-        slot = self.i64(ins.attr("slot"))
-        rank = int(ins.attr("rank"))
-        if rank == 0:
-            return self.rt("noma_global_load_s", slot)
-        return self._load_descriptor(self.rt("noma_global", slot), rank, ins)
-
-    def op_global_store(self, ins: ir.Instr) -> None:
-        v = ins.args[0]
-        slot = self.i64(ins.attr("slot"))
-        if v.rank == 0:
-            self.rt("noma_global_store_s", slot, self.get(v))
-        else:
-            self.rt("noma_global_store", slot, self.tensor_ptr(self.get(v)))
-
-    def op_seed(self, ins: ir.Instr) -> None:
-        self.rt("noma_seed", self.get(ins.args[0]))
-
-    def op_print(self, ins: ir.Instr) -> None:
-        args = iter(ins.args)
-        for k, part in enumerate(ins.attr("parts", ())):
-            if k:
-                self.rt("noma_print_sep")
-            if part is not None:
-                self.rt("noma_print_str", self.cstr(part))
-                continue
-            v = next(args)
-            if v.rank == 0:
-                self.rt("noma_print_scalar", self.get(v))
-            else:
-                self.rt("noma_print_tensor", self.tensor_ptr(self.get(v)))
-            self.new_stage()
-        self.rt("noma_print_end")
-
-    def op_load_csv(self, ins: ir.Instr) -> ll.Value:
-        slot = self.empty_tensor_slot()
-        self.rt("noma_load_csv", self.cstr(ins.attr("path")), slot, self.span_c())
-        return self.load_tensor(slot)
-
-    def op_save_csv(self, ins: ir.Instr) -> None:
-        v = ins.args[0]
-        self.rt("noma_save_csv", self.cstr(ins.attr("path")), self.any_ptr(self.get(v), v.rank), self.span_c())
-
-    def op_load_st(self, ins: ir.Instr) -> ll.Value:
-        rank = int(ins.attr("rank"))
-        slot = self.empty_tensor_slot()
-        self.rt("noma_st_load", self.cstr(ins.attr("path")), self.cstr(ins.attr("name")), self.i64(rank),
-                slot, self.span_c())
-        if rank == 0:
-            return self.load_elem(self.b.load(slot, typ=PTR), self.i64(0))
-        return self.load_tensor(slot)
-
-    def op_save_st(self, ins: ir.Instr) -> None:
-        names = tuple(ins.attr("names"))
-        n = len(ins.args)
-        arr_t = ll.ArrayType(PTR, max(n, 1))
-        name_arr = self.alloca(arr_t)
-        ts_arr = self.alloca(arr_t)
-        for i, (v, name) in enumerate(zip(ins.args, names)):
-            self.b.store(self.cstr(name), self.b.gep(name_arr, [self.i64(0), self.i32(i)], inbounds=True))
-            self.b.store(self.any_ptr(self.get(v), v.rank),
-                         self.b.gep(ts_arr, [self.i64(0), self.i32(i)], inbounds=True))
-        self.rt("noma_st_save", self.cstr(ins.attr("path")), self.i64(n), name_arr, ts_arr, self.span_c())
-
-    def op_opt_reset(self, ins: ir.Instr) -> None:
-        self.rt("noma_opt_reset_all")
-
-    def op_call(self, ins: ir.Instr) -> Optional[ll.Value]:
-        callee = ins.attr("callee")
-        fnty = self.mc.fn_type(callee)
-        params, result = self.mc.signatures[callee]
-        got = tuple(a.rank for a in ins.args)
-        got_result = None if ins.result is None else ins.result.rank
-        if got != params or (got_result is not None and got_result != result):
-            raise LoweringError(f"call of {callee}{params} -> {result} with ranks {got} -> {got_result}")
-        gv = self.mc.fn_pointer(callee)
-        fp = self.b.load(gv, typ=fnty.as_pointer())
-        args = [self.get(a) for a in ins.args]
-        self.rt("noma_enter", self.span_c())
-        call = self.b.call(fp, args)
-        self.rt("noma_leave")
-        return None if ins.result is None else call
-
-    def op_tape_push(self, ins: ir.Instr) -> None:
-        v = ins.args[0]
-        if v.rank == 0:
-            self.rt("noma_tape_push_s", self.get(v))
-        else:
-            self.rt("noma_tape_push_t", self.tensor_ptr(self.get(v)))
-
-    def op_tape_pop(self, ins: ir.Instr) -> ll.Value:
-        if int(ins.attr("rank")) == 0:
-            return self.rt("noma_tape_pop_s")
-        slot = self.empty_tensor_slot()
-        self.rt("noma_tape_pop_t", slot)
-        return self.load_tensor(slot)
 
 
 _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {

@@ -16,3 +16,7 @@ VOID = ll.VoidType()
 ERR_TYPE = 2
 ERR_SHAPE = 3
 ERR_RUNTIME = 4
+
+
+class LoweringError(Exception):
+    """The IR cannot be lowered (a compiler bug: verify() should have caught it)."""
