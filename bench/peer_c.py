@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wl import Mlp, XorGrow
+from wl import GrowMlp, Mlp, XorGrow
 
 SRC = Path(__file__).resolve().parent / "c" / "mlp.c"
 FLAGS = {"O3": ["-O3", "-march=native"], "fastmath": ["-O3", "-march=native", "-ffast-math"]}
@@ -52,6 +52,8 @@ def build(variant: str, dtype: str) -> ctypes.CDLL:
     lib.xor_grow_train.argtypes = ([ctypes.c_int, ctypes.c_int] + [P] * 9 +
                                    [ctypes.c_double, ctypes.c_int, ctypes.c_double, ctypes.c_double,
                                     ctypes.c_int, P])
+    lib.grow_mlp_train.restype = ctypes.c_double
+    lib.grow_mlp_train.argtypes = [ctypes.c_int] * 6 + [P, P, ctypes.c_int, ctypes.c_int] + [P] * 5 + [ctypes.c_double]
     lib.set_gemm.argtypes = [P]
     lib.set_gemm.restype = None
     lib.real = real
@@ -92,3 +94,14 @@ def mlp(w: Mlp, steps: int, variant: str, gemm: int | None = None) -> tuple[floa
     finally:
         lib.set_gemm(None)
     return dt_s, loss, steps
+
+
+def grow_mlp(w: GrowMlp, variant: str) -> tuple[float, float, int]:
+    lib = build(variant, w.dtype)
+    dt = w.np_dtype
+    init = [np.ascontiguousarray(w.init[k], dtype=dt) for k in ("W1", "b1", "W2", "b2")]
+    z = np.ascontiguousarray(w.z, dtype=np.float64)
+    t0 = time.perf_counter()
+    loss = lib.grow_mlp_train(w.n_in, w.Y.shape[1], w.h0, w.h_max, w.h_step, w.steps_per_size,
+                              _ptr(w.X), _ptr(w.Y), w.rows, w.batch, *[_ptr(a) for a in init], _ptr(z), w.lr)
+    return time.perf_counter() - t0, loss, w.steps

@@ -1,6 +1,7 @@
-"""JAX peers (CPU, x64 enabled, one thread): `jax.jit` of one training step called from a Python
-loop, and the whole loop inside one jitted `lax.scan` (for the growing XOR: scan over the first
-phase, `lax.while_loop` for the phase that runs until the loss target). NOMA's Adam by hand."""
+"""JAX peers (CPU, x64 enabled; one thread unless bench/bench.py's XLA_FLAGS say otherwise):
+`jax.jit` of one training step called from a Python loop, and the whole loop inside one jitted
+`lax.scan` (for the growing XOR: scan over the first phase, `lax.while_loop` for the phase that runs
+until the loss target; for W3: one scan per hidden size). NOMA's Adam by hand."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from wl import B1, B2, EPS, Mlp, XorGrow  # noqa: E402
+from wl import B1, B2, EPS, GrowMlp, Mlp, XorGrow  # noqa: E402
 
 
 def _adam(P, G, M, V, Q1, Q2, lr):
@@ -217,3 +218,92 @@ def mlp_scan(w: Mlp, steps: int) -> tuple[float, float, int]:
     state, loss = _mlp_scan(state, lr, X, Y, starts, dummy)
     loss_v = float(loss)
     return time.perf_counter() - t0, loss_v, steps
+
+
+# ----------------------------------------------------------------------------- W3 (growing MLP)
+# Adam with per-unit powers (W1 column j, b1[j], W2 row j share unit j's step count; b2 never
+# grows). XLA compiles one program per hidden size (jit: the step; scan: the 20-epoch segment),
+# in the warm-up run; the growth itself runs between segments (host NumPy for the new columns).
+
+
+def _w3_step(state, lr, x, y):
+    P, M, V, Q = state
+    loss, G = jax.value_and_grad(_mlp_loss)(P, x, y)
+    Q = (Q[0] * B1, Q[1] * B2, Q[2] * B1, Q[3] * B2)
+    sh, ch = lr / (1 - Q[0]), jnp.sqrt(1 - Q[1])
+    so, co = lr / (1 - Q[2]), jnp.sqrt(1 - Q[3])
+    scale = ((sh, ch), (sh, ch), (sh[:, None], ch[:, None]), (so, co))
+    M = [B1 * m + (1 - B1) * g for m, g in zip(M, G)]
+    V = [B2 * v + (1 - B2) * g * g for v, g in zip(V, G)]
+    P = [p - st * (m / (jnp.sqrt(v) / c + EPS)) for p, m, v, (st, c) in zip(P, M, V, scale)]
+    return loss, (P, M, V, Q)
+
+
+_w3_step_jit = jax.jit(_w3_step)
+
+
+@jax.jit
+def _w3_scan(state, lr, X, Y, starts, batch_dummy):
+    batch = batch_dummy.shape[0]
+
+    def body(st, a):
+        x = lax.dynamic_slice_in_dim(X, a, batch)
+        y = lax.dynamic_slice_in_dim(Y, a, batch)
+        loss, st = _w3_step(st, lr, x, y)
+        return st, loss
+    state, losses = lax.scan(body, state, starts)
+    return state, losses[-1]
+
+
+def _w3_init(w: GrowMlp):
+    dt = jnp.float64 if w.dtype == "f64" else jnp.float32
+    P = [jnp.asarray(w.init[k], dt) for k in ("W1", "b1", "W2", "b2")]
+    Q = (jnp.ones(w.h0, dt), jnp.ones(w.h0, dt), jnp.ones((), dt), jnp.ones((), dt))
+    return (P, [jnp.zeros_like(p) for p in P], [jnp.zeros_like(p) for p in P], Q), jnp.asarray(w.lr, dt)
+
+
+def _w3_grow(w: GrowMlp, growth: int, state):
+    P, M, V, Q = state
+    k, dt = w.h_step, w.np_dtype
+    n_in, n_out = P[0].shape[0], P[2].shape[1]
+    new_cols = w.new_columns(np.asarray(P[0]), growth)
+
+    def ext(S, first):
+        return [jnp.concatenate([S[0], first], 1), jnp.concatenate([S[1], jnp.zeros(k, dt)]),
+                jnp.concatenate([S[2], jnp.zeros((k, n_out), dt)]), S[3]]
+    zeros = jnp.zeros((n_in, k), dt)
+    Q = (jnp.concatenate([Q[0], jnp.ones(k, dt)]), jnp.concatenate([Q[1], jnp.ones(k, dt)]), Q[2], Q[3])
+    return ext(P, jnp.asarray(new_cols)), ext(M, zeros), ext(V, zeros), Q
+
+
+def grow_mlp_jit(w: GrowMlp) -> tuple[float, float, int]:
+    state, lr = _w3_init(w)
+    X, Y = jnp.asarray(w.X), jnp.asarray(w.Y)
+    batches = [(X[a:a + w.batch], Y[a:a + w.batch]) for a in range(0, w.rows // w.batch * w.batch, w.batch)]
+    jax.block_until_ready(batches)
+    loss = None
+    t0 = time.perf_counter()
+    for seg in range(len(w.sizes)):
+        if seg:
+            state = _w3_grow(w, seg - 1, state)
+        for s in range(w.steps_per_size):
+            x, y = batches[s % len(batches)]
+            loss, state = _w3_step_jit(state, lr, x, y)
+    loss_v = float(loss)
+    return time.perf_counter() - t0, loss_v, w.steps
+
+
+def grow_mlp_scan(w: GrowMlp) -> tuple[float, float, int]:
+    state, lr = _w3_init(w)
+    X, Y = jnp.asarray(w.X), jnp.asarray(w.Y)
+    starts = jnp.asarray(w.batch_starts(w.steps_per_size))
+    dummy = jnp.zeros(w.batch)
+    jax.block_until_ready((X, Y, starts))
+    loss = None
+    t0 = time.perf_counter()
+    for seg in range(len(w.sizes)):
+        if seg:
+            state = _w3_grow(w, seg - 1, state)
+        state, loss = _w3_scan(state, lr, X, Y, starts, dummy)
+    loss_v = float(loss)
+    return time.perf_counter() - t0, loss_v, w.steps

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import noma
 
-from wl import Mlp, XorGrow
+from wl import GrowMlp, Mlp, XorGrow
 
 
 def _exec(s: noma.Session, src: str):
@@ -34,5 +34,12 @@ def compile_seconds(w, steps: int = 10) -> float:
     """Compile time of the training cell (fresh session, so nothing is cached in its JIT)."""
     s = noma.Session(dtype=w.dtype)
     _exec(s, w.setup_source())
-    src = w.train_source() if isinstance(w, XorGrow) else w.train_source(steps)
+    src = w.train_source() if isinstance(w, (XorGrow, GrowMlp)) else w.train_source(steps)
     return _exec(s, src).compile_seconds
+
+
+def grow_mlp(w: GrowMlp) -> tuple[float, float, int]:
+    s = noma.Session(dtype=w.dtype)
+    _exec(s, w.setup_source())
+    r = _exec(s, w.train_source())
+    return r.run_seconds, float(r.value), r.steps

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from wl import B1, B2, EPS, Mlp, XorGrow
+from wl import B1, B2, EPS, GrowMlp, Mlp, XorGrow
 
 
 def _sig(z):
@@ -122,3 +122,64 @@ def mlp(w: Mlp, steps: int) -> tuple[float, float, int]:
             denom = np.sqrt(Vk) / c2 + eps
             P[k] -= step * (Mk / denom)
     return time.perf_counter() - t0, loss, steps
+
+
+def grow_mlp(w: GrowMlp) -> tuple[float, float, int]:
+    """W3: 64-H-10 with H growing; Adam with per-unit powers (every entry of hidden unit j, i.e. W1
+    column j, b1[j] and W2 row j, was added by the same resize, so they share one step count)."""
+    dt = w.np_dtype
+    b1, b2, eps, lr, one = dt(B1), dt(B2), dt(EPS), dt(w.lr), dt(1)
+    W1, c1, W2, c2 = (w.init[k].copy() for k in ("W1", "b1", "W2", "b2"))
+    P = [W1, c1, W2, c2]
+    M = [np.zeros_like(p) for p in P]
+    V = [np.zeros_like(p) for p in P]
+    qh1, qh2 = np.ones(w.h0, dt), np.ones(w.h0, dt)   # per hidden unit
+    qo1, qo2 = one, one                                 # b2 (never grows)
+    starts = w.batch_starts(w.steps_per_size)
+    n = dt(w.batch)
+    loss = float("nan")
+    t0 = time.perf_counter()
+    for seg, H in enumerate(w.sizes):
+        if seg:
+            W1, c1, W2, c2 = P
+            k = w.h_step
+            P = [np.concatenate([W1, w.new_columns(W1, seg - 1)], axis=1),
+                 np.concatenate([c1, np.zeros(k, dt)]),
+                 np.concatenate([W2, np.zeros((k, W2.shape[1]), dt)]), c2]
+            M = [np.concatenate([M[0], np.zeros((W1.shape[0], k), dt)], axis=1),
+                 np.concatenate([M[1], np.zeros(k, dt)]),
+                 np.concatenate([M[2], np.zeros((k, W2.shape[1]), dt)]), M[3]]
+            V = [np.concatenate([V[0], np.zeros((W1.shape[0], k), dt)], axis=1),
+                 np.concatenate([V[1], np.zeros(k, dt)]),
+                 np.concatenate([V[2], np.zeros((k, W2.shape[1]), dt)]), V[3]]
+            qh1 = np.concatenate([qh1, np.ones(k, dt)])
+            qh2 = np.concatenate([qh2, np.ones(k, dt)])
+        W1, c1, W2, c2 = P
+        for a in starts:
+            x, y = w.X[a:a + w.batch], w.Y[a:a + w.batch]
+            h = np.tanh(x @ W1 + c1)
+            z = h @ W2 + c2
+            m = z.max(axis=1, keepdims=True)
+            e = np.exp(z - m)
+            se = e.sum(axis=1, keepdims=True)
+            loss = float(-np.sum(y * (z - m - np.log(se))) / n)
+            dz = (e / se - y) / n
+            G = [None, None, h.T @ dz, dz.sum(0)]
+            dz = (dz @ W2.T) * (1 - h * h)
+            G[0] = x.T @ dz
+            G[1] = dz.sum(0)
+            qh1 = qh1 * b1
+            qh2 = qh2 * b2
+            qo1 = qo1 * b1
+            qo2 = qo2 * b2
+            sh, ch = lr / (1 - qh1), np.sqrt(1 - qh2)
+            so, co = lr / (1 - qo1), np.sqrt(1 - qo2)
+            # W1 [in, H]: per column; b1 [H]; W2 [H, out]: per row; b2: scalar
+            for i, (step, c2_) in enumerate(((sh, ch), (sh, ch), (sh[:, None], ch[:, None]), (so, co))):
+                g, Mk, Vk = G[i], M[i], V[i]
+                Mk *= b1
+                Mk += (1 - b1) * g
+                Vk *= b2
+                Vk += (1 - b2) * g * g
+                P[i] -= step * (Mk / (np.sqrt(Vk) / c2_ + eps))
+    return time.perf_counter() - t0, loss, w.steps

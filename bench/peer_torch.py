@@ -4,18 +4,24 @@ NOMA's Adam; every value that changes per step is a tensor, so nothing recompile
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import torch
 
-from wl import B1, B2, EPS, Mlp, XorGrow
+from wl import B1, B2, EPS, GrowMlp, Mlp, XorGrow
 
-torch.set_num_threads(1)
+# bench/bench.py sets OMP_NUM_THREADS to its thread count before importing this module
+torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
 try:
     torch.set_num_interop_threads(1)
 except RuntimeError:
     pass
+# W3 compiles one graph per hidden size (dynamic=False): allow more than the default 8
+for _name in ("recompile_limit", "cache_size_limit"):
+    if hasattr(torch._dynamo.config, _name):
+        setattr(torch._dynamo.config, _name, max(64, getattr(torch._dynamo.config, _name)))
 
 
 def _t(a: np.ndarray, dtype=torch.float64) -> torch.Tensor:
@@ -222,3 +228,95 @@ def mlp_compiled(w: Mlp, steps: int) -> tuple[float, float, int]:
         loss, P, M, V, q1, q2 = step(P, M, V, q1, q2, lr, x, y)
     lv = loss.item()
     return time.perf_counter() - t0, lv, steps
+
+
+# ----------------------------------------------------------------------------- W3 (growing MLP)
+# Adam with per-unit powers: W1 column j, b1[j] and W2 row j of hidden unit j share one step
+# count (added by the same resize); b2 never grows. torch.optim.Adam keeps one step count per
+# tensor, so both peers write the update by hand.
+
+
+def _w3_setup(w: GrowMlp):
+    dt = _dtype(w)
+    P = [_t(w.init[k], dt) for k in ("W1", "b1", "W2", "b2")]
+    M = [torch.zeros_like(p) for p in P]
+    V = [torch.zeros_like(p) for p in P]
+    Q = [torch.ones(w.h0, dtype=dt), torch.ones(w.h0, dtype=dt), torch.ones((), dtype=dt),
+         torch.ones((), dtype=dt)]
+    x, y = _t(w.X, dt), _t(w.Y, dt)
+    batches = [(x[a:a + w.batch], y[a:a + w.batch]) for a in range(0, w.rows // w.batch * w.batch, w.batch)]
+    return P, M, V, Q, batches
+
+
+def _w3_grow(w: GrowMlp, growth: int, P, M, V, Q):
+    dt, k = _dtype(w), w.h_step
+    W1, c1, W2, c2 = (p.detach() for p in P)
+    n_in, n_out = W1.shape[0], W2.shape[1]
+    new_cols = torch.from_numpy(w.new_columns(W1.numpy(), growth))
+    P = [torch.cat([W1, new_cols], 1), torch.cat([c1, torch.zeros(k, dtype=dt)]),
+         torch.cat([W2, torch.zeros(k, n_out, dtype=dt)]), c2.clone()]
+
+    def ext(S):
+        return [torch.cat([S[0], torch.zeros(n_in, k, dtype=dt)], 1), torch.cat([S[1], torch.zeros(k, dtype=dt)]),
+                torch.cat([S[2], torch.zeros(k, n_out, dtype=dt)]), S[3]]
+    Q = [torch.cat([Q[0], torch.ones(k, dtype=dt)]), torch.cat([Q[1], torch.ones(k, dtype=dt)]), Q[2], Q[3]]
+    return P, ext(M), ext(V), Q
+
+
+def grow_mlp_eager(w: GrowMlp) -> tuple[float, float, int]:
+    P, M, V, Q, batches = _w3_setup(w)
+    loss = None
+    t0 = time.perf_counter()
+    for seg in range(len(w.sizes)):
+        if seg:
+            P, M, V, Q = _w3_grow(w, seg - 1, P, M, V, Q)
+        P = [p.requires_grad_() for p in P]
+        for s in range(w.steps_per_size):
+            x, y = batches[s % len(batches)]
+            loss = _mlp_loss(P, x, y)
+            loss.backward()
+            with torch.no_grad():
+                for q, b in zip(Q, (B1, B2, B1, B2)):
+                    q.mul_(b)
+                sh, ch = w.lr / (1 - Q[0]), (1 - Q[1]).sqrt()
+                so, co = w.lr / (1 - Q[2]), (1 - Q[3]).sqrt()
+                for p, m, v, (st, c) in zip(P, M, V, ((sh, ch), (sh, ch), (sh[:, None], ch[:, None]), (so, co))):
+                    g = p.grad
+                    m.mul_(B1).add_((1 - B1) * g)
+                    v.mul_(B2).add_((1 - B2) * g * g)
+                    p.sub_(st * (m / (v.sqrt() / c + EPS)))
+                    p.grad = None
+    lv = loss.item()
+    return time.perf_counter() - t0, lv, w.steps
+
+
+def _w3_step(P, M, V, Q, lr, x, y):
+    G, loss = torch.func.grad_and_value(_mlp_loss)(P, x, y)
+    Q = [Q[0] * B1, Q[1] * B2, Q[2] * B1, Q[3] * B2]
+    sh, ch = lr / (1 - Q[0]), torch.sqrt(1 - Q[1])
+    so, co = lr / (1 - Q[2]), torch.sqrt(1 - Q[3])
+    outP, outM, outV = [], [], []
+    for p, g, m, v, (st, c) in zip(P, G, M, V, ((sh, ch), (sh, ch), (sh[:, None], ch[:, None]), (so, co))):
+        m = B1 * m + (1 - B1) * g
+        v = B2 * v + (1 - B2) * g * g
+        outP.append(p - st * (m / (torch.sqrt(v) / c + EPS)))
+        outM.append(m)
+        outV.append(v)
+    return loss, outP, outM, outV, Q
+
+
+def grow_mlp_compiled(w: GrowMlp) -> tuple[float, float, int]:
+    """One compiled graph per hidden size (dynamic=False; compiled in the warm-up run)."""
+    step = _compiled("w3", _w3_step)
+    P, M, V, Q, batches = _w3_setup(w)
+    lr = torch.tensor(w.lr, dtype=_dtype(w))
+    loss = None
+    t0 = time.perf_counter()
+    for seg in range(len(w.sizes)):
+        if seg:
+            P, M, V, Q = _w3_grow(w, seg - 1, P, M, V, Q)
+        for s in range(w.steps_per_size):
+            x, y = batches[s % len(batches)]
+            loss, P, M, V, Q = step(P, M, V, Q, lr, x, y)
+    lv = loss.item()
+    return time.perf_counter() - t0, lv, w.steps

@@ -7,7 +7,7 @@ Adam, as NOMA does it (PyTorch's formulas, docs/RUNTIME_ABI.md):
     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  pow1 *= b1;  pow2 *= b2
     denom = sqrt(v)/sqrt(1-pow2) + eps;  p -= (lr/(1-pow1)) * (m/denom)
 with per-entry step counts: after a resize the new entries start at step 0 (pow1 = pow2 = 1) while
-the old ones keep theirs (W1 grows, so its peers keep per-entry powers).
+the old ones keep theirs (W1 and W3 grow, so their peers keep per-entry or per-unit powers).
 
 The initial weights are the ones NOMA's seeded generator draws (read back from a session), so the
 NOMA program needs no file for them and every peer gets bit-identical start values (also in f32).
@@ -150,6 +150,106 @@ class Mlp:
                 f"{head}{body}}}\nloss\n")
 
 
+@dataclass
+class GrowMlp:
+    """W3: W2's digits network 64-H-10 (tanh, softmax CE, Adam, minibatch 64 taken in order from the
+    first `rows` rows) whose hidden layer grows h0 -> h_max by h_step every `epochs` epochs, keeping
+    the optimizer state (new entries start at step 0). The growth is NOMA's default dim policy
+    (preserve): the new units' incoming weights (new columns of W1) are normal(0, std of W1's
+    entries before the resize), their outgoing weights (new rows of W2) and biases 0, so the
+    network's function is unchanged. The standard normal draws `z` (in NOMA's consumption order:
+    row-major over W1's new columns, growth after growth) are read back from a NOMA session; every
+    implementation computes the std from its own trained W1 and multiplies (in double, then rounds
+    to the working precision, as NOMA's runtime does)."""
+
+    key: str = "W3"
+    dtype: str = "f64"
+    epochs: int = 20
+    h0: int = 16
+    h_max: int = 128
+    h_step: int = 16
+    batch: int = 64
+    rows: int = 1792
+    lr: float = 1e-3
+    seed: int = 3
+    std: float = 0.1
+    data_dir: str = ""
+    X: Optional[np.ndarray] = None
+    Y: Optional[np.ndarray] = None
+    init: dict = field(default_factory=dict)  # W1 b1 W2 b2 at hidden = h0 (NOMA's draws)
+    z: Optional[np.ndarray] = None             # standard normal draws for the new W1 columns
+
+    @property
+    def np_dtype(self):
+        return np.float64 if self.dtype == "f64" else np.float32
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(range(self.h0, self.h_max + 1, self.h_step))
+
+    @property
+    def steps_per_size(self) -> int:
+        return self.epochs * (self.rows // self.batch)
+
+    @property
+    def steps(self) -> int:
+        return len(self.sizes) * self.steps_per_size
+
+    @property
+    def n_in(self) -> int:
+        return self.X.shape[1]
+
+    def batch_starts(self, steps: int) -> np.ndarray:
+        return (np.arange(steps) % (self.rows // self.batch)) * self.batch
+
+    def setup_source(self) -> str:
+        return f"""seed({self.seed});
+load_csv Xall = "{self.data_dir}/X.csv";
+load_csv Yall = "{self.data_dir}/Y.csv";
+let X = slice(Xall, 0, {self.rows});
+let Y = slice(Yall, 0, {self.rows});
+let start = 0;
+let step = 0;
+dim hidden = {self.h0};
+learn W1 = normal([64, hidden], 0, {self.std});
+learn b1 = zeros([hidden]);
+learn W2 = normal([hidden, 10], 0, {self.std});
+learn b2 = zeros([10]);
+"""
+
+    def train_source(self) -> str:
+        nb = self.rows // self.batch * self.batch
+        return f"""start = 0;
+step = 0;
+optimize(W1, b1, W2, b2) with adam(lr = {self.lr}) max {self.steps} {{
+    let xb = slice(X, start, start + {self.batch});
+    let yb = slice(Y, start, start + {self.batch});
+    start = start + {self.batch};
+    if start >= {nb} {{ start = 0; }}
+    step = step + 1;
+    if step % {self.steps_per_size} == 0 && hidden < {self.h_max} {{ realloc hidden = hidden + {self.h_step}; }}
+    let h1 = tanh(matmul(xb, W1) + b1);
+    let loss = cross_entropy(matmul(h1, W2) + b2, yb);
+    minimize loss;
+}}
+loss
+"""
+
+    def new_columns(self, W1: np.ndarray, growth: int) -> np.ndarray:
+        """W1's new columns (n_in x h_step) at growth number `growth` (0-based), given W1 (any
+        array type convertible to NumPy) just before it: std (population, in double) times NOMA's
+        standard normal draws, rounded to the working precision."""
+        a = np.asarray(W1, dtype=np.float64).ravel()
+        # the runtime's sums run in order (cumsum does too; np.sum would sum pairwise)
+        mean = np.cumsum(a)[-1] / a.size
+        std = float(np.sqrt(np.cumsum((a - mean) ** 2)[-1] / a.size)) if a.size >= 2 else 0.1
+        if not (std > 0) or not np.isfinite(std):
+            std = 0.1
+        n = self.n_in * self.h_step
+        z = self.z[growth * n:(growth + 1) * n].reshape(self.n_in, self.h_step)
+        return (std * z).astype(self.np_dtype)
+
+
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     X = np.loadtxt(DIGITS_X, delimiter=",")
     Y = np.loadtxt(DIGITS_Y, delimiter=",")
@@ -215,6 +315,26 @@ def make_w4(steps: int, data_dir: str, rows: int = 1024, width: int = 1024) -> M
     w.X = np.ascontiguousarray(s.globals()["Xall"], dtype=np.float32)
     w.Y = np.ascontiguousarray(Y, dtype=np.float32)
     w.init = {k: v.astype(np.float32) for k, v in s.params.items()}
+    return w
+
+
+def make_w3(dtype: str, X: np.ndarray, Y: np.ndarray, data_dir: str, epochs: int = 20) -> GrowMlp:
+    import noma
+
+    w = GrowMlp(dtype=dtype, epochs=epochs, data_dir=data_dir)
+    dt = w.np_dtype
+    w.X = np.ascontiguousarray(X[:w.rows], dtype=dt)
+    w.Y = np.ascontiguousarray(Y[:w.rows], dtype=dt)
+    w.init = {k: v.astype(dt) for k, v in noma_params(w.setup_source(), dtype).items()}
+    # the generator's state after the setup does not depend on the precision; f64 reads the
+    # draws exactly (rand_normal_tensor(0, 1, n) is 0 + 1 * z)
+    n = (len(w.sizes) - 1) * w.n_in * w.h_step
+    s = noma.Session(dtype="f64")
+    for src in (w.setup_source(), f"let Zdraws = rand_normal_tensor(0, 1, {max(n, 1)});"):
+        r = s.execute(src)
+        if not r.ok:
+            raise RuntimeError("\n".join(d.render() for d in r.diagnostics))
+    w.z = np.asarray(s.globals()["Zdraws"], dtype=np.float64)
     return w
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from noma.diagnostics import Kind, NomaError, Source
@@ -77,13 +78,33 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from noma.emit import emit_stage
+    from noma.emit import emit_object, emit_stage
 
     source = _read(args.file)
     try:
-        sys.stdout.write(emit_stage(source, args.stage, dtype=args.dtype, function=args.function))
+        if args.stage == "obj":  # binary: to a file (-o, else FILE's name with .o), never to the terminal
+            data = emit_object(source, dtype=args.dtype)
+        else:
+            text = emit_stage(source, args.stage, dtype=args.dtype, function=args.function)
     except NomaError as exc:
         return _print_diagnostics(exc)
+    output = args.output
+    if args.stage == "obj" and output is None:
+        output = Path(args.file).with_suffix(".o").name
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        if args.stage == "obj":
+            Path(output).write_bytes(data)
+        else:
+            Path(output).write_text(text)
+    except OSError as exc:
+        print(f"error[io]: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.stage == "obj":
+        print(f"object file written to {output} ({len(data)} bytes; `noma build` links executables)",
+              file=sys.stderr)
     return 0
 
 
@@ -124,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     emit = sub.add_parser("emit", help="print a compiler stage")
     emit.add_argument("--stage", choices=("ast", "ir", "grad", "llvm", "asm", "obj"), default="ir")
     emit.add_argument("--function", default=None, help="only this function (IR stages)")
+    emit.add_argument("-o", "--output", default=None,
+                      help="write to this file (default: stdout; for obj: FILE's name with .o)")
     emit.add_argument("file")
     emit.set_defaults(func=cmd_emit)
     build = sub.add_parser("build", help="build a standalone native executable")

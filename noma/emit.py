@@ -3,7 +3,7 @@
 Owns: `compile_ir` / `compile_program` (a whole program as one module: the same parse → irgen →
 autodiff → passes pipeline `noma run` uses, lowered with plain `noma_<fn>` symbols and every
 function-pointer global defined in the module) and printing the AST, IR, gradient IR, LLVM IR,
-assembly or object code of a program.
+assembly of a program, or its object file as bytes.
 Imports: compiler stages, noma.rt.safetensors_header (compile-time header reading).
 """
 
@@ -77,5 +77,12 @@ def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optiona
         return text
     if stage == "asm":
         return jit.emit_assembly(text, opt_level=2)
-    data = jit.emit_object(text, opt_level=2)
-    return f"; object file: {len(data)} bytes (use `noma build` to link an executable)\n"
+    raise ValueError(f"stage {stage!r} is binary or unknown: use emit_object for `obj`")
+
+
+def emit_object(source: Source, dtype: str = "f64") -> bytes:
+    """The program's native object file (entry `noma___main`; link it with the C runtime as
+    `noma build` does)."""
+    from noma.compiler import jit
+
+    return jit.emit_object(compile_program(source, dtype).llvm_text, opt_level=2)

@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "llvm": ("[NAME|cell]", "LLVM IR of a function of the last cell"),
     "plot": ("[FILE.png]", "save the loss and layer-size plot (default noma_plot.png)"),
     "save": ("FILE", "write a checkpoint of the session (parameters, optimizer state, dims)"),
-    "load": ("FILE", "restore a checkpoint"),
+    "load": ("FILE", "restore a checkpoint (an executable's loads into the declared parameters)"),
     "undo": ("", "undo the last cell's changes to the session state"),
     "reset": ("", "start over with an empty session"),
     "time": ("STATEMENT", "run a statement and report compile and run time"),
@@ -237,13 +237,17 @@ def cmd_who(session: Any, arg: str, color: bool) -> MetaResult:
 
 
 def event_text(event: Any) -> str:
-    """One history event as a line: `step 120  resize W1 [2, 2] -> [2, 8] (normal)`."""
+    """One history event as a line: `step 120  resize W1 [2, 2] -> [2, 8] (normal)`; a dim resize
+    inside a training loop also shows its output change (`dim hidden 2 -> 8 (preserve), output
+    change 0`)."""
     kind = event.kind
     if kind in ("resize", "param_resize", "dim_resize"):
         what = "dim" if kind == "dim_resize" else "resize"
         old = event.old_shape[0] if kind == "dim_resize" and event.old_shape else shape_text(event.old_shape)
         new = event.new_shape[0] if kind == "dim_resize" and event.new_shape else shape_text(event.new_shape)
         body = f"{what} {event.name} {old} -> {new} ({event.policy})"
+        if kind == "dim_resize" and getattr(event, "output_change", None) is not None:
+            body += f", output change {event.output_change:.3g}"
     elif kind in ("free", "param_free"):
         body = f"free {event.name} {shape_text(event.old_shape)}"
     elif kind in ("optimizer", "opt_change"):

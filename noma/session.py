@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span
+from noma.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
 
@@ -37,6 +38,8 @@ class ExecResult:
     steps: int = 0  # training steps this cell ran
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
+    #: the cell's compiled code was reused (same text, same symbol-table context): nothing compiled
+    cache_hit: bool = False
 
     @property
     def ok(self) -> bool:
@@ -124,6 +127,10 @@ class Session:
         self.restored_events: list[dict] = []
         self.undo_stack: list[Any] = []
         self.undo_depth = 20
+        #: compiled cells by text (see noma.cell_cache); compilations done / cells replayed from it
+        self.cell_cache = CellCache()
+        self.compilations = 0
+        self.cache_hits = 0
 
     # ------------------------------------------------------------------ compile
 
@@ -132,18 +139,27 @@ class Session:
 
         Raises NomaError for user mistakes. Changes nothing in the session.
         """
-        from noma.compiler import autodiff, ir, irgen, passes
-        from noma.compiler.parse import parse
         from noma.rt.safetensors_header import read_ranks
 
+        return self._compile(source, run_main, self.symbols.clone(), read_ranks)
+
+    def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
+                 read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
+        from noma.compiler import autodiff, ir, irgen, passes
+        from noma.compiler.parse import parse
+
         program = parse(source)
-        symbols = self.symbols.clone()
         cell = f"__cell{self.cell_count}"
-        module, has_value = irgen.generate(program, symbols, self.dtype, read_ranks, run_main, cell)
+        module, has_value = irgen.generate(program, symbols, self.dtype, read_header, run_main, cell)
         autodiff.differentiate(module)
         passes.optimize_module(module)
         ir.verify(module)
         return module, cell, has_value, symbols
+
+    def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
+        """Whether a compiled specialisation still matches the definitions in `symbols`."""
+        return (done.definition is symbols.functions.get(done.definition.name)
+                and all(symbols.functions.get(n) is d for n, d in done.deps.items()))
 
     def _plan_symbols(self, module: Any, symbols: SymbolTable) -> tuple[dict[str, str], set[str], list[str]]:
         """Which functions of the module to (re)compile; their LLVM symbols; pointer globals to patch."""
@@ -155,11 +171,8 @@ class Session:
             if name.startswith("__cell"):
                 names[name] = f"noma_{name}"
                 continue
-            base = name.split(".")[0]
-            definition = symbols.functions.get(base)
             done = self.compiled.get(name)
-            if (done is not None and done.definition is definition and done.result_rank == fn.result_rank
-                    and all(symbols.functions.get(n) is d for n, d in done.deps.items())):
+            if done is not None and done.result_rank == fn.result_rank and self._spec_valid(done, symbols):
                 module.externs[name] = (tuple(p.rank for p in fn.params), fn.result_rank)
                 del module.functions[name]
                 continue
@@ -173,25 +186,60 @@ class Session:
     # ------------------------------------------------------------------ execute
 
     def execute(self, text: str, name: Optional[str] = None, run_main: bool = False) -> ExecResult:
-        """Compile and run one cell. A cell that fails to compile changes nothing."""
+        """Compile and run one cell. A cell that fails to compile changes nothing. A cell whose
+        text was compiled before against the same symbol-table context is not compiled again:
+        its native code is rerun (noma.cell_cache; `ExecResult.cache_hit`)."""
+        from noma.rt.safetensors_header import read_ranks
+
         source = Source(name or f"<cell {self.cell_count + 1}>", text)
         self.rt.clear_interrupt()  # a request from now on (even while compiling) stops this cell's training
         started = time.perf_counter()
+        hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
+        if hit is not None:
+            return self._replay(hit, source, started)
         try:
-            module, cell, has_value, symbols = self.compile(source, run_main)
+            table = RecordingTable.of(self.symbols)
+            module, cell, has_value, _ = self._compile(source, run_main, table, table.header_reader(read_ranks))
+            symbols = table.plain()
             names, own, patch = self._plan_symbols(module, symbols)
             from noma.compiler.lower_llvm import lower_module
 
-            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell)
+            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell, shared=self.jit.defines)
             self.jit.add_ir(llvm_text, cell)
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
+        self.compilations += 1
         self._push_undo()
         self._commit(module, symbols, names, own, patch, source)
-        result = self._run(module, names[cell], has_value)
+        specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
+        pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
+                    for n, done in specs.items()]
+        externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
+        entry = self.jit.function_address(names[cell])
+        self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
+        result = self._run(module, entry, has_value)
         result.compile_seconds = compile_seconds
+        return result
+
+    def _replay(self, hit: Replay, source: Source, started: float) -> ExecResult:
+        """Run a cached cell: its effects on the symbol table and specialisations, then its code."""
+        cell = hit.cell
+        compile_seconds = time.perf_counter() - started
+        self.cache_hits += 1
+        self._push_undo()
+        self.compiled.update(cell.specs)
+        for pointer, address in cell.pointers:  # the specialisations it compiled are current again
+            ctypes.c_void_p.from_address(pointer).value = address
+        self.pointer_globals |= set(cell.specs)
+        self.symbols = hit.symbols
+        self.cell_count += 1
+        self.last_module = cell.module
+        self.last_source = source
+        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source))
+        result.compile_seconds = compile_seconds
+        result.cache_hit = True
         return result
 
     def _commit(self, module: Any, symbols: SymbolTable, names: dict[str, str], own: set[str],
@@ -212,8 +260,10 @@ class Session:
         self.last_module = module
         self.last_source = source
 
-    def _run(self, module: Any, symbol: str, has_value: bool) -> ExecResult:
-        address = self.jit.function_address(symbol)
+    def _run(self, module: Any, address: int, has_value: bool,
+             rebind: Optional[tuple[Source, Source]] = None) -> ExecResult:
+        """Run a cell's native function; `rebind` (cached source, this run's source) names the
+        cell as this run does in the location of a runtime error."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
         status = self._invoke_with_progress(address)
@@ -233,6 +283,8 @@ class Session:
             result.status = "error"
             kind, span_id, message = self.rt.error()
             span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
+            if span is not None and rebind is not None and span.source is rebind[0]:
+                span = Span(rebind[1], span.start, span.end)
             note = None
             if result.steps:
                 note = (f"stopped after {result.steps} completed training step(s) of this cell (global step "
@@ -291,7 +343,15 @@ class Session:
 
         if not self.undo_stack:
             return False
+        counters = (self.symbols.next_global, self.symbols.next_param, self.symbols.next_dim)
+        pointers = set(self.pointer_globals)
         session_state.restore(self, self.undo_stack.pop())
+        # Compiled code is not undone: its pointer globals stay defined in the JIT, and the slots it
+        # uses are not handed out again (cached cells may run that code again; see noma.cell_cache).
+        self.pointer_globals |= pointers
+        table = self.symbols
+        table.next_global, table.next_param, table.next_dim = (
+            max(a, b) for a, b in zip((table.next_global, table.next_param, table.next_dim), counters))
         return True
 
     def reset(self) -> None:
@@ -301,6 +361,7 @@ class Session:
         self.rt = runtime.Runtime(self.dtype, capture=self.rt.capture)
         self.symbols = SymbolTable()
         self.compiled = {}
+        self.cell_cache.clear()
         self.hidden_events, self.restored_events, self.undo_stack = [], [], []
 
     def save_checkpoint(self, path: str) -> str:
@@ -310,7 +371,9 @@ class Session:
         return session_state.save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str) -> None:
-        """Replace this session's state by a checkpoint's. Raises NomaError (kind io) on a bad file."""
+        """Replace this session's state by a checkpoint's (PATH + PATH.json); without PATH.json (a file
+        an executable wrote) load PATH into the declared parameters and dims, as the
+        `load_checkpoint` statement does. Raises NomaError on a bad file, changing nothing."""
         from noma import session_state
 
         self._push_undo()

@@ -1,9 +1,10 @@
 """Whole-session state as data: snapshots for undo, checkpoints on disk.
 
 Owns: capturing and restoring parameters (values, dim bindings, optimizer kind, moments and
-per-entry step counts), dims, globals, the loss log and the symbol tables; writing them as a
-safetensors file (tensors) plus a JSON file (everything else, including the source of function
-definitions) and reading them back into a live or fresh session.
+per-entry step counts), dims, globals, the loss log and the symbol tables; checkpoints: the
+runtime's checkpoint file (noma_rt_checkpoint.c, the format executables read and write) plus the
+session's tensor globals, and a JSON file with what only a session has (definitions, events);
+reading them back into a live or fresh session, or (without the JSON) into the declared params.
 Imports: numpy, noma.rt, noma.compiler (parse, symbols), noma.diagnostics.
 """
 
@@ -12,21 +13,21 @@ from __future__ import annotations
 import ctypes
 import json
 import math
-import struct
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from noma.compiler.symbols import GlobalVar, ParamVar, SymbolTable
-from noma.diagnostics import Kind, Source, error
+from noma.diagnostics import RUNTIME_KIND_ORDER, Kind, NomaError, Source, error
 from noma.rt import native_lib
 
 if TYPE_CHECKING:
     from noma.session import Session
 
 STATE_KEYS = ("m", "v", "step", "pow1", "pow2")
-FORMAT = "noma-checkpoint-1"
+FORMAT = "noma-checkpoint-2"
 
 
 @dataclass
@@ -130,7 +131,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
 
 def _tensor(session: "Session", value: Any) -> tuple[Any, Any]:
     """A NomaTensor over a NumPy copy (kept alive by the returned array)."""
-    arr = np.ascontiguousarray(np.asarray(value, dtype=session.rt.np_dtype))
+    arr = np.array(value, dtype=session.rt.np_dtype, order="C")  # (ascontiguousarray makes scalars 1-d)
     t = native_lib.tensor_class(session.dtype)()
     t.rank = arr.ndim
     for i, d in enumerate(arr.shape):
@@ -178,167 +179,200 @@ def write_losses(session: "Session", losses: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- files
+#
+# The tensor part of a checkpoint is the native runtime's own format (noma_rt_checkpoint.c:
+# parameters, optimizer state, dims, loss log, global step, RNG), the same file the
+# `save_checkpoint` / `load_checkpoint` statements write and read in executables. A session adds
+# its tensor globals to that file ("global/NAME") and writes PATH.json with what only a session
+# has: the definitions (functions, names and ranks of parameters, dims, globals) and the events.
 
 
-def _write_safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-    header: dict[str, Any] = {}
-    offset = 0
-    blobs = []
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name], dtype="<f8")
-        data = arr.tobytes()
-        header[name] = {"dtype": "F64", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError("file too short")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n + 8 > len(data):
-        raise ValueError("header longer than the file")
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        if info["dtype"] != "F64" or not 0 <= start <= end <= len(data) - base:
-            raise ValueError(f"bad tensor entry {name}")
-        arr = np.frombuffer(data[base + start:base + end], dtype="<f8")
-        out[name] = arr.reshape(info["shape"]).copy()
-    return out
+def _runtime_error(session: "Session") -> tuple[Kind, str]:
+    kind, _, message = session.rt.error()
+    return RUNTIME_KIND_ORDER[kind] if 0 <= kind < len(RUNTIME_KIND_ORDER) else Kind.IO, message
 
 
 def save_checkpoint(session: "Session", path: str) -> str:
-    """Write PATH (safetensors) and PATH.json (metadata). Returns the JSON path."""
-    snap = capture(session)
-    tensors: dict[str, np.ndarray] = {"history/losses": snap.losses.astype(np.float64)}
-    params_meta = {}
-    for name, var in snap.symbols.params.items():
-        ps = snap.params[var.slot]
-        tensors[f"param/{name}"] = np.atleast_1d(np.asarray(ps.value, np.float64))
-        for key, arr in ps.state.items():
-            tensors[f"opt/{name}/{key}"] = np.atleast_1d(np.asarray(arr, np.float64))
-        params_meta[name] = {"rank": var.rank, "dims": {str(a): n for a, n in var.dims.items()},
-                             "optimizer": ps.opt_kind}
+    """Write PATH (safetensors, by the runtime) and PATH.json (definitions). Returns the JSON path."""
+    rt = session.rt
+    rt.activate()
+    extras: list[tuple[str, Any, Any]] = []
     globals_meta: dict[str, Any] = {}
-    for name, var in snap.symbols.globals.items():
-        value = snap.globals.get(var.slot)
+    for name, var in session.symbols.globals.items():
+        value = rt.read_global(var.slot)
         if value is None or name.startswith("_"):
             continue
         if np.ndim(value) == 0:
             globals_meta[name] = {"rank": 0, "value": float(value)}
         else:
             globals_meta[name] = {"rank": var.rank}
-            tensors[f"global/{name}"] = np.asarray(value, np.float64)
+            extras.append((f"global/{name}", *_tensor(session, value)))
+    names = (ctypes.c_char_p * max(len(extras), 1))(*[n.encode() for n, _, _ in extras])
+    ptrs = (ctypes.c_void_p * max(len(extras), 1))(*[ctypes.addressof(t) for _, t, _ in extras])
+    rt.lib.noma_error_clear(rt.ctx)
+    rt.lib.noma_checkpoint_save(path.encode(), len(extras), names, ptrs, -1)
+    failed = int(rt.lib.noma_error_kind(rt.ctx)) >= 0
+    kind, message = _runtime_error(session) if failed else (Kind.IO, "")
+    rt.lib.noma_error_clear(rt.ctx)
+    rt.release_arena()
+    if failed:
+        raise error(kind, message)
     meta = {
-        "format": FORMAT, "dtype": session.dtype, "params": params_meta,
-        "dims": {n: snap.dims[d] for n, d in snap.symbols.dims.items()},
+        "format": FORMAT, "dtype": session.dtype,
+        "params": _live_params(session),
+        "dims": sorted(session.symbols.dims),
         "globals": globals_meta,
-        "functions": {n: f.span.text() for n, f in snap.symbols.functions.items()},
+        "functions": {n: f.span.text() for n, f in session.symbols.functions.items()},
         "events": [e.__dict__ for e in session.history.events],
-        "rng": snap.rng,
     }
-    _write_safetensors(path, tensors)
     meta_path = path + ".json"
     with open(meta_path, "w") as f:
         json.dump(meta, f, indent=1)
     return meta_path
 
 
-def load_checkpoint(session: "Session", path: str) -> None:
-    """Replace the session's state by a checkpoint's (definitions, parameters, optimizer state, dims, history).
+def _live_params(session: "Session") -> dict[str, dict[str, int]]:
+    """Name and rank of every parameter the runtime holds: exactly those the checkpoint file has
+    (a `free` or `learn` in a branch that did not run leaves the tables and the runtime apart)."""
+    lib = session.rt.lib
+    session.rt.activate()
+    out = {}
+    for slot in range(int(lib.noma_param_slot_count(session.rt.ctx))):
+        if lib.noma_param_defined(slot):
+            out[lib.noma_param_name(slot).decode()] = {"rank": int(lib.noma_param(slot).contents.rank)}
+    return out
 
-    The files are read and checked completely before anything changes: a missing, truncated or
-    inconsistent checkpoint is an io error that leaves the session as it was."""
+
+def load_checkpoint(session: "Session", path: str) -> None:
+    """Replace the session's state by a checkpoint's (definitions, parameters, optimizer state, dims,
+    history). Without PATH.json (a checkpoint an executable wrote), restore the file into the
+    parameters and dims this session has declared, as the `load_checkpoint` statement does.
+
+    Nothing changes unless the whole checkpoint loads: a missing, truncated or inconsistent
+    checkpoint is an error (kind io when PATH.json and PATH disagree) that leaves the session as it was."""
+    meta_path = path + ".json"
+    if not os.path.exists(meta_path):
+        _load_into_declared(session, path)
+        return
     try:
-        with open(path + ".json") as f:
+        with open(meta_path) as f:
             meta = json.load(f)
-        tensors = _read_safetensors(path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
-        raise error(Kind.IO, f"cannot load checkpoint {path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise error(Kind.IO, f"cannot load checkpoint {path}: {reason}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise error(Kind.IO, f"{path}.json is not a NOMA checkpoint")
+        raise error(Kind.IO, f"{meta_path} is not a NOMA checkpoint ({FORMAT})")
     try:
-        plan = _plan_load(meta, tensors, path)
+        plan = _plan_load(meta)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise error(Kind.IO, f"cannot load checkpoint {path}: the checkpoint is malformed ({what})") from None
-    dims, params, globals_, functions, losses, events = plan
+        raise error(Kind.IO, f"cannot load checkpoint {path}: {meta_path} is malformed ({what})") from None
+    snap = capture(session)
+    new_slots: list[int] = []
+    try:
+        _replace(session, path, plan, new_slots)
+    except NomaError:
+        session.rt.activate()
+        for slot in new_slots:
+            if session.rt.lib.noma_param_defined(slot):
+                session.rt.lib.noma_param_free(slot)
+        restore(session, snap)
+        raise
 
-    session.rt.activate()  # the runtime calls below act on the current context
-    symbols = SymbolTable(next_global=session.symbols.next_global, next_param=session.symbols.next_param,
-                          next_dim=session.symbols.next_dim)
-    for name, size in dims.items():
-        session.rt.lib.noma_dim_set(symbols.dim_id(name), size)
-    for name, rank, axis_dims, value, opt_kind, state in params:
+
+def _load_into_declared(session: "Session", path: str) -> None:
+    rt = session.rt
+    rt.activate()
+    rt.lib.noma_error_clear(rt.ctx)
+    rt.lib.noma_checkpoint_load(path.encode(), 0, -1)
+    failed = int(rt.lib.noma_error_kind(rt.ctx)) >= 0
+    kind, message = _runtime_error(session) if failed else (Kind.IO, "")
+    rt.lib.noma_error_clear(rt.ctx)
+    rt.release_arena()
+    if failed:
+        note = None
+        if kind is Kind.NAME:
+            note = (f"{path}.json (a session's definitions) is absent, so the checkpoint loads into what this "
+                    "session has declared: run the program's `learn` and `dim` declarations first")
+        raise error(kind, message, None, note)
+
+
+def _replace(session: "Session", path: str, plan: tuple, new_slots: list[int]) -> None:
+    """Load a checkpoint with its definitions: fresh tables, the runtime's loader fills the state."""
+    params, dims, globals_, functions, events = plan
+    rt, lib = session.rt, session.rt.lib
+    rt.activate()  # the runtime calls below act on the current context
+    old = session.symbols
+    for var in old.params.values():
+        if lib.noma_param_defined(var.slot):
+            lib.noma_param_free(var.slot)
+    symbols = SymbolTable(next_global=old.next_global, next_param=old.next_param, next_dim=old.next_dim)
+    for name in dims:  # a dim name keeps its id in a session (the runtime finds dims by name)
+        dim = old.dims.get(name)
+        if dim is None:
+            dim = symbols.dim_id(name)
+        symbols.dims[name] = dim
+        lib.noma_dim_set_name(dim, name.encode())
+        if lib.noma_dim_get(dim) < 0:
+            lib.noma_dim_set(dim, 0)
+    for name, rank in params.items():
         var = symbols.param_slot(name, rank)
-        var.dims = axis_dims
-        ps = ParamState(value, {a: symbols.dims[n] for a, n in axis_dims.items()}, opt_kind, state)
-        write_param(session, var.slot, name, ps)
+        new_slots.append(var.slot)
+        write_param(session, var.slot, name, ParamState(np.zeros((1,) * rank) if rank else 0.0, {}, 0))
+    lib.noma_error_clear(rt.ctx)
+    lib.noma_checkpoint_load(path.encode(), 1, -1)  # 1: every parameter must be in the file
+    _raise_runtime_error(session, path)
+    by_id = {d: n for n, d in symbols.dims.items()}
+    for name, var in symbols.params.items():
+        for axis in range(var.rank):
+            dim = int(lib.noma_param_bound_dim(var.slot, axis))
+            if dim in by_id:
+                var.dims[axis] = by_id[dim]
     for name, rank, value in globals_:
+        if rank > 0:
+            out = native_lib.tensor_class(session.dtype)()
+            lib.noma_st_load(path.encode(), f"global/{name}".encode(), rank, ctypes.byref(out), -1)
+            _raise_runtime_error(session, path)
+            value = rt._tensor(out)
         slot = symbols.new_global_slot()
         symbols.globals[name] = GlobalVar(slot, rank)
         write_global(session, slot, value)
+    rt.release_arena()
     symbols.functions.update(functions)
-    write_losses(session, losses)
-    set_rng_state(session, meta.get("rng"))
-    session.hidden_events.append((0, int(session.rt.lib.noma_event_count(session.rt.ctx))))
+    session.hidden_events.append((0, int(lib.noma_event_count(rt.ctx))))
     session.restored_events = events
     session.symbols = symbols
     session.compiled = {}
 
 
-def _plan_load(meta: dict, tensors: dict[str, np.ndarray], path: str) -> tuple:
-    """Everything a checkpoint holds, checked for consistency (raises KeyError/ValueError/...)."""
+def _raise_runtime_error(session: "Session", path: str) -> None:
+    """After a runtime call on a session checkpoint: its error as an io error naming the file."""
+    rt = session.rt
+    if int(rt.lib.noma_error_kind(rt.ctx)) < 0:
+        return
+    _, message = _runtime_error(session)
+    rt.lib.noma_error_clear(rt.ctx)
+    rt.release_arena()
+    if message.startswith(f"{path}: "):
+        message = message[len(path) + 2:]
+    raise error(Kind.IO, f"cannot load checkpoint {path}: {message}")
+
+
+def _plan_load(meta: dict) -> tuple:
+    """The definitions PATH.json holds, checked (raises KeyError/ValueError/...)."""
     from noma.compiler.parse import parse
-    from noma.diagnostics import NomaError
     from noma.session import Event
 
-    dims = {str(n): int(v) for n, v in meta["dims"].items()}
-    if any(v < 0 for v in dims.values()):
-        raise ValueError("a negative dim")
-    params = []
-    for name, pm in meta["params"].items():
-        rank = int(pm["rank"])
-        if not 0 <= rank <= 4:
-            raise ValueError(f"parameter {name} has rank {rank}")
-        axis_dims = {int(a): str(n) for a, n in pm["dims"].items()}
-        value = tensors[f"param/{name}"]
-        if (rank == 0 and value.size != 1) or (rank > 0 and value.ndim != rank):
-            raise ValueError(f"parameter {name}: a tensor of shape {list(value.shape)} for rank {rank}")
-        for axis, dim in axis_dims.items():
-            if not 0 <= axis < rank or dims[dim] != value.shape[axis]:
-                raise ValueError(f"parameter {name}: axis {axis} does not match dim {dim}")
-        opt_kind = int(pm["optimizer"])
-        if not 0 <= opt_kind <= 4:
-            raise ValueError(f"parameter {name}: unknown optimizer {opt_kind}")
-        state = {k: tensors[f"opt/{name}/{k}"] for k in STATE_KEYS if f"opt/{name}/{k}" in tensors}
-        for k, arr in state.items():
-            if arr.size != value.size:
-                raise ValueError(f"optimizer state {name}.{k} does not match the parameter")
-        shape = () if rank == 0 else value.shape
-        state = {k: v.reshape(shape) for k, v in state.items()}
-        params.append((name, rank, axis_dims, float(value.reshape(-1)[0]) if rank == 0 else value, opt_kind, state))
+    params = {str(n): int(pm["rank"]) for n, pm in meta["params"].items()}
+    if any(not 0 <= r <= 4 for r in params.values()):
+        raise ValueError("a parameter rank outside 0..4")
+    dims = [str(n) for n in meta["dims"]]
     globals_ = []
     for name, gm in meta["globals"].items():
         rank = int(gm["rank"])
-        value = float(gm["value"]) if rank == 0 else tensors[f"global/{name}"]
-        if rank > 0 and np.ndim(value) != rank:
-            raise ValueError(f"global {name}: a tensor of shape {list(np.shape(value))} for rank {rank}")
-        globals_.append((name, rank, value))
+        if not 0 <= rank <= 4:
+            raise ValueError(f"global {name} has rank {rank}")
+        globals_.append((name, rank, float(gm["value"]) if rank == 0 else None))
     functions: dict[str, Any] = {}
     for name, text in meta["functions"].items():
         try:
@@ -347,14 +381,10 @@ def _plan_load(meta: dict, tensors: dict[str, np.ndarray], path: str) -> tuple:
             raise ValueError(f"function {name} does not parse: {exc.diagnostics[0].message}") from None
         for item in program.items:
             functions[getattr(item, "name", name)] = item
-    losses = np.asarray(tensors["history/losses"], np.float64).reshape(-1)
     events = []
     for e in meta.get("events", []):
         e = dict(e)
         e["old_shape"], e["new_shape"] = tuple(e["old_shape"]), tuple(e["new_shape"])
         Event(**e)  # all fields, nothing else (TypeError otherwise)
         events.append(e)
-    rng = meta.get("rng")
-    if rng is not None and (len(rng) != 6 or not all(isinstance(w, int) and 0 <= w < 2 ** 64 for w in rng)):
-        raise ValueError("bad generator state")
-    return dims, params, globals_, functions, losses, events
+    return params, dims, globals_, functions, events

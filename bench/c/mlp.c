@@ -280,3 +280,132 @@ double xor_grow_train(int H0, int H, const real *X, const real *Y, const real *W
     *steps_out = steps;
     return loss;
 }
+
+/* ------------------------------------------------------------------ growing MLP (W3) */
+
+#ifdef REAL_F32
+#define REAL_MIN 1.17549435e-38f
+#else
+#define REAL_MIN 2.2250738585072014e-308
+#endif
+
+/* running power q *= b; below the smallest normal number the exact value no longer matters
+ * (1 - q == 1 long before), so it is left there: no subnormal arithmetic in a long run */
+static inline real pow_step(real q, real b) { return q >= REAL_MIN ? q * b : q; }
+
+/* W3: D -> H -> O tanh MLP, softmax CE, minibatches in order; H starts at h0 and grows by hstep
+ * after every seg_steps steps up to hmax (NOMA's default dim policy, preserve: W1's new columns
+ * are std(W1) * z with z NOMA's standard normal draws consumed in order, the new b1 entries and
+ * W2 rows 0). Adam with per-unit powers (entries added by a resize start at step 0; every entry
+ * of hidden unit j shares its step count, b2 never grows). Returns the last step's loss. */
+double grow_mlp_train(int D, int O, int h0, int hmax, int hstep, int seg_steps, const real *X,
+                      const real *Y, int rows, int batch, const real *W1_0, const real *b1_0,
+                      const real *W2_0, const real *b2_0, const double *z, double lr_d) {
+    if (O > 64 || h0 < 1 || hmax < h0) return NAN;
+    int B = batch, nb = rows / batch, wmax = hmax > O ? hmax : O;
+    real *W1 = calloc((size_t)D * hmax, sizeof(real)), *mW1 = calloc((size_t)D * hmax, sizeof(real));
+    real *vW1 = calloc((size_t)D * hmax, sizeof(real)), *gW1 = calloc((size_t)D * hmax, sizeof(real));
+    real *W2 = calloc((size_t)hmax * O, sizeof(real)), *mW2 = calloc((size_t)hmax * O, sizeof(real));
+    real *vW2 = calloc((size_t)hmax * O, sizeof(real)), *gW2 = calloc((size_t)hmax * O, sizeof(real));
+    real *b1 = calloc(hmax, sizeof(real)), *mb1 = calloc(hmax, sizeof(real));
+    real *vb1 = calloc(hmax, sizeof(real)), *gb1 = calloc(hmax, sizeof(real));
+    real *q1 = malloc(sizeof(real) * hmax), *q2 = malloc(sizeof(real) * hmax);
+    real *sh = malloc(sizeof(real) * hmax), *ch = malloc(sizeof(real) * hmax);
+    real b2[64], mb2[64] = {0}, vb2[64] = {0}, gb2[64];
+    real *h = malloc(sizeof(real) * (size_t)B * hmax), *zo = malloc(sizeof(real) * (size_t)B * O);
+    real *dz = malloc(sizeof(real) * (size_t)B * wmax), *dh = malloc(sizeof(real) * (size_t)B * hmax);
+    int H = h0;
+    memcpy(W1, W1_0, sizeof(real) * (size_t)D * H);
+    memcpy(b1, b1_0, sizeof(real) * H);
+    memcpy(W2, W2_0, sizeof(real) * (size_t)H * O);
+    memcpy(b2, b2_0, sizeof(real) * O);
+    for (int j = 0; j < hmax; j++) q1[j] = q2[j] = 1;
+    real lr = (real)lr_d, qo1 = 1, qo2 = 1;
+    double loss = NAN;
+    size_t zi = 0;
+    for (int seg = 0; H <= hmax; seg++, H += hstep) {
+        if (seg) {
+            int Ho = H - hstep;
+            double mean = 0, ss = 0, n = (double)D * Ho, sd;
+            for (size_t i = 0; i < (size_t)D * Ho; i++) mean += (double)W1[i];
+            mean /= n;
+            for (size_t i = 0; i < (size_t)D * Ho; i++) ss += ((double)W1[i] - mean) * ((double)W1[i] - mean);
+            sd = sqrt(ss / n);
+            if (!(sd > 0) || !isfinite(sd)) sd = 0.1;
+            /* [D, Ho] -> [D, H] row-major, last row first (rows only move forward) */
+            for (int r = D - 1; r >= 0; r--) {
+                memmove(W1 + (size_t)r * H, W1 + (size_t)r * Ho, sizeof(real) * Ho);
+                memmove(mW1 + (size_t)r * H, mW1 + (size_t)r * Ho, sizeof(real) * Ho);
+                memmove(vW1 + (size_t)r * H, vW1 + (size_t)r * Ho, sizeof(real) * Ho);
+                for (int j = Ho; j < H; j++) mW1[(size_t)r * H + j] = vW1[(size_t)r * H + j] = 0;
+            }
+            for (int r = 0; r < D; r++)
+                for (int j = Ho; j < H; j++) W1[(size_t)r * H + j] = (real)(sd * z[zi++]);
+            /* b1 and W2's new rows (at the end of the row-major [H, O]) are still 0 */
+        }
+        for (int s = 0; s < seg_steps; s++) {
+            int start = (s % nb) * B;
+            const real *x = X + (size_t)start * D, *y = Y + (size_t)start * O;
+            mm(x, W1, h, B, D, H, 0, 0);
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < H; j++) h[(size_t)i * H + j] = TANH(h[(size_t)i * H + j] + b1[j]);
+            mm(h, W2, zo, B, H, O, 0, 0);
+            real total = 0;
+            for (int i = 0; i < B; i++) {
+                real *zi_ = zo + (size_t)i * O;
+                const real *yi = y + (size_t)i * O;
+                for (int j = 0; j < O; j++) zi_[j] += b2[j];
+                real mx = zi_[0];
+                for (int j = 1; j < O; j++) mx = zi_[j] > mx ? zi_[j] : mx;
+                real se = 0;
+                for (int j = 0; j < O; j++) se += EXP(zi_[j] - mx);
+                real lse = LOG(se);
+                real *d = dz + (size_t)i * O;
+                for (int j = 0; j < O; j++) {
+                    real lp = zi_[j] - mx - lse;
+                    total += yi[j] * lp;
+                    d[j] = (EXP(lp) - yi[j]) / (real)B;
+                }
+            }
+            loss = -(double)total / B;
+            mm(h, dz, gW2, H, B, O, 1, 0);
+            for (int j = 0; j < O; j++) gb2[j] = 0;
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < O; j++) gb2[j] += dz[(size_t)i * O + j];
+            mm(dz, W2, dh, B, O, H, 0, 1);
+            for (size_t i = 0; i < (size_t)B * H; i++) dh[i] *= 1 - h[i] * h[i];
+            mm(x, dh, gW1, D, B, H, 1, 0);
+            for (int j = 0; j < H; j++) gb1[j] = 0;
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < H; j++) gb1[j] += dh[(size_t)i * H + j];
+            for (int j = 0; j < H; j++) {
+                q1[j] = pow_step(q1[j], B1);
+                q2[j] = pow_step(q2[j], B2);
+                sh[j] = lr / (1 - q1[j]);
+                ch[j] = SQRT(1 - q2[j]);
+            }
+            qo1 = pow_step(qo1, B1);
+            qo2 = pow_step(qo2, B2);
+            for (int r = 0; r < D; r++) {
+                real *p = W1 + (size_t)r * H, *m = mW1 + (size_t)r * H, *v = vW1 + (size_t)r * H;
+                const real *g = gW1 + (size_t)r * H;
+                for (int j = 0; j < H; j++) {
+                    real mi = B1 * m[j] + (1 - B1) * g[j], vi = B2 * v[j] + (1 - B2) * g[j] * g[j];
+                    m[j] = mi;
+                    v[j] = vi;
+                    p[j] -= sh[j] * (mi / (SQRT(vi) / ch[j] + EPS));
+                }
+            }
+            for (int j = 0; j < H; j++) {
+                adam(b1 + j, gb1 + j, mb1 + j, vb1 + j, 1, sh[j], ch[j]);
+                adam(W2 + (size_t)j * O, gW2 + (size_t)j * O, mW2 + (size_t)j * O, vW2 + (size_t)j * O, O,
+                     sh[j], ch[j]);
+            }
+            adam(b2, gb2, mb2, vb2, O, lr / (1 - qo1), SQRT(1 - qo2));
+        }
+    }
+    free(W1); free(mW1); free(vW1); free(gW1); free(W2); free(mW2); free(vW2); free(gW2);
+    free(b1); free(mb1); free(vb1); free(gb1); free(q1); free(q2); free(sh); free(ch);
+    free(h); free(zo); free(dz); free(dh);
+    return loss;
+}

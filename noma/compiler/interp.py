@@ -470,6 +470,11 @@ class Interpreter:
 
     _dim_resize = _param_resize
 
+    def _save_checkpoint(self, ins: Instr, args: list[Any]) -> None:
+        raise NotImplementedError("checkpoints are implemented by the native runtime only")
+
+    _load_checkpoint = _save_checkpoint
+
     def _dim_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("dim") not in self.state.dims:
             raise error(Kind.NAME, f"the dimension '{ins.attr('name')}' is not defined", self._span(ins.span))

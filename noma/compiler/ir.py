@@ -113,6 +113,8 @@ class Op(Enum):
     LOAD_ST = "load_st"        # () attrs path, name, rank -> tensor
     SAVE_ST = "save_st"        # (*vals) attrs path, names:tuple[str]
     OPT_RESET = "opt_reset"    # ()
+    SAVE_CKPT = "save_checkpoint"  # () attrs path: the whole training state (runtime checkpoint)
+    LOAD_CKPT = "load_checkpoint"  # () attrs path: replaces params, optimizer state, dims, log, RNG
     CALL = "call"              # (*args) attrs callee:str -> result rank of the callee (or none)
     # --- reverse-mode support (emitted by autodiff)
     TAPE_PUSH = "tape_push"    # (v)
@@ -132,6 +134,7 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
     Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
+    Op.SAVE_CKPT, Op.LOAD_CKPT,
     Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,
 })
 #: Ops that read state that effectful ops may change (not CSE'd across effects).

@@ -34,7 +34,8 @@ BUILTINS.update({
     "slice": (3, 3, "slice"), "softmax": (1, 1, "softmax"), "log_softmax": (1, 1, "log_softmax"),
     "cross_entropy": (2, 2, "cross_entropy"), "argmax": (1, 1, "argmax"),
     "accuracy": (2, 2, "accuracy"), "print": (0, MANY, "print"), "seed": (1, 1, "seed"),
-    "reset_optimizer": (0, 0, "reset_optimizer"), "rand": (0, 0, "rand"),
+    "reset_optimizer": (0, 0, "reset_optimizer"), "save_checkpoint": (1, 1, "save_checkpoint"),
+    "load_checkpoint": (1, 1, "load_checkpoint"), "rand": (0, 0, "rand"),
     "rand_uniform": (2, 2, "rand_uniform"), "rand_normal": (2, 2, "rand_normal"),
     "rand_tensor": (1, 4, "rand_tensor"), "rand_normal_tensor": (3, 6, "rand_normal_tensor"),
     "xavier_init": (3, 6, "xavier_init"), "he_init": (2, 5, "he_init"),
@@ -286,6 +287,21 @@ class BuiltinContext:
 
     def b_reset_optimizer(self, e: ast.Call) -> None:
         self.g.b.emit(Op.OPT_RESET, (), self.sid)
+        return None
+
+    def _checkpoint_path(self, e: ast.Call) -> str:
+        node = e.args[0]
+        if not isinstance(node, ast.Str):
+            raise error(Kind.TYPE, f'`{e.func}` takes a file path string: {e.func}("model.safetensors")',
+                        node.span)
+        return node.value
+
+    def b_save_checkpoint(self, e: ast.Call) -> None:
+        self.g.b.emit(Op.SAVE_CKPT, (), self.sid, path=self._checkpoint_path(e))
+        return None
+
+    def b_load_checkpoint(self, e: ast.Call) -> None:
+        self.g.b.emit(Op.LOAD_CKPT, (), self.sid, path=self._checkpoint_path(e))
         return None
 
     # -------------------------------------------------------------- random and initialisers

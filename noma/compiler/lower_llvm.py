@@ -27,7 +27,7 @@ llvmlite.ir (never llvmlite.binding, never noma.rt).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from llvmlite import ir as ll
 
@@ -46,14 +46,17 @@ def fn_pointer_name(callee: str) -> str:
 
 
 def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: set[str],
-                 name: str) -> str:
-    """Lower every function of `module` to LLVM IR text (see the module docstring)."""
+                 name: str, shared: Optional[Callable[[str], bool]] = None) -> str:
+    """Lower every function of `module` to LLVM IR text (see the module docstring). `shared(sym)`:
+    whether an outlined loop kernel `sym` is defined by an earlier module (then it is declared)."""
     for fname, sym in symbols.items():
         if sym in RUNTIME_SIGS or sym.startswith("llvm."):
             raise LoweringError(f"symbol {sym!r} of function {fname!r} clashes with a runtime/LLVM name")
     mc = ModuleContext(name, module.dtype)
     mc.symbols = dict(symbols)
     mc.own_pointers = set(own_pointers)
+    if shared is not None:
+        mc.shared = shared
     for fname, sig in module.externs.items():
         mc.signatures[fname] = (tuple(sig[0]), sig[1])
     for fname, fn in module.functions.items():
@@ -247,7 +250,10 @@ class FunctionLowering(OpLowering):
         for p, g, gv in zip(op.params, op.grad.yields, gys):
             self.rt("noma_opt_step", self.i64(p.slot), self.any_ptr(gv, g.rank))
             self.new_stage()
-        self.rt("noma_defer_apply")
+        if _resizes(op.body):
+            self._probe_and_apply_resizes(op, carried)
+        else:
+            self.rt("noma_defer_apply")
         # SIGINT arrived -> unwind to noma_invoke (status 2); the step is complete.
         self.rt("noma_check_interrupt", self.span_c())
         b.branch(latch)
@@ -290,6 +296,95 @@ class FunctionLowering(OpLowering):
             self.vals[r.id] = self._copy_to_arena(v, r.rank) if r.rank > 0 else v
 
 
+    def _probe_and_apply_resizes(self, op: ir.OptimizeOp, carried: list[ll.Value]) -> None:
+        """Apply the resizes the step queued, measuring their output change (noma_rt_probe.c).
+
+        Only when some are queued: the body's forward pass runs again (pass 0), the resizes are
+        applied, it runs once more (pass 1); each pass hands its outputs to the runtime, which
+        stores the largest change in the resize events. The probe's copy of the body leaves out
+        its effects (print, resizes, files; see PROBE_LEFT_OUT) and the runtime puts the globals
+        and the random generator back after each pass, so training continues exactly as without
+        the probe.
+        """
+        b = self.b
+        probe = self.fn.append_basic_block("opt.probe")
+        plain = self.fn.append_basic_block("opt.apply")
+        done = self.fn.append_basic_block("opt.applied")
+        wanted = self.rt("noma_probe_wanted")
+        before = b.block
+        b.cbranch(b.icmp_signed("!=", wanted, self.i32(0)), probe, plain)
+
+        b.position_at_end(plain)
+        self.rt("noma_defer_apply")
+        b.branch(done)
+
+        b.position_at_end(probe)
+        pass_ = b.phi(ll.IntType(32), name="probe.pass")
+        pass_.add_incoming(self.i32(0), before)
+        self.rt("noma_probe_begin", pass_)
+        saved_vals, saved_deferred, saved_fused = dict(self.vals), dict(self.deferred), self.fused
+        found = [ins for ins in _probe_outputs(op.body) if ins.result.id != op.body.yields[0].id]
+        self.fused = self.fused - {id(ins) for ins in found}  # outputs are materialised
+        self.probing = True
+        ys = self.lower_block(op.body, carried)
+        self.probing = False
+        outputs = [(op.body.yields[0], ys[0])]
+        outputs += [(ins.result, self.get(ins.result)) for ins in found]
+        for index, (v, value) in enumerate(outputs):
+            self.rt("noma_probe_value", pass_, self.i64(index), self.any_ptr(value, v.rank))
+        self.span = op.span
+        self.rt("noma_probe_end", pass_)
+        self.vals, self.deferred, self.fused = saved_vals, saved_deferred, saved_fused
+        pass_.add_incoming(self.i32(1), b.block)
+        b.cbranch(b.icmp_signed("==", pass_, self.i32(0)), probe, done)
+
+        b.position_at_end(done)
+
+
+def _resizes(block: ir.Block) -> bool:
+    """Whether a training-step body can queue a resize (then its loop measures output changes)."""
+    for op in block.ops:
+        if isinstance(op, ir.Instr):
+            if op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE):
+                return True
+            continue
+        if any(_resizes(inner) for inner in ir.child_blocks(op)):
+            return True
+    return False
+
+
+def _probe_outputs(body: ir.Block) -> list[ir.Instr]:
+    """The instructions computing a training step's outputs, besides its loss: what the output
+    change of a resize compares. An output is a value computed from the parameters (not a
+    parameter itself) that the body's top level combines with data -- a value neither computed
+    from the parameters nor a constant, such as the targets in `pred - Y`. So for
+    `mean((matmul(h, W2) + b2 - Y) ^ 2)` the output is the network's prediction."""
+    from_params: set[int] = set()
+    consts: set[int] = set()
+    producer: dict[int, ir.Instr] = {}
+    found: dict[int, ir.Instr] = {}
+    for op in body.ops:
+        if not isinstance(op, ir.Instr):
+            if any(v.id in from_params for v in ir.operands(op)):
+                from_params.update(r.id for r in ir.results(op))
+            continue
+        if op.result is None:
+            continue
+        producer[op.result.id] = op
+        if op.op is ir.Op.CONST:
+            consts.add(op.result.id)
+        elif op.op is ir.Op.PARAM_LOAD:
+            from_params.add(op.result.id)
+        elif any(a.id in from_params for a in op.args):
+            from_params.add(op.result.id)
+            if any(a.id not in from_params and a.id not in consts for a in op.args):
+                for a in op.args:
+                    ins = producer.get(a.id)
+                    if a.id in from_params and ins is not None and ins.op is not ir.Op.PARAM_LOAD:
+                        found.setdefault(a.id, ins)
+    return list(found.values())
+
+
 # ----------------------------------------------------------------------------- load copies
 
 
@@ -307,7 +402,7 @@ def _effects(block: ir.Block, eff: _Effects, deferred: bool) -> None:
         if isinstance(op, ir.Instr):
             if op.op is ir.Op.CALL:
                 eff.calls = True
-            elif op.op in (ir.Op.PARAM_SET, ir.Op.PARAM_FREE):
+            elif op.op in (ir.Op.PARAM_SET, ir.Op.PARAM_FREE, ir.Op.LOAD_CKPT):
                 eff.params = True
             elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE) and not deferred:
                 eff.params = True

@@ -71,6 +71,10 @@ RUNTIME_SIGS = {
     "noma_dim_set": "v:ll",
     "noma_defer_begin": "v:",
     "noma_defer_apply": "v:",
+    "noma_probe_wanted": "i:",
+    "noma_probe_begin": "v:i",
+    "noma_probe_value": "v:ilp",
+    "noma_probe_end": "v:i",
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
     "noma_opt_step": "v:lp",
@@ -82,6 +86,9 @@ RUNTIME_SIGS = {
     "noma_save_csv": "v:ppl",
     "noma_st_load": "v:pplpl",
     "noma_st_save": "v:plppl",
+    "noma_dim_set_name": "v:lp",
+    "noma_checkpoint_save": "v:plppl",
+    "noma_checkpoint_load": "v:pil",
 }
 NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index"})
 
@@ -123,6 +130,9 @@ class ModuleContext:
         self.symbols: dict[str, str] = {}
         #: IR function names whose pointer global this module defines.
         self.own_pointers: set[str] = set()
+        #: whether an outlined kernel (lower_llvm_kernels.outline) is defined by an earlier module
+        #: (then this module declares it instead of compiling it again)
+        self.shared: Callable[[str], bool] = lambda symbol: False
 
     # ------------------------------------------------------------------ declarations
 

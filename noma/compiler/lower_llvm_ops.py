@@ -25,6 +25,13 @@ Scalar = Callable[[list], ll.Value]
 
 _DEFERRED = ll.Constant(ll.IntType(1), 0)  # marker: the value is fused into its user
 
+#: Effects the output probe's copy of a training step leaves out: everything that changes state
+#: or the outside world, except global stores (the runtime puts the globals back after each
+#: pass) and what computes values (random draws -- the generator is put back too --, reads, the
+#: tape).
+PROBE_LEFT_OUT = ir.EFFECTFUL - {Op.CALL, Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR,
+                                 Op.LOAD_CSV, Op.LOAD_ST, Op.GLOBAL_STORE}
+
 
 
 
@@ -40,6 +47,9 @@ class OpLowering(StateOps, Emitter):
         #: id() of elementwise instructions computed inside the loop of their only user.
         self.fused = fused
         self.optimize_depth = 0  # > 0 while lowering the body or gradient of a training loop
+        #: True while lowering the output probe's copy of a training step's body: effects are
+        #: left out (see FunctionLowering._probe_and_apply_resizes).
+        self.probing = False
         #: result id -> fused instruction not emitted yet.
         self.deferred: dict[int, ir.Instr] = {}
 
@@ -57,6 +67,8 @@ class OpLowering(StateOps, Emitter):
         raise LoweringError(f"{v} used before definition")
 
     def lower_instr(self, ins: ir.Instr) -> None:
+        if self.probing and ins.result is None and ins.op in PROBE_LEFT_OUT:
+            return
         self.span = ins.span
         self.new_stage()
         handler = _HANDLERS.get(ins.op)
@@ -306,10 +318,12 @@ class OpLowering(StateOps, Emitter):
                         for a in range(rank)]]
             src = self.data(x)
 
-            def body(offs: list, lin: ll.Value) -> None:
-                self.store_elem(self.b.fadd(self.load_elem(data, offs[0]), self.load_elem(src, lin)),
-                                data, offs[0])
-            self.nest(xd, strides, body)
+            def emit(p: list) -> None:  # p: src, out, x's dims, out's strides (a rarely run path: outlined)
+                def body(offs: list, lin: ll.Value) -> None:
+                    self.store_elem(self.b.fadd(self.load_elem(p[1], offs[0]), self.load_elem(p[0], lin)),
+                                    p[1], offs[0])
+                self.nest(p[2:2 + rank], [p[2 + rank:]], body)
+            self.outline([src, data, *xd, *strides[0]], emit, min_size=0)
             return t
 
         if rx > rl:
@@ -375,8 +389,12 @@ class OpLowering(StateOps, Emitter):
             strides = [self.broadcast_strides(x, rx, rl)]
             unit = self.b.icmp_unsigned("==", strides[0][rl - 1], self.i64(1))
             src = self.data(x)
-            self.nest(ld, strides, lambda offs, lin: self.store_elem(self.load_elem(src, offs[0]), data, lin),
-                      inner_unit=unit)
+
+            def emit(p: list) -> None:  # p: unit, out, dims, x's strides, src (outlined, see sum_to)
+                self.nest(p[2:2 + rl], [p[2 + rl:2 + 2 * rl]],
+                          lambda offs, lin: self.store_elem(self.load_elem(p[-1], offs[0]), p[1], lin),
+                          inner_unit=p[0])
+            self.outline([unit, data, *ld, *strides[0], src], emit, min_size=0)
             return t
 
         if rx != rl:
@@ -564,6 +582,7 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.LOAD_CSV: OpLowering.op_load_csv,
     Op.SAVE_CSV: OpLowering.op_save_csv, Op.LOAD_ST: OpLowering.op_load_st,
     Op.SAVE_ST: OpLowering.op_save_st, Op.OPT_RESET: OpLowering.op_opt_reset,
+    Op.SAVE_CKPT: OpLowering.op_save_ckpt, Op.LOAD_CKPT: OpLowering.op_load_ckpt,
     Op.CALL: OpLowering.op_call, Op.TAPE_PUSH: OpLowering.op_tape_push,
     Op.TAPE_POP: OpLowering.op_tape_pop,
 }

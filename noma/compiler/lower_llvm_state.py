@@ -1,7 +1,7 @@
 """Lowering of the IR's state ops: the instructions that become calls into the native runtime.
 
 Owns: parameters (load with copy-on-load, set, free, bind to a dim, resize), dims, globals,
-seed, print, CSV and safetensors files, optimizer reset, calls through function-pointer globals,
+seed, print, CSV and safetensors files, checkpoints, optimizer reset, calls through function-pointer globals,
 and the tape (push/pop).
 Input: used as a mixin of lower_llvm_ops.OpLowering (relies on its value map, emitter helpers and
 runtime declarations). Output: llvmlite.ir code.
@@ -76,6 +76,7 @@ class StateOps:
 
     def op_dim_set(self, ins: ir.Instr) -> None:
         self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(self.get(ins.args[0])))
+        self.rt("noma_dim_set_name", self.i64(ins.attr("dim")), self.cstr(ins.attr("name")))
 
     def op_dim_resize(self, ins: ir.Instr) -> None:
         size, a, b = (self.get(x) for x in ins.args)
@@ -148,6 +149,13 @@ class StateOps:
 
     def op_opt_reset(self, ins: ir.Instr) -> None:
         self.rt("noma_opt_reset_all")
+
+    def op_save_ckpt(self, ins: ir.Instr) -> None:
+        null = ll.Constant(PTR, None)
+        self.rt("noma_checkpoint_save", self.cstr(ins.attr("path")), self.i64(0), null, null, self.span_c())
+
+    def op_load_ckpt(self, ins: ir.Instr) -> None:
+        self.rt("noma_checkpoint_load", self.cstr(ins.attr("path")), self.i32(0), self.span_c())
 
     def op_call(self, ins: ir.Instr) -> Optional[ll.Value]:
         callee = ins.attr("callee")

@@ -1,10 +1,11 @@
 """Parse NOMA source text into the AST.
 
-Owns: the lark LALR(1) parser built from grammar.lark (with a lexer compiled from the
-grammar's own terminals), the callbacks that build AST nodes while parsing, the translation of
-parse errors into plain Kind.SYNTAX diagnostics, and is_complete() for the REPL.
+Owns: running the LALR(1) tables of grammar.lark (built by lark and cached: parse_tables.py)
+with a lexer compiled from the grammar's own terminals, the callbacks that build AST nodes
+while parsing, the translation of parse errors into plain Kind.SYNTAX diagnostics, and
+is_complete() for the REPL.
 Input: a noma.diagnostics.Source. Output: a noma.compiler.ast.Program with spans on every node.
-Imports: lark (only here in NOMA), noma.diagnostics, noma.compiler.ast.
+Imports: noma.compiler.parse_tables (lark only there), noma.diagnostics, noma.compiler.ast.
 """
 
 from __future__ import annotations
@@ -12,14 +13,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
-from lark import Lark
-from lark.lexer import PatternStr
-from lark.parsers.lalr_analysis import Shift
-
-from noma.compiler import ast
+from noma.compiler import ast, parse_tables
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span, error
 
 KEYWORDS = frozenset((
@@ -32,7 +28,6 @@ MAX_TENSOR_RANK = 4
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 _END = "$END"
-_KEYWORD_RE = re.compile(r"[A-Za-z_]\w*\\b")
 
 
 def parse(source: Source) -> ast.Program:
@@ -73,45 +68,27 @@ class _Machine(NamedTuple):
     states: dict  # state → {symbol: next state (int) | unit reduce (origin, str) | _Rule}
     start: int
     end: int
-    parser: Lark
+    literals: dict  # terminal → its literal text (None: a regex terminal)
 
 
 @lru_cache(maxsize=1)
 def _machine() -> _Machine:
-    parser = Lark(Path(__file__).with_name("grammar.lark").read_text(), parser="lalr", lexer="basic")
-    conf = parser.parse_interactive("").parser_state.parse_conf
-    rules = {}
+    tables = parse_tables.load()
+    rules: dict = {}
 
-    def rule_of(rule) -> _Rule:
+    def rule_of(rule: tuple) -> _Rule:
         if rule not in rules:
-            origin = str(rule.origin.name)
-            name = rule.alias or origin
+            size, origin, name, expand1, flatten, unit = rule
             fn = None if origin.startswith("_") else getattr(_Build, name, None)
-            expand1 = bool(rule.options.expand1 and not rule.alias)
-            if fn is None and not origin.startswith("_") and not (expand1 and len(rule.expansion) == 1):
+            if fn is None and not origin.startswith("_") and not (expand1 and size == 1):
                 raise RuntimeError(f"grammar.lark: no AST builder for rule `{name}`")
-            flatten = any(not s.is_term and s.name.startswith("_") for s in rule.expansion)
-            unit = expand1 and len(rule.expansion) == 1 and not flatten
-            rules[rule] = _Rule(len(rule.expansion), origin, fn, expand1, flatten, unit)
+            rules[rule] = _Rule(size, origin, fn, expand1, flatten, unit)
         return rules[rule]
 
-    def encode(action, arg):  # shift/goto: the next state; unit reduce: the origin; else _Rule
-        if action is Shift:
-            return arg
-        rule = rule_of(arg)
-        return rule.origin if rule.unit else rule
-
-    states = {st: {str(sym): encode(*act) for sym, act in row.items()}
-              for st, row in conf.states.items()}
-    terms = sorted(parser.terminals, key=lambda t: (
-        -t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
-    # keyword terminals (`/let\b/`, priority over NAME) become a table looked up after NAME
-    keywords = {t.pattern.value[:-2]: t.name for t in terms if _KEYWORD_RE.fullmatch(t.pattern.value)}
-    skip = "|".join(t.pattern.to_regexp() for t in terms if t.name in parser.ignore_tokens)
-    tokens = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terms
-                      if t.name not in parser.ignore_tokens and t.name not in keywords.values())
-    scanner = re.compile(f"(?:{skip})*(?:{tokens})?")  # skipped text, then one token
-    return _Machine(scanner, keywords, states, conf.start_state, conf.end_state, parser)
+    states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
+              for st, row in tables.states.items()}
+    return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
+                    tables.literals)
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
@@ -528,11 +505,8 @@ def _display(terminal: str) -> str:
     keyword = terminal.lstrip("_").lower()
     if keyword in KEYWORDS:
         return f"`{keyword}`"
-    try:
-        pattern = _machine().parser.get_terminal(terminal).pattern
-    except KeyError:
-        return terminal.lower()
-    return f"`{pattern.value}`" if isinstance(pattern, PatternStr) else terminal.lower()
+    literal = _machine().literals.get(terminal)
+    return f"`{literal}`" if literal is not None else terminal.lower()
 
 
 # ----------------------------------------------------------------------------- REPL support

@@ -53,6 +53,9 @@ BUILTIN_DOCS: dict[str, str] = {
     "print": "print(a, b, ...): print space-separated on one line; returns its last argument",
     "seed": "seed(n): reseed the session's random generator",
     "reset_optimizer": "reset_optimizer(): clear all optimizer state (moments and step counts)",
+    "save_checkpoint": 'save_checkpoint("ck.safetensors"): write parameters, optimizer state, dims, '
+                       "loss log and generator state",
+    "load_checkpoint": 'load_checkpoint("ck.safetensors"): restore them into the declared parameters',
     "rand": "rand(): a uniform draw in [0, 1)", "rand_uniform": "rand_uniform(lo, hi): a uniform draw",
     "rand_normal": "rand_normal(mean, std): a normal draw",
     "rand_tensor": "rand_tensor(d1, d2, ...): uniform [0, 1) tensor",

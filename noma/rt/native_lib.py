@@ -74,7 +74,7 @@ NATIVE_DIR = Path(__file__).resolve().parent / "native"
 # Bump when the build recipe changes in a way the hash would not see.
 _RECIPE_VERSION = "1"
 
-_OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno"]
+_OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-semantic-interposition"]
 _SHARED_FLAGS = ["-std=c11", "-fPIC", "-shared"]
 _LINK_FLAGS = ["-Wl,-Bsymbolic", "-lm"]
 
@@ -331,6 +331,10 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_dim_set": (None, [_I64, _I64]),
     "noma_defer_begin": (None, []),
     "noma_defer_apply": (None, []),
+    "noma_probe_wanted": (_I32, []),
+    "noma_probe_begin": (None, [_I32]),
+    "noma_probe_value": (None, [_I32, _I64, _T]),
+    "noma_probe_end": (None, [_I32]),
     "noma_defer_end": (None, []),
     "noma_opt_begin": (None, [_I64, _I32, _P]),
     "noma_opt_step": (None, [_I64, _T]),
@@ -364,6 +368,10 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_save_csv": (None, [_S, _T, _I64]),
     "noma_st_load": (None, [_S, _S, _I64, _T, _I64]),
     "noma_st_save": (None, [_S, _I64, ctypes.POINTER(ctypes.c_char_p), _P, _I64]),
+    "noma_dim_set_name": (None, [_I64, _S]),
+    "noma_dim_name": (_S, [_I64]),
+    "noma_checkpoint_save": (None, [_S, _I64, ctypes.POINTER(ctypes.c_char_p), _P, _I64]),
+    "noma_checkpoint_load": (None, [_S, _I32, _I64]),
     # introspection and test hooks
     "noma_real_size": (_I32, []),
     "noma_test_fail": (None, []),

@@ -93,7 +93,7 @@ def tensor_class(dtype: str = "f64"):
 
 
 class NomaEvent(ctypes.Structure):
-    """Mirror of ``NomaEvent`` (112 bytes); see docs/RUNTIME_ABI.md."""
+    """Mirror of ``NomaEvent`` (120 bytes); see docs/RUNTIME_ABI.md."""
 
     _fields_ = [
         ("kind", ctypes.c_int32),
@@ -105,6 +105,7 @@ class NomaEvent(ctypes.Structure):
         ("new_rank", ctypes.c_int64),
         ("new_dims", ctypes.c_int64 * 4),
         ("aux", ctypes.c_int64),
+        ("output_change", ctypes.c_double),
     ]
 
     @property

@@ -8,6 +8,7 @@ Imports: numpy, noma.rt.native_lib. Not noma.compiler.
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import Any
 
 import numpy as np
@@ -144,5 +145,7 @@ class Runtime:
             name = dim_names.get(ident, f"dim{ident}") if kind == "dim_resize" else param_names.get(ident, f"#{ident}")
             old = tuple(int(e.old_dims[i]) for i in range(e.old_rank))
             new = tuple(int(e.new_dims[i]) for i in range(e.new_rank))
-            out.append(Event(kind, int(e.step), name, old, new, POLICY_NAMES.get(int(e.policy), str(e.policy))))
+            change = float(e.output_change)
+            out.append(Event(kind, int(e.step), name, old, new, POLICY_NAMES.get(int(e.policy), str(e.policy)),
+                             None if math.isnan(change) else change))
         return out

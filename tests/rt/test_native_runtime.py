@@ -173,7 +173,7 @@ class PyRng:
 
 def test_struct_sizes():
     assert ctypes.sizeof(nl.NomaTensor) == 48
-    assert ctypes.sizeof(nl.NomaEvent) == 112
+    assert ctypes.sizeof(nl.NomaEvent) == 120
 
 
 def test_sources_and_cached_build(tmp_path, monkeypatch, lib):

@@ -33,6 +33,8 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,14 +45,52 @@
 static NomaCtx *g_cur = NULL;     /* the current context */
 static NomaCtx *g_default = NULL; /* created lazily when nothing was activated */
 
-void *noma__xmalloc(size_t bytes) {
+/* Heap blocks of the runtime (parameter buffers, optimizer state, globals, arena chunks): 64-byte
+   aligned, with a 64-byte header in front. Blocks of BIG_BLOCK bytes and more are mapped pages of
+   their own (always zero, touched lazily, returned to the system when freed), so a zeroed large
+   buffer costs only the entries written into it -- a resize that grows a layer 16 -> 1024 writes
+   the old entries and the new random ones, not the megabytes of zeros around them. Smaller blocks
+   come from malloc. Always free with noma__xfree. */
+#define BLOCK_HEADER 64u
+#define BIG_BLOCK ((size_t)256 * 1024)
+
+typedef struct {
+    void *base;    /* what malloc returned, or the mapping's start */
+    size_t mapped; /* length of the mapping, 0 for a malloc block */
+} BlockHeader;
+
+static void *block_alloc(size_t bytes, int zero) {
     if (bytes == 0) bytes = 1;
     size_t rounded = (bytes + 63u) & ~(size_t)63u;
-    if (rounded < bytes) return NULL;
-    return aligned_alloc(64, rounded);
+    if (rounded < bytes || rounded > SIZE_MAX - 2 * BLOCK_HEADER - 4096) return NULL;
+    char *base;
+    size_t mapped = 0;
+    if (rounded >= BIG_BLOCK) {
+        size_t page = 4096;
+        mapped = (rounded + BLOCK_HEADER + page - 1) & ~(page - 1);
+        base = (char *)mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == (char *)MAP_FAILED) return NULL;
+    } else {
+        base = (char *)aligned_alloc(64, rounded + BLOCK_HEADER);
+        if (!base) return NULL;
+        if (zero) memset(base + BLOCK_HEADER, 0, rounded);
+    }
+    BlockHeader *h = (BlockHeader *)base;
+    h->base = base;
+    h->mapped = mapped;
+    return base + BLOCK_HEADER;
 }
 
-void noma__xfree(void *p) { free(p); }
+void *noma__xmalloc(size_t bytes) { return block_alloc(bytes, 0); }
+
+void *noma__xcalloc(size_t bytes) { return block_alloc(bytes, 1); }
+
+void noma__xfree(void *p) {
+    if (!p) return;
+    BlockHeader *h = (BlockHeader *)((char *)p - BLOCK_HEADER);
+    if (h->mapped) munmap(h->base, h->mapped);
+    else free(h->base);
+}
 
 int64_t noma__numel(const NomaTensor *t) {
     if (!t || t->rank < 0 || t->rank > 4) return -1;
@@ -147,11 +187,13 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->globals);
     noma__params_free_all(c);
     free(c->dims);
+    noma__dim_names_free(c);
     free(c->dq);
     free(c->log);
     for (int64_t i = 0; i < c->log_nretired; i++) free(c->log_retired[i]);
     free(c->log_retired);
     free(c->events);
+    noma__probe_free(c);
     if (g_cur == c) g_cur = NULL;
     if (g_default == c) g_default = NULL;
     free(c);
@@ -760,6 +802,43 @@ double noma__randn_d(NomaCtx *c) {
     return x * f;
 }
 
+/* n standard normals into out: exactly the values (and the generator state after) of n calls of
+   noma__randn_d, faster: candidate pairs are drawn and screened first (cheap, sequential), the
+   logs and square roots of the accepted ones are then computed in a loop with independent
+   iterations. */
+void noma__randn_fill(NomaCtx *c, double *out, int64_t n) {
+    int64_t i = 0;
+    if (n > 0 && c->has_spare) {
+        c->has_spare = 0;
+        out[i++] = c->spare;
+    }
+    enum { BATCH = 64 };
+    double xs[BATCH], ys[BATCH], qs[BATCH];
+    while (i < n) {
+        int64_t pairs = (n - i + 1) / 2;
+        if (pairs > BATCH) pairs = BATCH;
+        for (int64_t k = 0; k < pairs;) {
+            double x = 2.0 * noma__rand_u53(c) - 1.0;
+            double y = 2.0 * noma__rand_u53(c) - 1.0;
+            double q = x * x + y * y;
+            xs[k] = x;
+            ys[k] = y;
+            qs[k] = q;
+            k += !(q >= 1.0 || q == 0.0);
+        }
+        for (int64_t k = 0; k < pairs; k++) {
+            double f = sqrt(-2.0 * log(qs[k]) / qs[k]);
+            out[i++] = xs[k] * f;
+            if (i < n) {
+                out[i++] = ys[k] * f;
+            } else {
+                c->spare = ys[k] * f;
+                c->has_spare = 1;
+            }
+        }
+    }
+}
+
 void noma_seed(real s) { rng_seed(noma__cur(), (double)s); }
 
 real noma_rand(void) {
@@ -788,9 +867,15 @@ void noma_fill(real *out, int64_t n, int32_t kind, real a, real b) {
     case 1:
         for (int64_t i = 0; i < n; i++) out[i] = (real)(da + (db - da) * noma__rand_u53(c));
         break;
-    case 2:
-        for (int64_t i = 0; i < n; i++) out[i] = (real)(da + db * noma__randn_d(c));
+    case 2: {
+        double z[256];
+        for (int64_t i = 0; i < n; i += 256) {
+            int64_t k = n - i < 256 ? n - i : 256;
+            noma__randn_fill(c, z, k);
+            for (int64_t j = 0; j < k; j++) out[i + j] = (real)(da + db * z[j]);
+        }
         break;
+    }
     default:
         noma__failf(NOMA_ERR_RUNTIME, -1, "fill: unknown kind %d", (int)kind);
     }
@@ -957,6 +1042,7 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
     e->old_rank = old_rank;
     e->new_rank = new_rank;
     e->aux = aux;
+    e->output_change = NAN;
     for (int64_t i = 0; i < 4; i++) {
         e->old_dims[i] = (old_dims && i < old_rank) ? old_dims[i] : 0;
         e->new_dims[i] = (new_dims && i < new_rank) ? new_dims[i] : 0;

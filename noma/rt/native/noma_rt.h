@@ -77,7 +77,7 @@ enum {
     NOMA_EV_OPT_RESET = 4     /* id = -1; reset_optimizer() */
 };
 
-/* One recorded event. 112 bytes. Unused dims are 0. */
+/* One recorded event. 120 bytes. Unused dims are 0. */
 typedef struct {
     int32_t kind;        /* NOMA_EV_* */
     int32_t policy;      /* resize policy as applied (0 resolved to 7 for dims); new opt kind */
@@ -89,6 +89,8 @@ typedef struct {
     int64_t new_dims[4];
     int64_t aux;         /* OPT_CHANGE: previous optimizer kind; PARAM_RESIZE: the dim id
                             when done by a dim resize, else -1; otherwise 0 */
+    double output_change; /* resizes at a training step's end: the largest change of the step's
+                             outputs (noma_rt_probe.c); NaN when not measured */
 } NomaEvent;
 
 /* ------------------------------------------------------------------------ */
@@ -190,6 +192,11 @@ int64_t noma_dim_get(int64_t dim_id);
 void noma_dim_set(int64_t dim_id, int64_t v);
 void noma_defer_begin(void);
 void noma_defer_apply(void);
+/* Output change of resizes at a training step's end (noma_rt_probe.c). */
+int32_t noma_probe_wanted(void);
+void noma_probe_begin(int32_t pass);
+void noma_probe_value(int32_t pass, int64_t index, const NomaTensor *t);
+void noma_probe_end(int32_t pass);
 void noma_defer_end(void);
 void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper);
 void noma_opt_step(int64_t slot, const NomaTensor *grad);
@@ -232,6 +239,17 @@ void noma_save_csv(const char *path, const NomaTensor *v, int64_t span);
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span);
 void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
                   int64_t span);
+
+/* Checkpoints (noma_rt_checkpoint.c): every live parameter with its optimizer state, the dims
+   (by name), the loss log, the global step and the RNG state, as one safetensors file. Save may
+   add extra real tensors (a session's globals); load ignores them. Load flag 1: every live
+   parameter must be in the checkpoint. Dims are named with noma_dim_set_name (generated code
+   names every dim it declares). */
+void noma_dim_set_name(int64_t dim_id, const char *name);
+const char *noma_dim_name(int64_t dim_id); /* "" when unnamed */
+void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_names,
+                          const NomaTensor **extras, int64_t span);
+void noma_checkpoint_load(const char *path, int32_t flags, int64_t span);
 
 /* ------------------------------------------------------------------------ */
 /* Introspection and test hooks (not used by generated code)                 */

@@ -1,6 +1,7 @@
 /*
  * noma_rt_internal.h -- private declarations shared by the runtime's .c files
- * (noma_rt.c, noma_rt_params.c, noma_rt_linalg.c, noma_rt_io.c).
+ * (noma_rt.c, noma_rt_params.c, noma_rt_linalg.c, noma_rt_io.c,
+ * noma_rt_checkpoint.c).
  * Not part of the ABI; generated code never includes it.
  */
 #ifndef NOMA_RT_INTERNAL_H
@@ -8,6 +9,9 @@
 
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #endif
 
 #include <setjmp.h>
@@ -65,7 +69,7 @@ typedef struct {
     real *m;              /* Adam m / SGD momentum buffer / RMSprop momentum buffer */
     real *v;              /* Adam v / RMSprop square_avg */
     int64_t *steps;       /* per-entry step counts */
-    real *pow1, *pow2;    /* per-entry beta1^t, beta2^t */
+    real *pow1, *pow2;    /* per-entry beta1^t, beta2^t; meaningless (read as 1) where steps[i] == 0 */
 } NomaParam;
 
 typedef struct {
@@ -109,6 +113,8 @@ struct NomaCtx {
     /* dims */
     int64_t *dims;        /* value per dim id; -1 undefined */
     int64_t ndims;
+    char **dim_names;     /* name per dim id (NULL: none), for checkpoints */
+    int64_t ndim_names;
     /* deferred resizes */
     int32_t defer_on;
     NomaDeferred *dq;
@@ -121,10 +127,20 @@ struct NomaCtx {
     int64_t step;
     NomaEvent *events;
     int64_t nevents, events_cap;
+    /* output-change probe of a training step whose end applies resizes (noma_rt_probe.c) */
+    uint64_t probe_rng[6];
+    int64_t probe_ev_from;
+    struct NomaProbeVal *probe_vals;
+    int64_t probe_n, probe_cap;
+    struct NomaSavedGlobal *probe_globals; /* the globals as the step left them */
+    int64_t probe_nglobals;
+    double probe_change;
     /* executables */
     int64_t nspan_texts;
     const char **span_texts;
 };
+
+void noma__probe_free(NomaCtx *c); /* noma_rt_probe.c */
 
 /* ---- shared helpers (defined in noma_rt.c) ---- */
 NomaCtx *noma__cur(void);
@@ -136,7 +152,14 @@ void noma__failf(int32_t kind, int64_t span, const char *fmt, ...)
     ;
 real *noma__alloc(NomaCtx *c, int64_t n); /* NULL after a (non-jumping) failure */
 void *noma__xmalloc(size_t bytes);        /* 64-byte aligned heap block, NULL on failure */
+void *noma__xcalloc(size_t bytes);        /* zeroed 64-byte aligned heap block (big ones: lazy zero pages) */
 void noma__xfree(void *p);
+/* One Adam/AdamW step over n entries with per-entry step counts t and powers pow1/pow2 (entries
+   at step 0 read as powers 1); decay = 1 - lr*wd for AdamW (then wd = 0). noma_rt_adam.c. */
+void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
+                       real *restrict v, real *restrict pow1, real *restrict pow2,
+                       int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
+                       real decay);
 int64_t noma__numel(const NomaTensor *t); /* product of dims (1 for rank 0), -1 if invalid */
 int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what);
 void noma__shape_str(char *buf, size_t cap, int64_t rank, const int64_t *dims);
@@ -144,7 +167,53 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
                  const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux);
 double noma__rand_u53(NomaCtx *c);   /* uniform [0,1) with 53 random bits */
 double noma__randn_d(NomaCtx *c);    /* standard normal (Marsaglia polar, cached spare) */
+void noma__randn_fill(NomaCtx *c, double *out, int64_t n); /* n draws of noma__randn_d, batched */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
+void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */
+
+/* ---- safetensors files (defined in noma_rt_io.c; used by noma_rt_checkpoint.c) ---- */
+typedef struct {
+    char *name;           /* owned */
+    char dtype[16];
+    int64_t rank;         /* may exceed 4 (shape then holds the first 4 sizes) */
+    int64_t shape[4];
+    uint64_t begin, end;  /* byte offsets in the data region */
+} NomaStEntry;
+
+typedef struct {
+    char *path;           /* owned copy */
+    uint64_t data_start;  /* 8 + header length */
+    uint64_t data_len;
+    NomaStEntry *entries; /* in file order */
+    int64_t n;
+    char **meta;          /* __metadata__ as key, value, key, value, ... (owned) */
+    int64_t nmeta;
+} NomaStFile;
+
+/* A tensor to write: real (F64/F32 by build) or int64 (I64) data, rank 0..4. */
+typedef struct {
+    const char *name;
+    int64_t rank;
+    int64_t dims[4];
+    const void *data;
+    int is_i64;
+} NomaStOut;
+
+/* These never fail through noma__failf: they return 0 with an io message (starting with the
+   path) in msg, having released everything, so callers can clean up before failing. */
+int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap); /* header validated */
+void noma__st_close(NomaStFile *sf);
+const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* first of that name */
+const char *noma__st_meta(const NomaStFile *sf, const char *key);         /* NULL if absent */
+int noma__st_dtype_size(const char *dtype); /* bytes per element; 0 unknown or unsupported */
+int64_t noma__st_numel(const NomaStEntry *e); /* -1 for unsupported dtypes */
+/* Reads an entry converted to real (as_i64 = 0) or int64 (as_i64 = 1); 1 ok, 0 read error. */
+int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, void *dst,
+                  int as_i64);
+/* Writes tensors (sorted by name; duplicates rejected) and nmeta key/value string pairs as
+   __metadata__, to PATH.tmp then renamed over PATH. */
+int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nmeta,
+                   const char *const *meta, char *msg, size_t cap);
 
 #endif /* NOMA_RT_INTERNAL_H */

@@ -13,6 +13,10 @@
  * entry are skipped). Nothing large is allocated before the header length
  * (<= 100 MB and <= file size - 8) and the requested tensor's dtype, shape and
  * offsets were validated. This file assumes a little-endian host.
+ *
+ * The header reader (noma__st_open: every entry and the metadata, validated)
+ * and the writer (noma__st_write: real and I64 tensors plus metadata) are
+ * shared with noma_rt_checkpoint.c through noma_rt_internal.h.
  */
 #include "noma_rt_internal.h"
 
@@ -572,56 +576,142 @@ static int st_entry(JP *j, StEntry *e, int *rank_over) {
 }
 
 /* ======================================================================== */
-/* safetensors: load                                                        */
+/* safetensors: reading a header (noma_st_load, noma_rt_checkpoint.c)        */
 /* ======================================================================== */
 
-void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
-    NomaCtx *c = noma__cur();
-    if (!out) return;
-    memset(out, 0, sizeof *out);
-    if (!name) name = "";
-    FILE *f = open_or_fail(path, "rb", span, 0);
-    if (!f) return;
+static int st_addmeta(NomaStFile *sf, char *k, char *v) {
+    char **p = (char **)realloc(sf->meta, (size_t)(sf->nmeta + 1) * 2 * sizeof(char *));
+    if (!p) return 0;
+    sf->meta = p;
+    p[2 * sf->nmeta] = k;
+    p[2 * sf->nmeta + 1] = v;
+    sf->nmeta++;
+    return 1;
+}
+
+static int st_addentry(NomaStFile *sf, char *name, const StEntry *e, int64_t *cap) {
+    if (sf->n == *cap) {
+        int64_t nc = *cap ? *cap * 2 : 16;
+        NomaStEntry *p = (NomaStEntry *)realloc(sf->entries, (size_t)nc * sizeof *p);
+        if (!p) return 0;
+        sf->entries = p;
+        *cap = nc;
+    }
+    NomaStEntry *o = &sf->entries[sf->n++];
+    memset(o, 0, sizeof *o);
+    o->name = name;
+    memcpy(o->dtype, e->dtype, sizeof o->dtype);
+    o->rank = e->rank;
+    for (int a = 0; a < 4; a++) o->shape[a] = (int64_t)e->shape[a];
+    o->begin = e->begin;
+    o->end = e->end;
+    return 1;
+}
+
+/* The checks that hold for every entry; NULL when fine, else the problem (in pb). */
+static const char *st_entry_problem(const StEntry *e, int over, uint64_t data_len, char *pb,
+                                    size_t cap) {
+    const StDtype *dt = st_dtype(e->dtype);
+    if (!dt) {
+        snprintf(pb, cap, "unknown dtype '%s'", e->dtype);
+        return pb;
+    }
+    if (e->begin > e->end || e->end > data_len) {
+        snprintf(pb, cap, "data offsets [%llu, %llu] outside the data region (%llu bytes)",
+                 (unsigned long long)e->begin, (unsigned long long)e->end,
+                 (unsigned long long)data_len);
+        return pb;
+    }
+    if (over) return NULL;
+    /* element count, overflow-safe (bounded by the data region) */
+    uint64_t n = 1;
+    int zero = 0, huge = 0;
+    for (int64_t a = 0; a < e->rank; a++)
+        if (e->shape[a] == 0) zero = 1;
+    if (!zero)
+        for (int64_t a = 0; a < e->rank; a++) {
+            if (n > data_len / e->shape[a]) {
+                huge = 1;
+                break;
+            }
+            n *= e->shape[a];
+        }
+    if (zero) n = 0;
+    if (huge || n * (uint64_t)dt->size != e->end - e->begin) {
+        char sh[128];
+        int64_t di[4];
+        for (int a = 0; a < 4; a++) di[a] = (int64_t)e->shape[a];
+        noma__shape_str(sh, sizeof sh, e->rank, di);
+        snprintf(pb, cap, "data offsets [%llu, %llu] (%llu bytes) do not match shape %s of %s",
+                 (unsigned long long)e->begin, (unsigned long long)e->end,
+                 (unsigned long long)(e->end - e->begin), sh, e->dtype);
+        return pb;
+    }
+    return NULL;
+}
+
+void noma__st_close(NomaStFile *sf) {
+    for (int64_t i = 0; i < sf->n; i++) free(sf->entries[i].name);
+    for (int64_t i = 0; i < 2 * sf->nmeta; i++) free(sf->meta[i]);
+    free(sf->entries);
+    free(sf->meta);
+    free(sf->path);
+    memset(sf, 0, sizeof *sf);
+}
+
+int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
+    memset(sf, 0, sizeof *sf);
+    if (!path) {
+        snprintf(msg, cap, "missing file name");
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(msg, cap, "%s: cannot read: %s", path, strerror(errno));
+        return 0;
+    }
     int64_t fsz = file_size(f);
     unsigned char lenb[8];
     if (fsz < 8 || fread(lenb, 1, 8, f) != 8) {
         fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: not a safetensors file (too short)", path);
-        return;
+        snprintf(msg, cap, "%s: not a safetensors file (too short)", path);
+        return 0;
     }
     uint64_t N = 0;
     for (int i = 7; i >= 0; i--) N = (N << 8) | lenb[i];
     if (N > ST_MAX_HEADER) {
         fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: safetensors header length %llu is larger than 100 MB",
-                    path, (unsigned long long)N);
-        return;
+        snprintf(msg, cap, "%s: safetensors header length %llu is larger than 100 MB", path,
+                 (unsigned long long)N);
+        return 0;
     }
     if (N + 8 > (uint64_t)fsz) {
         fclose(f);
-        noma__failf(NOMA_ERR_IO, span,
-                    "%s: safetensors header length %llu does not fit in the file (%lld bytes)", path,
-                    (unsigned long long)N, (long long)fsz);
-        return;
+        snprintf(msg, cap, "%s: safetensors header length %llu does not fit in the file (%lld bytes)",
+                 path, (unsigned long long)N, (long long)fsz);
+        return 0;
     }
     uint64_t data_len = (uint64_t)fsz - 8 - N;
     char *hdr = (char *)malloc((size_t)N + 1);
     if (!hdr || fread(hdr, 1, (size_t)N, f) != (size_t)N) {
         free(hdr);
         fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: cannot read the safetensors header", path);
-        return;
+        snprintf(msg, cap, "%s: cannot read the safetensors header", path);
+        return 0;
     }
+    fclose(f);
     hdr[N] = 0;
+    sf->path = strdup(path);
+    sf->data_start = 8 + N;
+    sf->data_len = data_len;
 
     JP j;
     memset(&j, 0, sizeof j);
     j.start = j.p = hdr;
     j.end = hdr + N;
-    StEntry want;
-    memset(&want, 0, sizeof want);
-    int want_rank_over = 0;
-    int ok = jexpect(&j, '{');
+    int64_t ecap = 0;
+    int ok = sf->path != NULL && jexpect(&j, '{');
+    if (!sf->path) jerr(&j, "out of memory");
     if (ok && jpeek(&j, '}')) {
         j.p++;
     } else {
@@ -633,6 +723,7 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
                 break;
             }
             if (strcmp(key, "__metadata__") == 0) {
+                free(key);
                 /* object of strings */
                 ok = jexpect(&j, '{');
                 if (ok && jpeek(&j, '}')) {
@@ -641,10 +732,12 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
                     while (ok) {
                         char *mk = jstring(&j);
                         char *mv = mk && jexpect(&j, ':') ? jstring(&j) : NULL;
-                        ok = mk && mv;
-                        free(mk);
-                        free(mv);
-                        if (!ok) break;
+                        ok = mk && mv && st_addmeta(sf, mk, mv);
+                        if (!ok) {
+                            free(mk);
+                            free(mv);
+                            break;
+                        }
                         if (jpeek(&j, ',')) {
                             j.p++;
                             continue;
@@ -658,63 +751,20 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
                 int over = 0;
                 ok = st_entry(&j, &e, &over);
                 if (ok) {
-                    /* checks that hold for every entry */
-                    const StDtype *dt = st_dtype(e.dtype);
-                    const char *problem = NULL;
                     char pb[200];
-                    if (!dt) {
-                        snprintf(pb, sizeof pb, "unknown dtype '%s'", e.dtype);
-                        problem = pb;
-                    } else if (e.begin > e.end || e.end > data_len) {
-                        snprintf(pb, sizeof pb,
-                                 "data offsets [%llu, %llu] outside the data region (%llu bytes)",
-                                 (unsigned long long)e.begin, (unsigned long long)e.end,
-                                 (unsigned long long)data_len);
-                        problem = pb;
-                    } else if (!over) {
-                        /* element count, overflow-safe (bounded by the data region) */
-                        uint64_t n = 1;
-                        int zero = 0, huge = 0;
-                        for (int64_t a = 0; a < e.rank; a++) {
-                            if (e.shape[a] == 0) zero = 1;
-                        }
-                        if (!zero)
-                            for (int64_t a = 0; a < e.rank; a++) {
-                                if (n > data_len / e.shape[a]) {
-                                    huge = 1;
-                                    break;
-                                }
-                                n *= e.shape[a];
-                            }
-                        if (zero) n = 0;
-                        if (huge || n * (uint64_t)dt->size != e.end - e.begin) {
-                            char sh[128];
-                            int64_t di[4];
-                            for (int a = 0; a < 4; a++) di[a] = (int64_t)e.shape[a];
-                            noma__shape_str(sh, sizeof sh, e.rank, di);
-                            snprintf(pb, sizeof pb,
-                                     "data offsets [%llu, %llu] (%llu bytes) do not match shape %s "
-                                     "of %s",
-                                     (unsigned long long)e.begin, (unsigned long long)e.end,
-                                     (unsigned long long)(e.end - e.begin), sh, e.dtype);
-                            problem = pb;
-                        }
-                    }
+                    const char *problem = st_entry_problem(&e, over, data_len, pb, sizeof pb);
                     if (problem) {
-                        fclose(f);
-                        free(hdr);
-                        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s': %s", path, key, problem);
+                        snprintf(msg, cap, "%s: tensor '%s': %s", path, key, problem);
                         free(key);
-                        return;
+                        free(hdr);
+                        noma__st_close(sf);
+                        return 0;
                     }
-                    if (!want.found && strcmp(key, name) == 0) {
-                        want = e;
-                        want.found = 1;
-                        want_rank_over = over;
-                    }
+                    ok = st_addentry(sf, key, &e, &ecap);
+                    if (!ok) jerr(&j, "out of memory");
                 }
+                if (!ok) free(key);
             }
-            free(key);
             if (!ok) break;
             if (jpeek(&j, ',')) {
                 j.p++;
@@ -730,59 +780,114 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
     }
     free(hdr);
     if (!ok) {
-        fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: invalid safetensors header: %s", path, j.err);
-        return;
+        snprintf(msg, cap, "%s: invalid safetensors header: %s", path, j.err);
+        noma__st_close(sf);
+        return 0;
     }
-    if (!want.found) {
-        fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: no tensor named '%s'", path, name);
-        return;
-    }
-    if (want_rank_over) {
-        fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s' has rank %lld (at most 4 supported)", path,
-                    name, (long long)want.rank);
-        return;
-    }
-    const StDtype *dt = st_dtype(want.dtype);
-    if (!dt->supported) {
-        fclose(f);
-        noma__failf(NOMA_ERR_IO, span, "%s: tensor '%s' has unsupported dtype %s", path, name,
-                    want.dtype);
-        return;
-    }
-    if (rank >= 0 && want.rank != rank) {
-        fclose(f);
-        noma__failf(NOMA_ERR_SHAPE, span, "%s: tensor '%s' has rank %lld, expected %lld", path,
-                    name, (long long)want.rank, (long long)rank);
-        return;
-    }
-    uint64_t nbytes = want.end - want.begin;
-    int64_t n = (int64_t)(nbytes / (uint64_t)dt->size);
-    real *d = noma__alloc(c, n);
-    if (!d) {
-        fclose(f);
-        return;
-    }
-    int direct = (int)sizeof(real) == dt->size &&
-                 strcmp(want.dtype, sizeof(real) == 8 ? "F64" : "F32") == 0;
-    unsigned char *tmp = direct ? (unsigned char *)d : (unsigned char *)malloc(nbytes ? nbytes : 1);
-    int rd = tmp && fseek(f, (long)(8 + N + want.begin), SEEK_SET) == 0 &&
+    return 1;
+}
+
+const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name) {
+    for (int64_t i = 0; i < sf->n; i++)
+        if (strcmp(sf->entries[i].name, name) == 0) return &sf->entries[i];
+    return NULL;
+}
+
+const char *noma__st_meta(const NomaStFile *sf, const char *key) {
+    for (int64_t i = 0; i < sf->nmeta; i++)
+        if (strcmp(sf->meta[2 * i], key) == 0) return sf->meta[2 * i + 1];
+    return NULL;
+}
+
+int noma__st_dtype_size(const char *dtype) {
+    const StDtype *dt = st_dtype(dtype);
+    return dt && dt->supported ? dt->size : 0;
+}
+
+int64_t noma__st_numel(const NomaStEntry *e) {
+    int sz = noma__st_dtype_size(e->dtype);
+    return sz ? (int64_t)((e->end - e->begin) / (uint64_t)sz) : -1;
+}
+
+int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, void *dst,
+                  int as_i64) {
+    int sz = noma__st_dtype_size(e->dtype);
+    if (!sz || e->rank > 4) return 0;
+    uint64_t nbytes = e->end - e->begin;
+    int64_t n = (int64_t)(nbytes / (uint64_t)sz);
+    const char *same = as_i64 ? "I64" : sizeof(real) == 8 ? "F64" : "F32";
+    int direct = strcmp(e->dtype, same) == 0;
+    unsigned char *tmp = direct ? (unsigned char *)dst : (unsigned char *)malloc(nbytes ? nbytes : 1);
+    FILE *f = tmp && path ? fopen(path, "rb") : NULL;
+    int rd = f && fseek(f, (long)(data_start + e->begin), SEEK_SET) == 0 &&
              (nbytes == 0 || fread(tmp, 1, (size_t)nbytes, f) == (size_t)nbytes);
-    fclose(f);
-    if (!rd) {
-        if (!direct) free(tmp);
+    if (f) fclose(f);
+    if (rd && !direct) {
+        for (int64_t i = 0; i < n; i++) {
+            double x = st_elem(tmp + i * sz, e->dtype);
+            if (as_i64) ((int64_t *)dst)[i] = (int64_t)llround(x);
+            else ((real *)dst)[i] = (real)x;
+        }
+    }
+    if (!direct) free(tmp);
+    return rd;
+}
+
+/* ======================================================================== */
+/* safetensors: load one tensor                                             */
+/* ======================================================================== */
+
+void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!name) name = "";
+    char msg[NOMA_ERRMSG];
+    NomaStFile sf;
+    if (!noma__st_open(path, &sf, msg, sizeof msg)) {
+        noma__failf(NOMA_ERR_IO, span, "%s", msg);
+        return;
+    }
+    const NomaStEntry *found = noma__st_find(&sf, name);
+    NomaStEntry want;
+    memset(&want, 0, sizeof want);
+    int32_t kind = NOMA_ERR_IO;
+    msg[0] = 0;
+    if (!found) {
+        snprintf(msg, sizeof msg, "%s: no tensor named '%s'", path, name);
+    } else {
+        want = *found;
+        want.name = NULL;
+        if (want.rank > 4)
+            snprintf(msg, sizeof msg, "%s: tensor '%s' has rank %lld (at most 4 supported)", path,
+                     name, (long long)want.rank);
+        else if (!noma__st_dtype_size(want.dtype))
+            snprintf(msg, sizeof msg, "%s: tensor '%s' has unsupported dtype %s", path, name,
+                     want.dtype);
+        else if (rank >= 0 && want.rank != rank) {
+            kind = NOMA_ERR_SHAPE;
+            snprintf(msg, sizeof msg, "%s: tensor '%s' has rank %lld, expected %lld", path, name,
+                     (long long)want.rank, (long long)rank);
+        }
+    }
+    if (msg[0]) {
+        noma__st_close(&sf);
+        noma__failf(kind, span, "%s", msg);
+        return;
+    }
+    /* the arena allocation may unwind: nothing of the header is kept across it */
+    uint64_t data_start = sf.data_start;
+    noma__st_close(&sf);
+    int64_t n = noma__st_numel(&want);
+    real *d = noma__alloc(c, n);
+    if (!d) return;
+    if (!noma__st_read(path, data_start, &want, d, 0)) {
         noma__failf(NOMA_ERR_IO, span, "%s: cannot read the data of tensor '%s'", path, name);
         return;
     }
-    if (!direct) {
-        for (int64_t i = 0; i < n; i++) d[i] = (real)st_elem(tmp + i * dt->size, want.dtype);
-        free(tmp);
-    }
     out->data = d;
     out->rank = want.rank;
-    for (int64_t a = 0; a < want.rank; a++) out->dims[a] = (int64_t)want.shape[a];
+    for (int64_t a = 0; a < want.rank; a++) out->dims[a] = want.shape[a];
 }
 
 /* ======================================================================== */
@@ -825,57 +930,67 @@ static void json_str(NomaBuf *b, const char *s) {
     nb_add(b, "\"", 1);
 }
 
-void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
-                  int64_t span) {
+static int64_t out_numel(const NomaStOut *t) {
+    int64_t n = 1;
+    for (int64_t a = 0; a < t->rank; a++) n *= t->dims[a];
+    return n;
+}
+
+int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nmeta,
+                   const char *const *meta, char *msg, size_t cap) {
     if (!path) {
-        noma__failf(NOMA_ERR_IO, span, "missing file name");
-        return;
-    }
-    if (n < 0 || (n > 0 && (!names || !ts))) {
-        noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor list", path);
-        return;
+        snprintf(msg, cap, "missing file name");
+        return 0;
     }
     for (int64_t i = 0; i < n; i++) {
-        if (!names[i] || !names[i][0] || strcmp(names[i], "__metadata__") == 0) {
-            noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor name", path);
-            return;
+        if (!ts[i].name || !ts[i].name[0] || strcmp(ts[i].name, "__metadata__") == 0) {
+            snprintf(msg, cap, "%s: invalid tensor name", path);
+            return 0;
         }
-        if (!noma__check_tensor(ts[i], span, "save")) return;
     }
     int64_t *ord = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
     if (!ord) {
-        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
-        return;
+        snprintf(msg, cap, "%s: out of memory", path);
+        return 0;
     }
-    /* insertion sort of indices by name (n is small) */
+    /* insertion sort of indices by name */
     for (int64_t i = 0; i < n; i++) {
         int64_t k = i;
-        while (k > 0 && strcmp(names[ord[k - 1]], names[i]) > 0) {
+        while (k > 0 && strcmp(ts[ord[k - 1]].name, ts[i].name) > 0) {
             ord[k] = ord[k - 1];
             k--;
         }
         ord[k] = i;
     }
     for (int64_t i = 1; i < n; i++) {
-        if (strcmp(names[ord[i - 1]], names[ord[i]]) == 0) {
-            const char *dup = names[ord[i]];
+        if (strcmp(ts[ord[i - 1]].name, ts[ord[i]].name) == 0) {
+            snprintf(msg, cap, "%s: tensor name '%s' given twice", path, ts[ord[i]].name);
             free(ord);
-            noma__failf(NOMA_ERR_IO, span, "%s: tensor name '%s' given twice", path, dup);
-            return;
+            return 0;
         }
     }
-    const char *dtname = sizeof(real) == 8 ? "F64" : "F32";
+    const char *realname = sizeof(real) == 8 ? "F64" : "F32";
     NomaBuf h = {0, 0, 0};
     nb_add(&h, "{", 1);
+    if (nmeta > 0) {
+        nb_str(&h, "\"__metadata__\":{");
+        for (int64_t i = 0; i < nmeta; i++) {
+            if (i) nb_add(&h, ",", 1);
+            json_str(&h, meta[2 * i]);
+            nb_add(&h, ":", 1);
+            json_str(&h, meta[2 * i + 1]);
+        }
+        nb_add(&h, "}", 1);
+    }
     uint64_t off = 0;
     char num[64];
     for (int64_t i = 0; i < n; i++) {
-        const NomaTensor *t = ts[ord[i]];
-        uint64_t bytes = (uint64_t)noma__numel(t) * sizeof(real);
-        if (i) nb_add(&h, ",", 1);
-        json_str(&h, names[ord[i]]);
+        const NomaStOut *t = &ts[ord[i]];
+        uint64_t bytes = (uint64_t)out_numel(t) * (t->is_i64 ? 8u : sizeof(real));
+        if (i || nmeta > 0) nb_add(&h, ",", 1);
+        json_str(&h, t->name);
         nb_str(&h, ":{\"dtype\":\"");
-        nb_str(&h, dtname);
+        nb_str(&h, t->is_i64 ? "I64" : realname);
         nb_str(&h, "\",\"shape\":[");
         for (int64_t a = 0; a < t->rank; a++) {
             snprintf(num, sizeof num, a ? ",%lld" : "%lld", (long long)t->dims[a]);
@@ -888,40 +1003,34 @@ void noma_st_save(const char *path, int64_t n, const char **names, const NomaTen
     }
     nb_add(&h, "}", 1);
     while (h.len > 0 && h.len % 8 != 0) nb_add(&h, " ", 1);
-    if (h.len < 0) {
-        free(h.data);
-        free(ord);
-        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
-        return;
-    }
-    /* write to PATH.tmp, then rename over PATH */
     size_t pl = strlen(path);
-    char *tmp = (char *)malloc(pl + 5);
+    char *tmp = h.len < 0 ? NULL : (char *)malloc(pl + 5);
     if (!tmp) {
         free(h.data);
         free(ord);
-        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
-        return;
+        snprintf(msg, cap, "%s: out of memory", path);
+        return 0;
     }
+    /* write to PATH.tmp, then rename over PATH */
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        int e = errno;
+        snprintf(msg, cap, "%s: cannot write: %s", path, strerror(errno));
         free(tmp);
         free(h.data);
         free(ord);
-        noma__failf(NOMA_ERR_IO, span, "%s: cannot write: %s", path, strerror(e));
-        return;
+        return 0;
     }
     unsigned char lenb[8];
     uint64_t N = (uint64_t)h.len;
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(N >> (8 * i));
     int bad = fwrite(lenb, 1, 8, f) != 8 || fwrite(h.data, 1, (size_t)h.len, f) != (size_t)h.len;
     for (int64_t i = 0; i < n && !bad; i++) {
-        const NomaTensor *t = ts[ord[i]];
-        int64_t cnt = noma__numel(t);
-        if (cnt > 0) bad = fwrite(t->data, sizeof(real), (size_t)cnt, f) != (size_t)cnt;
+        const NomaStOut *t = &ts[ord[i]];
+        int64_t cnt = out_numel(t);
+        size_t esz = t->is_i64 ? 8u : sizeof(real);
+        if (cnt > 0) bad = fwrite(t->data, esz, (size_t)cnt, f) != (size_t)cnt;
     }
     bad |= ferror(f);
     bad |= fclose(f) != 0;
@@ -930,5 +1039,35 @@ void noma_st_save(const char *path, int64_t n, const char **names, const NomaTen
     free(tmp);
     free(h.data);
     free(ord);
-    if (bad) noma__failf(NOMA_ERR_IO, span, "%s: cannot write the file", path);
+    if (bad) snprintf(msg, cap, "%s: cannot write the file", path);
+    return !bad;
+}
+
+void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
+                  int64_t span) {
+    if (!path) {
+        noma__failf(NOMA_ERR_IO, span, "missing file name");
+        return;
+    }
+    if (n < 0 || (n > 0 && (!names || !ts))) {
+        noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor list", path);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!noma__check_tensor(ts[i], span, "save")) return;
+    NomaStOut *outs = (NomaStOut *)calloc((size_t)(n ? n : 1), sizeof *outs);
+    if (!outs) {
+        noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        outs[i].name = names[i];
+        outs[i].rank = ts[i]->rank;
+        for (int a = 0; a < 4; a++) outs[i].dims[a] = a < ts[i]->rank ? ts[i]->dims[a] : 0;
+        outs[i].data = ts[i]->data;
+    }
+    char msg[NOMA_ERRMSG];
+    int ok = noma__st_write(path, n, outs, 0, NULL, msg, sizeof msg);
+    free(outs);
+    if (!ok) noma__failf(NOMA_ERR_IO, span, "%s", msg);
 }

@@ -1,6 +1,7 @@
 /*
  * noma_rt_params.c -- parameter store, named dims, resize policies, deferred
- * resizes and optimizers of the NOMA native runtime.
+ * resizes and optimizers of the NOMA native runtime (the Adam/AdamW update
+ * kernel itself: noma_rt_adam.c).
  *
  * Storage: a growable table of slots (pointer per slot, so descriptors returned
  * by noma_param() never move); each parameter owns a 64-byte aligned buffer and
@@ -338,12 +339,38 @@ static double fill_value(NomaCtx *c, const RemapSpec *sp, int new_other, int new
     }
 }
 
-/* dst (new shape) from src (old shape) following the spec. */
+/* n consecutive new entries along the last axis (new_other: new along an outer axis too), drawn
+   in the order fill_value would draw them. */
+static void fill_run(NomaCtx *c, const RemapSpec *sp, real *dst, int64_t n, int new_other) {
+    if (n <= 0 || sp->fill == FILL_ZERO) return;
+    if (sp->fill == FILL_UNIFORM) {
+        for (int64_t i = 0; i < n; i++) dst[i] = (real)fill_value(c, sp, new_other, 1);
+        return;
+    }
+    if (sp->fill == FILL_PRESERVE && (sp->rank < 2 || new_other)) return; /* zeros */
+    double mean = sp->fill == FILL_NORMAL ? sp->a : 0.0;
+    double z[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t k = n - i < 256 ? n - i : 256;
+        noma__randn_fill(c, z, k);
+        for (int64_t j = 0; j < k; j++)
+            dst[i + j] = (real)(sp->fill == FILL_NORMAL ? mean + sp->b * z[j] : sp->b * z[j]);
+    }
+}
+
+/* Whether every entry of a row without a source (new along an outer axis) is 0 under the spec. */
+static int new_rows_zero(const RemapSpec *sp) {
+    return sp->fill == FILL_ZERO || sp->fill == FILL_PRESERVE;
+}
+
+/* dst (new shape, zero-filled) from src (old shape) following the spec. Zero entries are not
+   written, so rows that are new along an outer axis and stay zero cost nothing. */
 static void remap_values(NomaCtx *c, const RemapSpec *sp, const real *src, real *dst) {
     const int64_t *od = sp->od, *nd = sp->nd;
     int64_t os[4];
     os[3] = 1;
     for (int a = 2; a >= 0; a--) os[a] = os[a + 1] * od[a + 1];
+    const int skip_new_rows = new_rows_zero(sp);
     int64_t w = 0;
     for (int64_t i0 = 0; i0 < nd[0]; i0++) {
         int64_t j0 = sp->map[0] ? sp->map[0][i0] : (i0 < od[0] ? i0 : -1);
@@ -356,8 +383,22 @@ static void remap_values(NomaCtx *c, const RemapSpec *sp, const real *src, real 
                 double d2 = sp->div[2] ? sp->div[2][i2] : 1.0;
                 int ok = j0 >= 0 && j1 >= 0 && j2 >= 0;
                 int new_other = i0 >= od[0] || i1 >= od[1] || i2 >= od[2];
+                if (!ok && skip_new_rows) {
+                    w += nd[3];
+                    continue;
+                }
                 int64_t base = ok ? j0 * os[0] + j1 * os[1] + j2 * os[2] : 0;
                 double dv = d0 * d1 * d2;
+                if (!sp->map[3] && sp->noise == 0 && (ok || sp->fill != FILL_PRESERVE)) {
+                    /* the common layout: old entries, then a run of new ones along the last axis */
+                    int64_t i3 = 0;
+                    if (ok)
+                        for (; i3 < od[3] && i3 < nd[3]; i3++)
+                            dst[w + i3] = dv != 1.0 ? (real)((double)src[base + i3] / dv) : src[base + i3];
+                    fill_run(c, sp, dst + w + i3, nd[3] - i3, new_other);
+                    w += nd[3];
+                    continue;
+                }
                 for (int64_t i3 = 0; i3 < nd[3]; i3++, w++) {
                     int64_t j3 = sp->map[3] ? sp->map[3][i3] : (i3 < od[3] ? i3 : -1);
                     int new_last = i3 >= od[3];
@@ -367,7 +408,7 @@ static void remap_values(NomaCtx *c, const RemapSpec *sp, const real *src, real 
                         if (sp->noise > 0 && new_last && !new_other && sp->rank >= 2)
                             x += sp->noise * noma__randn_d(c);
                         dst[w] = (real)x;
-                    } else {
+                    } else if (sp->fill != FILL_ZERO) {
                         dst[w] = (real)fill_value(c, sp, new_other, new_last);
                     }
                 }
@@ -376,24 +417,22 @@ static void remap_values(NomaCtx *c, const RemapSpec *sp, const real *src, real 
     }
 }
 
-/* Index-preserving remap of optimizer state; new entries get `fill`. */
+/* Index-preserving remap of optimizer state into a zero-filled buffer: old entries keep their
+   index, new entries stay 0 (0 moments, step 0; the Adam powers of step-0 entries read as 1). */
 #define DEFINE_REMAP(NAME, T)                                                                      \
-    static void NAME(const T *src, const int64_t od[4], T *dst, const int64_t nd[4], T fill) {     \
+    static void NAME(const T *src, const int64_t od[4], T *dst, const int64_t nd[4]) {             \
         int64_t os[4];                                                                             \
         os[3] = 1;                                                                                 \
         for (int a = 2; a >= 0; a--) os[a] = os[a + 1] * od[a + 1];                                \
-        int64_t w = 0;                                                                             \
         int64_t k3 = nd[3] < od[3] ? nd[3] : od[3];                                                \
-        for (int64_t i0 = 0; i0 < nd[0]; i0++)                                                     \
-            for (int64_t i1 = 0; i1 < nd[1]; i1++)                                                 \
-                for (int64_t i2 = 0; i2 < nd[2]; i2++) {                                           \
-                    int old = i0 < od[0] && i1 < od[1] && i2 < od[2];                              \
-                    int64_t base = i0 * os[0] + i1 * os[1] + i2 * os[2];                           \
-                    int64_t i3 = 0;                                                                \
-                    if (old)                                                                       \
-                        for (; i3 < k3; i3++) dst[w + i3] = src[base + i3];                        \
-                    for (; i3 < nd[3]; i3++) dst[w + i3] = fill;                                   \
-                    w += nd[3];                                                                    \
+        int64_t e0 = nd[0] < od[0] ? nd[0] : od[0], e1 = nd[1] < od[1] ? nd[1] : od[1];            \
+        int64_t e2 = nd[2] < od[2] ? nd[2] : od[2];                                                \
+        for (int64_t i0 = 0; i0 < e0; i0++)                                                        \
+            for (int64_t i1 = 0; i1 < e1; i1++)                                                    \
+                for (int64_t i2 = 0; i2 < e2; i2++) {                                              \
+                    const T *s = src + i0 * os[0] + i1 * os[1] + i2 * os[2];                       \
+                    T *d = dst + ((i0 * nd[1] + i1) * nd[2] + i2) * nd[3];                         \
+                    memcpy(d, s, (size_t)k3 * sizeof(T));                                          \
                 }                                                                                  \
     }
 DEFINE_REMAP(remap_state_real, real)
@@ -423,12 +462,12 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
     q->n = n;
     size_t rb = (size_t)n * sizeof(real);
     int okk = 1;
-    okk &= (q->data = (real *)noma__xmalloc(rb)) != NULL;
-    if (p->m) okk &= (q->m = (real *)noma__xmalloc(rb)) != NULL;
-    if (p->v) okk &= (q->v = (real *)noma__xmalloc(rb)) != NULL;
-    if (p->pow1) okk &= (q->pow1 = (real *)noma__xmalloc(rb)) != NULL;
-    if (p->pow2) okk &= (q->pow2 = (real *)noma__xmalloc(rb)) != NULL;
-    if (p->steps) okk &= (q->steps = (int64_t *)noma__xmalloc((size_t)n * sizeof(int64_t))) != NULL;
+    okk &= (q->data = (real *)noma__xcalloc(rb)) != NULL;
+    if (p->m) okk &= (q->m = (real *)noma__xcalloc(rb)) != NULL;
+    if (p->v) okk &= (q->v = (real *)noma__xcalloc(rb)) != NULL;
+    if (p->pow1) okk &= (q->pow1 = (real *)noma__xcalloc(rb)) != NULL;
+    if (p->pow2) okk &= (q->pow2 = (real *)noma__xcalloc(rb)) != NULL;
+    if (p->steps) okk &= (q->steps = (int64_t *)noma__xcalloc((size_t)n * sizeof(int64_t))) != NULL;
     if (!okk) pending_discard(q);
     return okk;
 }
@@ -436,11 +475,11 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
 static void pending_fill(NomaCtx *c, Pending *q, const RemapSpec *sp) {
     NomaParam *p = q->p;
     remap_values(c, sp, p->t.data, q->data);
-    if (q->m) remap_state_real(p->m, sp->od, q->m, sp->nd, (real)0);
-    if (q->v) remap_state_real(p->v, sp->od, q->v, sp->nd, (real)0);
-    if (q->pow1) remap_state_real(p->pow1, sp->od, q->pow1, sp->nd, (real)1);
-    if (q->pow2) remap_state_real(p->pow2, sp->od, q->pow2, sp->nd, (real)1);
-    if (q->steps) remap_state_i64(p->steps, sp->od, q->steps, sp->nd, (int64_t)0);
+    if (q->m) remap_state_real(p->m, sp->od, q->m, sp->nd);
+    if (q->v) remap_state_real(p->v, sp->od, q->v, sp->nd);
+    if (q->pow1) remap_state_real(p->pow1, sp->od, q->pow1, sp->nd);
+    if (q->pow2) remap_state_real(p->pow2, sp->od, q->pow2, sp->nd);
+    if (q->steps) remap_state_i64(p->steps, sp->od, q->steps, sp->nd);
 }
 
 static void pending_commit(Pending *q) {
@@ -706,7 +745,7 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
             }
         } else if (pol == NOMA_POLICY_PRESERVE) {
             sp.fill = FILL_PRESERVE;
-            sp.b = std_of(p->t.data, p->n);
+            sp.b = size > old ? std_of(p->t.data, p->n) : 0.0; /* a shrink draws nothing */
         } else {
             simple_fill(&sp, pol, (double)a, (double)b, p, r, ndims);
         }
@@ -907,103 +946,7 @@ static void sgd_kernel(int64_t n, real *restrict p, const real *restrict g, real
     }
 }
 
-/* q * b for a running power q = beta^t in [0, 1] and b = beta in [0, 1]: exactly the IEEE
- * product, but without subnormal arithmetic. Once beta^t underflows it sticks at the smallest
- * subnormals (0.9 * 2^-1074 rounds back to 2^-1074), and every multiply with a subnormal
- * operand costs a microcode assist (~150 cycles) on x86 -- at every step of a long run. A
- * subnormal q is k * 2^-UNIT with an integer k, so q * b = RNE(k * b) * 2^-UNIT: k * b is
- * formed exactly (hi + lo, with an fma), rounded to an integer with ties to even, and the
- * integer is the subnormal's bit pattern. */
-#ifdef NOMA_F32
-#include <float.h>
-static real pow_mul(real q, real b) {
-    if (!(q > 0) || q >= FLT_MIN || !(b >= 0 && b <= 1)) return q * b;
-    uint32_t bits;
-    memcpy(&bits, &q, sizeof bits);
-    double x = (double)bits * (double)b; /* exact: 23 + 24 bits */
-    double r = nearbyint(x);             /* ties to even (default rounding mode) */
-    uint32_t out = (uint32_t)r;
-    real res;
-    memcpy(&res, &out, sizeof res);
-    return res;
-}
-/* 1 - x for x in [0, 1]; exactly 1 below 2^-25 (so no subnormal operand reaches the FPU) */
-#define ONE_MINUS(x) ((x) < 0x1p-25f ? (real)1 : 1 - (x))
-#else
-#include <float.h>
-static real pow_mul(real q, real b) {
-    if (!(q > 0) || q >= DBL_MIN || !(b >= 0 && b <= 1)) return q * b;
-    uint64_t bits;
-    memcpy(&bits, &q, sizeof bits);
-    double k = (double)bits; /* exact: < 2^52 */
-    double hi = k * b;
-    double lo = fma(k, b, -hi); /* k * b = hi + lo exactly */
-    double r = nearbyint(hi);
-    double d = hi - r; /* exact */
-    if (d == 0.5 || d == -0.5) {
-        /* hi is a tie: the exact product lies on one side of it unless lo == 0 */
-        if (lo > 0) r = d > 0 ? r + 1 : r;
-        else if (lo < 0) r = d > 0 ? r : r - 1;
-    }
-    uint64_t out = (uint64_t)r;
-    real res;
-    memcpy(&res, &out, sizeof res);
-    return res;
-}
-#define ONE_MINUS(x) ((x) < 0x1p-54 ? (real)1 : 1 - (x))
-#endif
-
-/* Entries [0, n) whose bias-correction powers are all (q1, q2) -- the common case, every
- * entry at the same step: the corrections are computed once. The arithmetic per entry is the
- * one of the general formula, so results are identical to it. */
-static void adam_uniform(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                         real *restrict v, real *restrict pow1, real *restrict pow2,
-                         int64_t *restrict t, real q1, real q2, real lr, real b1, real b2,
-                         real eps, real wd, real decay) {
-    const real nq1 = pow_mul(q1, b1), nq2 = pow_mul(q2, b2);
-    const real c2 = RSQRT(ONE_MINUS(nq2));
-    const real step = lr / ONE_MINUS(nq1);
-    const real ob1 = 1 - b1, ob2 = 1 - b2;
-    for (int64_t i = 0; i < n; i++) {
-        real pi = p[i] * decay; /* AdamW: decay = 1 - lr*wd (and wd = 0); Adam: decay = 1 */
-        real gi = g[i] + wd * pi;
-        real mi = b1 * m[i] + ob1 * gi;
-        real vi = b2 * v[i] + ob2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        pow1[i] = nq1;
-        pow2[i] = nq2;
-        t[i] += 1;
-        real denom = RSQRT(vi) / c2 + eps;
-        p[i] = pi - step * (mi / denom);
-    }
-}
-
-/* Splits the entries into runs of equal bias-correction powers (one run unless a resize added
- * entries at step 0) and updates each run with adam_uniform (which also counts the step). */
-static void adam_kernel(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                        real *restrict v, real *restrict pow1, real *restrict pow2,
-                        int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
-                        real decay) {
-    int64_t i = 0;
-    while (i < n) {
-        const real q1 = pow1[i], q2 = pow2[i];
-        int64_t j = i + 1;
-        /* extend the run by whole blocks (a branch-free check the compiler vectorizes), then
-         * element by element inside the first block that differs */
-        for (;;) {
-            int64_t e = j + 256 < n ? j + 256 : n;
-            int same = 1;
-            for (int64_t k = j; k < e; k++) same &= (pow1[k] == q1) & (pow2[k] == q2);
-            if (!same || e == n) break;
-            j = e;
-        }
-        while (j < n && pow1[j] == q1 && pow2[j] == q2) j++;
-        adam_uniform(j - i, p + i, g + i, m + i, v + i, pow1 + i, pow2 + i, t + i, q1, q2, lr,
-                     b1, b2, eps, wd, decay);
-        i = j;
-    }
-}
+/* Adam / AdamW: noma__adam_update (noma_rt_adam.c). */
 
 static void rmsprop_kernel(int64_t n, real *restrict p, const real *restrict g,
                            real *restrict sq, real *restrict buf, real lr, real alpha, real eps,
@@ -1027,13 +970,10 @@ static void rmsprop_kernel(int64_t n, real *restrict p, const real *restrict g,
     }
 }
 
-static int state_zero(real **buf, int64_t n, real fill) {
+static int state_zero(real **buf, int64_t n) {
     if (*buf) return 1;
-    real *b = (real *)noma__xmalloc((size_t)n * sizeof(real));
-    if (!b) return 0;
-    for (int64_t i = 0; i < n; i++) b[i] = fill;
-    *buf = b;
-    return 1;
+    *buf = (real *)noma__xcalloc((size_t)n * sizeof(real));
+    return *buf != NULL;
 }
 
 void noma_opt_step(int64_t slot, const NomaTensor *grad) {
@@ -1057,22 +997,21 @@ void noma_opt_step(int64_t slot, const NomaTensor *grad) {
     const NomaHyper *h = &p->hyper;
     int ok = 1;
     if (!p->steps) {
-        p->steps = (int64_t *)noma__xmalloc((size_t)n * sizeof(int64_t));
-        if (p->steps) memset(p->steps, 0, (size_t)n * sizeof(int64_t));
+        p->steps = (int64_t *)noma__xcalloc((size_t)n * sizeof(int64_t));
         ok = p->steps != NULL;
     }
     switch (p->opt_kind) {
     case NOMA_OPT_SGD:
-        if (h->momentum != 0) ok = ok && state_zero(&p->m, n, 0);
+        if (h->momentum != 0) ok = ok && state_zero(&p->m, n);
         break;
     case NOMA_OPT_ADAM:
     case NOMA_OPT_ADAMW:
-        ok = ok && state_zero(&p->m, n, 0) && state_zero(&p->v, n, 0) &&
-             state_zero(&p->pow1, n, 1) && state_zero(&p->pow2, n, 1);
+        ok = ok && state_zero(&p->m, n) && state_zero(&p->v, n) &&
+             state_zero(&p->pow1, n) && state_zero(&p->pow2, n);
         break;
     case NOMA_OPT_RMSPROP:
-        ok = ok && state_zero(&p->v, n, 0);
-        if (h->momentum != 0) ok = ok && state_zero(&p->m, n, 0);
+        ok = ok && state_zero(&p->v, n);
+        if (h->momentum != 0) ok = ok && state_zero(&p->m, n);
         break;
     }
     if (!ok) {
@@ -1085,12 +1024,12 @@ void noma_opt_step(int64_t slot, const NomaTensor *grad) {
                    h->dampening, h->nesterov);
         break;
     case NOMA_OPT_ADAM:
-        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps, h->lr,
-                    h->beta1, h->beta2, h->eps, h->wd, (real)1);
+        noma__adam_update(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps,
+                          h->lr, h->beta1, h->beta2, h->eps, h->wd, (real)1);
         return; /* the kernel counted the step */
     case NOMA_OPT_ADAMW:
-        adam_kernel(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps, h->lr,
-                    h->beta1, h->beta2, h->eps, (real)0, (real)1 - h->lr * h->wd);
+        noma__adam_update(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps,
+                          h->lr, h->beta1, h->beta2, h->eps, (real)0, (real)1 - h->lr * h->wd);
         return; /* the kernel counted the step */
     case NOMA_OPT_RMSPROP:
         rmsprop_kernel(n, p->t.data, grad->data, p->v, p->m, h->lr, h->alpha, h->eps, h->wd,
@@ -1137,6 +1076,8 @@ void noma_param_state(int64_t slot, int32_t which, NomaTensor *out) {
     const real *src = which == 0 ? p->m : which == 1 ? p->v : which == 3 ? p->pow1 : which == 4 ? p->pow2 : NULL;
     if (which == 2) {
         for (int64_t i = 0; i < n; i++) d[i] = p->steps ? (real)p->steps[i] : 0;
+    } else if (src && which >= 3) { /* powers of entries at step 0 are 1 */
+        for (int64_t i = 0; i < n; i++) d[i] = (p->steps && p->steps[i]) ? src[i] : 1;
     } else if (src) {
         memcpy(d, src, (size_t)n * sizeof(real));
     } else {
