@@ -13,6 +13,7 @@ import numpy as np
 
 import noma
 from noma.meta import event_text
+from session_checks import lit, run
 
 MLP = """
 seed(21);
@@ -36,17 +37,6 @@ optimize(W1, b1, W2, b2) with adam(lr = 0.01) max {n} {{
     minimize loss;
 }}
 """
-
-
-def lit(arr: np.ndarray) -> str:
-    rows = ", ".join("[" + ", ".join(repr(float(x)) for x in row) + "]" for row in arr)
-    return f"tensor [{rows}]"
-
-
-def run(s: noma.Session, src: str) -> noma.session.ExecResult:
-    r = s.execute(src)
-    assert r.ok, (src, [d.message for d in r.diagnostics])
-    return r
 
 
 def session() -> tuple[noma.Session, np.ndarray, np.ndarray]:

@@ -3,7 +3,6 @@ and interrupt."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -17,46 +16,10 @@ import pytest
 
 import noma
 from noma.diagnostics import Kind, NomaError
+from session_checks import assert_same_state, lit, run, state
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def lit(arr) -> str:
-    def rec(a):
-        return repr(float(a)) if a.ndim == 0 else "[" + ", ".join(rec(x) for x in a) + "]"
-
-    return "tensor " + rec(np.asarray(arr, np.float64))
-
-
-def run(s: noma.Session, src: str):
-    r = s.execute(src)
-    assert r.status == "ok", (src, [d.message for d in r.diagnostics])
-    return r
-
-
-def state(s: noma.Session) -> dict:
-    """Everything observable about a session's state, as bytes (for byte-identity checks)."""
-    out: dict = {}
-    for name, value in s.params.items():
-        out[f"param/{name}"] = (np.shape(value), np.asarray(value).tobytes())
-        for key, arr in s.optimizer_state(name).items():
-            out[f"opt/{name}/{key}"] = (arr.shape, arr.tobytes())
-    out["dims"] = dict(s.dims)
-    for name, value in s.globals().items():
-        out[f"global/{name}"] = None if value is None else (np.shape(value), np.asarray(value).tobytes())
-    h = s.history
-    out["losses"] = h.losses.tobytes()
-    out["events"] = [dataclasses.astuple(e) for e in h.events]
-    out["functions"] = sorted(s.symbols.functions)
-    out["global_step"] = s.rt.global_step()
-    return out
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == b[k], k
 
 
 rng = np.random.default_rng(7)

@@ -839,6 +839,16 @@ void noma__randn_fill(NomaCtx *c, double *out, int64_t n) {
     }
 }
 
+/* out[i] = mean + std * z_i for n standard normals z_i drawn as noma__randn_fill draws them. */
+void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double std) {
+    double z[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t k = n - i < 256 ? n - i : 256;
+        noma__randn_fill(c, z, k);
+        for (int64_t j = 0; j < k; j++) out[i + j] = (real)(mean + std * z[j]);
+    }
+}
+
 void noma_seed(real s) { rng_seed(noma__cur(), (double)s); }
 
 real noma_rand(void) {
@@ -867,15 +877,9 @@ void noma_fill(real *out, int64_t n, int32_t kind, real a, real b) {
     case 1:
         for (int64_t i = 0; i < n; i++) out[i] = (real)(da + (db - da) * noma__rand_u53(c));
         break;
-    case 2: {
-        double z[256];
-        for (int64_t i = 0; i < n; i += 256) {
-            int64_t k = n - i < 256 ? n - i : 256;
-            noma__randn_fill(c, z, k);
-            for (int64_t j = 0; j < k; j++) out[i + j] = (real)(da + db * z[j]);
-        }
+    case 2:
+        noma__randn_affine(c, out, n, da, db);
         break;
-    }
     default:
         noma__failf(NOMA_ERR_RUNTIME, -1, "fill: unknown kind %d", (int)kind);
     }

@@ -168,6 +168,7 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
 double noma__rand_u53(NomaCtx *c);   /* uniform [0,1) with 53 random bits */
 double noma__randn_d(NomaCtx *c);    /* standard normal (Marsaglia polar, cached spare) */
 void noma__randn_fill(NomaCtx *c, double *out, int64_t n); /* n draws of noma__randn_d, batched */
+void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double std); /* mean + std z */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */

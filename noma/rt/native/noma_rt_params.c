@@ -348,14 +348,7 @@ static void fill_run(NomaCtx *c, const RemapSpec *sp, real *dst, int64_t n, int 
         return;
     }
     if (sp->fill == FILL_PRESERVE && (sp->rank < 2 || new_other)) return; /* zeros */
-    double mean = sp->fill == FILL_NORMAL ? sp->a : 0.0;
-    double z[256];
-    for (int64_t i = 0; i < n; i += 256) {
-        int64_t k = n - i < 256 ? n - i : 256;
-        noma__randn_fill(c, z, k);
-        for (int64_t j = 0; j < k; j++)
-            dst[i + j] = (real)(sp->fill == FILL_NORMAL ? mean + sp->b * z[j] : sp->b * z[j]);
-    }
+    noma__randn_affine(c, dst, n, sp->fill == FILL_NORMAL ? sp->a : 0.0, sp->b);
 }
 
 /* Whether every entry of a row without a source (new along an outer axis) is 0 under the spec. */
