@@ -8,7 +8,11 @@ resize remaps values, m, v, step counts and both bias-correction powers: 6 buffe
 
 Timed natively: one cell runs `for i in 0..N { realloc hidden = 1024; realloc hidden = 16; }`;
 the time per resize is the cell's run time (no compile time in it) divided by 2N. Grow and shrink
-separately: one cell holding only the resize, minus an empty cell's run time (best of several).
+separately: the runtime's `noma_dim_resize` called through ctypes (what a compiled `realloc`
+calls), and one cell holding only the resize, minus an empty cell's run time (best of several).
+These figures are the bare resize: the session's output-change measurement is switched off for
+them (`Session.measure_output_change = False`); with it on (the default), a resizing cell also
+runs the last training step's forward pass before and after, reported on a line of its own.
 Also checked: a resize recompiles nothing. The training function compiled before the resize is
 still the one that runs afterwards (same JIT symbol), and a cell holding only a realloc compiles
 just its own tiny entry function.
@@ -70,6 +74,7 @@ def main(argv=None) -> int:
     s = noma.Session()
     run(s, SETUP)
     run(s, "train(3);")
+    s.measure_output_change = False  # the bare resize (see the module docstring)
     assert s.optimizer_state("W2")["step"].min() == 3
     train_symbol = s.compiled["train.s"].symbol
 
@@ -88,6 +93,27 @@ def main(argv=None) -> int:
         grow.append(rg.run_seconds - empty)
         compile_s.append(rg.compile_seconds)
         shrink.append(run(s, "realloc hidden = 16;").run_seconds - empty)
+
+    # the runtime call alone (no cell around it)
+    lib, dim_id = s.rt.lib, s.symbols.dims["hidden"]
+    s.rt.activate()
+    call_grow, call_shrink = [], []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        lib.noma_dim_resize(dim_id, 1024, 0, 0.0, 0.0, -1)
+        t1 = time.perf_counter()
+        lib.noma_dim_resize(dim_id, 16, 0, 0.0, 0.0, -1)
+        call_grow.append(t1 - t0)
+        call_shrink.append(time.perf_counter() - t1)
+    assert s.dims["hidden"] == 16
+
+    # with the output change measured: the cell also runs train's step forward at 16 and 1024
+    s.measure_output_change = True
+    measured = [run(s, "realloc hidden = 1024;").run_seconds - empty
+                for _ in range(3) if run(s, "realloc hidden = 16;")]
+    change = s.history.events[-4].output_change  # the last grow's dim event (3 params follow)
+    s.measure_output_change = False
+    run(s, "realloc hidden = 16;")
 
     # no recompilation: grow, then train: the training code compiled at hidden = 16 runs at 1024
     modules_before = len(s.jit._modules)
@@ -109,12 +135,17 @@ def main(argv=None) -> int:
     print(f"native loop, {2 * args.reps} resizes: {per_resize * ms:.3f} ms per resize (grow+shrink average)")
     print(f"one resize per cell: grow 16->1024 {np.median(grow) * ms:.3f} ms, "
           f"shrink 1024->16 {np.median(shrink) * ms:.3f} ms (run time minus an empty cell's)")
+    print(f"runtime call noma_dim_resize (ctypes): grow {np.median(call_grow) * ms:.3f} ms, "
+          f"shrink {np.median(call_shrink) * ms:.3f} ms (median of {len(call_grow)})")
+    print(f"with the output change measured (the session's default): grow cell {np.median(measured) * ms:.3f} ms "
+          f"(the forward pass of train's step at H=16 and at H=1024 included); output change {change:.3g}")
     print(f"compile time of a realloc-only cell (its own entry function only): {np.median(compile_s) * ms:.1f} ms; "
           f"JIT modules added: {modules_realloc}")
     print(f"train(2) after the resize reused the code compiled at H=16 ({train_symbol}); "
           f"compile {rt.compile_seconds * ms:.1f} ms (entry cell only), wall {train_wall * ms:.1f} ms")
     print(f"RESULT realloc hidden 16<->1024, 3-layer MLP with Adam state: {per_resize * ms:.3f} ms per resize "
-          f"(grow {np.median(grow) * ms:.3f} ms, shrink {np.median(shrink) * ms:.3f} ms), no recompilation")
+          f"(grow {np.median(call_grow) * ms:.3f} ms and shrink {np.median(call_shrink) * ms:.3f} ms as runtime calls; "
+          f"{np.median(grow) * ms:.3f} / {np.median(shrink) * ms:.3f} ms as one cell each), no recompilation")
     small = one_hidden_layer(args.reps)
     print(f"RESULT realloc hidden 16<->1024, MLP 64-H-10 (one hidden layer) with Adam state: {small * ms:.3f} ms "
           "per resize (grow+shrink average), no recompilation")
@@ -136,6 +167,7 @@ def one_hidden_layer(reps: int) -> float:
     """Seconds per resize of a 64-H-10 network (W1 [64, H], b1, W2 [H, 10], b2), in a native loop."""
     s = noma.Session()
     run(s, SMALL)
+    s.measure_output_change = False
     loop = f"for i in 0..{reps} {{ realloc hidden = 1024; realloc hidden = 16; }}"
     run(s, loop)
     return min(run(s, loop).run_seconds for _ in range(5)) / (2 * reps)

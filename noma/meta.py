@@ -238,7 +238,7 @@ def cmd_who(session: Any, arg: str, color: bool) -> MetaResult:
 
 def event_text(event: Any) -> str:
     """One history event as a line: `step 120  resize W1 [2, 2] -> [2, 8] (normal)`; a dim resize
-    inside a training loop also shows its output change (`dim hidden 2 -> 8 (preserve), output
+    also shows its output change when it was measured (`dim hidden 2 -> 8 (preserve), output
     change 0`)."""
     kind = event.kind
     if kind in ("resize", "param_resize", "dim_resize"):

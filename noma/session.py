@@ -131,6 +131,7 @@ class Session:
         self.cell_cache = CellCache()
         self.compilations = 0
         self.cache_hits = 0
+        self._measure_output_change = True
 
     # ------------------------------------------------------------------ compile
 
@@ -321,6 +322,18 @@ class Session:
         return self.rt.optimizer_state(self.symbols.params[name].slot)
 
     @property
+    def measure_output_change(self) -> bool:
+        """Whether resizes record their output change (SPEC §4; on by default). Measuring costs two
+        forward passes of the last training step per resizing cell or step; off, a resize costs
+        only its own work (what bench/bench_realloc.py reports as the bare resize)."""
+        return self._measure_output_change
+
+    @measure_output_change.setter
+    def measure_output_change(self, on: bool) -> None:
+        self._measure_output_change = bool(on)
+        self.rt.lib.noma_probe_enable(self.rt.ctx, int(bool(on)))
+
+    @property
     def history(self) -> History:
         names = {var.slot: n for n, var in self.symbols.params.items()}
         dims = {d: n for n, d in self.symbols.dims.items()}
@@ -359,6 +372,7 @@ class Session:
         from noma.rt import runtime
 
         self.rt = runtime.Runtime(self.dtype, capture=self.rt.capture)
+        self.rt.lib.noma_probe_enable(self.rt.ctx, int(self._measure_output_change))
         self.symbols = SymbolTable()
         self.compiled = {}
         self.cell_cache.clear()

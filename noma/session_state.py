@@ -54,6 +54,7 @@ class Snapshot:
     pointer_globals: set[str]
     cell_count: int
     rng: Any = None  # the generator's state (6 words), see rng_state
+    replay: Any = None  # the forward pass resizes are measured against (noma_rt_probe.c)
     hidden_events: list = field(default_factory=list)
     restored_events: list = field(default_factory=list)
 
@@ -72,6 +73,7 @@ def capture(session: "Session") -> Snapshot:
         events_seen=int(rt.lib.noma_event_count(rt.ctx)), compiled=dict(session.compiled),
         pointer_globals=set(session.pointer_globals), cell_count=session.cell_count,
         rng=rng_state(session),
+        replay=rt.lib.noma_probe_replay_get(rt.ctx),
         hidden_events=list(session.hidden_events),
         restored_events=[dict(e) for e in session.restored_events],
     )
@@ -116,6 +118,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
             write_global(session, slot, value)
     write_losses(session, snap.losses)
     set_rng_state(session, snap.rng)
+    rt.lib.noma_probe_replay_put(rt.ctx, snap.replay)
     session.hidden_events = list(snap.hidden_events)
     session.restored_events = [dict(e) for e in snap.restored_events]
     session.hidden_events.append((snap.events_seen, before))

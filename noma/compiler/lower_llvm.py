@@ -33,7 +33,7 @@ from llvmlite import ir as ll
 
 from noma.compiler import ir
 from noma.compiler.lower_llvm_loops import RUNTIME_SIGS, ModuleContext
-from noma.compiler.lower_llvm_types import I64
+from noma.compiler.lower_llvm_types import I64, PTR
 from noma.compiler.lower_llvm_ops import OpLowering
 from noma.compiler.lower_llvm_types import LoweringError
 
@@ -72,6 +72,8 @@ def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: se
 def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> None:
     llfn.attributes.add("nounwind")
     fl = FunctionLowering(mc, llfn, _loads_needing_copy(fn), _fusible(fn))
+    fl.producers = {ins.result.id: ins for blk in ir.walk_blocks(fn.body) for ins in blk.ops
+                    if isinstance(ins, ir.Instr) and ins.result is not None}
     for p, arg in zip(fn.params, llfn.args):
         arg.name = f"p{p.id}"
         fl.vals[p.id] = arg
@@ -87,6 +89,10 @@ def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> No
 
 class FunctionLowering(OpLowering):
     """Blocks and structured control flow of one function."""
+
+    #: result id -> the instruction computing it, over the whole IR function (set by
+    #: _lower_function; a training loop's replay re-lowers the constants its body reads).
+    producers: dict[int, ir.Instr]
 
     def lower_block(self, block: ir.Block, params: list[ll.Value]) -> list[ll.Value]:
         for p, v in zip(block.params, params):
@@ -200,6 +206,8 @@ class FunctionLowering(OpLowering):
             value = self.get(op.hyper[i]) if i < len(op.hyper) else self.rconst(float("nan"))
             b.store(value, b.gep(hyper, [self.i64(0), self.i32(i)], inbounds=True))
         hyper_ptr = b.gep(hyper, [self.i64(0), self.i32(0)], inbounds=True)
+        replay = self._replay_function(op)
+        self.rt("noma_probe_replay", replay if replay is not None else ll.Constant(PTR, None))
         for p in op.params:
             self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
         self.rt("noma_defer_begin")
@@ -251,7 +259,7 @@ class FunctionLowering(OpLowering):
             self.rt("noma_opt_step", self.i64(p.slot), self.any_ptr(gv, g.rank))
             self.new_stage()
         if _resizes(op.body):
-            self._probe_and_apply_resizes(op, carried)
+            self._probe_and_apply_resizes(op, carried, replay)
         else:
             self.rt("noma_defer_apply")
         # SIGINT arrived -> unwind to noma_invoke (status 2); the step is complete.
@@ -296,7 +304,8 @@ class FunctionLowering(OpLowering):
             self.vals[r.id] = self._copy_to_arena(v, r.rank) if r.rank > 0 else v
 
 
-    def _probe_and_apply_resizes(self, op: ir.OptimizeOp, carried: list[ll.Value]) -> None:
+    def _probe_and_apply_resizes(self, op: ir.OptimizeOp, carried: list[ll.Value],
+                                 replay: Optional[ll.Function]) -> None:
         """Apply the resizes the step queued, measuring their output change (noma_rt_probe.c).
 
         Only when some are queued: the body's forward pass runs again (pass 0), the resizes are
@@ -304,7 +313,8 @@ class FunctionLowering(OpLowering):
         stores the largest change in the resize events. The probe's copy of the body leaves out
         its effects (print, resizes, files; see PROBE_LEFT_OUT) and the runtime puts the globals
         and the random generator back after each pass, so training continues exactly as without
-        the probe.
+        the probe. The passes call `replay` (see _replay_function) when the loop has one, else
+        they run a copy of the body lowered here (it reads values of the enclosing function).
         """
         b = self.b
         probe = self.fn.append_basic_block("opt.probe")
@@ -322,7 +332,50 @@ class FunctionLowering(OpLowering):
         pass_ = b.phi(ll.IntType(32), name="probe.pass")
         pass_.add_incoming(self.i32(0), before)
         self.rt("noma_probe_begin", pass_)
-        saved_vals, saved_deferred, saved_fused = dict(self.vals), dict(self.deferred), self.fused
+        if replay is not None:
+            b.call(replay, [pass_])
+        else:
+            saved_vals, saved_deferred, saved_fused = dict(self.vals), dict(self.deferred), self.fused
+            self._lower_probe_outputs(op, carried, pass_)
+            self.vals, self.deferred, self.fused = saved_vals, saved_deferred, saved_fused
+        self.span = op.span
+        self.rt("noma_probe_end", pass_)
+        pass_.add_incoming(self.i32(1), b.block)
+        b.cbranch(b.icmp_signed("==", pass_, self.i32(0)), probe, done)
+
+        b.position_at_end(done)
+
+
+    def _replay_function(self, op: ir.OptimizeOp) -> Optional[ll.Function]:
+        """The loop body's forward pass as a function of its own, `void (i32 pass)`, that hands
+        the step's outputs to noma_probe_value: what a resize outside the loop is measured against
+        (noma_rt_probe.c). Effects are left out as in the in-loop probe. None when the body reads
+        values of the enclosing function other than constants (locals, arguments, the carried
+        values): those are gone once the function returns."""
+        consts = []
+        for vid in sorted(_free_values(op.body)):
+            ins = self.producers.get(vid)
+            if ins is None or ins.op is not ir.Op.CONST:
+                return None
+            consts.append(ins)
+        name = f"noma.replay.{sum(g.startswith('noma.replay.') for g in self.mc.module.globals)}"
+        llfn = ll.Function(self.mc.module, ll.FunctionType(ll.VoidType(), [ll.IntType(32)]), name)
+        llfn.linkage = "internal"
+        # run once per resizing cell: not worth optimising (optnone keeps the cell's compile time)
+        for attr in ("nounwind", "noinline", "optnone", "cold"):
+            llfn.attributes.add(attr)
+        replay = FunctionLowering(self.mc, llfn, self.copy_loads, self.fused)
+        replay.producers = self.producers
+        for ins in consts:
+            replay.lower_instr(ins)
+        replay._lower_probe_outputs(op, [], llfn.args[0])
+        replay.b.ret_void()
+        replay.finish_entry()
+        return llfn
+
+    def _lower_probe_outputs(self, op: ir.OptimizeOp, carried: list[ll.Value], pass_: ll.Value) -> None:
+        """A copy of the body's forward pass with its effects left out, handing the step's outputs
+        (the loss, then those of _probe_outputs) to noma_probe_value(pass_, index, value)."""
         found = [ins for ins in _probe_outputs(op.body) if ins.result.id != op.body.yields[0].id]
         self.fused = self.fused - {id(ins) for ins in found}  # outputs are materialised
         self.probing = True
@@ -332,13 +385,28 @@ class FunctionLowering(OpLowering):
         outputs += [(ins.result, self.get(ins.result)) for ins in found]
         for index, (v, value) in enumerate(outputs):
             self.rt("noma_probe_value", pass_, self.i64(index), self.any_ptr(value, v.rank))
-        self.span = op.span
-        self.rt("noma_probe_end", pass_)
-        self.vals, self.deferred, self.fused = saved_vals, saved_deferred, saved_fused
-        pass_.add_incoming(self.i32(1), b.block)
-        b.cbranch(b.icmp_signed("==", pass_, self.i32(0)), probe, done)
 
-        b.position_at_end(done)
+
+def _reads(block: ir.Block) -> set[int]:
+    """Ids of the values read anywhere in `block` (nested blocks included)."""
+    read: set[int] = set()
+    for blk in ir.walk_blocks(block):
+        read.update(v.id for v in blk.yields)
+        for op in blk.ops:
+            read.update(v.id for v in ir.operands(op))
+    return read
+
+
+def _free_values(block: ir.Block) -> set[int]:
+    """Ids of the values `block` reads but neither it nor a block inside it defines (its own
+    params count as free: they are the carried values its loop passes in)."""
+    defined: set[int] = set()
+    for blk in ir.walk_blocks(block):
+        if blk is not block:
+            defined.update(v.id for v in blk.params)
+        for op in blk.ops:
+            defined.update(v.id for v in ir.results(op))
+    return _reads(block) - defined
 
 
 def _resizes(block: ir.Block) -> bool:

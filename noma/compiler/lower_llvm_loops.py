@@ -75,6 +75,7 @@ RUNTIME_SIGS = {
     "noma_probe_begin": "v:i",
     "noma_probe_value": "v:ilp",
     "noma_probe_end": "v:i",
+    "noma_probe_replay": "v:p",
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
     "noma_opt_step": "v:lp",

@@ -110,13 +110,150 @@ def test_the_measurement_leaves_training_unchanged():
     assert ev.output_change == 0.0
 
 
-def test_resize_between_cells_is_not_measured():
+TRAIN = """
+optimize(W1, b1, W2, b2) with adam(lr = 0.01) max 5 {
+    let h = tanh(matmul(X, W1) + b1);
+    let pred = matmul(h, W2) + b2;
+    let loss = mean((pred - Y) ^ 2);
+    minimize loss;
+}
+"""
+
+
+def forward_change(X, Y, old: dict, new: dict) -> float:
+    """The largest change of the training step's outputs (prediction and loss) from old to new
+    parameters, in NumPy. Both are given at the new shapes (the old network padded as the
+    resize keeps it) or as the old network's own parameters."""
+    def outputs(q):
+        pred = np.tanh(X @ q["W1"] + q["b1"]) @ q["W2"] + q["b2"]
+        return [pred, np.mean((pred - Y) ** 2)]
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(outputs(old), outputs(new)))
+
+
+def test_resize_between_cells_is_measured_against_the_last_training_loop():
+    s, X, Y = session()
+    run(s, TRAIN)
+    run(s, "realloc hidden = 8;")
+    run(s, "realloc hidden = 12 init normal(0, 0.5);")
+    before = {k: v.copy() for k, v in s.params.items()}
+    run(s, "realloc hidden = 16 init uniform(-1, 1);")
+    grow_0, grow_1, grow_2 = dim_events(s)
+    assert grow_0.output_change == 0.0 and "output change 0" in event_text(grow_0)  # preserve
+    after = s.params
+    expected = forward_change(X, Y, before, after)
+    assert expected > 0.1
+    assert abs(grow_2.output_change - expected) <= 1e-12 * max(1.0, expected)
+    assert grow_1.output_change > 0.1
+    # the per-parameter events of a dim resize carry its measurement
+    assert all(e.output_change is not None for e in s.history.events if e.kind == "resize")
+
+
+def test_resizes_of_one_cell_are_measured_together():
+    """Resizing connected layers one at a time passes through shapes the forward pass cannot run
+    with; the change is measured from before the cell's first resize to after its last."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    s = noma.Session()
+    run(s, f"""
+    seed(4);
+    let X = {lit(X)};
+    let Y = {lit(Y)};
+    learn W1 = normal([3, 4], 0, 0.8);
+    learn b1 = zeros([4]);
+    learn W2 = normal([4, 2], 0, 0.8);
+    learn b2 = zeros([2]);
+    """ + TRAIN)
+    before = {k: v.copy() for k, v in s.params.items()}
+    run(s, "realloc W1 = [3, 6] init normal(0, 1); realloc b1 = [6]; realloc W2 = [6, 2] init normal(0, 1);")
+    events = [e for e in s.history.events if e.kind == "resize"]
+    assert len(events) == 3
+    expected = forward_change(X, Y, before, s.params)
+    assert expected > 0.1
+    for e in events:
+        assert abs(e.output_change - expected) <= 1e-12 * max(1.0, expected)
+    # the same resizes over two cells: the forward pass cannot run after the first cell nor
+    # before the second, so neither is measured (and both cells succeed)
+    run(s, "realloc W1 = [3, 7];")
+    run(s, "realloc b1 = [7]; realloc W2 = [7, 2];")
+    assert [e.output_change for e in s.history.events if e.kind == "resize"][3:] == [None] * 3
+    # once the network fits again, resizes are measured again
+    run(s, "realloc W2 = [7, 3] init normal(0, 1); realloc W2 = [7, 2];")
+    assert [e.output_change for e in s.history.events if e.kind == "resize"][6:] == [0.0, 0.0]
+
+
+def test_between_cell_measurement_uses_the_cell_inputs_and_leaves_no_trace():
+    """Pass 1 runs on the globals pass 0 saw (the cell may change the data after resizing); the
+    random generator, the globals and the printed output are as if nothing was measured."""
+    cell = "realloc hidden = 9 init normal(0, 0.5); X = X * 0 + 2; print(rand(), normal([3], 0, 1));"
+    runs = []
+    for measure in (True, False):
+        s, X, Y = session()
+        s.measure_output_change = measure
+        run(s, TRAIN)
+        before = {k: v.copy() for k, v in s.params.items()}
+        r = run(s, cell)
+        runs.append((r.output, s.globals()["X"], s.params, dim_events(s)[0]))
+    (out_on, x_on, p_on, ev_on), (out_off, x_off, p_off, ev_off) = runs
+    assert out_on == out_off
+    np.testing.assert_array_equal(x_on, np.full_like(X, 2.0))
+    np.testing.assert_array_equal(x_on, x_off)
+    for k in p_on:
+        np.testing.assert_array_equal(p_on[k], p_off[k])
+    assert ev_off.output_change is None
+    expected = forward_change(X, Y, before, p_on)  # on the data before the cell changed it
+    assert abs(ev_on.output_change - expected) <= 1e-12 * max(1.0, expected)
+
+
+def test_a_loop_whose_body_reads_function_locals_is_not_replayed():
     s, _, _ = session()
-    run(s, GROW_AT.format(n=5, at=100, policy=""))
+    run(s, """
+    fn train(xs, n) {
+        optimize(W1, b1, W2, b2) with adam(lr = 0.01) max n {
+            let loss = mean((matmul(tanh(matmul(xs, W1) + b1), W2) + b2 - Y) ^ 2);
+            minimize loss;
+        }
+        return loss;
+    }
+    train(X, 3);
+    """)
     run(s, "realloc hidden = 8;")
     (ev,) = dim_events(s)
     assert ev.output_change is None
     assert "output change" not in event_text(ev)
+
+
+def test_no_training_loop_yet_means_not_measured():
+    s, _, _ = session()
+    run(s, "realloc hidden = 8;")
+    (ev,) = dim_events(s)
+    assert ev.output_change is None
+
+
+def test_undo_and_failed_cells_keep_the_measurement_consistent():
+    s, X, Y = session()
+    run(s, TRAIN)
+    run(s, """
+    fn train(xs) {
+        optimize(W1, b1, W2, b2) with adam(lr = 0.01) max 2 {
+            let loss = mean((matmul(tanh(matmul(xs, W1) + b1), W2) + b2 - Y) ^ 2);
+            minimize loss;
+        }
+        return loss;
+    }
+    train(X);
+    """)
+    assert s.undo()  # back to the replayable loop of the first cell
+    # a cell failing at run time keeps what it completed (the resize), but its measurement,
+    # due when the cell ends, is dropped
+    bad = s.execute("realloc hidden = 8 init normal(0, 0.5); let z = slice(X, 0, 100);")
+    assert bad.status == "error" and "out of range" in bad.errors[0].message
+    (ev_bad,) = dim_events(s)
+    assert ev_bad.new_shape == (8,) and ev_bad.output_change is None
+    before = {k: v.copy() for k, v in s.params.items()}
+    run(s, "realloc hidden = 10 init normal(0, 0.5);")
+    ev = dim_events(s)[1]
+    expected = forward_change(X, Y, before, s.params)
+    assert abs(ev.output_change - expected) <= 1e-12 * max(1.0, expected)
 
 
 def test_minibatch_body_with_global_stores():

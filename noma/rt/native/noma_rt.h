@@ -192,11 +192,17 @@ int64_t noma_dim_get(int64_t dim_id);
 void noma_dim_set(int64_t dim_id, int64_t v);
 void noma_defer_begin(void);
 void noma_defer_apply(void);
-/* Output change of resizes at a training step's end (noma_rt_probe.c). */
+/* Output change of resizes (noma_rt_probe.c): at a training step's end ... */
 int32_t noma_probe_wanted(void);
 void noma_probe_begin(int32_t pass);
 void noma_probe_value(int32_t pass, int64_t index, const NomaTensor *t);
 void noma_probe_end(int32_t pass);
+/* ... and of resizes outside a training loop: each loop registers its forward pass (or NULL). */
+void noma_probe_replay(void (*replay)(int32_t pass));
+void noma_probe_finish(void);
+void *noma_probe_replay_get(NomaCtx *c);
+void noma_probe_replay_put(NomaCtx *c, void *replay);
+void noma_probe_enable(NomaCtx *c, int32_t on);
 void noma_defer_end(void);
 void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper);
 void noma_opt_step(int64_t slot, const NomaTensor *grad);

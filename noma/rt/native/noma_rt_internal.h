@@ -1,7 +1,7 @@
 /*
  * noma_rt_internal.h -- private declarations shared by the runtime's .c files
- * (noma_rt.c, noma_rt_params.c, noma_rt_linalg.c, noma_rt_io.c,
- * noma_rt_checkpoint.c).
+ * (noma_rt.c, noma_rt_rng.c, noma_rt_params.c, noma_rt_adam.c, noma_rt_linalg.c,
+ * noma_rt_io.c, noma_rt_probe.c, noma_rt_checkpoint.c).
  * Not part of the ABI; generated code never includes it.
  */
 #ifndef NOMA_RT_INTERNAL_H
@@ -82,6 +82,12 @@ typedef struct {
     int64_t span;
 } NomaDeferred;
 
+/* Copies of the globals (noma_rt_probe.c). */
+typedef struct {
+    struct NomaSavedGlobal *g;
+    int64_t n;
+} NomaSavedGlobals;
+
 struct NomaCtx {
     /* errors */
     int32_t err_kind;
@@ -127,20 +133,24 @@ struct NomaCtx {
     int64_t step;
     NomaEvent *events;
     int64_t nevents, events_cap;
-    /* output-change probe of a training step whose end applies resizes (noma_rt_probe.c) */
+    /* output change of resizes (noma_rt_probe.c) */
     uint64_t probe_rng[6];
     int64_t probe_ev_from;
     struct NomaProbeVal *probe_vals;
     int64_t probe_n, probe_cap;
-    struct NomaSavedGlobal *probe_globals; /* the globals as the step left them */
-    int64_t probe_nglobals;
+    NomaSavedGlobals probe_globals; /* the step's inputs: the globals when pass 0 began */
     double probe_change;
+    void (*probe_replay)(int32_t pass); /* forward pass of the last training loop run, or NULL */
+    int32_t probe_pending; /* a resize outside a loop was preceded by pass 0; pass 1 is due */
+    int32_t probe_off;     /* measuring switched off (noma_probe_enable) */
     /* executables */
     int64_t nspan_texts;
     const char **span_texts;
 };
 
-void noma__probe_free(NomaCtx *c); /* noma_rt_probe.c */
+/* noma_rt_probe.c */
+void noma__probe_free(NomaCtx *c);
+void noma__probe_before_resize(NomaCtx *c); /* a resize outside a training loop is about to apply */
 
 /* ---- shared helpers (defined in noma_rt.c) ---- */
 NomaCtx *noma__cur(void);
@@ -154,6 +164,7 @@ real *noma__alloc(NomaCtx *c, int64_t n); /* NULL after a (non-jumping) failure 
 void *noma__xmalloc(size_t bytes);        /* 64-byte aligned heap block, NULL on failure */
 void *noma__xcalloc(size_t bytes);        /* zeroed 64-byte aligned heap block (big ones: lazy zero pages) */
 void noma__xfree(void *p);
+void noma__xprefault(void *p, size_t bytes); /* map a block's pages about to be written (hint) */
 /* One Adam/AdamW step over n entries with per-entry step counts t and powers pow1/pow2 (entries
    at step 0 read as powers 1); decay = 1 - lr*wd for AdamW (then wd = 0). noma_rt_adam.c. */
 void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
@@ -165,10 +176,14 @@ int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what);
 void noma__shape_str(char *buf, size_t cap, int64_t rank, const int64_t *dims);
 void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t old_rank,
                  const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux);
+/* ---- the generator (noma_rt_rng.c) ---- */
+void noma__rng_seed(NomaCtx *c, double s); /* also drops the spare */
 double noma__rand_u53(NomaCtx *c);   /* uniform [0,1) with 53 random bits */
 double noma__randn_d(NomaCtx *c);    /* standard normal (Marsaglia polar, cached spare) */
 void noma__randn_fill(NomaCtx *c, double *out, int64_t n); /* n draws of noma__randn_d, batched */
 void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double std); /* mean + std z */
+
+/* ---- parameters (noma_rt_params.c) ---- */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */

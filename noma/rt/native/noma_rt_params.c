@@ -465,8 +465,30 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
     return okk;
 }
 
+/* Bytes at the start of the new values buffer that remap_values writes entry by entry: the rows
+   (along the last axis) with a source along every outer axis, when they are the buffer's first
+   rows and each is written whole (its old entries and new ones the policy draws); 0 otherwise.
+   Those pages are mapped in one go (noma__xprefault); the state remaps write only the old entries
+   of each row (a page of each row in a 16 -> 1024 grow) and leave their pages to fault in. */
+static size_t dense_prefix_bytes(const RemapSpec *sp) {
+    int draws_new = sp->fill == FILL_NORMAL || sp->fill == FILL_UNIFORM ||
+                    (sp->fill == FILL_PRESERVE && sp->rank >= 2);
+    if (sp->map[0] || sp->map[1] || sp->map[2] || sp->map[3] || (sp->nd[3] > sp->od[3] && !draws_new))
+        return 0;
+    int64_t rows = 1;
+    int inner_whole = 1; /* the axes inside this one keep all their rows */
+    for (int a = 2; a >= 0; a--) {
+        int64_t e = sp->od[a] < sp->nd[a] ? sp->od[a] : sp->nd[a];
+        if (!inner_whole && e > 1) return 0; /* the rows with a source are not contiguous */
+        rows *= e;
+        inner_whole = inner_whole && e == sp->nd[a];
+    }
+    return (size_t)rows * (size_t)sp->nd[3] * sizeof(real);
+}
+
 static void pending_fill(NomaCtx *c, Pending *q, const RemapSpec *sp) {
     NomaParam *p = q->p;
+    noma__xprefault(q->data, dense_prefix_bytes(sp));
     remap_values(c, sp, p->t.data, q->data);
     if (q->m) remap_state_real(p->m, sp->od, q->m, sp->nd);
     if (q->v) remap_state_real(p->v, sp->od, q->v, sp->nd);
@@ -818,6 +840,7 @@ void noma_param_resize(int64_t slot, int64_t rank, const int64_t *dims, int32_t 
         if (param_live(c, slot, span)) defer_push(c, &d);
         return;
     }
+    noma__probe_before_resize(c);
     apply_param_resize(c, slot, rank, dims, policy, a, b, span);
 }
 
@@ -837,6 +860,7 @@ void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real 
         if (dim_ensure(c, dim_id)) defer_push(c, &d);
         return;
     }
+    noma__probe_before_resize(c);
     apply_dim_resize(c, dim_id, size, policy, a, b, span);
 }
 
