@@ -118,9 +118,11 @@ class Runtime:
         out: dict[str, np.ndarray] = {}
         for which, name in enumerate(STATE_NAMES):
             t = native_lib.tensor_class(self.dtype)()
+            mark = self.lib.noma_arena_mark()
             self.lib.noma_param_state(slot, which, ctypes.byref(t))
             if t.data:
                 out[name] = np.asarray(self._tensor(t))
+            self.lib.noma_arena_release(mark)  # the copy is NumPy's: one arena buffer serves all
         return out
 
     def global_step(self) -> int:
