@@ -255,9 +255,8 @@ class FunctionLowering(OpLowering):
         gys = self.lower_block(op.grad, [])
         self.span = op.span
         self.new_stage()
-        for p, g, gv in zip(op.params, op.grad.yields, gys):
-            self.rt("noma_opt_step", self.i64(p.slot), self.any_ptr(gv, g.rank))
-            self.new_stage()
+        self.opt_steps([p.slot for p in op.params], [(gv, g.rank) for g, gv in zip(op.grad.yields, gys)])
+        self.new_stage()
         if _resizes(op.body):
             self._probe_and_apply_resizes(op, carried, replay)
         else:

@@ -1,15 +1,17 @@
 """The elementwise and reduction kernels of the LLVM lowering.
 
 Owns: the broadcasting elementwise kernel (a flat contiguous fast path when every operand has the
-result's dims, else a strided loop nest with stride 0 on broadcast axes), the full and per-axis
-reductions (whole-tensor sums in 32 lanes with a fixed combining order), and outlined kernels:
-a loop big enough to matter for compile time becomes a function `noma.k.<hash of its text>`
-(noinline; defined once per module, and declared instead of compiled again when an earlier
-module of the session's JIT defines it), so the same loop is optimised and code-generated once
-per session. Small loops stay inline (a call would cost more run time than it saves compile time).
+result's dims; operands of lower rank broadcast along leading axes (biases) in the same flat
+vector loop when their counts allow (lower_llvm_vector), else a strided loop nest with stride 0
+on broadcast axes), the inline broadcast shape checks, the full and per-axis reductions
+(whole-tensor sums in 32 lanes with a fixed combining order), and outlined kernels: a loop big
+enough to matter for compile time becomes a function `noma.k.<hash of its text>` (noinline;
+defined once per module, and declared instead of compiled again when an earlier module of the
+session's JIT defines it), so the same loop is optimised and code-generated once per session.
+Small loops stay inline (a call would cost more run time than it saves compile time).
 Input: used as a mixin of lower_llvm_loops.Emitter (it relies on the emitter's builder, loops and
 descriptor helpers). Output: llvmlite.ir values.
-Imports: llvmlite.ir only (part of the lower_llvm* component).
+Imports: llvmlite.ir, lower_llvm_types, lower_llvm_vector (part of the lower_llvm* component).
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from typing import Any, Callable, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.lower_llvm_types import ERR_RUNTIME, I1, I32, I64, VOID
+from noma.compiler.lower_llvm_types import ERR_RUNTIME, I1, I32, I64, PTR, VOID
+from noma.compiler.lower_llvm_vector import SCALAR_ONLY_OPS
 
 #: Loops of fewer LLVM instructions than this stay inline. Measured on the notebooks and the
 #: step-time workloads: outlining the small flat loops (a plain add or multiply: 12-18
 #: instructions) slowed the XOR step (batch 4) by ~12% for little compile time; strided loop
 #: nests (60+) and flat loops with exp/tanh (50+) are outlined, which left step times unchanged.
 OUTLINE_MIN_INSTRUCTIONS = 45
+
+#: (key, kernel type, dtype, min size) -> (inline?, kernel name) of outline calls made with a key.
+_OUTLINED: dict[Any, tuple[bool, str]] = {}
 
 
 class Kernels:
@@ -40,14 +46,16 @@ class Kernels:
 
     def elementwise(self, operands: Sequence[tuple[ll.Value, int]],
                     fn: Callable[[list[ll.Value]], ll.Value],
-                    plan: Sequence[tuple[str, int, Sequence[int]]]) -> ll.Value:
+                    plan: Sequence[tuple[str, int, Sequence[int]]], key: Any = None) -> ll.Value:
         """Apply scalar `fn` to the (value, rank) `operands` elementwise with NumPy broadcasting;
         rank-0 operands are splatted.
 
         `plan` orders the shape checks, one step per (possibly fused) op, post-order:
         (op name, span, refs) where a ref k >= 0 is operand k and k < 0 the result of step -1-k.
         The result has the shape of the last step. When every tensor operand has the same dims
-        (checked at run time) the checks are skipped and one flat loop runs.
+        (checked at run time) the checks are skipped and one flat loop runs. `key` (hashable):
+        what determines fn's code, so the loops' kernels are named without building them again
+        (see outline).
         """
         tensors = [k for k, (_, r) in enumerate(operands) if r > 0]
         if not tensors:
@@ -55,13 +63,27 @@ class Kernels:
         rank = max(r for _, r in operands)
         datas = {k: self.data(operands[k][0]) for k in tensors}
 
+        vec = not any(name in SCALAR_ONLY_OPS for name, _, _ in plan)
+
         def flat(n: ll.Value, out: ll.Value) -> None:
             def emit(p: list[ll.Value]) -> None:  # p: n, out, then one per operand
+                if vec:
+                    kinds = [(p[2 + k], "c" if k in datas else "s", None) for k in range(len(operands))]
+                    self.vec_elementwise(p[0], p[1], kinds, fn)
+                    return
+
                 def step(i: ll.Value, _c: list) -> None:
                     xs = [self.load_elem(p[2 + k], i) if k in datas else p[2 + k] for k in range(len(operands))]
                     self.store_elem(fn(xs), p[1], i)
                 self.loop(self.i64(0), p[0], step)
-            self.outline([n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit)
+            self.outline([n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit,
+                         key=key and ("flat", key))
+
+        def broadcast(dims: list[ll.Value], out: ll.Value) -> None:
+            if vec:
+                self._broadcast_vec(operands, tensors, datas, dims, out, fn, key)
+            else:
+                self._strided(operands, tensors, datas, dims, out, fn, key)
 
         if len(tensors) == 1:
             k = tensors[0]
@@ -90,38 +112,57 @@ class Kernels:
             with self.b.if_else(eq) as (then, other):
                 with then:
                     flat(self.numel(dims), out)
-                with other:
-                    self._strided(operands, tensors, datas, dims, out, fn)
+                with other:  # operands of one rank broadcast against each other: rare
+                    self._strided(operands, tensors, datas, dims, out, fn, key)
             return t
         dims = self._broadcast_plan(operands, plan, rank)
         out, t = self.new_tensor(dims)
-        self._strided(operands, tensors, datas, dims, out, fn)
+        broadcast(dims, out)
         return t
 
     def _broadcast_plan(self, operands: Sequence[tuple[ll.Value, int]],
                         plan: Sequence[tuple[str, int, Sequence[int]]], rank: int) -> list[ll.Value]:
-        """Run the plan's noma_broadcast_dims checks; the dims of the last step's shape."""
-        shapes: list[Optional[ll.Value]] = []  # per step: descriptor pointer (None: scalar)
+        """Run the plan's broadcasting checks (NumPy rules, inline); the dims of the last step's
+        shape. A mismatch calls noma_broadcast_dims on the two shapes, which fails with its
+        message naming both."""
+        shapes: list[Optional[list[ll.Value]]] = []  # per step: dims (None: scalar)
         for opname, span, refs in plan:
-            ptrs = []
+            dims_list = []
             for ref in refs:
                 if ref >= 0:
                     if operands[ref][1] > 0:
-                        ptrs.append(self.tensor_ptr(operands[ref][0]))
+                        dims_list.append(self.dims(operands[ref][0], operands[ref][1]))
                 elif shapes[-1 - ref] is not None:
-                    ptrs.append(shapes[-1 - ref])
-            if len(ptrs) <= 1:
-                shapes.append(ptrs[0] if ptrs else None)
+                    dims_list.append(shapes[-1 - ref])
+            if len(dims_list) <= 1:
+                shapes.append(dims_list[0] if dims_list else None)
                 continue
-            slot = self.empty_tensor_slot()
-            self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), ptrs[0], ptrs[1], slot)
-            for extra in ptrs[2:]:
-                tmp = self.tensor_ptr(self.load_tensor(slot))
-                self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), tmp, extra, slot)
-            shapes.append(slot)
+            out = dims_list[0]
+            for extra in dims_list[1:]:
+                out = self._broadcast_pair(out, extra, span, opname)
+            shapes.append(out)
         final = shapes[-1]
-        return [self.b.load(self.b.gep(final, [self.i64(0), self.i32(2), self.i32(i)], inbounds=True),
-                            typ=I64) for i in range(rank)]
+        assert final is not None and len(final) == rank
+        return final
+
+    def _broadcast_pair(self, a: list[ll.Value], c: list[ll.Value], span: int, opname: str) -> list[ll.Value]:
+        b = self.b
+        r = max(len(a), len(c))
+        one = self.i64(1)
+        a1 = [one] * (r - len(a)) + a
+        c1 = [one] * (r - len(c)) + c
+        bad: ll.Value = ll.Constant(I1, 0)
+        out = []
+        for x, y in zip(a1, c1):
+            same = b.icmp_unsigned("==", x, y)
+            bad = b.or_(bad, b.and_(b.not_(same), b.and_(b.icmp_unsigned("!=", x, one),
+                                                          b.icmp_unsigned("!=", y, one))))
+            out.append(b.select(b.icmp_unsigned("==", x, one), y, x))
+        with b.if_then(bad, likely=False):
+            null = ll.Constant(PTR, None)
+            pa, pc = self.tensor_ptr(self.make_tensor(null, a)), self.tensor_ptr(self.make_tensor(null, c))
+            self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), pa, pc, self.empty_tensor_slot())
+        return out
 
     def broadcast_strides(self, t: ll.Value, rank: int, out_rank: int) -> list[Optional[ll.Value]]:
         """Per result axis: the element stride of `t` (0 on broadcast axes); None for a scalar."""
@@ -140,7 +181,28 @@ class Kernels:
                 out.append(self.b.select(one, self.i64(0), contig[a]))
         return out
 
-    def _strided(self, operands, tensors, datas, dims, out, fn) -> None:
+    def _broadcast_vec(self, operands, tensors, datas, dims, out, fn, key) -> None:
+        """The vector loop over all elements when every tensor operand is broadcast along
+        leading axes only with a count it can read (VectorLoops), else the strided nest."""
+        n = self.numel(dims)
+        ok: ll.Value = ll.Constant(I1, 1)
+        counts = {}
+        for k in tensors:
+            trail, nb = self.trailing_count(operands[k][0], operands[k][1], dims)
+            ok = self.b.and_(ok, self.b.and_(trail, self.vector_count_ok(nb, n)))
+            counts[k] = nb
+        with self.b.if_else(ok, likely=True) as (then, other):
+            with then:
+                def emit(p: list[ll.Value]) -> None:  # p: n, out, one per operand, nb per tensor
+                    nbs = dict(zip(tensors, p[2 + len(operands):]))
+                    kinds = [(p[2 + k], "w" if k in datas else "s", nbs.get(k)) for k in range(len(operands))]
+                    self.vec_elementwise(p[0], p[1], kinds, fn)
+                args = [n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)]
+                self.outline(args + [counts[k] for k in tensors], emit, key=key and ("vector", key))
+            with other:
+                self._strided(operands, tensors, datas, dims, out, fn, key)
+
+    def _strided(self, operands, tensors, datas, dims, out, fn, key=None) -> None:
         rank, nt = len(dims), len(tensors)
         strides = [self.broadcast_strides(operands[k][0], operands[k][1], rank) for k in tensors]
         unit: ll.Value = ll.Constant(I1, 1)
@@ -159,21 +221,32 @@ class Kernels:
             self.nest(p[2:2 + rank], st, body, inner_unit=p[0])
 
         args = [unit, out, *dims, *[x for s in strides for x in s]]
-        self.outline(args + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit)
+        self.outline(args + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit,
+                     key=key and ("strided", key, rank))
 
     # ------------------------------------------------------------------ outlined kernels
 
     def outline(self, args: Sequence[ll.Value], emit: Callable[[list[ll.Value]], None],
-                min_size: int = OUTLINE_MIN_INSTRUCTIONS) -> None:
+                min_size: int = OUTLINE_MIN_INSTRUCTIONS, key: Any = None) -> None:
         """Run the loop that `emit(params)` builds from its parameters on `args`: as a call of an
         outlined kernel (see the module docstring), or inline when it is small. params[1] must
-        be the output buffer (a fresh allocation: noalias, so no run-time overlap checks)."""
+        be the output buffer (a fresh allocation: noalias, so no run-time overlap checks).
+        `key`: hashable, what (with the argument types and the dtype) determines the kernel's
+        text; its name and size are then remembered by the process (building and printing a
+        kernel to hash it was a third of a training cell's lowering)."""
         fnty = ll.FunctionType(VOID, [a.type for a in args])
-        probe = self._kernel(ll.Module(context=self.mc.module.context), fnty, "k", emit)
-        if sum(len(bb.instructions) for bb in probe.basic_blocks) < min_size:
+        memo_key = None if key is None else (key, str(fnty), self.mc.dtype, min_size)
+        known = _OUTLINED.get(memo_key) if memo_key is not None else None
+        if known is None:
+            probe = self._kernel(ll.Module(context=self.mc.module.context), fnty, "k", emit)
+            small = sum(len(bb.instructions) for bb in probe.basic_blocks) < min_size
+            known = (small, "" if small else "noma.k." + hashlib.sha256(str(probe).encode()).hexdigest()[:24])
+            if memo_key is not None:
+                _OUTLINED[memo_key] = known
+        small, name = known
+        if small:
             emit(list(args))
             return
-        name = "noma.k." + hashlib.sha256(str(probe).encode()).hexdigest()[:24]
         kernel = self.mc.module.globals.get(name)
         if kernel is None:
             kernel = (ll.Function(self.mc.module, fnty, name) if self.mc.shared(name)

@@ -4,12 +4,14 @@ loops and the elementwise / reduction kernels.
 Owns: `ModuleContext` (one llvmlite module: the `%NomaTensor` type, lazily declared runtime
 functions, intrinsics, string constants, function-pointer globals) and `Emitter` (one function
 being generated: the entry-block allocas and per-instruction scratch slots, descriptor helpers,
-counted loops with carried values, the broadcasting elementwise kernel with its flat contiguous
-fast path and general strided loop nest, the full and per-axis reductions, and library-free
-(vectorizable) exp / tanh).
+counted loops with carried values, arena allocation (bumped from the context's window by the
+shared helper `noma.k.alloc`), small shared helper functions (`shared_helper`), and through its
+mixins the elementwise kernels, vector loops, reductions and library-free (vectorizable)
+exp / tanh).
 Input: called by lower_llvm_ops / lower_llvm. Output: llvmlite.ir values and instructions.
-Imports: llvmlite.ir, lower_llvm_kernels, lower_llvm_math. The lower_llvm* modules are one component split for size; no
-other module of NOMA imports llvmlite.ir.
+Imports: llvmlite.ir, lower_llvm_kernels, lower_llvm_vector, lower_llvm_math, lower_llvm_types.
+The lower_llvm* modules are one component split for size; no other module of NOMA imports
+llvmlite.ir.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from llvmlite import ir as ll
 
 from noma.compiler.lower_llvm_kernels import Kernels
 from noma.compiler.lower_llvm_math import InlineMath
+from noma.compiler.lower_llvm_vector import VectorLoops
 from noma.compiler.lower_llvm_types import (
     ERR_SHAPE,
     I1,
@@ -34,6 +37,7 @@ from noma.compiler.lower_llvm_types import (
 #: r = real, p = pointer, l = int64, i = int32, v = void.
 RUNTIME_SIGS = {
     "noma_alloc": "p:l",
+    "noma_arena_bump": "p:",
     "noma_arena_mark": "l:",
     "noma_arena_release": "v:l",
     "noma_tape_push_s": "v:r",
@@ -79,6 +83,7 @@ RUNTIME_SIGS = {
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
     "noma_opt_step": "v:lp",
+    "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
     "noma_log_loss": "v:r",
     "noma_check_interrupt": "v:l",
@@ -223,7 +228,7 @@ class ModuleContext:
         return gv
 
 
-class Emitter(Kernels, InlineMath):
+class Emitter(Kernels, VectorLoops, InlineMath):
     """Helpers bound to one LLVM function under construction (`self.b` is the builder)."""
 
     def __init__(self, mc: ModuleContext, fn: ll.Function):
@@ -266,7 +271,8 @@ class Emitter(Kernels, InlineMath):
         return ll.Constant(I32, int(v))
 
     def rconst(self, v: float) -> ll.Constant:
-        return ll.Constant(self.real, float(v))
+        """A real constant (splatted inside a vector body, see InlineMath.vl)."""
+        return self._lane_const(self.real, float(v))
 
     def span_c(self) -> ll.Constant:
         return self.i64(self.span)
@@ -379,7 +385,60 @@ class Emitter(Kernels, InlineMath):
         self.b.store(value, self.elem_ptr(base, index))
 
     def alloc(self, n: ll.Value) -> ll.Value:
-        return self.rt("noma_alloc", n)
+        """An arena block for n reals: bumped from the context's window (noma_arena_bump, fetched
+        once per function) by a helper shared by the session's modules (`noma.k.alloc`, a direct
+        call), 64-byte rounded as the runtime does; noma_alloc when it does not fit (new chunk,
+        errors)."""
+        fn = self.shared_helper("noma.k.alloc", ll.FunctionType(PTR, [PTR, I64]), self._emit_alloc)
+        fn.return_value.add_attribute("noalias")
+        return self.b.call(fn, [self._bump_window(), n])
+
+    def _bump_window(self) -> ll.Value:
+        """This function's pointer to the context's NomaBump (a call at the top of its code)."""
+        cache = self.__dict__.setdefault("_bump_windows", {})
+        window = cache.get(id(self.fn))
+        if window is None:
+            top = ll.IRBuilder(self.fn.basic_blocks[1])
+            top.position_at_start(self.fn.basic_blocks[1])
+            window = cache[id(self.fn)] = top.call(self.mc.runtime("noma_arena_bump"), [])
+            self.b.position_at_end(self.b.block)  # the insertion shifted this builder's block
+        return window
+
+    def _emit_alloc(self, fn: ll.Function) -> None:
+        b = self.b
+        window, n = fn.args
+        size = b.select(b.icmp_unsigned("==", n, self.i64(0)), self.i64(1), n)
+        nbytes = b.and_(b.add(b.mul(size, self.i64(self.mc.elem_size)), self.i64(63)), self.i64(-64))
+        end_slot = b.gep(window, [self.i64(1)], inbounds=True, source_etype=PTR)
+        cur = b.load(window, typ=PTR)
+        room = b.sub(b.ptrtoint(b.load(end_slot, typ=PTR), I64), b.ptrtoint(cur, I64))
+        fits = b.and_(b.icmp_unsigned("<", n, self.i64(1 << 40)), b.icmp_unsigned("<=", nbytes, room))
+        with b.if_then(b.not_(fits), likely=False):
+            b.ret(self.rt("noma_alloc", n))
+        b.store(b.gep(cur, [nbytes], source_etype=I8), window)
+        b.ret(cur)
+
+    def shared_helper(self, name: str, fnty: ll.FunctionType,
+                      emit: Callable[[ll.Function], None]) -> ll.Function:
+        """A small function of fixed text named like an outlined kernel (lower_llvm_kernels):
+        defined by the first module of the session that needs it, declared by the others.
+        `emit(fn)` builds its body (ending with returns) with self.b."""
+        fn = self.mc.module.globals.get(name)
+        if fn is not None:
+            return fn
+        fn = ll.Function(self.mc.module, fnty, name)
+        fn.attributes.add("nounwind")
+        if self.mc.shared(name):
+            return fn
+        fn.attributes.add("noinline")
+        outer = self.fn
+        self.fn = fn
+        try:
+            with self.b.goto_block(fn.append_basic_block("entry")):
+                emit(fn)
+        finally:
+            self.fn = outer
+        return fn
 
     def new_tensor(self, dims: Sequence[ll.Value]) -> tuple[ll.Value, ll.Value]:
         """(data, descriptor) of a fresh arena tensor of `dims`."""

@@ -4,7 +4,7 @@ Owns: `OpLowering`, the map from IR values to LLVM values and the code of every 
 elementwise math (through Emitter.elementwise), reductions, shape ops (aliasing RESHAPE, SLICE
 and INDEX), creation and random ops; the state ops that become runtime calls are in lower_llvm_state.
 Input: ir.Instr. Output: llvmlite.ir code via lower_llvm_loops.Emitter.
-Imports: ir, lower_llvm_loops, lower_llvm_state, lower_llvm_types, llvmlite.ir.
+Imports: ir, lower_llvm_loops, lower_llvm_state, lower_llvm_linalg, lower_llvm_types, llvmlite.ir.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from llvmlite import ir as ll
 
 from noma.compiler import ir
+from noma.compiler.lower_llvm_linalg import InlineLinalg
 from noma.compiler.lower_llvm_loops import Emitter, ModuleContext
 from noma.compiler.lower_llvm_state import StateOps
 from noma.compiler.lower_llvm_types import LoweringError, ERR_RUNTIME, ERR_SHAPE, I1
@@ -35,7 +36,7 @@ PROBE_LEFT_OUT = ir.EFFECTFUL - {Op.CALL, Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, 
 
 
 
-class OpLowering(StateOps, Emitter):
+class OpLowering(StateOps, InlineLinalg, Emitter):
     """Lowers the instructions of one function; `vals` maps IR value ids to LLVM values."""
 
     def __init__(self, mc: ModuleContext, fn: ll.Function, copy_loads: set[int], fused: set[int]):
@@ -100,10 +101,13 @@ class OpLowering(StateOps, Emitter):
         index: dict[int, int] = {}
         plan: list[tuple[str, int, list[int]]] = []
 
+        sig: list[tuple] = []  # the tree without spans: with the operand ranks, its kernels' text
+
         def node(ins: ir.Instr) -> tuple[int, Scalar]:
             kids = [tree(a) for a in ins.args]
             f = self.scalar_fn(ins.op, dict(ins.attrs))
             plan.append((ins.op.value, ins.span, [ref for ref, _ in kids]))
+            sig.append((ins.op.value, repr(sorted(dict(ins.attrs).items())), tuple(ref for ref, _ in kids)))
             evals = [e for _, e in kids]
             return -len(plan), (lambda xs: f([e(xs) for e in evals]))
 
@@ -119,19 +123,24 @@ class OpLowering(StateOps, Emitter):
 
         _, fn = node(root)
         operands = [(self.get(v), v.rank) for v in leaves]
-        return self.elementwise(operands, fn, plan)
+        return self.elementwise(operands, fn, plan, key=(tuple(sig), tuple(r for _, r in operands)))
 
     def _cast_is_identity(self, ins: ir.Instr) -> bool:
         to = ins.attr("to")
         return to == "f64" or (to == "f32" and self.mc.dtype == "f32")
 
     def _bool(self, c: ll.Value) -> ll.Value:
-        return self.b.uitofp(c, self.real)
+        return self.b.uitofp(c, self.lanes(self.real))
 
     def scalar_fn(self, op: Op, attrs: dict) -> Scalar:
         """The scalar function computing `op` on loaded elements."""
         b = self.b
-        zero, one = self.rconst(0.0), self.rconst(1.0)
+
+        def zero() -> ll.Value:  # constants made when the function runs: scalar or vector code
+            return self.rconst(0.0)
+
+        def one() -> ll.Value:
+            return self.rconst(1.0)
 
         def intr(name: str) -> Scalar:
             return lambda x: self.intr(name, *x)
@@ -150,11 +159,11 @@ class OpLowering(StateOps, Emitter):
             Op.SIN: intr("llvm.sin"), Op.COS: intr("llvm.cos"), Op.TAN: libm("tan"),
             Op.TANH: lambda x: self.tanh_real(x[0]), Op.ABS: intr("llvm.fabs"),
             Op.FLOOR: intr("llvm.floor"), Op.CEIL: intr("llvm.ceil"),
-            Op.SIGMOID: lambda x: b.fdiv(one, b.fadd(one, self.exp_real(b.fneg(x[0])))),
-            Op.RELU: lambda x: b.select(b.fcmp_unordered(">", x[0], zero), x[0], zero),
-            Op.SIGN: lambda x: b.select(b.fcmp_ordered(">", x[0], zero), one,
-                                        b.select(b.fcmp_ordered("<", x[0], zero), self.rconst(-1.0), x[0])),
-            Op.NOT: lambda x: self._bool(b.fcmp_ordered("==", x[0], zero)),
+            Op.SIGMOID: lambda x: self.sigmoid_real(x[0]),
+            Op.RELU: lambda x: b.select(b.fcmp_unordered(">", x[0], zero()), x[0], zero()),
+            Op.SIGN: lambda x: b.select(b.fcmp_ordered(">", x[0], zero()), one(),
+                                        b.select(b.fcmp_ordered("<", x[0], zero()), self.rconst(-1.0), x[0])),
+            Op.NOT: lambda x: self._bool(b.fcmp_ordered("==", x[0], zero())),
             Op.ADD: lambda x: b.fadd(x[0], x[1]), Op.SUB: lambda x: b.fsub(x[0], x[1]),
             Op.MUL: lambda x: b.fmul(x[0], x[1]), Op.DIV: lambda x: b.fdiv(x[0], x[1]),
             Op.MOD: lambda x: b.frem(x[0], x[1]), Op.POW: intr("llvm.pow"),
@@ -177,11 +186,13 @@ class OpLowering(StateOps, Emitter):
         if to in ("f64", None) or (to == "f32" and self.mc.dtype == "f32"):
             return lambda x: x[0]
         if to == "f32":
-            return lambda x: b.fpext(b.fptrunc(x[0], ll.FloatType()), self.real)
+            return lambda x: b.fpext(b.fptrunc(x[0], self.lanes(ll.FloatType())), self.lanes(self.real))
         if to in ("i32", "i64"):
-            ity = ll.IntType(32 if to == "i32" else 64)
-            fn = self.mc.intrinsic("llvm.fptosi.sat", ity, [self.real], [ity, self.real])
-            return lambda x: b.sitofp(b.call(fn, [x[0]]), self.real)
+            def to_int(x: list) -> ll.Value:  # types made when it runs: scalar or vector code
+                ity, rty = self.lanes(ll.IntType(32 if to == "i32" else 64)), self.lanes(self.real)
+                fn = self.mc.intrinsic("llvm.fptosi.sat", ity, [rty], [ity, rty])
+                return b.sitofp(b.call(fn, [x[0]]), rty)
+            return to_int
         raise LoweringError(f"cast to {to!r}")
 
     # ------------------------------------------------------------------ creation
@@ -323,7 +334,7 @@ class OpLowering(StateOps, Emitter):
                     self.store_elem(self.b.fadd(self.load_elem(p[1], offs[0]), self.load_elem(p[0], lin)),
                                     p[1], offs[0])
                 self.nest(p[2:2 + rank], [p[2 + rank:]], body)
-            self.outline([src, data, *xd, *strides[0]], emit, min_size=0)
+            self.outline([src, data, *xd, *strides[0]], emit, min_size=0, key=("sum_to", rank))
             return t
 
         if rx > rl:
@@ -337,13 +348,21 @@ class OpLowering(StateOps, Emitter):
         return self.choose(same, lambda: x, general)
 
     def _sum_rows(self, x: ll.Value, rx: int, like: ll.Value, rl: int) -> ll.Value:
-        """out[j] = sum over r of x[r, j] with x viewed as [rows, numel(like)]."""
+        """out[j] = sum over r of x[r, j] with x viewed as [rows, numel(like)], added in row
+        order from +0. The first row is added to +0 in the loop that writes out (no separate
+        zeroing: a memset call cost more than a bias gradient's whole sum)."""
         out_dims = self.dims(like, rl)
         inner = self.numel(out_dims)
         rows = self.numel(self.dims(x, rx)[:rx - rl])
         data, t = self.new_tensor(out_dims)
-        self.memzero(data, inner)
         src = self.data(x)
+        zero = self.rconst(0.0)
+        with self.b.if_else(self.b.icmp_unsigned("==", rows, self.i64(0)), likely=False) as (empty, some):
+            with empty:
+                self.memzero(data, inner)
+            with some:
+                self.loop(self.i64(0), inner, lambda j, c: self.store_elem(
+                    self.b.fadd(zero, self.load_elem(src, j)), data, j))
 
         def row(r: ll.Value, _c: list) -> None:
             base = self.elem_ptr(src, self.b.mul(r, inner))
@@ -351,7 +370,7 @@ class OpLowering(StateOps, Emitter):
             def col(j: ll.Value, _c2: list) -> None:
                 self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
             self.loop(self.i64(0), inner, col)
-        self.loop(self.i64(0), rows, row)
+        self.loop(self.i64(1), rows, row)
         return t
 
     def _splat(self, value: ll.Value, dims: list) -> ll.Value:
@@ -394,7 +413,7 @@ class OpLowering(StateOps, Emitter):
                 self.nest(p[2:2 + rl], [p[2 + rl:2 + 2 * rl]],
                           lambda offs, lin: self.store_elem(self.load_elem(p[-1], offs[0]), p[1], lin),
                           inner_unit=p[0])
-            self.outline([unit, data, *ld, *strides[0], src], emit, min_size=0)
+            self.outline([unit, data, *ld, *strides[0], src], emit, min_size=0, key=("broadcast_to", rl))
             return t
 
         if rx != rl:
@@ -412,7 +431,7 @@ class OpLowering(StateOps, Emitter):
         k2, n = (b1, b0) if tb else (b0, b1)
         self.fail_shape_if(self.b.icmp_unsigned("!=", k, k2), "matmul", (a, 2), (b, 2))
         data, t = self.new_tensor([m, n])
-        self.rt("noma_matmul", self.data(a), self.data(b), data, m, k, n, self.i32(ta), self.i32(tb))
+        self.matmul_into(self.data(a), self.data(b), data, m, k, n, ta, tb)
         return t
 
     def op_transpose(self, ins: ir.Instr) -> ll.Value:

@@ -57,6 +57,25 @@ class StateOps:
         self.rt("noma_param_set", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
                 self.any_ptr(self.get(v), v.rank))
 
+    def opt_steps(self, slots: list[int], grads: list[tuple[ll.Value, int]]) -> None:
+        """One training step's optimizer updates: a single noma_opt_steps call with the slots (a
+        constant array) and the gradients (an array of descriptors; scalars as rank 0)."""
+        n = len(slots)
+        arr_t = ll.ArrayType(I64, n)
+        table = ll.GlobalVariable(self.mc.module, arr_t, f"noma.slots.{len(self.mc.module.globals)}")
+        table.global_constant = True
+        table.linkage = "private"
+        table.initializer = ll.Constant(arr_t, [int(s) for s in slots])
+        descs = self.alloca(ll.ArrayType(self.T, n), name="grads")
+        for i, (value, rank) in enumerate(grads):
+            if rank == 0:
+                cell = self.alloca(self.real, name="grad.s")
+                self.b.store(value, cell)
+                value = self.make_tensor(cell, [])
+            self.b.store(value, self.b.gep(descs, [self.i64(0), self.i32(i)], inbounds=True))
+        first = self.b.gep(descs, [self.i64(0), self.i32(0)], inbounds=True)
+        self.rt("noma_opt_steps", self.i64(n), table, first)
+
     def op_param_free(self, ins: ir.Instr) -> None:
         self.rt("noma_param_free", self.i64(ins.attr("slot")))
 

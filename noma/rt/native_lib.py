@@ -264,6 +264,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_ctx_activate": (None, [_P]),
     "noma_ctx_current": (_P, []),
     "noma_invoke": (_I32, [_P, _P]),
+    "noma_invoke_cell": (_I32, [_P, _P]),
     "noma_fail": (None, [_I32, _I64, _S]),
     "noma_fail_shape": (None, [_I64, _S, _T, _T]),
     "noma_fail_index": (None, [_I64, _I64, _I64]),
@@ -278,6 +279,7 @@ _SIGNATURES: dict[str, tuple] = {
     # arena and tape
     "noma_alloc": (_P, [_I64]),
     "noma_arena_mark": (_I64, []),
+    "noma_arena_bump": (_P, []),
     "noma_arena_release": (None, [_I64]),
     "noma_set_arena_cap": (None, [_I64]),
     "noma_arena_used": (_I64, [_P]),
@@ -343,6 +345,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_defer_end": (None, []),
     "noma_opt_begin": (None, [_I64, _I32, _P]),
     "noma_opt_step": (None, [_I64, _T]),
+    "noma_opt_steps": (None, [_I64, _P, _P]),
     "noma_opt_reset_all": (None, []),
     "noma_param_opt_kind": (_I32, [_I64]),
     "noma_param_state": (None, [_I64, _I32, _T]),

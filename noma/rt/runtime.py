@@ -41,14 +41,10 @@ class Runtime:
     # ---------------------------------------------------------------- running
 
     def invoke(self, address: int) -> int:
-        """Run a `void()` native entry point; 0 ok, 1 error, 2 interrupted."""
-        fn = ctypes.cast(ctypes.c_void_p(address), ctypes.CFUNCTYPE(None))
-        self.lib.noma_sigint_install()
-        try:
-            return int(self.lib.noma_invoke(self.ctx, fn))
-        finally:
-            self.lib.noma_sigint_restore()
-            self.lib.noma_clear_interrupt()  # a request the code never polled ends with the cell
+        """Run a `void()` native entry point (its address, passed as a plain pointer) with the
+        C SIGINT handler installed; 0 ok, 1 error, 2 interrupted. One ctypes call: a cell's run
+        time starts and ends here."""
+        return int(self.lib.noma_invoke_cell(self.ctx, address))
 
     def clear_interrupt(self) -> None:
         self.lib.noma_clear_interrupt()
@@ -70,7 +66,9 @@ class Runtime:
 
     def take_output(self) -> str:
         n = self.lib.noma_output_len(self.ctx)
-        text = ctypes.string_at(self.lib.noma_output_data(self.ctx), n).decode("utf-8", "replace") if n else ""
+        if not n:
+            return ""
+        text = ctypes.string_at(self.lib.noma_output_data(self.ctx), n).decode("utf-8", "replace")
         self.lib.noma_output_clear(self.ctx)
         return text
 

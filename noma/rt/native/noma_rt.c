@@ -178,6 +178,7 @@ static void arena_free_all(NomaCtx *c) {
     c->chunks = NULL;
     c->nchunks = c->chunks_cap = 0;
     c->cur_chunk = -1;
+    c->bump.ptr = c->bump.end = NULL;
 }
 
 void noma_ctx_free(NomaCtx *c) {
@@ -321,6 +322,16 @@ int32_t noma_invoke(NomaCtx *c, void (*fn)(void)) {
     return r;
 }
 
+/* noma_invoke with the SIGINT handler installed around the call and the interrupt flag cleared
+   after it (a request the code never polled ends with the call): one call from Python per cell. */
+int32_t noma_invoke_cell(NomaCtx *c, void (*fn)(void)) {
+    noma_sigint_install();
+    int32_t r = noma_invoke(c, fn);
+    noma_sigint_restore();
+    noma_clear_interrupt();
+    return r;
+}
+
 void noma_enter(int64_t span) {
     NomaCtx *c = noma__cur();
     if (++c->depth > NOMA_MAX_DEPTH) {
@@ -398,7 +409,36 @@ int32_t noma_exe_main(void (*fn)(void)) {
 #define ARENA_MIN_CHUNK ((int64_t)1 << 20)  /* 1 MiB */
 #define ARENA_MAX_GROW ((int64_t)1 << 28)   /* 256 MiB */
 
+/* The current chunk's bump position lives in c->bump, which generated code advances inline
+ * (noma_arena_bump); the chunk's `used` is brought up to date from it (bump_in) before the
+ * arena code reads it, and c->bump is set from the chunk (bump_out) after the arena code
+ * changed the current chunk or its position. */
+static void bump_in(NomaCtx *c) {
+    if (c->cur_chunk >= 0) c->chunks[c->cur_chunk].used = c->bump.ptr - c->chunks[c->cur_chunk].base;
+}
+
+static void bump_out(NomaCtx *c) {
+    if (c->cur_chunk < 0) {
+        c->bump.ptr = c->bump.end = NULL;
+        return;
+    }
+    NomaChunk *ch = &c->chunks[c->cur_chunk];
+    c->bump.ptr = ch->base + ch->used;
+    c->bump.end = ch->base + ch->size;
+}
+
+NomaBump *noma_arena_bump(void) { return &noma__cur()->bump; }
+
+static real *arena_alloc(NomaCtx *c, int64_t n);
+
 real *noma__alloc(NomaCtx *c, int64_t n) {
+    bump_in(c);
+    real *p = arena_alloc(c, n);
+    bump_out(c);
+    return p;
+}
+
+static real *arena_alloc(NomaCtx *c, int64_t n) {
     if (n < 0 || n > (INT64_MAX / 2) / (int64_t)sizeof(real)) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
         return NULL;
@@ -464,6 +504,7 @@ real *noma_alloc(int64_t n) { return noma__alloc(noma__cur(), n); }
 int64_t noma_arena_mark(void) {
     NomaCtx *c = noma__cur();
     if (c->cur_chunk < 0) return 0;
+    bump_in(c);
     return c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].used;
 }
 
@@ -477,6 +518,7 @@ void noma_arena_release(int64_t mark) {
     for (int64_t j = i + 1; j <= c->cur_chunk; j++) c->chunks[j].used = 0;
     c->chunks[i].used = mark - c->chunks[i].start;
     c->cur_chunk = i;
+    bump_out(c);
 }
 
 /* Frees the spare chunks after the current one (memory kept from a past peak). */
@@ -494,6 +536,7 @@ void noma_set_arena_cap(int64_t bytes) {
 int64_t noma_arena_used(NomaCtx *c) {
     c = ctx_or_cur(c);
     if (c->cur_chunk < 0) return 0;
+    bump_in(c);
     return c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].used;
 }
 

@@ -101,6 +101,7 @@ void noma_ctx_free(NomaCtx *c);
 void noma_ctx_activate(NomaCtx *c);
 NomaCtx *noma_ctx_current(void);
 int32_t noma_invoke(NomaCtx *c, void (*fn)(void));
+int32_t noma_invoke_cell(NomaCtx *c, void (*fn)(void)); /* + SIGINT handler, flag cleared */
 
 void noma_fail(int32_t kind, int64_t span, const char *msg);
 void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b);
@@ -118,6 +119,10 @@ int32_t noma_exe_main(void (*fn)(void));
 /* Arena and tape                                                            */
 /* ------------------------------------------------------------------------ */
 real *noma_alloc(int64_t n);
+/* The current context's bump window: generated code allocates 64-byte-rounded blocks from
+   [ptr, end) itself and calls noma_alloc only when they do not fit. Stable per context. */
+typedef struct { char *ptr; char *end; } NomaBump;
+NomaBump *noma_arena_bump(void);
 int64_t noma_arena_mark(void);
 void noma_arena_release(int64_t mark);
 void noma_set_arena_cap(int64_t bytes);
@@ -206,6 +211,10 @@ void noma_probe_enable(NomaCtx *c, int32_t on);
 void noma_defer_end(void);
 void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper);
 void noma_opt_step(int64_t slot, const NomaTensor *grad);
+/* The updates of one training step: count parameters (slots) with their gradients (an array of
+   descriptors). All are checked before any is updated; equal Adam/AdamW settings share one
+   kernel call. Same results as noma_opt_step on each in order. */
+void noma_opt_steps(int64_t count, const int64_t *slots, const NomaTensor *grads);
 void noma_opt_reset_all(void);
 int32_t noma_param_opt_kind(int64_t slot);
 void noma_param_state(int64_t slot, int32_t which, NomaTensor *out);

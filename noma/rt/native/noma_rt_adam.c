@@ -176,6 +176,30 @@ typedef struct {
     int wild; /* 1/sqrt(1-pow2) not finite or huge (beta2 = 1): check every denominator */
 } Run;
 
+/* The run the previous update ended with (and the hyper-parameters its constants depend on):
+ * the parameters of one training step share their powers, so the next parameter's update starts
+ * in that run instead of recomputing its constants (run_start) on its first block. The constants
+ * are a pure function of (powers, lr, b1, b2), so this changes no result. Process-wide, like
+ * g_last_run. */
+static struct {
+    Run r;
+    real lr, b1, b2;
+    int valid;
+} g_run_cache;
+
+static int run_cached(Run *r, real lr, real b1, real b2) {
+    if (!g_run_cache.valid || g_run_cache.lr != lr || g_run_cache.b1 != b1 || g_run_cache.b2 != b2)
+        return 0;
+    *r = g_run_cache.r;
+    return 1;
+}
+
+static void run_keep(const Run *r, real lr, real b1, real b2) {
+    g_run_cache.r = *r;
+    g_run_cache.lr = lr, g_run_cache.b1 = b1, g_run_cache.b2 = b2;
+    g_run_cache.valid = 1;
+}
+
 /* Makes `r` the run of the block's effective powers P1, P2 (lanes in k), per lane if they
    differ (then the next block looks again). */
 static void run_start(Run *r, __m512d P1, __m512d P2, lmask k, real lr, real b1, real b2) {
@@ -243,10 +267,8 @@ INLINE void block(int64_t i, lmask k, int plain, const Hyper *h, Run *r, real *r
     _mm512_mask_storeu_pd(p + i, k, _mm512_fnmadd_pd(r->step, U, P));
 }
 
-void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                       real *restrict v, real *restrict pow1, real *restrict pow2,
-                       int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
-                       real decay) {
+void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
+                            real eps, real wd, real decay) {
     Hyper h;
     h.b1 = _mm512_set1_pd(b1), h.b2 = _mm512_set1_pd(b2);
     h.ob1 = _mm512_set1_pd(1 - b1), h.ob2 = _mm512_set1_pd(1 - b2);
@@ -254,15 +276,25 @@ void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real
     h.eps_safe = eps >= 0x1p-900 && eps <= 0x1p900;
     h.has_wd = wd != 0;
     Run r;
-    r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_pd(NAN);
-    r.wild = 1;
+    if (!run_cached(&r, lr, b1, b2)) {
+        r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_pd(NAN);
+        r.wild = 1;
+    }
     const int plain = wd == 0 && decay == 1;
-    int64_t i = 0;
-    if (plain)
-        for (; i + LANES <= n; i += LANES) block(i, 0xFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-    else
-        for (; i + LANES <= n; i += LANES) block(i, 0xFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-    if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+    for (int64_t j = 0; j < count; j++) {
+        const int64_t n = ps[j].n;
+        real *restrict p = ps[j].p, *restrict m = ps[j].m, *restrict v = ps[j].v;
+        real *restrict pow1 = ps[j].pow1, *restrict pow2 = ps[j].pow2;
+        const real *restrict g = ps[j].g;
+        int64_t *restrict t = ps[j].t;
+        int64_t i = 0;
+        if (plain)
+            for (; i + LANES <= n; i += LANES) block(i, 0xFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+        else
+            for (; i + LANES <= n; i += LANES) block(i, 0xFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+        if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+    }
+    run_keep(&r, lr, b1, b2);
 }
 
 #else
@@ -307,6 +339,30 @@ typedef struct {
     __m512 q1, q2, nq1, nq2, ic2, step;
     int wild; /* 1/sqrt(1-pow2) not finite or huge (beta2 = 1) */
 } Run;
+
+/* The run the previous update ended with (and the hyper-parameters its constants depend on):
+ * the parameters of one training step share their powers, so the next parameter's update starts
+ * in that run instead of recomputing its constants (run_start) on its first block. The constants
+ * are a pure function of (powers, lr, b1, b2), so this changes no result. Process-wide, like
+ * g_last_run. */
+static struct {
+    Run r;
+    real lr, b1, b2;
+    int valid;
+} g_run_cache;
+
+static int run_cached(Run *r, real lr, real b1, real b2) {
+    if (!g_run_cache.valid || g_run_cache.lr != lr || g_run_cache.b1 != b1 || g_run_cache.b2 != b2)
+        return 0;
+    *r = g_run_cache.r;
+    return 1;
+}
+
+static void run_keep(const Run *r, real lr, real b1, real b2) {
+    g_run_cache.r = *r;
+    g_run_cache.lr = lr, g_run_cache.b1 = b1, g_run_cache.b2 = b2;
+    g_run_cache.valid = 1;
+}
 
 static void run_start(Run *r, __m512 P1, __m512 P2, lmask k, real lr, real b1, real b2) {
     real a1[LANES], a2[LANES];
@@ -374,10 +430,8 @@ INLINE void block(int64_t i, lmask k, int plain, const Hyper *h, Run *r, real *r
     _mm512_mask_storeu_ps(p + i, k, _mm512_fnmadd_ps(r->step, U, P));
 }
 
-void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                       real *restrict v, real *restrict pow1, real *restrict pow2,
-                       int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
-                       real decay) {
+void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
+                            real eps, real wd, real decay) {
     Hyper h;
     h.b1 = _mm512_set1_ps(b1), h.b2 = _mm512_set1_ps(b2);
     h.ob1 = _mm512_set1_ps(1 - b1), h.ob2 = _mm512_set1_ps(1 - b2);
@@ -385,15 +439,25 @@ void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real
     h.eps_safe = eps >= 0x1p-100f && eps <= 0x1p100f;
     h.has_wd = wd != 0;
     Run r;
-    r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_ps(NAN);
-    r.wild = 1;
+    if (!run_cached(&r, lr, b1, b2)) {
+        r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_ps(NAN);
+        r.wild = 1;
+    }
     const int plain = wd == 0 && decay == 1;
-    int64_t i = 0;
-    if (plain)
-        for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-    else
-        for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-    if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+    for (int64_t j = 0; j < count; j++) {
+        const int64_t n = ps[j].n;
+        real *restrict p = ps[j].p, *restrict m = ps[j].m, *restrict v = ps[j].v;
+        real *restrict pow1 = ps[j].pow1, *restrict pow2 = ps[j].pow2;
+        const real *restrict g = ps[j].g;
+        int64_t *restrict t = ps[j].t;
+        int64_t i = 0;
+        if (plain)
+            for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+        else
+            for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+        if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+    }
+    run_keep(&r, lr, b1, b2);
 }
 #endif
 
@@ -423,10 +487,10 @@ static void adam_uniform(int64_t n, real *restrict p, const real *restrict g, re
 }
 
 /* Splits the entries into runs of equal powers, split by (step == 0, pow1, pow2). */
-void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
-                       real *restrict v, real *restrict pow1, real *restrict pow2,
-                       int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
-                       real decay) {
+static void adam_one(int64_t n, real *restrict p, const real *restrict g, real *restrict m,
+                     real *restrict v, real *restrict pow1, real *restrict pow2,
+                     int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
+                     real decay) {
     int64_t i = 0;
     while (i < n) {
         const int fresh = t[i] == 0;
@@ -454,4 +518,18 @@ void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real
         i = j;
     }
 }
+
+void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
+                            real eps, real wd, real decay) {
+    for (int64_t j = 0; j < count; j++)
+        adam_one(ps[j].n, ps[j].p, ps[j].g, ps[j].m, ps[j].v, ps[j].pow1, ps[j].pow2, ps[j].t, lr,
+                 b1, b2, eps, wd, decay);
+}
 #endif
+
+void noma__adam_update(int64_t n, real *p, const real *g, real *m, real *v, real *pow1,
+                       real *pow2, int64_t *t, real lr, real b1, real b2, real eps, real wd,
+                       real decay) {
+    const NomaAdamParam one = {n, p, g, m, v, pow1, pow2, t};
+    noma__adam_update_many(1, &one, lr, b1, b2, eps, wd, decay);
+}

@@ -97,6 +97,7 @@ struct NomaCtx {
     int64_t fail_count;   /* number of failures recorded (lets callers detect a non-jumping fail) */
     int64_t depth;
     /* arena */
+    NomaBump bump; /* the current chunk's free space (advanced inline by generated code) */
     NomaChunk *chunks;
     int64_t nchunks, chunks_cap, cur_chunk;
     int64_t arena_cap;
@@ -171,6 +172,17 @@ void noma__adam_update(int64_t n, real *restrict p, const real *restrict g, real
                        real *restrict v, real *restrict pow1, real *restrict pow2,
                        int64_t *restrict t, real lr, real b1, real b2, real eps, real wd,
                        real decay);
+/* One parameter's buffers for noma__adam_update_many (the parameters of one optimizer step,
+   updated one after the other with shared set-up). */
+typedef struct {
+    int64_t n;
+    real *p;
+    const real *g;
+    real *m, *v, *pow1, *pow2;
+    int64_t *t;
+} NomaAdamParam;
+void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
+                            real eps, real wd, real decay);
 int64_t noma__numel(const NomaTensor *t); /* product of dims (1 for rank 0), -1 if invalid */
 int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what);
 void noma__shape_str(char *buf, size_t cap, int64_t rank, const int64_t *dims);

@@ -993,24 +993,25 @@ static int state_zero(real **buf, int64_t n) {
     return *buf != NULL;
 }
 
-void noma_opt_step(int64_t slot, const NomaTensor *grad) {
-    NomaCtx *c = noma__cur();
+/* Checks one optimizer step's gradient against its parameter and allocates the state it needs;
+   the parameter, or NULL when it failed (not jumping) or has no entries. */
+static NomaParam *opt_prepare(NomaCtx *c, int64_t slot, const NomaTensor *grad) {
     NomaParam *p = param_live(c, slot, -1);
-    if (!p) return;
+    if (!p) return NULL;
     if (p->opt_kind == NOMA_OPT_NONE) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "internal error: optimizer step on %s before opt_begin",
                     pname(p));
-        return;
+        return NULL;
     }
-    if (!noma__check_tensor(grad, -1, "optimizer step")) return;
+    if (!noma__check_tensor(grad, -1, "optimizer step")) return NULL;
     int same = grad->rank == p->t.rank;
     for (int64_t i = 0; same && i < grad->rank; i++) same = grad->dims[i] == p->t.dims[i];
     if (!same) {
         noma_fail_shape(-1, "optimizer step (gradient vs parameter)", grad, &p->t);
-        return;
+        return NULL;
     }
     int64_t n = p->n;
-    if (n == 0) return;
+    if (n == 0) return NULL;
     const NomaHyper *h = &p->hyper;
     int ok = 1;
     if (!p->steps) {
@@ -1033,28 +1034,90 @@ void noma_opt_step(int64_t slot, const NomaTensor *grad) {
     }
     if (!ok) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (optimizer state of %s)", pname(p));
-        return;
+        return NULL;
     }
+    return p;
+}
+
+static int is_adam(const NomaParam *p) {
+    return p->opt_kind == NOMA_OPT_ADAM || p->opt_kind == NOMA_OPT_ADAMW;
+}
+
+#define NOMA_OPT_BATCH 16 /* parameters checked, then updated, together by noma_opt_steps */
+
+/* Adam / AdamW of parameters ps[0..k) with ps[0]'s kind and hyper-parameters (all alike). */
+static void adam_steps(NomaParam *const *ps, const real *const *grads, int64_t k) {
+    NomaAdamParam buf[NOMA_OPT_BATCH];
+    for (int64_t j = 0; j < k; j++) {
+        const NomaParam *p = ps[j];
+        buf[j] = (NomaAdamParam){p->n, p->t.data, grads[j], p->m, p->v, p->pow1, p->pow2, p->steps};
+    }
+    const NomaHyper *h = &ps[0]->hyper;
+    if (ps[0]->opt_kind == NOMA_OPT_ADAM)
+        noma__adam_update_many(k, buf, h->lr, h->beta1, h->beta2, h->eps, h->wd, (real)1);
+    else
+        noma__adam_update_many(k, buf, h->lr, h->beta1, h->beta2, h->eps, (real)0,
+                               (real)1 - h->lr * h->wd);
+}
+
+/* One update of a prepared parameter in place. */
+static void opt_apply(NomaParam *p, const real *grad) {
+    const NomaHyper *h = &p->hyper;
+    const int64_t n = p->n;
     switch (p->opt_kind) {
     case NOMA_OPT_SGD:
-        sgd_kernel(n, p->t.data, grad->data, p->m, p->steps, h->lr, h->wd, h->momentum,
-                   h->dampening, h->nesterov);
+        sgd_kernel(n, p->t.data, grad, p->m, p->steps, h->lr, h->wd, h->momentum, h->dampening,
+                   h->nesterov);
         break;
     case NOMA_OPT_ADAM:
-        noma__adam_update(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps,
-                          h->lr, h->beta1, h->beta2, h->eps, h->wd, (real)1);
-        return; /* the kernel counted the step */
     case NOMA_OPT_ADAMW:
-        noma__adam_update(n, p->t.data, grad->data, p->m, p->v, p->pow1, p->pow2, p->steps,
-                          h->lr, h->beta1, h->beta2, h->eps, (real)0, (real)1 - h->lr * h->wd);
+        adam_steps(&p, &grad, 1);
         return; /* the kernel counted the step */
     case NOMA_OPT_RMSPROP:
-        rmsprop_kernel(n, p->t.data, grad->data, p->v, p->m, h->lr, h->alpha, h->eps, h->wd,
+        rmsprop_kernel(n, p->t.data, grad, p->v, p->m, h->lr, h->alpha, h->eps, h->wd,
                        h->momentum);
         break;
     }
     int64_t *restrict t = p->steps;
     for (int64_t i = 0; i < n; i++) t[i] += 1;
+}
+
+void noma_opt_step(int64_t slot, const NomaTensor *grad) {
+    NomaParam *p = opt_prepare(noma__cur(), slot, grad);
+    if (p) opt_apply(p, grad->data);
+}
+
+static int same_adam(const NomaParam *a, const NomaParam *b) {
+    const NomaHyper *x = &a->hyper, *y = &b->hyper;
+    return a->opt_kind == b->opt_kind && x->lr == y->lr && x->beta1 == y->beta1 &&
+           x->beta2 == y->beta2 && x->eps == y->eps && x->wd == y->wd;
+}
+
+/* The updates of one training step: every parameter is checked first (an error leaves all of
+   them as they were), then they are updated in order; runs of Adam / AdamW parameters with
+   equal hyper-parameters share one call of the kernel (noma__adam_update_many). */
+void noma_opt_steps(int64_t count, const int64_t *slots, const NomaTensor *grads) {
+    NomaCtx *c = noma__cur();
+    NomaParam *ps[NOMA_OPT_BATCH];
+    const real *gs[NOMA_OPT_BATCH];
+    for (int64_t start = 0; start < count; start += NOMA_OPT_BATCH) {
+        int64_t k = count - start < NOMA_OPT_BATCH ? count - start : NOMA_OPT_BATCH;
+        int64_t live = 0;
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t fails = c->fail_count;
+            NomaParam *p = opt_prepare(c, slots[start + j], &grads[start + j]);
+            if (c->fail_count != fails) return; /* failed without jumping */
+            if (p) ps[live] = p, gs[live++] = grads[start + j].data;
+        }
+        for (int64_t j = 0; j < live;) {
+            int64_t e = j + 1;
+            if (is_adam(ps[j]))
+                while (e < live && is_adam(ps[e]) && same_adam(ps[j], ps[e])) e++;
+            if (is_adam(ps[j])) adam_steps(ps + j, gs + j, e - j);
+            else opt_apply(ps[j], gs[j]);
+            j = e;
+        }
+    }
 }
 
 void noma_opt_reset_all(void) {
