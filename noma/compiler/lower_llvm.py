@@ -187,10 +187,10 @@ class FunctionLowering(OpLowering):
 
         before: noma_opt_begin per param (hyper: 16 reals), noma_defer_begin
         head:   step == max_iter -> warn, leave
-        body:   mark = arena_mark; tape_reset; body; log_loss(loss);
+        body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss(loss);
                 carried tensors -> global carry slot (even/odd step) and reloaded from it;
                 stop != 0 -> release mark, leave
-        grad:   grad block; noma_opt_step per param; noma_defer_apply;
+        grad:   grad block; noma_opt_steps; apply queued resizes (if the body can queue any);
                 noma_check_interrupt (SIGINT -> unwind, status 2; the step is complete);
                 arena_release(mark); step += 1
         after:  noma_defer_end; results = last loss, carried values (slot-backed)
@@ -242,7 +242,9 @@ class FunctionLowering(OpLowering):
 
         b.position_at_end(body)
         mark = self.rt("noma_arena_mark")
-        self.rt("noma_tape_reset")
+        if _uses(op.body, {ir.Op.TAPE_PUSH, ir.Op.TAPE_POP, ir.Op.CALL}) or \
+                _uses(op.grad, {ir.Op.TAPE_PUSH, ir.Op.TAPE_POP, ir.Op.CALL}):
+            self.rt("noma_tape_reset")  # else the step never touches the tape
         ys = self.lower_block(op.body, carried)
         loss, stop, nxt = ys[0], ys[1], ys[2:]
         self.span = op.span
@@ -259,8 +261,8 @@ class FunctionLowering(OpLowering):
         self.new_stage()
         if _resizes(op.body):
             self._probe_and_apply_resizes(op, carried, replay)
-        else:
-            self.rt("noma_defer_apply")
+        elif _uses(op.body, {ir.Op.CALL}):
+            self.rt("noma_defer_apply")  # a called function may have queued one
         # SIGINT arrived -> unwind to noma_invoke (status 2); the step is complete.
         self.rt("noma_check_interrupt", self.span_c())
         b.branch(latch)
@@ -408,16 +410,14 @@ def _free_values(block: ir.Block) -> set[int]:
     return _reads(block) - defined
 
 
+def _uses(block: ir.Block, ops: set) -> bool:
+    """Whether `block` (nested blocks included) has an instruction with one of `ops`."""
+    return any(isinstance(op, ir.Instr) and op.op in ops for blk in ir.walk_blocks(block) for op in blk.ops)
+
+
 def _resizes(block: ir.Block) -> bool:
     """Whether a training-step body can queue a resize (then its loop measures output changes)."""
-    for op in block.ops:
-        if isinstance(op, ir.Instr):
-            if op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE):
-                return True
-            continue
-        if any(_resizes(inner) for inner in ir.child_blocks(op)):
-            return True
-    return False
+    return _uses(block, {ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE})
 
 
 def _probe_outputs(body: ir.Block) -> list[ir.Instr]:
