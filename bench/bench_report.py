@@ -72,11 +72,11 @@ def extras_targets(extras: dict) -> list[str]:
                    f"still takes {c['rerun_median_ms']:.1f} ms of compile time (median) — "
                    f"{verdict(c['rerun_median_ms'] < 1)}")
     for ln in extras.get("realloc", []):
-        if "one hidden layer" in ln:
-            m = re.search(r"([0-9.]+) ms per resize", ln)
-            ok = m is not None and float(m.group(1)) <= 1 and "no recompilation" in ln
-            out.append(f"- realloc of a hidden layer 16↔1024 ≤ 1 ms, no recompilation: {ln} — {verdict(ok)} "
-                       "(grow+shrink average; bench/bench_realloc.py)")
+        if "3-layer MLP" in ln:  # the case: judged on the grow and the shrink, not only their average
+            m = re.search(r"([0-9.]+) ms per resize \(grow ([0-9.]+) ms and shrink ([0-9.]+) ms as runtime calls", ln)
+            ok = m is not None and max(float(x) for x in m.groups()) <= 1 and "no recompilation" in ln
+            out.append(f"- realloc of a hidden layer 16↔1024 on a 3-layer MLP ≤ 1 ms, no recompilation: {ln} — "
+                       f"{verdict(ok)} (each of grow, shrink and their native-loop average; bench/bench_realloc.py)")
     return out
 
 
