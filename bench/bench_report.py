@@ -84,7 +84,8 @@ def extras_section(extras: dict) -> list[str]:
     lines = ["", "## Compile latency, start-up, realloc", ""]
     if "compile" in extras:
         c = extras["compile"]
-        lines.append(f"- Compile time per notebook cell ({c['cells']} cells of notebooks/*.ipynb, in order): "
+        lines.append(f"- Compile time per notebook cell ({c['cells']} cells of notebooks/*.ipynb, in order, one "
+                     f"session per notebook, in a fresh process): "
                      f"median {c['median_ms']:.0f} ms, p90 {c['p90_ms']:.0f} ms, max {c['max_ms']:.0f} ms; "
                      f"re-running the first notebook's cells unchanged: median {c['rerun_median_ms']:.1f} ms.")
     if "cold" in extras:

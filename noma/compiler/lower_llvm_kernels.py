@@ -316,26 +316,31 @@ class Kernels:
             self.fail_if(self.b.and_(self.b.icmp_unsigned("==", length, self.i64(0)),
                                      self.b.icmp_unsigned("!=", self.b.mul(outer, inner), self.i64(0))),
                          ERR_RUNTIME, f"{kind} over an empty axis")
-        src = self.data(x)
         total = self.b.mul(outer, inner)
-        self.loop(self.i64(0), total, lambda i, c: self.store_elem(init, out, i))
 
-        def per_outer(o: ll.Value, _c: list) -> None:
-            obase = self.b.mul(o, inner)
+        def emit(p: list[ll.Value]) -> None:  # p: total, out, src, outer, length, inner
+            total, out, src, outer, length, inner = p
+            self.loop(self.i64(0), total, lambda i, c: self.store_elem(init, out, i))
 
-            def per_k(k: ll.Value, _c2: list) -> None:
-                ibase = self.b.mul(self.b.add(self.b.mul(o, length), k), inner)
+            def per_outer(o: ll.Value, _c: list) -> None:
+                obase = self.b.mul(o, inner)
 
-                def per_i(i: ll.Value, _c3: list) -> None:
-                    oi = self.b.add(obase, i)
-                    acc = self.load_elem(out, oi)
-                    v = self.load_elem(src, self.b.add(ibase, i))
-                    if kind == "sum":
-                        r = self.b.fadd(acc, v)
-                    else:
-                        r = self.intr("llvm.maximum" if kind == "max" else "llvm.minimum", acc, v)
-                    self.store_elem(r, out, oi)
-                self.loop(self.i64(0), inner, per_i)
-            self.loop(self.i64(0), length, per_k)
-        self.loop(self.i64(0), outer, per_outer)
+                def per_k(k: ll.Value, _c2: list) -> None:
+                    ibase = self.b.mul(self.b.add(self.b.mul(o, length), k), inner)
+
+                    def per_i(i: ll.Value, _c3: list) -> None:
+                        oi = self.b.add(obase, i)
+                        acc = self.load_elem(out, oi)
+                        v = self.load_elem(src, self.b.add(ibase, i))
+                        if kind == "sum":
+                            r = self.b.fadd(acc, v)
+                        else:
+                            r = self.intr("llvm.maximum" if kind == "max" else "llvm.minimum", acc, v)
+                        self.store_elem(r, out, oi)
+                    self.loop(self.i64(0), inner, per_i)
+                self.loop(self.i64(0), length, per_k)
+            self.loop(self.i64(0), outer, per_outer)
+        # one kernel per kind and dtype for every shape: the nest is compiled once per session
+        self.outline([total, out, self.data(x), outer, length, inner], emit, min_size=0,
+                     key=("reduce_axis", kind))
         return t

@@ -355,22 +355,25 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         inner = self.numel(out_dims)
         rows = self.numel(self.dims(x, rx)[:rx - rl])
         data, t = self.new_tensor(out_dims)
-        src = self.data(x)
         zero = self.rconst(0.0)
-        with self.b.if_else(self.b.icmp_unsigned("==", rows, self.i64(0)), likely=False) as (empty, some):
-            with empty:
-                self.memzero(data, inner)
-            with some:
-                self.loop(self.i64(0), inner, lambda j, c: self.store_elem(
-                    self.b.fadd(zero, self.load_elem(src, j)), data, j))
 
-        def row(r: ll.Value, _c: list) -> None:
-            base = self.elem_ptr(src, self.b.mul(r, inner))
+        def emit(p: list[ll.Value]) -> None:  # p: inner, out, src, rows
+            inner, data, src, rows = p
+            with self.b.if_else(self.b.icmp_unsigned("==", rows, self.i64(0)), likely=False) as (empty, some):
+                with empty:
+                    self.memzero(data, inner)
+                with some:
+                    self.loop(self.i64(0), inner, lambda j, c: self.store_elem(
+                        self.b.fadd(zero, self.load_elem(src, j)), data, j))
 
-            def col(j: ll.Value, _c2: list) -> None:
-                self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
-            self.loop(self.i64(0), inner, col)
-        self.loop(self.i64(1), rows, row)
+            def row(r: ll.Value, _c: list) -> None:
+                base = self.elem_ptr(src, self.b.mul(r, inner))
+
+                def col(j: ll.Value, _c2: list) -> None:
+                    self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
+                self.loop(self.i64(0), inner, col)
+            self.loop(self.i64(1), rows, row)
+        self.outline([inner, data, self.data(x), rows], emit, key=("sum_rows",))
         return t
 
     def _splat(self, value: ll.Value, dims: list) -> ll.Value:
