@@ -20,8 +20,9 @@ ROOT = HERE.parent
 
 def compile_latency(log) -> dict:
     """Compile latency over the notebooks' cells (see measure_compile_latency), measured in a
-    fresh child process: a kernel process holds NOMA, not the peers' libraries and thread pools
-    that the benchmark process has loaded by then (in-process the median read ~25% higher)."""
+    fresh child process, not pinned to the benchmark's CPU: a kernel process holds NOMA, not the
+    peers' libraries and thread pools that the benchmark process has loaded by then (in-process,
+    or pinned beside them, the median read 10-25% higher)."""
     r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "compile-latency"],
                        capture_output=True, text=True, timeout=600)
     lines = [ln[len("RESULT "):] for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -41,24 +42,28 @@ def measure_compile_latency() -> dict:
     import noma
 
     times, rerun, errors = [], [], 0
+    phases: dict[str, float] = {}  # summed over the cells (ms)
+    per_cell: list[tuple[float, str]] = []  # (ms, "notebook cell k")
     cwd = os.getcwd()
     try:
         os.chdir(ROOT / "notebooks")
         for nb in sorted(glob.glob("*.ipynb")):
             s = noma.Session()
-            cells = []
-            for c in nbformat.read(nb, as_version=4).cells:
-                if c.cell_type != "code":
-                    continue
+            cells = []  # (number among the notebook's code cells, source without meta-commands)
+            code = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"]
+            for k, c in enumerate(code, 1):
                 src = "\n".join(ln for ln in c.source.splitlines() if not ln.lstrip().startswith(":"))
                 if src.strip():
-                    cells.append(src)
-            for src in cells:
+                    cells.append((k, src))
+            for k, src in cells:
                 r = s.execute(src)
                 times.append(r.compile_seconds * 1e3)
+                per_cell.append((r.compile_seconds * 1e3, f"{nb} code cell {k}"))
+                for phase, secs in r.compile_phases.items():
+                    phases[phase] = phases.get(phase, 0.0) + secs * 1e3
                 errors += r.status == "error"
             if nb.startswith("01"):
-                for src in cells:
+                for _, src in cells:
                     rerun.append(s.execute(src).compile_seconds * 1e3)
     finally:
         os.chdir(cwd)
@@ -66,7 +71,9 @@ def measure_compile_latency() -> dict:
     out = {"cells": len(times), "median_ms": statistics.median(times),
            "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
            "max_ms": times[-1], "errors": errors,
-           "rerun_median_ms": statistics.median(rerun) if rerun else float("nan")}
+           "rerun_median_ms": statistics.median(rerun) if rerun else float("nan"),
+           "total_ms": sum(times), "phases_ms": phases,
+           "slowest": [f"{name} ({ms:.0f} ms)" for ms, name in sorted(per_cell, reverse=True)[:3]]}
     return out
 
 
@@ -169,4 +176,6 @@ if __name__ == "__main__":  # the child process of compile_latency
     if sys.argv[1:] != ["compile-latency"]:
         sys.exit("usage: bench_extras.py compile-latency")
     sys.path.insert(0, str(ROOT))
+    if hasattr(os, "sched_setaffinity"):  # not pinned to the benchmark's CPU: a kernel process is not
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
     print("RESULT " + json.dumps(measure_compile_latency()), flush=True)

@@ -40,6 +40,9 @@ class ExecResult:
     run_seconds: float = 0.0
     #: the cell's compiled code was reused (same text, same symbol-table context): nothing compiled
     cache_hit: bool = False
+    #: where compile_seconds went (seconds): front_end (parse, IR, autodiff, IR passes),
+    #: lowering (NOMA IR to LLVM IR text), llvm_parse, llvm_optimise, llvm_codegen
+    compile_phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -205,8 +208,13 @@ class Session:
             names, own, patch = self._plan_symbols(module, symbols)
             from noma.compiler.lower_llvm import lower_module
 
+            lowering_started = time.perf_counter()
             llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell, shared=self.jit.defines)
+            lowered = time.perf_counter()
+            self.jit.last_phases = {}
             self.jit.add_ir(llvm_text, cell)
+            phases = {"front_end": lowering_started - started, "lowering": lowered - lowering_started,
+                      **self.jit.last_phases}
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
@@ -222,6 +230,7 @@ class Session:
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run(module, entry, has_value)
         result.compile_seconds = compile_seconds
+        result.compile_phases = phases
         return result
 
     def _replay(self, hit: Replay, source: Source, started: float) -> ExecResult:

@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import threading
+import time
 from typing import Optional
 
 import llvmlite.binding as llvm
@@ -161,6 +162,9 @@ class JIT:
         self._defined: dict[str, str] = {}  # symbol -> module name that defines it
         self._keys: set[str] = set()
         self._lock = threading.Lock()
+        #: seconds of the last add_ir that compiled: parsing and symbol checks, LLVM's
+        #: optimisation pipeline, code generation and linking
+        self.last_phases: dict[str, float] = {}
 
     # ------------------------------------------------------------------ object cache
 
@@ -189,14 +193,19 @@ class JIT:
         with self._lock:
             if key in self._keys:
                 return
+            t0 = time.perf_counter()
             mod = _parse(text, name, self.tm)
             mod.name = key
             defines = self._check_symbols(mod, name)
+            t1 = time.perf_counter()
             if key not in _OBJECT_CACHE:
                 _optimize(mod, self.tm, self.opt_level)
+            t2 = time.perf_counter()
             self.engine.add_module(mod)
             self.engine.finalize_object()
             self.engine.run_static_constructors()
+            self.last_phases = {"llvm_parse": t1 - t0, "llvm_optimise": t2 - t1,
+                                "llvm_codegen": time.perf_counter() - t2}
             self._modules.append(mod)
             self._keys.add(key)
             for sym in defines:

@@ -254,3 +254,20 @@ def test_random_cell_sequences_behave_as_compiling(seed):
             assert observe(cached.execute(step)) == observe(reference.execute(step)), step
         assert_same_state(state(cached), state(reference))
     assert cached.cache_hits > 0
+
+
+# ----------------------------------------------------------------------------- compile phases
+
+
+def test_compile_phases_account_for_the_compile_time():
+    s = noma.Session()
+    r = run(s, SETUP + TRAIN)
+    phases = r.compile_phases
+    assert set(phases) == {"front_end", "lowering", "llvm_parse", "llvm_optimise", "llvm_codegen"}
+    assert all(v > 0 for v in phases.values())
+    # the phases are consecutive parts of compile_seconds (what is left: the cell cache lookup)
+    assert 0.9 * r.compile_seconds <= sum(phases.values()) <= r.compile_seconds
+    again = s.execute(SETUP + TRAIN)
+    assert again.cache_hit and again.compile_phases == {}
+    failed = s.execute("let = 1;")
+    assert failed.status == "error" and failed.compile_phases == {}
