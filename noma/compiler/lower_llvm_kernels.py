@@ -159,18 +159,49 @@ class Kernels:
                                                           b.icmp_unsigned("!=", y, one))))
             out.append(b.select(b.icmp_unsigned("==", x, one), y, x))
         with b.if_then(bad, likely=False):
-            null = ll.Constant(PTR, None)
-            pa, pc = self.tensor_ptr(self.make_tensor(null, a)), self.tensor_ptr(self.make_tensor(null, c))
-            self.rt("noma_broadcast_dims", self.i64(span), self.cstr(opname), pa, pc, self.empty_tensor_slot())
+            b.call(self._broadcast_failure(len(a), len(c)), [self.i64(span), self.cstr(opname), *a, *c])
         return out
 
+    def _broadcast_failure(self, ra: int, rc: int) -> ll.Function:
+        """`void (i64 span, ptr op, i64 dims of a..., i64 dims of c...)`: calls noma_broadcast_dims
+        on two shapes that do not broadcast (it fails naming both). One cold function per pair of
+        ranks and module, so a call site of a broadcasting op is one call, not two descriptors."""
+        name = f"noma.fail.broadcast.{ra}.{rc}"
+        fn = self.mc.module.globals.get(name)
+        if fn is not None:
+            return fn
+        fn = ll.Function(self.mc.module, ll.FunctionType(VOID, [I64, PTR] + [I64] * (ra + rc)), name)
+        fn.linkage = "internal"
+        for attr in ("cold", "noinline", "nounwind"):
+            fn.attributes.add(attr)
+        b = ll.IRBuilder(fn.append_basic_block("entry"))
+        slots = [b.alloca(self.T) for _ in range(3)]
+
+        def descriptor(dims: Sequence[ll.Value]) -> ll.Value:
+            t = b.insert_value(ll.Constant(self.T, ll.Undefined), ll.Constant(PTR, None), 0)
+            t = b.insert_value(t, self.i64(len(dims)), 1)
+            for i in range(4):
+                t = b.insert_value(t, dims[i] if i < len(dims) else self.i64(0), [2, i])
+            return t
+        dims = list(fn.args[2:])
+        b.store(descriptor(dims[:ra]), slots[0])
+        b.store(descriptor(dims[ra:]), slots[1])
+        b.call(self.mc.runtime("noma_broadcast_dims"), [fn.args[0], fn.args[1], *slots])
+        b.ret_void()
+        return fn
+
     def broadcast_strides(self, t: ll.Value, rank: int, out_rank: int) -> list[Optional[ll.Value]]:
-        """Per result axis: the element stride of `t` (0 on broadcast axes); None for a scalar."""
-        dims = self.dims(t, rank)
+        """Per result axis: the element stride of `t` (0 on broadcast axes)."""
+        return self.strides_of_dims(self.dims(t, rank), out_rank)
+
+    def strides_of_dims(self, dims: Sequence[ll.Value], out_rank: int) -> list[ll.Value]:
+        """Per result axis: the element stride of a contiguous tensor of `dims` broadcast to
+        `out_rank` axes (0 on leading and size-1 axes)."""
+        rank = len(dims)
         contig: list[ll.Value] = [self.i64(1)] * rank
         for a in range(rank - 2, -1, -1):
             contig[a] = self.b.mul(contig[a + 1], dims[a + 1])
-        out: list[Optional[ll.Value]] = []
+        out: list[ll.Value] = []
         off = out_rank - rank
         for j in range(out_rank):
             if j < off:
@@ -203,26 +234,34 @@ class Kernels:
                 self._strided(operands, tensors, datas, dims, out, fn, key)
 
     def _strided(self, operands, tensors, datas, dims, out, fn, key=None) -> None:
-        rank, nt = len(dims), len(tensors)
-        strides = [self.broadcast_strides(operands[k][0], operands[k][1], rank) for k in tensors]
-        unit: ll.Value = ll.Constant(I1, 1)
-        for s in strides:
-            unit = self.b.and_(unit, self.b.icmp_unsigned("==", s[rank - 1], self.i64(1)))
+        """The general broadcasting loop nest (stride 0 on broadcast axes). The kernel takes the
+        result's and the operands' dims and derives the strides itself, so a call site (one per
+        elementwise op, rarely run) stays a single call."""
+        rank = len(dims)
+        ranks = [operands[k][1] for k in tensors]
+        own_dims = [self.dims(operands[k][0], r) for k, r in zip(tensors, ranks)]
 
-        def emit(p: list[ll.Value]) -> None:  # p: unit, out, dims, strides per tensor, operands
-            ops = p[2 + rank + nt * rank:]
+        def emit(p: list[ll.Value]) -> None:  # p: rank, out, result dims, dims per tensor, operands
+            at = 2 + rank
+            strides = []
+            for r in ranks:
+                strides.append(self.strides_of_dims(p[at:at + r], rank))
+                at += r
+            ops = p[at:]
+            unit: ll.Value = ll.Constant(I1, 1)
+            for st in strides:
+                unit = self.b.and_(unit, self.b.icmp_unsigned("==", st[rank - 1], self.i64(1)))
 
             def body(offs: list[ll.Value], lin: ll.Value) -> None:
                 xs = [self.load_elem(ops[k], offs[tensors.index(k)]) if k in datas else ops[k]
                       for k in range(len(operands))]
                 self.store_elem(fn(xs), p[1], lin)
 
-            st = [p[2 + rank + j * rank:2 + rank + (j + 1) * rank] for j in range(nt)]
-            self.nest(p[2:2 + rank], st, body, inner_unit=p[0])
+            self.nest(p[2:2 + rank], strides, body, inner_unit=unit)
 
-        args = [unit, out, *dims, *[x for s in strides for x in s]]
+        args = [self.i64(rank), out, *dims, *[d for ds in own_dims for d in ds]]
         self.outline(args + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit,
-                     key=key and ("strided", key, rank))
+                     key=key and ("strided", key, rank, tuple(ranks)))
 
     # ------------------------------------------------------------------ outlined kernels
 
