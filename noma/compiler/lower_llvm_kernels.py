@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.lower_llvm_types import ERR_RUNTIME, I1, I32, I64, PTR, VOID
+from noma.compiler.lower_llvm_types import ERR_RUNTIME, I32, I64, PTR, VOID
 from noma.compiler.lower_llvm_vector import SCALAR_ONLY_OPS
 
 #: Loops of fewer LLVM instructions than this stay inline. Measured on the notebooks and the
@@ -94,10 +94,8 @@ class Kernels:
         if all(operands[k][1] == rank for k in tensors):
             # Run-time check: every tensor operand has exactly the same dims -> flat loop.
             first = self.dims(operands[tensors[0]][0], rank)
-            eq: ll.Value = ll.Constant(I1, 1)
-            for k in tensors[1:]:
-                for d0, dk in zip(first, self.dims(operands[k][0], rank)):
-                    eq = self.b.and_(eq, self.b.icmp_unsigned("==", d0, dk))
+            eq = self.all_of([self.b.icmp_unsigned("==", d0, dk) for k in tensors[1:]
+                              for d0, dk in zip(first, self.dims(operands[k][0], rank))])
             fast_bb = self.b.block
             with self.b.if_then(self.b.not_(eq), likely=False):
                 slow_dims = self._broadcast_plan(operands, plan, rank)
@@ -151,13 +149,18 @@ class Kernels:
         one = self.i64(1)
         a1 = [one] * (r - len(a)) + a
         c1 = [one] * (r - len(c)) + c
-        bad: ll.Value = ll.Constant(I1, 0)
+        bad: Optional[ll.Value] = None
         out = []
         for x, y in zip(a1, c1):
-            same = b.icmp_unsigned("==", x, y)
-            bad = b.or_(bad, b.and_(b.not_(same), b.and_(b.icmp_unsigned("!=", x, one),
-                                                          b.icmp_unsigned("!=", y, one))))
-            out.append(b.select(b.icmp_unsigned("==", x, one), y, x))
+            if x is one or y is one:  # an axis the shorter shape lacks: it takes the other's size
+                out.append(y if x is one else x)
+                continue
+            x_one = b.icmp_unsigned("==", x, one)
+            differ = b.and_(b.icmp_unsigned("!=", x, y), b.not_(b.or_(x_one, b.icmp_unsigned("==", y, one))))
+            bad = differ if bad is None else b.or_(bad, differ)
+            out.append(b.select(x_one, y, x))
+        if bad is None:
+            return out
         with b.if_then(bad, likely=False):
             b.call(self._broadcast_failure(len(a), len(c)), [self.i64(span), self.cstr(opname), *a, *c])
         return out
@@ -216,12 +219,13 @@ class Kernels:
         """The vector loop over all elements when every tensor operand is broadcast along
         leading axes only with a count it can read (VectorLoops), else the strided nest."""
         n = self.numel(dims)
-        ok: ll.Value = ll.Constant(I1, 1)
+        conds = []
         counts = {}
         for k in tensors:
             trail, nb = self.trailing_count(operands[k][0], operands[k][1], dims)
-            ok = self.b.and_(ok, self.b.and_(trail, self.vector_count_ok(nb, n)))
+            conds += [trail, self.vector_count_ok(nb, n)]
             counts[k] = nb
+        ok = self.all_of([c for c in conds if not (isinstance(c, ll.Constant) and c.constant == 1)])
         with self.b.if_else(ok, likely=True) as (then, other):
             with then:
                 def emit(p: list[ll.Value]) -> None:  # p: n, out, one per operand, nb per tensor
@@ -248,9 +252,7 @@ class Kernels:
                 strides.append(self.strides_of_dims(p[at:at + r], rank))
                 at += r
             ops = p[at:]
-            unit: ll.Value = ll.Constant(I1, 1)
-            for st in strides:
-                unit = self.b.and_(unit, self.b.icmp_unsigned("==", st[rank - 1], self.i64(1)))
+            unit = self.all_of([self.b.icmp_unsigned("==", st[rank - 1], self.i64(1)) for st in strides])
 
             def body(offs: list[ll.Value], lin: ll.Value) -> None:
                 xs = [self.load_elem(ops[k], offs[tensors.index(k)]) if k in datas else ops[k]

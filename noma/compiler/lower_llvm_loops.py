@@ -16,7 +16,8 @@ llvmlite.ir.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Sequence
 
 from llvmlite import ir as ll
 
@@ -264,6 +265,13 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     # ------------------------------------------------------------------ constants and calls
 
+    def all_of(self, conds: Sequence[ll.Value]) -> ll.Value:
+        """The conjunction of i1 values (true when there are none), without a constant `and`."""
+        out: Optional[ll.Value] = None
+        for c in conds:
+            out = c if out is None else self.b.and_(out, c)
+        return ll.Constant(I1, 1) if out is None else out
+
     def i64(self, v: int) -> ll.Constant:
         return ll.Constant(I64, int(v))
 
@@ -472,26 +480,33 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     # ------------------------------------------------------------------ failure helpers
 
+    @contextmanager
+    def _failing_when(self, cond: ll.Value) -> Iterator[None]:
+        """The with-body (a call of a noreturn runtime function) runs when `cond` holds; the code
+        after it continues on the other edge. The failing block ends in `unreachable` (no
+        fall-through block to clean up: a tenth of a training cell's blocks used to be such)."""
+        fail = self.fn.append_basic_block("fail")
+        cont = self.fn.append_basic_block("ok")
+        self.b.cbranch(cond, fail, cont).set_weights([1, 99])
+        self.b.position_at_end(fail)
+        yield
+        self.b.unreachable()
+        self.b.position_at_end(cont)
+
     def fail_if(self, cond: ll.Value, kind: int, message: str) -> None:
-        with self.b.if_then(cond, likely=False):
+        with self._failing_when(cond):
             self.b.call(self.mc.runtime("noma_fail"), [self.i32(kind), self.span_c(), self.cstr(message)])
-            self.b.unreachable()
-            self.b.position_at_end(self.fn.append_basic_block("dead"))
 
     def fail_shape_if(self, cond: ll.Value, opname: str, a: tuple[ll.Value, int],
                       b: tuple[ll.Value, int]) -> None:
         """Fail with a shape error naming the shapes of (value, rank) a and b when cond holds."""
-        with self.b.if_then(cond, likely=False):
+        with self._failing_when(cond):
             a_ptr, b_ptr = self.any_ptr(*a), self.any_ptr(*b)
             self.b.call(self.mc.runtime("noma_fail_shape"), [self.span_c(), self.cstr(opname), a_ptr, b_ptr])
-            self.b.unreachable()
-            self.b.position_at_end(self.fn.append_basic_block("dead"))
 
     def fail_index_if(self, cond: ll.Value, index: ll.Value, size: ll.Value) -> None:
-        with self.b.if_then(cond, likely=False):
+        with self._failing_when(cond):
             self.b.call(self.mc.runtime("noma_fail_index"), [self.span_c(), index, size])
-            self.b.unreachable()
-            self.b.position_at_end(self.fn.append_basic_block("dead"))
 
     def check_index(self, i: ll.Value, size: ll.Value) -> None:
         """Fail with an index error unless 0 <= i < size."""

@@ -341,9 +341,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
             # The common case (bias gradients): like's dims are the trailing dims of x, so the
             # sum runs over whole leading rows -- a contiguous, vectorizable inner loop. Rows are
             # added in the same order as by the general loop, so the result is identical.
-            suffix: ll.Value = ll.Constant(I1, 1)
-            for a, b in zip(xd[rank - rl:], ld[rank - rl:]):
-                suffix = self.b.and_(suffix, self.b.icmp_unsigned("==", a, b))
+            suffix = self.all_of([self.b.icmp_unsigned("==", a, b) for a, b in zip(xd[rank - rl:], ld[rank - rl:])])
             return self.choose(suffix, lambda: self._sum_rows(x, rx, like, rl), general)
         return self.choose(same, lambda: x, general)
 

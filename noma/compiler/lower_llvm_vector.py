@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.lower_llvm_types import I1, I32, I64, PTR, VOID
+from noma.compiler.lower_llvm_types import I32, I64, PTR, VOID
 
 #: IR op names whose scalar function has no vector form (a libm call per element).
 SCALAR_ONLY_OPS = frozenset({"tan"})
@@ -70,9 +70,8 @@ class VectorLoops:
         dims = self.dims(t, rank)
         off = len(out_dims) - rank
         bcast = [b.icmp_unsigned("!=", d, out_dims[a + off]) for a, d in enumerate(dims)]
-        ok: ll.Value = ll.Constant(I1, 1)
-        for a in range(rank - 1):  # broadcast axes form a prefix
-            ok = b.and_(ok, b.not_(b.and_(bcast[a + 1], b.not_(bcast[a]))))
+        # broadcast axes form a prefix
+        ok = self.all_of([b.not_(b.and_(bcast[a + 1], b.not_(bcast[a]))) for a in range(rank - 1)])
         return ok, self.numel(dims)
 
     def vector_count_ok(self, nb: ll.Value, n: ll.Value) -> ll.Value:
