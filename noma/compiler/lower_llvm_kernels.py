@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 from llvmlite import ir as ll
 
 from noma.compiler.lower_llvm_types import ERR_RUNTIME, I32, I64, PTR, VOID
-from noma.compiler.lower_llvm_vector import SCALAR_ONLY_OPS
+from noma.compiler.lower_llvm_vector import LONG_MATH_OPS, SCALAR_ONLY_OPS
 
 #: Loops of fewer LLVM instructions than this stay inline. Measured on the notebooks and the
 #: step-time workloads: outlining the small flat loops (a plain add or multiply: 12-18
@@ -64,12 +64,13 @@ class Kernels:
         datas = {k: self.data(operands[k][0]) for k in tensors}
 
         vec = not any(name in SCALAR_ONLY_OPS for name, _, _ in plan)
+        one_body = any(name in LONG_MATH_OPS for name, _, _ in plan)
 
         def flat(n: ll.Value, out: ll.Value) -> None:
             def emit(p: list[ll.Value]) -> None:  # p: n, out, then one per operand
                 if vec:
                     kinds = [(p[2 + k], "c" if k in datas else "s", None) for k in range(len(operands))]
-                    self.vec_elementwise(p[0], p[1], kinds, fn)
+                    self.vec_elementwise(p[0], p[1], kinds, fn, one_body)
                     return
 
                 def step(i: ll.Value, _c: list) -> None:
@@ -77,11 +78,11 @@ class Kernels:
                     self.store_elem(fn(xs), p[1], i)
                 self.loop(self.i64(0), p[0], step)
             self.outline([n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)], emit,
-                         key=key and ("flat", key))
+                         key=key and ("flat", key, one_body))
 
         def broadcast(dims: list[ll.Value], out: ll.Value) -> None:
             if vec:
-                self._broadcast_vec(operands, tensors, datas, dims, out, fn, key)
+                self._broadcast_vec(operands, tensors, datas, dims, out, fn, key, one_body)
             else:
                 self._strided(operands, tensors, datas, dims, out, fn, key)
 
@@ -215,7 +216,7 @@ class Kernels:
                 out.append(self.b.select(one, self.i64(0), contig[a]))
         return out
 
-    def _broadcast_vec(self, operands, tensors, datas, dims, out, fn, key) -> None:
+    def _broadcast_vec(self, operands, tensors, datas, dims, out, fn, key, one_body: bool = False) -> None:
         """The vector loop over all elements when every tensor operand is broadcast along
         leading axes only with a count it can read (VectorLoops), else the strided nest."""
         n = self.numel(dims)
@@ -231,9 +232,9 @@ class Kernels:
                 def emit(p: list[ll.Value]) -> None:  # p: n, out, one per operand, nb per tensor
                     nbs = dict(zip(tensors, p[2 + len(operands):]))
                     kinds = [(p[2 + k], "w" if k in datas else "s", nbs.get(k)) for k in range(len(operands))]
-                    self.vec_elementwise(p[0], p[1], kinds, fn)
+                    self.vec_elementwise(p[0], p[1], kinds, fn, one_body)
                 args = [n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)]
-                self.outline(args + [counts[k] for k in tensors], emit, key=key and ("vector", key))
+                self.outline(args + [counts[k] for k in tensors], emit, key=key and ("vector", key, one_body))
             with other:
                 self._strided(operands, tensors, datas, dims, out, fn, key)
 

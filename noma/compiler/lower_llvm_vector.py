@@ -32,6 +32,10 @@ from noma.compiler.lower_llvm_types import I32, I64, PTR, VOID
 #: IR op names whose scalar function has no vector form (a libm call per element).
 SCALAR_ONLY_OPS = frozenset({"tan"})
 
+#: IR op names whose vector form is long inline math (or a vector math call): a loop holding one
+#: is emitted with one masked body (vec_elementwise's one_body).
+LONG_MATH_OPS = frozenset({"exp", "tanh", "sigmoid", "log", "pow", "sin", "cos"})
+
 
 def vzero(vt: ll.VectorType) -> ll.Constant:
     """The zero vector, written `zeroinitializer` (llvmlite would list every lane)."""
@@ -88,10 +92,13 @@ class VectorLoops:
 
     def vec_elementwise(self, n: ll.Value, out: ll.Value,
                         operands: Sequence[tuple[ll.Value, str, Optional[ll.Value]]],
-                        fn: Callable[[list[ll.Value]], ll.Value]) -> None:
+                        fn: Callable[[list[ll.Value]], ll.Value], one_body: bool = False) -> None:
         """out[i] = fn(x_0[i], ...) for i < n in vectors; operands are (value, kind, nb) with kind
         's' scalar, 'c' contiguous tensor data, 'w' data broadcast along leading axes (nb as in
-        the module docstring; nb == n is allowed)."""
+        the module docstring; nb == n is allowed). `one_body`: one loop whose last, partial
+        vector branches to masked loads and joins the whole vectors' path before fn, instead of
+        a loop of whole vectors then a masked tail with its own copy of fn: for an fn as long as
+        exp/tanh math, whose second copy costs more compile time than the branch costs."""
         b = self.b
         VL, vt, it, lanes, zeros = self.vector_kit()
         # a broadcast operand is read at base + j, j wrapping at count: b itself, or for a small
@@ -108,17 +115,15 @@ class VectorLoops:
                 counts[k] = b.select(small, self.i64(VL), nb)
         starts = [self.i64(0) for k in bases]
 
-        def body(i0: ll.Value, offs: list[ll.Value], mask: Optional[ll.Value]) -> list[ll.Value]:
-            """One vector from i0; mask None: all VL lanes are in range (plain loads)."""
+        def loads(i0: ll.Value, offs: list[ll.Value], mask: Optional[ll.Value]) -> list[ll.Value]:
+            """The tensor operands' vectors from i0 (offs: the broadcast operands' positions);
+            mask None: all VL lanes are in range (plain loads)."""
             xs: list[ll.Value] = []
-            nxt: list[ll.Value] = []
             w = 0
             for k, (v, kind, nb) in enumerate(operands):
-                if kind == "s":
-                    xs.append(self.vsplat(v, vt))
-                elif kind == "c":
+                if kind == "c":
                     xs.append(self._load(self.elem_ptr(v, i0), mask, zeros))
-                else:
+                elif kind == "w":
                     j = offs[w]
                     w += 1
                     src = self.elem_ptr(bases[k], j)
@@ -127,8 +132,16 @@ class VectorLoops:
                     else:
                         inb = b.icmp_unsigned("<", lanes, self.vsplat(b.sub(counts[k], j), it))
                         xs.append(self._load(src, b.and_(mask, inb), zeros))
-                    j2 = b.add(j, self.i64(VL))
-                    nxt.append(b.select(b.icmp_unsigned(">=", j2, counts[k]), self.i64(0), j2))
+            return xs
+
+        def compute(i0: ll.Value, offs: list[ll.Value], loaded: list[ll.Value]) -> list[ll.Value]:
+            """fn on the loaded vectors (scalars splatted), stored at i0; the next offs."""
+            it_loaded = iter(loaded)
+            xs = [self.vsplat(v, vt) if kind == "s" else next(it_loaded) for v, kind, _ in operands]
+            nxt: list[ll.Value] = []
+            for k, j in zip(bases, offs):
+                j2 = b.add(j, self.i64(VL))
+                nxt.append(b.select(b.icmp_unsigned(">=", j2, counts[k]), self.i64(0), j2))
             self.vl = VL
             try:
                 y = fn(xs)
@@ -137,6 +150,29 @@ class VectorLoops:
             b.store(y, self.elem_ptr(out, i0), align=self.mc.elem_size)
             return nxt
 
+        def body(i0: ll.Value, offs: list[ll.Value], mask: Optional[ll.Value]) -> list[ll.Value]:
+            return compute(i0, offs, loads(i0, offs, mask))
+
+        def body_one(i0: ll.Value, offs: list[ll.Value]) -> list[ll.Value]:
+            partial = b.icmp_unsigned(">", b.add(i0, self.i64(VL)), n)
+            with b.if_else(partial, likely=False) as (then, other):
+                with then:
+                    tail = loads(i0, offs, b.icmp_unsigned("<", lanes, self.vsplat(b.sub(n, i0), it)))
+                    tail_bb = b.block
+                with other:
+                    whole_ = loads(i0, offs, None)
+                    whole_bb = b.block
+            joined = []
+            for xt, xw in zip(tail, whole_):
+                phi = b.phi(vt)
+                phi.add_incoming(xt, tail_bb)
+                phi.add_incoming(xw, whole_bb)
+                joined.append(phi)
+            return compute(i0, offs, joined)
+
+        if one_body:
+            self.loop(self.i64(0), n, body_one, starts, step=VL)
+            return
         whole = b.mul(b.udiv(n, self.i64(VL)), self.i64(VL))
         offs = self.loop(self.i64(0), whole, lambda i0, c: body(i0, c, None), starts, step=VL)
         with b.if_then(b.icmp_unsigned("<", whole, n)):
