@@ -27,6 +27,7 @@ llvmlite.ir (never llvmlite.binding, never noma.rt).
 
 from __future__ import annotations
 
+import gc
 from typing import Callable, Optional
 
 from llvmlite import ir as ll
@@ -48,7 +49,26 @@ def fn_pointer_name(callee: str) -> str:
 def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: set[str],
                  name: str, shared: Optional[Callable[[str], bool]] = None) -> str:
     """Lower every function of `module` to LLVM IR text (see the module docstring). `shared(sym)`:
-    whether an outlined loop kernel `sym` is defined by an earlier module (then it is declared)."""
+    whether an outlined loop kernel `sym` is defined by an earlier module (then it is declared).
+
+    Python's cyclic garbage collector is paused while the llvmlite module is built and the
+    module's objects (tens of thousands, in reference cycles) are collected as soon as the text
+    exists, while they are still the young generation: left on, the collector promoted them into
+    the old generation, where they waited for a full collection that then cost a later cell
+    tens of milliseconds (the more so the more a session holds)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        text = _lower_module(module, symbols=symbols, own_pointers=own_pointers, name=name, shared=shared)
+    finally:
+        if enabled:
+            gc.enable()
+    gc.collect(0)
+    return text
+
+
+def _lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: set[str],
+                  name: str, shared: Optional[Callable[[str], bool]]) -> str:
     for fname, sym in symbols.items():
         if sym in RUNTIME_SIGS or sym.startswith("llvm."):
             raise LoweringError(f"symbol {sym!r} of function {fname!r} clashes with a runtime/LLVM name")

@@ -101,13 +101,10 @@ class Kernels:
             with self.b.if_then(self.b.not_(eq), likely=False):
                 slow_dims = self._broadcast_plan(operands, plan, rank)
                 slow_bb = self.b.block
-            dims = []
-            for d_fast, d_slow in zip(first, slow_dims):
-                p = self.b.phi(I64)
-                p.add_incoming(d_fast, fast_bb)
-                p.add_incoming(d_slow, slow_bb)
-                dims.append(p)
+            dims = [self._join(d_fast, fast_bb, d_slow, slow_bb, I64) for d_fast, d_slow in zip(first, slow_dims)]
             out, t = self.new_tensor(dims)
+            # operands of one rank broadcast against each other ([m, k] with [m, 1] in a softmax):
+            # the strided nest (expanding the column first, as for mixed ranks, slowed W3 by 9%)
             with self.b.if_else(eq) as (then, other):
                 with then:
                     flat(self.numel(dims), out)
@@ -217,8 +214,9 @@ class Kernels:
         return out
 
     def _broadcast_vec(self, operands, tensors, datas, dims, out, fn, key, one_body: bool = False) -> None:
-        """The vector loop over all elements when every tensor operand is broadcast along
-        leading axes only with a count it can read (VectorLoops), else the strided nest."""
+        """The vector loop over all elements, reading each tensor operand broadcast along leading
+        axes with a count it can read (VectorLoops); an operand that is broadcast otherwise (rare)
+        is first expanded to the result's dims (count = all elements), so fn is emitted once."""
         n = self.numel(dims)
         conds = []
         counts = {}
@@ -227,16 +225,36 @@ class Kernels:
             conds += [trail, self.vector_count_ok(nb, n)]
             counts[k] = nb
         ok = self.all_of([c for c in conds if not (isinstance(c, ll.Constant) and c.constant == 1)])
-        with self.b.if_else(ok, likely=True) as (then, other):
-            with then:
-                def emit(p: list[ll.Value]) -> None:  # p: n, out, one per operand, nb per tensor
-                    nbs = dict(zip(tensors, p[2 + len(operands):]))
-                    kinds = [(p[2 + k], "w" if k in datas else "s", nbs.get(k)) for k in range(len(operands))]
-                    self.vec_elementwise(p[0], p[1], kinds, fn, one_body)
-                args = [n, out] + [datas.get(k, v) for k, (v, _) in enumerate(operands)]
-                self.outline(args + [counts[k] for k in tensors], emit, key=key and ("vector", key, one_body))
-            with other:
-                self._strided(operands, tensors, datas, dims, out, fn, key)
+        srcs, nbs = dict(datas), dict(counts)
+        if not (isinstance(ok, ll.Constant) and ok.constant == 1):
+            fast_bb = self.b.block
+            with self.b.if_then(self.b.not_(ok), likely=False):
+                expanded = {k: self._expand(operands[k][0], operands[k][1], dims) for k in tensors}
+                slow_bb = self.b.block
+            for k in tensors:
+                srcs[k] = self._join(datas[k], fast_bb, expanded[k], slow_bb, PTR)
+                nbs[k] = self._join(counts[k], fast_bb, n, slow_bb, I64)
+
+        def emit(p: list[ll.Value]) -> None:  # p: n, out, one per operand, nb per tensor
+            p_nbs = dict(zip(tensors, p[2 + len(operands):]))
+            kinds = [(p[2 + k], "w" if k in datas else "s", p_nbs.get(k)) for k in range(len(operands))]
+            self.vec_elementwise(p[0], p[1], kinds, fn, one_body)
+        args = [n, out] + [srcs.get(k, v) for k, (v, _) in enumerate(operands)]
+        self.outline(args + [nbs[k] for k in tensors], emit, key=key and ("vector", key, one_body))
+
+    def _join(self, a: ll.Value, a_bb: ll.Block, c: ll.Value, c_bb: ll.Block, typ: ll.Type) -> ll.Value:
+        """a when control came from a_bb, c when from c_bb (a phi in the current block)."""
+        phi = self.b.phi(typ)
+        phi.add_incoming(a, a_bb)
+        phi.add_incoming(c, c_bb)
+        return phi
+
+    def _expand(self, t: ll.Value, rank: int, dims: Sequence[ll.Value]) -> ll.Value:
+        """The data of tensor t broadcast to `dims` (NumPy rules, checked before), copied into a
+        fresh contiguous arena buffer by the runtime (noma_expand: nothing to compile)."""
+        data, out = self.new_tensor(dims)
+        self.rt("noma_expand", self.tensor_ptr(out), self.tensor_ptr(t))
+        return data
 
     def _strided(self, operands, tensors, datas, dims, out, fn, key=None) -> None:
         """The general broadcasting loop nest (stride 0 on broadcast axes). The kernel takes the

@@ -52,6 +52,7 @@ RUNTIME_SIGS = {
     "noma_enter": "v:l",
     "noma_leave": "v:",
     "noma_broadcast_dims": "v:lpppp",
+    "noma_expand": "v:pp",
     "noma_print_str": "v:p",
     "noma_print_scalar": "v:r",
     "noma_print_tensor": "v:p",

@@ -293,6 +293,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_tape_len": (_I64, [_P]),
     # broadcasting
     "noma_broadcast_dims": (None, [_I64, _S, _T, _T, _T]),
+    "noma_expand": (None, [_T, _T]),
     # printing
     "noma_print_str": (None, [_S]),
     "noma_print_scalar": (None, [_R]),

@@ -50,7 +50,7 @@ def test_a_later_cell_calls_the_kernels_an_earlier_cell_compiled(texts, dtype):
     assert s.execute(f"let X = {lit(X)}; let W = {lit(W)}; let b = {lit(b)};").ok
     first = s.execute("sigmoid(matmul(X, W) + b);")
     defined = kernels(texts[-1], "define")
-    assert defined  # the bias add fused with sigmoid is a strided kernel
+    assert defined  # the bias add fused with sigmoid is an outlined kernel
     second = s.execute("let h = sigmoid(matmul(X, W) + b); print(sum(h)); h;")
     assert not kernels(texts[-1], "define") and defined <= kernels(texts[-1], "declare")
     tol = 1e-12 if dtype == "f64" else 1e-5
@@ -103,3 +103,23 @@ optimize(p, q) with sgd(lr = 1) max 1 {{
     assert s.execute(src).ok
     np.testing.assert_allclose(s.params["p"], -C.sum(axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_allclose(s.params["q"], -np.broadcast_to(C.sum(axis=1, keepdims=True), (3, 4)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_mixed_rank_operands_the_vector_loop_cannot_read_are_expanded_first(texts, dtype):
+    """A bias of 10 (not a power of two below the lane count nor a multiple of it) and an operand
+    broadcast along an inner axis: copied to the result's shape by the runtime (noma_expand), then
+    the one vector loop runs; no second (strided) copy of the math is compiled."""
+    rng = np.random.default_rng(5)
+    X, b10, C = rng.normal(size=(6, 10)), rng.normal(size=10), rng.normal(size=(3, 1))
+    Z = rng.normal(size=(2, 3, 4))
+    s = noma.Session(dtype=dtype)
+    assert s.execute(f"let X = {lit(X)}; let b = {lit(b10)}; let C = {lit(C)}; let Z = {lit(Z)};").ok
+    r = s.execute("let p = tanh(X + b) * 2; let q = exp(Z - C); print(sum(p)); q;")
+    assert r.ok, r.diagnostics
+    assert "noma_expand" in texts[-1]
+    tol = 1e-12 if dtype == "f64" else 1e-5
+    np.testing.assert_allclose(r.value, np.exp(Z - C), rtol=tol, atol=tol)
+    # print shows 6 significant digits
+    np.testing.assert_allclose(float(r.output.split()[0]), np.sum(np.tanh(X + b10) * 2), rtol=1e-5)
+

@@ -465,6 +465,19 @@ def test_broadcast_dims(lib, ctx, sa, sb):
     assert lib.noma_error_kind(ctx) == -1
 
 
+@pytest.mark.parametrize(
+    "sx,so",
+    [((3, 1), (3, 4)), ((4,), (2, 3, 4)), ((2, 1, 4), (2, 3, 4)), ((10,), (5, 10)), ((1,), (7,)),
+     ((3, 1, 2), (2, 3, 5, 2)), ((2, 3), (2, 3)), ((1, 1), (1, 1))],
+)
+def test_expand_writes_the_numpy_broadcast(lib, ctx, sx, so):
+    x = np.arange(1.0, 1.0 + np.prod(sx)).reshape(sx)
+    out = np.full(so, np.nan)
+    lib.noma_expand(ctypes.byref(T(out)), ctypes.byref(T(x)))
+    assert np.array_equal(out, np.broadcast_to(x, so))
+    assert lib.noma_error_kind(ctx) == -1
+
+
 def test_broadcast_mismatch(lib, ctx):
     a, b = T(np.zeros((2, 3))), T(np.zeros((4,)))
     out = nl.NomaTensor()

@@ -650,6 +650,34 @@ void noma_broadcast_dims(int64_t span, const char *op, const NomaTensor *a, cons
     for (int i = 0; i < 4; i++) out->dims[i] = dims[i];
 }
 
+/* out->data (contiguous, out's dims) = src broadcast to out's dims (NumPy rules, which the caller
+ * checked): how compiled elementwise loops read an operand that is broadcast other than along
+ * leading axes (they then run their one contiguous loop on the copy). */
+void noma_expand(const NomaTensor *out, const NomaTensor *src) {
+    int64_t od[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+    int64_t ro = out->rank, rs = src->rank;
+    if (ro < 0 || ro > 4 || rs < 0 || rs > ro) return;
+    for (int64_t i = 0; i < ro; i++) od[4 - ro + i] = out->dims[i];
+    int64_t stride = 1;
+    for (int64_t i = rs - 1; i >= 0; i--) {  /* src's axes align with out's trailing axes */
+        st[4 - rs + i] = src->dims[i] == 1 ? 0 : stride;
+        stride *= src->dims[i];
+    }
+    real *o = out->data;
+    const real *s = src->data;
+    for (int64_t a = 0; a < od[0]; a++)
+        for (int64_t b = 0; b < od[1]; b++)
+            for (int64_t c = 0; c < od[2]; c++) {
+                const real *row = s + a * st[0] + b * st[1] + c * st[2];
+                if (st[3] == 1) {
+                    memcpy(o, row, (size_t)od[3] * sizeof(real));
+                } else {
+                    for (int64_t d = 0; d < od[3]; d++) o[d] = row[d * st[3]];
+                }
+                o += od[3];
+            }
+}
+
 /* ======================================================================== */
 /* Printing and warnings                                                    */
 /*                                                                          */

@@ -142,6 +142,7 @@ int64_t noma_tape_len(NomaCtx *c);
 /* ------------------------------------------------------------------------ */
 void noma_broadcast_dims(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b,
                          NomaTensor *out);
+void noma_expand(const NomaTensor *out, const NomaTensor *src);
 
 /* ------------------------------------------------------------------------ */
 /* Printing and warnings                                                     */
