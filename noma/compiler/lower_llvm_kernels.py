@@ -2,8 +2,10 @@
 
 Owns: the broadcasting elementwise kernel (a flat contiguous fast path when every operand has the
 result's dims; operands of lower rank broadcast along leading axes (biases) in the same flat
-vector loop when their counts allow (lower_llvm_vector), else a strided loop nest with stride 0
-on broadcast axes), the inline broadcast shape checks, the full and per-axis reductions
+vector loop when their counts allow (lower_llvm_vector), else expanded to the result's shape by
+the runtime (noma_expand) and read by that same loop; operands of one rank that broadcast against
+each other run a strided loop nest with stride 0 on broadcast axes), the inline broadcast shape
+checks (a mismatch calls one cold helper per pair of ranks), the full and per-axis reductions
 (whole-tensor sums in 32 lanes with a fixed combining order), and outlined kernels: a loop big
 enough to matter for compile time becomes a function `noma.k.<hash of its text>` (noinline;
 defined once per module, and declared instead of compiled again when an earlier module of the
