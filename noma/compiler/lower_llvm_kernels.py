@@ -365,6 +365,32 @@ class Kernels:
         (tail,) = self.loop(tail_start, n, lambda i, c: [op(c[0], self.load_elem(data, i))], [total])
         return tail
 
+    def sum_rows(self, x: ll.Value, rx: int, like: ll.Value, rl: int) -> ll.Value:
+        """out[j] = sum over r of x[r, j] with x viewed as [rows, numel(like)], added in row
+        order from +0. The first row is added to +0 in the loop that writes out (no separate
+        zeroing: a memset call cost more than a bias gradient's whole sum)."""
+        out_dims = self.dims(like, rl)
+        inner = self.numel(out_dims)
+        rows = self.numel(self.dims(x, rx)[:rx - rl])
+        data, t = self.new_tensor(out_dims)
+        src = self.data(x)
+        zero = self.rconst(0.0)
+        with self.b.if_else(self.b.icmp_unsigned("==", rows, self.i64(0)), likely=False) as (empty, some):
+            with empty:
+                self.memzero(data, inner)
+            with some:
+                self.loop(self.i64(0), inner, lambda j, c: self.store_elem(
+                    self.b.fadd(zero, self.load_elem(src, j)), data, j))
+
+        def row(r: ll.Value, _c: list) -> None:
+            base = self.elem_ptr(src, self.b.mul(r, inner))
+
+            def col(j: ll.Value, _c2: list) -> None:
+                self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
+            self.loop(self.i64(0), inner, col)
+        self.loop(self.i64(1), rows, row)
+        return t
+
     def reduce_axis(self, x: ll.Value, rank: int, axis: int, kind: str, keepdims: bool) -> ll.Value:
         """Reduce along `axis` of a rank-`rank` tensor: [outer, len, inner] -> [outer, inner]."""
         dims = self.dims(x, rank)

@@ -342,37 +342,8 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
             # sum runs over whole leading rows -- a contiguous, vectorizable inner loop. Rows are
             # added in the same order as by the general loop, so the result is identical.
             suffix = self.all_of([self.b.icmp_unsigned("==", a, b) for a, b in zip(xd[rank - rl:], ld[rank - rl:])])
-            return self.choose(suffix, lambda: self._sum_rows(x, rx, like, rl), general)
+            return self.choose(suffix, lambda: self.sum_rows(x, rx, like, rl), general)
         return self.choose(same, lambda: x, general)
-
-    def _sum_rows(self, x: ll.Value, rx: int, like: ll.Value, rl: int) -> ll.Value:
-        """out[j] = sum over r of x[r, j] with x viewed as [rows, numel(like)], added in row
-        order from +0. The first row is added to +0 in the loop that writes out (no separate
-        zeroing: a memset call cost more than a bias gradient's whole sum)."""
-        out_dims = self.dims(like, rl)
-        inner = self.numel(out_dims)
-        rows = self.numel(self.dims(x, rx)[:rx - rl])
-        data, t = self.new_tensor(out_dims)
-        zero = self.rconst(0.0)
-
-        def emit(p: list[ll.Value]) -> None:  # p: inner, out, src, rows
-            inner, data, src, rows = p
-            with self.b.if_else(self.b.icmp_unsigned("==", rows, self.i64(0)), likely=False) as (empty, some):
-                with empty:
-                    self.memzero(data, inner)
-                with some:
-                    self.loop(self.i64(0), inner, lambda j, c: self.store_elem(
-                        self.b.fadd(zero, self.load_elem(src, j)), data, j))
-
-            def row(r: ll.Value, _c: list) -> None:
-                base = self.elem_ptr(src, self.b.mul(r, inner))
-
-                def col(j: ll.Value, _c2: list) -> None:
-                    self.store_elem(self.b.fadd(self.load_elem(data, j), self.load_elem(base, j)), data, j)
-                self.loop(self.i64(0), inner, col)
-            self.loop(self.i64(1), rows, row)
-        self.outline([inner, data, self.data(x), rows], emit, key=("sum_rows",))
-        return t
 
     def _splat(self, value: ll.Value, dims: list) -> ll.Value:
         data, t = self.new_tensor(dims)
