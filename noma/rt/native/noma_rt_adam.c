@@ -176,7 +176,52 @@ typedef struct {
     int wild; /* 1/sqrt(1-pow2) not finite or huge (beta2 = 1): check every denominator */
 } Run;
 
-/* The run the previous update ended with (and the hyper-parameters its constants depend on):
+#else
+/* ---------------------------------------------------------------- AVX-512, f32: 16 lanes */
+
+#define LANES 16
+typedef __mmask16 lmask;
+#define INLINE static inline __attribute__((always_inline))
+
+/* sqrt(v) for v outside `odd` (exact sqrt there): estimate y ~ 1/sqrt(v) (14 bits), s = v y,
+   one residual step (28 bits; v - s s must not be subnormal: v >= 2^-96) */
+INLINE __m512 vsqrt_fast(__m512 v, lmask odd) {
+    __m512 y = _mm512_rsqrt14_ps(v);
+    __m512 s = _mm512_mul_ps(v, y);
+    s = _mm512_fmadd_ps(_mm512_fnmadd_ps(s, s, v), _mm512_mul_ps(_mm512_set1_ps(0.5f), y), s);
+    if (odd) s = _mm512_mask_sqrt_ps(s, odd, v);
+    return s;
+}
+
+/* m / d: estimate q ~ 1/d (14 bits), one Newton step (28 bits), u = m q. `check`: |d| may lie
+   outside [2^-120, 2^120] (exact division there) */
+INLINE __m512 vdiv_fast(__m512 m, __m512 d, int check) {
+    __m512 q = _mm512_rcp14_ps(d);
+    q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0f)), q);
+    __m512 u = _mm512_mul_ps(m, q);
+    if (check) {
+        __m512 ad = _mm512_abs_ps(d);
+        lmask odd = _mm512_cmp_ps_mask(ad, _mm512_set1_ps(0x1p-120f), _CMP_NGE_UQ) |
+                    _mm512_cmp_ps_mask(ad, _mm512_set1_ps(0x1p120f), _CMP_NLE_UQ);
+        if (odd) u = _mm512_mask_div_ps(u, odd, m, d);
+    }
+    return u;
+}
+
+typedef struct {
+    __m512 b1, b2, ob1, ob2, eps, wd, decay;
+    int eps_safe; /* eps in [2^-100, 2^100] */
+    int has_wd;   /* wd != 0 */
+} Hyper;
+
+typedef struct {
+    __m512 q1, q2, nq1, nq2, ic2, step;
+    int wild; /* 1/sqrt(1-pow2) not finite or huge (beta2 = 1) */
+} Run;
+
+#endif
+
+/* (Both precisions.) The run the previous update ended with (and the hyper-parameters its constants depend on):
  * the parameters of one training step share their powers, so the next parameter's update starts
  * in that run instead of recomputing its constants (run_start) on its first block. The constants
  * are a pure function of (powers, lr, b1, b2), so this changes no result. Process-wide, like
@@ -199,6 +244,8 @@ static void run_keep(const Run *r, real lr, real b1, real b2) {
     g_run_cache.lr = lr, g_run_cache.b1 = b1, g_run_cache.b2 = b2;
     g_run_cache.valid = 1;
 }
+
+#ifndef NOMA_F32
 
 /* Makes `r` the run of the block's effective powers P1, P2 (lanes in k), per lane if they
    differ (then the next block looks again). */
@@ -298,71 +345,6 @@ void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, rea
 }
 
 #else
-/* ---------------------------------------------------------------- AVX-512, f32: 16 lanes */
-
-#define LANES 16
-typedef __mmask16 lmask;
-#define INLINE static inline __attribute__((always_inline))
-
-/* sqrt(v) for v outside `odd` (exact sqrt there): estimate y ~ 1/sqrt(v) (14 bits), s = v y,
-   one residual step (28 bits; v - s s must not be subnormal: v >= 2^-96) */
-INLINE __m512 vsqrt_fast(__m512 v, lmask odd) {
-    __m512 y = _mm512_rsqrt14_ps(v);
-    __m512 s = _mm512_mul_ps(v, y);
-    s = _mm512_fmadd_ps(_mm512_fnmadd_ps(s, s, v), _mm512_mul_ps(_mm512_set1_ps(0.5f), y), s);
-    if (odd) s = _mm512_mask_sqrt_ps(s, odd, v);
-    return s;
-}
-
-/* m / d: estimate q ~ 1/d (14 bits), one Newton step (28 bits), u = m q. `check`: |d| may lie
-   outside [2^-120, 2^120] (exact division there) */
-INLINE __m512 vdiv_fast(__m512 m, __m512 d, int check) {
-    __m512 q = _mm512_rcp14_ps(d);
-    q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0f)), q);
-    __m512 u = _mm512_mul_ps(m, q);
-    if (check) {
-        __m512 ad = _mm512_abs_ps(d);
-        lmask odd = _mm512_cmp_ps_mask(ad, _mm512_set1_ps(0x1p-120f), _CMP_NGE_UQ) |
-                    _mm512_cmp_ps_mask(ad, _mm512_set1_ps(0x1p120f), _CMP_NLE_UQ);
-        if (odd) u = _mm512_mask_div_ps(u, odd, m, d);
-    }
-    return u;
-}
-
-typedef struct {
-    __m512 b1, b2, ob1, ob2, eps, wd, decay;
-    int eps_safe; /* eps in [2^-100, 2^100] */
-    int has_wd;   /* wd != 0 */
-} Hyper;
-
-typedef struct {
-    __m512 q1, q2, nq1, nq2, ic2, step;
-    int wild; /* 1/sqrt(1-pow2) not finite or huge (beta2 = 1) */
-} Run;
-
-/* The run the previous update ended with (and the hyper-parameters its constants depend on):
- * the parameters of one training step share their powers, so the next parameter's update starts
- * in that run instead of recomputing its constants (run_start) on its first block. The constants
- * are a pure function of (powers, lr, b1, b2), so this changes no result. Process-wide, like
- * g_last_run. */
-static struct {
-    Run r;
-    real lr, b1, b2;
-    int valid;
-} g_run_cache;
-
-static int run_cached(Run *r, real lr, real b1, real b2) {
-    if (!g_run_cache.valid || g_run_cache.lr != lr || g_run_cache.b1 != b1 || g_run_cache.b2 != b2)
-        return 0;
-    *r = g_run_cache.r;
-    return 1;
-}
-
-static void run_keep(const Run *r, real lr, real b1, real b2) {
-    g_run_cache.r = *r;
-    g_run_cache.lr = lr, g_run_cache.b1 = b1, g_run_cache.b2 = b2;
-    g_run_cache.valid = 1;
-}
 
 static void run_start(Run *r, __m512 P1, __m512 P2, lmask k, real lr, real b1, real b2) {
     real a1[LANES], a2[LANES];
