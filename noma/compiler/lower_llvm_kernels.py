@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.lower_llvm_types import ERR_RUNTIME, I32, I64, PTR, VOID
+from noma.compiler.lower_llvm_types import ERR_RUNTIME, I32, I64, PTR, VOID, descriptor
 from noma.compiler.lower_llvm_vector import LONG_MATH_OPS, SCALAR_ONLY_OPS
 
 #: Loops of fewer LLVM instructions than this stay inline. Measured on the notebooks and the
@@ -180,15 +180,9 @@ class Kernels:
         b = ll.IRBuilder(fn.append_basic_block("entry"))
         slots = [b.alloca(self.T) for _ in range(3)]
 
-        def descriptor(dims: Sequence[ll.Value]) -> ll.Value:
-            t = b.insert_value(ll.Constant(self.T, ll.Undefined), ll.Constant(PTR, None), 0)
-            t = b.insert_value(t, self.i64(len(dims)), 1)
-            for i in range(4):
-                t = b.insert_value(t, dims[i] if i < len(dims) else self.i64(0), [2, i])
-            return t
-        dims = list(fn.args[2:])
-        b.store(descriptor(dims[:ra]), slots[0])
-        b.store(descriptor(dims[ra:]), slots[1])
+        dims, null = list(fn.args[2:]), ll.Constant(PTR, None)
+        b.store(descriptor(b, self.T, null, dims[:ra]), slots[0])
+        b.store(descriptor(b, self.T, null, dims[ra:]), slots[1])
         b.call(self.mc.runtime("noma_broadcast_dims"), [fn.args[0], fn.args[1], *slots])
         b.ret_void()
         return fn
@@ -226,9 +220,9 @@ class Kernels:
             trail, nb = self.trailing_count(operands[k][0], operands[k][1], dims)
             conds += [trail, self.vector_count_ok(nb, n)]
             counts[k] = nb
-        ok = self.all_of([c for c in conds if not (isinstance(c, ll.Constant) and c.constant == 1)])
+        ok = self.all_of(conds)
         srcs, nbs = dict(datas), dict(counts)
-        if not (isinstance(ok, ll.Constant) and ok.constant == 1):
+        if not isinstance(ok, ll.Constant):  # some operand may need expanding
             fast_bb = self.b.block
             with self.b.if_then(self.b.not_(ok), likely=False):
                 expanded = {k: self._expand(operands[k][0], operands[k][1], dims) for k in tensors}

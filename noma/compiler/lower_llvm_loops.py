@@ -32,6 +32,7 @@ from noma.compiler.lower_llvm_types import (
     I64,
     PTR,
     VOID,
+    descriptor,
 )
 
 #: Runtime functions generated code may call: name -> signature "ret:args" with
@@ -267,9 +268,12 @@ class Emitter(Kernels, VectorLoops, InlineMath):
     # ------------------------------------------------------------------ constants and calls
 
     def all_of(self, conds: Sequence[ll.Value]) -> ll.Value:
-        """The conjunction of i1 values (true when there are none), without a constant `and`."""
+        """The conjunction of i1 values (true when there are none); constant-true ones are left
+        out, so no `and` with a constant is emitted."""
         out: Optional[ll.Value] = None
         for c in conds:
+            if isinstance(c, ll.Constant) and c.constant == 1:
+                continue
             out = c if out is None else self.b.and_(out, c)
         return ll.Constant(I1, 1) if out is None else out
 
@@ -369,11 +373,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         return [self.dim(t, i) for i in range(rank)]
 
     def make_tensor(self, data: ll.Value, dims: Sequence[ll.Value]) -> ll.Value:
-        t = self.b.insert_value(ll.Constant(self.T, ll.Undefined), data, 0)
-        t = self.b.insert_value(t, self.i64(len(dims)), 1)
-        for i in range(4):
-            t = self.b.insert_value(t, dims[i] if i < len(dims) else self.i64(0), [2, i])
-        return t
+        return descriptor(self.b, self.T, data, dims)
 
     def load_tensor(self, ptr: ll.Value) -> ll.Value:
         return self.b.load(ptr, typ=self.T)

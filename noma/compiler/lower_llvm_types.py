@@ -1,4 +1,5 @@
-"""Basic LLVM types and the runtime's error kinds, shared by the lower_llvm* modules.
+"""Basic LLVM types, the runtime's error kinds and the tensor descriptor's construction, shared by
+the lower_llvm* modules.
 
 Imports: llvmlite.ir only.
 """
@@ -16,6 +17,15 @@ VOID = ll.VoidType()
 ERR_TYPE = 2
 ERR_SHAPE = 3
 ERR_RUNTIME = 4
+
+
+def descriptor(b: ll.IRBuilder, typ: ll.Type, data: ll.Value, dims) -> ll.Value:
+    """A NomaTensor value {data, rank, dims[4]} (unused dims 0) built with builder b."""
+    t = b.insert_value(ll.Constant(typ, ll.Undefined), data, 0)
+    t = b.insert_value(t, ll.Constant(I64, len(dims)), 1)
+    for i in range(4):
+        t = b.insert_value(t, dims[i] if i < len(dims) else ll.Constant(I64, 0), [2, i])
+    return t
 
 
 class LoweringError(Exception):
