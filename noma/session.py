@@ -304,16 +304,19 @@ class Session:
         return result
 
     def _invoke_with_progress(self, address: int) -> int:
-        """Run native code; while it runs, call the progress hook every progress_interval seconds."""
+        """Run native code; while it runs, call the progress hook every progress_interval seconds,
+        and once more when it has finished (even when it finishes before the first interval)."""
         if self.progress is None:
             return self.rt.invoke(address)
         outcome: list[int] = []
         worker = threading.Thread(target=lambda: outcome.append(self.rt.invoke(address)), daemon=True)
         worker.start()
-        while worker.is_alive():
+        while True:  # at least one call, and the last one after the worker has finished
             worker.join(self.progress_interval)
+            finished = not worker.is_alive()
             self.progress(self)
-        return outcome[0]
+            if finished:
+                return outcome[0]
 
     # ------------------------------------------------------------------ read access
 

@@ -500,6 +500,20 @@ def test_interrupt_with_progress_hook_thread():
     assert seen and seen[-1] == r.steps
 
 
+
+def test_progress_hook_reports_the_final_step_even_when_the_cell_ends_within_one_interval():
+    """The hook's last call comes after native code has finished, also when it finished before the
+    first interval elapsed (a worker that ends before the caller looks at it once)."""
+    s = noma.Session()
+    run(s, LONG)
+    seen = []
+    s.progress = lambda sess: seen.append(sess.rt.global_step())
+    s.progress_interval = 30.0
+    started = time.perf_counter()
+    r = s.execute(LONG_TRAIN.replace("1000000000", "10"))
+    assert r.status == "ok" and time.perf_counter() - started < 30.0
+    assert seen == [10]
+
 CHILD = textwrap.dedent("""
     import sys, time
     import noma
