@@ -133,6 +133,10 @@ static AdamRun adam_run(real q1, real q2, real lr, real b1, real b2) {
 
 #define LANES 8
 typedef __mmask8 lmask;
+#define ALL_LANES ((lmask)0xFF)
+#define VSET1 _mm512_set1_pd
+#define EPS_SAFE_LO 0x1p-900 /* eps in [2^-900, 2^900]: see Hyper.eps_safe */
+#define EPS_SAFE_HI 0x1p900
 #define INLINE static inline __attribute__((always_inline))
 
 /* sqrt(v) for v outside `odd` (exact sqrt there): estimate y ~ 1/sqrt(v), one Newton step
@@ -181,6 +185,10 @@ typedef struct {
 
 #define LANES 16
 typedef __mmask16 lmask;
+#define ALL_LANES ((lmask)0xFFFF)
+#define VSET1 _mm512_set1_ps
+#define EPS_SAFE_LO 0x1p-100f
+#define EPS_SAFE_HI 0x1p100f
 #define INLINE static inline __attribute__((always_inline))
 
 /* sqrt(v) for v outside `odd` (exact sqrt there): estimate y ~ 1/sqrt(v) (14 bits), s = v y,
@@ -314,36 +322,6 @@ INLINE void block(int64_t i, lmask k, int plain, const Hyper *h, Run *r, real *r
     _mm512_mask_storeu_pd(p + i, k, _mm512_fnmadd_pd(r->step, U, P));
 }
 
-void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
-                            real eps, real wd, real decay) {
-    Hyper h;
-    h.b1 = _mm512_set1_pd(b1), h.b2 = _mm512_set1_pd(b2);
-    h.ob1 = _mm512_set1_pd(1 - b1), h.ob2 = _mm512_set1_pd(1 - b2);
-    h.eps = _mm512_set1_pd(eps), h.wd = _mm512_set1_pd(wd), h.decay = _mm512_set1_pd(decay);
-    h.eps_safe = eps >= 0x1p-900 && eps <= 0x1p900;
-    h.has_wd = wd != 0;
-    Run r;
-    if (!run_cached(&r, lr, b1, b2)) {
-        r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_pd(NAN);
-        r.wild = 1;
-    }
-    const int plain = wd == 0 && decay == 1;
-    for (int64_t j = 0; j < count; j++) {
-        const int64_t n = ps[j].n;
-        real *restrict p = ps[j].p, *restrict m = ps[j].m, *restrict v = ps[j].v;
-        real *restrict pow1 = ps[j].pow1, *restrict pow2 = ps[j].pow2;
-        const real *restrict g = ps[j].g;
-        int64_t *restrict t = ps[j].t;
-        int64_t i = 0;
-        if (plain)
-            for (; i + LANES <= n; i += LANES) block(i, 0xFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-        else
-            for (; i + LANES <= n; i += LANES) block(i, 0xFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-        if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
-    }
-    run_keep(&r, lr, b1, b2);
-}
-
 #else
 
 static void run_start(Run *r, __m512 P1, __m512 P2, lmask k, real lr, real b1, real b2) {
@@ -412,17 +390,20 @@ INLINE void block(int64_t i, lmask k, int plain, const Hyper *h, Run *r, real *r
     _mm512_mask_storeu_ps(p + i, k, _mm512_fnmadd_ps(r->step, U, P));
 }
 
+#endif
+
+/* (Both precisions.) One fused Adam step over every parameter of a training step. */
 void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, real b1, real b2,
                             real eps, real wd, real decay) {
     Hyper h;
-    h.b1 = _mm512_set1_ps(b1), h.b2 = _mm512_set1_ps(b2);
-    h.ob1 = _mm512_set1_ps(1 - b1), h.ob2 = _mm512_set1_ps(1 - b2);
-    h.eps = _mm512_set1_ps(eps), h.wd = _mm512_set1_ps(wd), h.decay = _mm512_set1_ps(decay);
-    h.eps_safe = eps >= 0x1p-100f && eps <= 0x1p100f;
+    h.b1 = VSET1(b1), h.b2 = VSET1(b2);
+    h.ob1 = VSET1(1 - b1), h.ob2 = VSET1(1 - b2);
+    h.eps = VSET1(eps), h.wd = VSET1(wd), h.decay = VSET1(decay);
+    h.eps_safe = eps >= EPS_SAFE_LO && eps <= EPS_SAFE_HI;
     h.has_wd = wd != 0;
     Run r;
     if (!run_cached(&r, lr, b1, b2)) {
-        r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = _mm512_set1_ps(NAN);
+        r.q1 = r.q2 = r.nq1 = r.nq2 = r.ic2 = r.step = VSET1(NAN);
         r.wild = 1;
     }
     const int plain = wd == 0 && decay == 1;
@@ -434,14 +415,13 @@ void noma__adam_update_many(int64_t count, const NomaAdamParam *ps, real lr, rea
         int64_t *restrict t = ps[j].t;
         int64_t i = 0;
         if (plain)
-            for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+            for (; i + LANES <= n; i += LANES) block(i, ALL_LANES, 1, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
         else
-            for (; i + LANES <= n; i += LANES) block(i, 0xFFFF, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
+            for (; i + LANES <= n; i += LANES) block(i, ALL_LANES, 0, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
         if (i < n) block(i, (lmask)((1u << (n - i)) - 1), plain, &h, &r, p, g, m, v, pow1, pow2, t, lr, b1, b2);
     }
     run_keep(&r, lr, b1, b2);
 }
-#endif
 
 #else
 /* ---------------------------------------------------------------- portable C */
