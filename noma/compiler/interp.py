@@ -287,7 +287,29 @@ class Interpreter:
             return np.where(arrays[0] != 0, arrays[1], arrays[2])
         to = ins.attr("to")  # CAST
         a = arrays[0]
-        return a.astype(np.float32) if to == "f32" else np.trunc(a) if to in ("i32", "i64") else a
+        if to in ir.INT_RANGES:
+            self._check_cast(ins, a, to)
+            return np.trunc(a)
+        return a.astype(np.float32) if to == "f32" else a
+
+    def _check_cast(self, ins: Instr, a: Any, to: str) -> None:
+        """`x as i32|i64` of a NaN or of a value whose truncation is out of the type's range fails."""
+        flat = np.asarray(a, dtype=np.float64).reshape(-1)
+        lo, hi = ir.INT_RANGES[to]
+        with np.errstate(invalid="ignore"):
+            t = np.trunc(flat)
+            bad = ~((t >= lo) & (t < hi))
+        if bad.any():
+            x = float(flat[int(np.argmax(bad))])
+            why = "" if math.isnan(x) else ": out of range"
+            raise error(Kind.RUNTIME, f"cannot convert {format_scalar(x)} to {to}{why}", self._span(ins.span))
+
+    def _check(self, ins: Instr, args: list[Any]) -> Any:
+        rule = ins.attr("rule")
+        if not ir.check_passes(rule, float(args[0])):
+            raise error(Kind.RUNTIME, f"{ir.CHECK_RULES[rule]} (got {format_scalar(float(args[0]))})",
+                        self._span(ins.span))
+        return args[0]
 
     def _const(self, ins: Instr, args: list[Any]) -> Any:
         return float(ins.attr("value"))

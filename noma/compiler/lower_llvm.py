@@ -549,6 +549,11 @@ def _is_alias(op: ir.Instr) -> bool:
     return op.op is ir.Op.STOP_GRAD or (op.op is ir.Op.CAST and op.attr("to") in ("f64", "f32"))
 
 
+def _is_checked(op: ir.Instr) -> bool:
+    """An integer cast: it checks its operand whole before converting, so it is its own loop."""
+    return op.op is ir.Op.CAST and op.attr("to") in ir.INT_RANGES
+
+
 def _fusible(fn: ir.Function) -> set[int]:
     """id() of elementwise instructions to compute inside the loop of their user.
 
@@ -575,7 +580,7 @@ def _fusible(fn: ir.Function) -> set[int]:
     def visit(block: ir.Block) -> None:
         pending: dict[int, tuple[ir.Instr, int]] = {}  # result id -> (instr, its leaf count)
         for op in block.ops:
-            if isinstance(op, ir.Instr) and op.op in ir.ELEMENTWISE and not _is_alias(op):
+            if isinstance(op, ir.Instr) and op.op in ir.ELEMENTWISE and not _is_alias(op) and not _is_checked(op):
                 fusable = [a for a in op.args if a.id in pending]
                 leaves = sum(pending[a.id][1] if a.id in pending else 1 for a in op.args)
                 if leaves > MAX_FUSED_LEAVES:

@@ -25,6 +25,7 @@ from noma.compiler.lower_llvm_kernels import Kernels
 from noma.compiler.lower_llvm_math import InlineMath
 from noma.compiler.lower_llvm_vector import VectorLoops
 from noma.compiler.lower_llvm_types import (
+    ERR_RUNTIME,
     ERR_SHAPE,
     I1,
     I8,
@@ -50,6 +51,8 @@ RUNTIME_SIGS = {
     "noma_fail": "v:ilp",
     "noma_fail_shape": "v:lppp",
     "noma_fail_index": "v:lll",
+    "noma_fail_check": "v:prl",
+    "noma_check_int_cast": "v:pil",
     "noma_enter": "v:l",
     "noma_leave": "v:",
     "noma_broadcast_dims": "v:lpppp",
@@ -99,7 +102,7 @@ RUNTIME_SIGS = {
     "noma_checkpoint_save": "v:plppl",
     "noma_checkpoint_load": "v:pil",
 }
-NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index"})
+NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
 
 def _mangle(t: ll.Type) -> str:
@@ -308,6 +311,12 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         fn = self.mc.intrinsic("llvm.fptosi.sat", I64, [self.real], [I64, self.real])
         return self.b.call(fn, [x])
 
+    def whole(self, x: ll.Value) -> ll.Value:
+        """real -> i64 for an index, a size or a bound: like to_index, but a NaN fails (runtime
+        error at the current span) instead of becoming 0."""
+        self.fail_if(self.b.fcmp_unordered("uno", x, x), ERR_RUNTIME, "expected a whole number, got nan")
+        return self.to_index(x)
+
     def to_real(self, i: ll.Value) -> ll.Value:
         return self.b.sitofp(i, self.real)
 
@@ -466,7 +475,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def checked_dims(self, reals: Sequence[ll.Value], what: str) -> list[ll.Value]:
         """Convert run-time sizes to i64; negative or overflowing sizes fail (shape error)."""
-        dims = [self.to_index(x) for x in reals]
+        dims = [self.whole(x) for x in reals]
         bad: ll.Value = ll.Constant(I1, 0)
         n: ll.Value = self.i64(1)
         mul = self.mc.intrinsic("llvm.umul.with.overflow", ll.LiteralStructType([I64, I1]),

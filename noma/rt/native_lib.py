@@ -268,6 +268,8 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_fail": (None, [_I32, _I64, _S]),
     "noma_fail_shape": (None, [_I64, _S, _T, _T]),
     "noma_fail_index": (None, [_I64, _I64, _I64]),
+    "noma_fail_check": (None, [_S, _R, _I64]),
+    "noma_check_int_cast": (None, [_T, _I32, _I64]),
     "noma_error_kind": (_I32, [_P]),
     "noma_error_span": (_I64, [_P]),
     "noma_error_message": (_S, [_P]),

@@ -264,6 +264,33 @@ void noma_fail_index(int64_t span, int64_t index, int64_t size) {
                 (long long)index, (long long)size);
 }
 
+static int fmt_real(char *buf, size_t cap, double x);
+
+/* A CHECK op's failure: "MESSAGE (got X)" (a runtime error). */
+void noma_fail_check(const char *msg, real x, int64_t span) {
+    char v[64];
+    fmt_real(v, sizeof v, (double)x);
+    noma__failf(NOMA_ERR_RUNTIME, span, "%s (got %s)", msg ? msg : "check failed", v);
+}
+
+/* `x as i32|i64`: every element must be a number whose truncation toward zero lies in the type's
+   range; the first that is not fails (a runtime error naming it). */
+void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span) {
+    if (!x) return;
+    const double lo = bits == 32 ? -2147483648.0 : -9223372036854775808.0;
+    const double hi = bits == 32 ? 2147483648.0 : 9223372036854775808.0;
+    int64_t n = x->rank == 0 ? 1 : noma__numel(x);
+    for (int64_t i = 0; i < n; i++) {
+        double t = trunc((double)x->data[i]);
+        if (t >= lo && t < hi) continue;
+        char v[64];
+        fmt_real(v, sizeof v, (double)x->data[i]);
+        noma__failf(NOMA_ERR_RUNTIME, span, "cannot convert %s to i%d%s", v, (int)bits,
+                    isnan(t) ? "" : ": out of range");
+        return;
+    }
+}
+
 int32_t noma_error_kind(NomaCtx *c) { return ctx_or_cur(c)->err_kind; }
 int64_t noma_error_span(NomaCtx *c) { return ctx_or_cur(c)->err_span; }
 const char *noma_error_message(NomaCtx *c) { return ctx_or_cur(c)->err_msg; }

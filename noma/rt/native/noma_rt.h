@@ -106,6 +106,8 @@ int32_t noma_invoke_cell(NomaCtx *c, void (*fn)(void)); /* + SIGINT handler, fla
 void noma_fail(int32_t kind, int64_t span, const char *msg);
 void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b);
 void noma_fail_index(int64_t span, int64_t index, int64_t size);
+void noma_fail_check(const char *msg, real x, int64_t span);
+void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span);
 int32_t noma_error_kind(NomaCtx *c);
 int64_t noma_error_span(NomaCtx *c);
 const char *noma_error_message(NomaCtx *c);

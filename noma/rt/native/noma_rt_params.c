@@ -559,6 +559,15 @@ static int simple_fill(RemapSpec *sp, int32_t policy, double a, double b, const 
     }
 }
 
+/* n *= d when d is a valid size (0 <= d) and the product stays within MAX_PARAM_ELEMS; 0 otherwise
+   (n unchanged). Never divides by a zero size. */
+static int numel_step(int64_t *n, int64_t d) {
+    if (d < 0 || d > MAX_PARAM_ELEMS) return 0;
+    if (d != 0 && *n > MAX_PARAM_ELEMS / d) return 0;
+    *n *= d;
+    return 1;
+}
+
 /* Source choice for Net2Net growth: g(u) = floor(u53 * old) for u = old..new-1. */
 static int64_t *copy_choice(NomaCtx *c, int64_t old, int64_t nw) {
     int64_t *map = (int64_t *)malloc((size_t)nw * sizeof(int64_t));
@@ -589,12 +598,11 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
     }
     int64_t n = 1;
     for (int64_t i = 0; i < rank; i++) {
-        if (dims[i] < 1 || dims[i] > MAX_PARAM_ELEMS || n > MAX_PARAM_ELEMS / dims[i]) {
+        if (!numel_step(&n, dims[i])) {
             noma__failf(NOMA_ERR_SHAPE, span, "cannot resize %s to size %lld along axis %lld",
                         pname(p), (long long)dims[i], (long long)i);
             return;
         }
-        n *= dims[i];
         if (p->bind[i] >= 0 && dims[i] != p->t.dims[i]) {
             noma__failf(NOMA_ERR_SHAPE, span,
                         "cannot resize axis %lld of %s alone: it is sized by a dim (resize the dim)",
@@ -617,6 +625,13 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
     pad4(rank, dims, sp.nd);
     int ok = 1;
     if (policy == NOMA_POLICY_COPY) {
+        for (int64_t i = 0; i < rank; i++)
+            if (dims[i] > p->t.dims[i] && p->t.dims[i] == 0) {
+                noma__failf(NOMA_ERR_SHAPE, span,
+                            "cannot grow axis %lld of %s by copying: it has no entries to copy",
+                            (long long)i, pname(p));
+                return;
+            }
         /* each grown axis (in axis order) copies uniformly chosen old indices; no rescaling */
         sp.fill = FILL_ZERO;
         double nb = (double)b;
@@ -667,7 +682,7 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
 static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t policy, real a,
                              real b, int64_t span) {
     if (!dim_ensure(c, dim_id)) return;
-    if (size < 1 || size > MAX_PARAM_ELEMS) {
+    if (size < 0 || size > MAX_PARAM_ELEMS) {
         noma__failf(NOMA_ERR_SHAPE, span, "cannot resize a dim to %lld", (long long)size);
         return;
     }
@@ -682,6 +697,10 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
     }
     if (old == size) return;
     int32_t pol = policy == NOMA_POLICY_DEFAULT ? NOMA_POLICY_PRESERVE : policy;
+    if (pol == NOMA_POLICY_COPY && old == 0 && size > 0) {
+        noma__failf(NOMA_ERR_SHAPE, span, "cannot grow a dim of size 0 by copying: it has no units to copy");
+        return;
+    }
 
     /* collect and check the bound parameters */
     int64_t nb = 0;
@@ -702,11 +721,10 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
                 }
                 d = size;
             }
-            if (n > MAX_PARAM_ELEMS / d) {
+            if (!numel_step(&n, d)) {
                 noma__failf(NOMA_ERR_SHAPE, span, "resizing %s would make it too large", pname(p));
                 return;
             }
-            n *= d;
         }
         nb += bound;
     }
