@@ -549,22 +549,30 @@ class Interpreter:
     def _load_csv(self, ins: Instr, args: list[Any]) -> Any:
         path, rows = ins.attr("path"), []
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
         except OSError as e:
             raise self._io(ins, f"cannot read '{path}': {e.strerror}") from None
+        if lines and lines[0].startswith("\ufeff"):
+            lines[0] = lines[0][1:]  # a UTF-8 byte order mark
         seen = False
         for n, line in enumerate(lines, 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
-            try:
-                row = [float(x) for x in text.split(",")]
-            except ValueError:
-                if seen:
-                    raise self._io(ins, f"{path}:{n}: not a number") from None
-                seen = True  # a header row
+            fields = [x.strip() for x in text.split(",")]
+            numbers = [_csv_number(x) for x in fields]
+            text_col = next((k for k, (x, v) in enumerate(zip(fields, numbers), 1) if x and v is None), 0)
+            if text_col and not seen:
+                seen = True  # a header row: text that is not a number
                 continue
+            empty_col = next((k for k, x in enumerate(fields, 1) if not x), 0)
+            if empty_col and (not text_col or empty_col < text_col):
+                raise self._io(ins, f"{path}: line {n}, column {empty_col} is empty")
+            if text_col:
+                raise self._io(ins, f"{path}: line {n}, column {text_col}: cannot read "
+                                    f"'{fields[text_col - 1]}' as a number")
+            row = [float(v) for v in numbers if v is not None]
             seen = True
             if rows and len(row) != len(rows[0]):
                 raise self._io(ins, f"{path}:{n}: expected {len(rows[0])} values, got {len(row)}")
@@ -614,6 +622,16 @@ class Interpreter:
                 f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
         except OSError as e:
             raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
+
+
+def _csv_number(field: str) -> Optional[float]:
+    """A CSV field as a number (what C's strtod reads whole), or None."""
+    if "_" in field:  # Python reads 1_000, strtod does not
+        return None
+    try:
+        return float(field)
+    except ValueError:
+        return None
 
 
 for _op in ir.ELEMENTWISE:

@@ -1290,12 +1290,32 @@ def test_csv_load(lib, ctx, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"\xef\xbb\xbf1,2,3\n4,5,6\n", [[1, 2, 3], [4, 5, 6]]),  # a BOM is skipped, not a header
+        (b"\xef\xbb\xbfa,b\n1,2\n", [[1, 2]]),
+        (b"a,,b\n1,2,3\n", [[1, 2, 3]]),  # text in one field makes a header
+        (b"1,2\r\n3,4\r\n", [[1, 2], [3, 4]]),
+    ],
+)
+def test_csv_header_rule(lib, ctx, tmp_path, data, expected):
+    f = tmp_path / "h.csv"
+    f.write_bytes(data)
+    assert load_csv(lib, f).to_numpy().tolist() == expected
+
+
+@pytest.mark.parametrize(
     "text,needle",
     [
         ("1,2,3\n4,5\n", "line 2 has 2 values, expected 3"),
         ("a,b\n1,2\n# c\n3,4,5\n", "line 4 has 3 values, expected 2"),
-        ("1,2\nx,3\n", "line 2: cannot read 'x' as a number"),
-        ("1,2,3\n4,,6\n", "line 2: cannot read '' as a number"),
+        ("1,2\nx,3\n", "line 2, column 1: cannot read 'x' as a number"),
+        ("1,2,3\n4,,6\n", "line 2, column 2 is empty"),
+        ("1,,3\n4,5,6\n", "line 1, column 2 is empty"),  # an empty field does not make a header
+        ("\ufeff1,,3\n", "line 1, column 2 is empty"),
+        ("a,b\n1,2,\n", "line 2, column 3 is empty"),
+        ("a,,b\n1,x,\n", "line 2, column 2: cannot read 'x' as a number"),
+        (",,\n", "line 1, column 1 is empty"),
         ("h1,h2\n", "no numeric rows"),
         ("", "no numeric rows"),
     ],

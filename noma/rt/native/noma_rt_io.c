@@ -69,8 +69,11 @@ static int fmt_num(char *buf, size_t cap, double x) {
 /*                                                                          */
 /* Numbers separated by commas (spaces/tabs around them allowed), "#" starts */
 /* a comment up to the end of the line, blank lines are skipped, the first   */
-/* non-blank line is skipped as a header when it is not all numbers. Every   */
-/* row must have the same number of values. Result: rank 2 [rows, cols].    */
+/* non-blank line is skipped as a header when a field holds text that is   */
+/* not a number (an empty field does not make a header). A UTF-8 byte order */
+/* mark at the start is skipped. An empty field in a data row, a later       */
+/* non-number and a row with another number of values are io errors naming  */
+/* the line (and column). Result: rank 2 [rows, cols].                       */
 /* ======================================================================== */
 
 static int parse_field(const char *s, const char *e, double *out) {
@@ -86,6 +89,12 @@ static int parse_field(const char *s, const char *e, double *out) {
     if (end != tmp + L) return 0;
     *out = v;
     return 1;
+}
+
+/* Whether a field holds nothing but spaces and tabs. */
+static int field_blank(const char *s, const char *e) {
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    return s == e;
 }
 
 static void field_text(char *buf, size_t cap, const char *s, const char *e) {
@@ -119,6 +128,7 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     int64_t nvals = 0, cap = 0, rows = 0, cols = -1, line_no = 0;
     int seen_first = 0;
     const char *p = text, *end = text + size;
+    if (size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p += 3; /* a UTF-8 byte order mark */
     char msg_field[64];
     while (p < end) {
         const char *ls = p;
@@ -132,33 +142,41 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         const char *t = ls;
         while (t < le && (*t == ' ' || *t == '\t')) t++;
         if (t == le) continue;
-        /* count fields and check they are numbers */
-        int64_t nf = 0;
-        int numeric = 1;
+        /* count fields and classify them: numbers, empty fields, other text */
+        int64_t nf = 0, bad_col = 0, empty_col = 0;
         const char *bad_s = NULL, *bad_e = NULL;
         for (const char *fs = ls;;) {
             const char *fe = memchr(fs, ',', (size_t)(le - fs));
             if (!fe) fe = le;
             double v;
-            if (!parse_field(fs, fe, &v) && numeric) {
-                numeric = 0;
-                bad_s = fs;
-                bad_e = fe;
-            }
             nf++;
+            if (!parse_field(fs, fe, &v)) {
+                if (field_blank(fs, fe)) {
+                    if (!empty_col) empty_col = nf;
+                } else if (!bad_col) {
+                    bad_col = nf;
+                    bad_s = fs;
+                    bad_e = fe;
+                }
+            }
             if (fe == le) break;
             fs = fe + 1;
         }
-        if (!numeric) {
-            if (!seen_first) {
-                seen_first = 1; /* header row */
-                continue;
-            }
-            field_text(msg_field, sizeof msg_field, bad_s, bad_e);
+        if (bad_col && !seen_first) { /* a first line with text that is not a number: the header */
+            seen_first = 1;
+            continue;
+        }
+        if (bad_col || empty_col) {
+            if (bad_col) field_text(msg_field, sizeof msg_field, bad_s, bad_e);
             free(vals);
             free(text);
-            noma__failf(NOMA_ERR_IO, span, "%s: line %lld: cannot read '%s' as a number", path,
-                        (long long)line_no, msg_field);
+            if (empty_col && (!bad_col || empty_col < bad_col)) {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld is empty", path,
+                            (long long)line_no, (long long)empty_col);
+            } else {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld: cannot read '%s' as a number",
+                            path, (long long)line_no, (long long)bad_col, msg_field);
+            }
             return;
         }
         seen_first = 1;
