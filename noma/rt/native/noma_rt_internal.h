@@ -215,6 +215,7 @@ typedef struct {
     uint64_t data_len;
     NomaStEntry *entries; /* in file order */
     int64_t n;
+    int64_t *by_name;     /* entry indices sorted by name (names are unique) */
     char **meta;          /* __metadata__ as key, value, key, value, ... (owned) */
     int64_t nmeta;
 } NomaStFile;
@@ -232,7 +233,7 @@ typedef struct {
    path) in msg, having released everything, so callers can clean up before failing. */
 int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap); /* header validated */
 void noma__st_close(NomaStFile *sf);
-const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* first of that name */
+const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* NULL if absent */
 const char *noma__st_meta(const NomaStFile *sf, const char *key);         /* NULL if absent */
 int noma__st_dtype_size(const char *dtype); /* bytes per element; 0 unknown or unsupported */
 int64_t noma__st_numel(const NomaStEntry *e); /* -1 for unsupported dtypes */

@@ -668,7 +668,79 @@ static const char *st_entry_problem(const StEntry *e, int over, uint64_t data_le
     return NULL;
 }
 
+/* qsort keys: an entry's name or offsets with its index (no global state: comparators see only
+   their arguments). */
+typedef struct {
+    const char *name;
+    uint64_t begin, end;
+    int64_t index;
+} StKey;
+
+static int by_name_cmp(const void *a, const void *b) {
+    return strcmp(((const StKey *)a)->name, ((const StKey *)b)->name);
+}
+
+static int by_offset_cmp(const void *a, const void *b) {
+    const StKey *x = (const StKey *)a, *y = (const StKey *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* The rules of the reference implementation (the Rust safetensors crate): names are unique, and
+   the tensors' data, in the order of their offsets, are contiguous and cover the data region
+   exactly (no overlap, no gap, nothing after the last). Builds sf->by_name. 0 with msg set. */
+static int st_check_layout(NomaStFile *sf, char *msg, size_t cap) {
+    int64_t n = sf->n;
+    sf->by_name = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    StKey *keys = (StKey *)malloc((size_t)(n ? n : 1) * sizeof(StKey));
+    if (!sf->by_name || !keys) {
+        free(keys);
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", sf->path);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        keys[i].name = sf->entries[i].name;
+        keys[i].begin = sf->entries[i].begin;
+        keys[i].end = sf->entries[i].end;
+        keys[i].index = i;
+    }
+    qsort(keys, (size_t)n, sizeof(StKey), by_name_cmp);
+    for (int64_t i = 0; i < n; i++) sf->by_name[i] = keys[i].index;
+    qsort(keys, (size_t)n, sizeof(StKey), by_offset_cmp);
+    int ok = 1;
+    for (int64_t i = 1; ok && i < n; i++)
+        if (strcmp(sf->entries[sf->by_name[i]].name, sf->entries[sf->by_name[i - 1]].name) == 0) {
+            snprintf(msg, cap, "%s: invalid safetensors header: tensor '%s' appears twice", sf->path,
+                     sf->entries[sf->by_name[i]].name);
+            ok = 0;
+        }
+    uint64_t at = 0;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const NomaStEntry *e = &sf->entries[keys[i].index];
+        if (e->begin != at) {
+            snprintf(msg, cap,
+                     "%s: invalid safetensors header: tensor '%s': data offsets [%llu, %llu] %s the "
+                     "previous tensor's data (which ends at byte %llu)",
+                     sf->path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                     e->begin < at ? "overlap" : "leave a gap after", (unsigned long long)at);
+            ok = 0;
+        }
+        at = e->end;
+    }
+    if (ok && at != sf->data_len) {
+        snprintf(msg, cap,
+                 "%s: invalid safetensors header: the tensors' data ends at byte %llu of a data "
+                 "region of %llu bytes",
+                 sf->path, (unsigned long long)at, (unsigned long long)sf->data_len);
+        ok = 0;
+    }
+    free(keys);
+    return ok;
+}
+
 void noma__st_close(NomaStFile *sf) {
+    free(sf->by_name);
     for (int64_t i = 0; i < sf->n; i++) free(sf->entries[i].name);
     for (int64_t i = 0; i < 2 * sf->nmeta; i++) free(sf->meta[i]);
     free(sf->entries);
@@ -728,6 +800,7 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
     j.start = j.p = hdr;
     j.end = hdr + N;
     int64_t ecap = 0;
+    int seen_meta = 0;
     int ok = sf->path != NULL && jexpect(&j, '{');
     if (!sf->path) jerr(&j, "out of memory");
     if (ok && jpeek(&j, '}')) {
@@ -742,6 +815,11 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
             }
             if (strcmp(key, "__metadata__") == 0) {
                 free(key);
+                if (seen_meta) {
+                    ok = jerr(&j, "__metadata__ appears twice");
+                    break;
+                }
+                seen_meta = 1;
                 /* object of strings */
                 ok = jexpect(&j, '{');
                 if (ok && jpeek(&j, '}')) {
@@ -802,12 +880,22 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
         noma__st_close(sf);
         return 0;
     }
+    if (!st_check_layout(sf, msg, cap)) {
+        noma__st_close(sf);
+        return 0;
+    }
     return 1;
 }
 
 const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name) {
-    for (int64_t i = 0; i < sf->n; i++)
-        if (strcmp(sf->entries[i].name, name) == 0) return &sf->entries[i];
+    int64_t lo = 0, hi = sf->n; /* binary search over by_name */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(sf->entries[sf->by_name[mid]].name, name);
+        if (r == 0) return &sf->entries[sf->by_name[mid]];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
