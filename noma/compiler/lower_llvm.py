@@ -198,7 +198,7 @@ class FunctionLowering(OpLowering):
                 kept.append(value)
                 continue
             slot = b.select(odd, self.i64(s[1]), self.i64(s[0]))
-            self.rt("noma_global_store", slot, self.tensor_ptr(value))
+            self.rt("noma_global_store_at", slot, self.tensor_ptr(value), self.span_c())
             kept.append(self.load_tensor(self.rt("noma_global", slot)))
         return kept
 
@@ -229,7 +229,7 @@ class FunctionLowering(OpLowering):
         replay = self._replay_function(op)
         self.rt("noma_probe_replay", replay if replay is not None else ll.Constant(PTR, None))
         for p in op.params:
-            self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
+            self.rt("noma_opt_begin_at", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr, self.span_c())
         self.rt("noma_defer_begin")
         max_iter = self.to_index(self.get(op.max_iter))
         inits = [self.get(v) for v in op.inits]

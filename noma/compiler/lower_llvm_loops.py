@@ -40,6 +40,7 @@ from noma.compiler.lower_llvm_types import (
 #: r = real, p = pointer, l = int64, i = int32, v = void.
 RUNTIME_SIGS = {
     "noma_alloc": "p:l",
+    "noma_alloc_at": "p:ll",
     "noma_arena_bump": "p:",
     "noma_arena_mark": "l:",
     "noma_arena_release": "v:l",
@@ -69,9 +70,11 @@ RUNTIME_SIGS = {
     "noma_fill": "v:plirr",
     "noma_global": "p:l",
     "noma_global_store": "v:lp",
+    "noma_global_store_at": "v:lpl",
     "noma_global_load_s": "r:l",
     "noma_global_store_s": "v:lr",
     "noma_param_set": "v:lpp",
+    "noma_param_set_at": "v:lppl",
     "noma_param": "p:l",
     "noma_param_free": "v:l",
     "noma_param_bind_dim": "v:lil",
@@ -88,6 +91,7 @@ RUNTIME_SIGS = {
     "noma_probe_replay": "v:p",
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
+    "noma_opt_begin_at": "v:lipl",
     "noma_opt_step": "v:lp",
     "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
@@ -163,7 +167,7 @@ class ModuleContext:
         if name in NORETURN:
             fn.attributes.add("noreturn")
             fn.attributes.add("cold")
-        if name == "noma_alloc":
+        if name in ("noma_alloc", "noma_alloc_at"):
             fn.return_value.add_attribute("noalias")
             fn.return_value.attributes.align = 64
         return fn
@@ -407,9 +411,9 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         once per function) by a helper shared by the session's modules (`noma.k.alloc`, a direct
         call), 64-byte rounded as the runtime does; noma_alloc when it does not fit (new chunk,
         errors)."""
-        fn = self.shared_helper("noma.k.alloc", ll.FunctionType(PTR, [PTR, I64]), self._emit_alloc)
+        fn = self.shared_helper("noma.k.alloc_at", ll.FunctionType(PTR, [PTR, I64, I64]), self._emit_alloc)
         fn.return_value.add_attribute("noalias")
-        return self.b.call(fn, [self._bump_window(), n])
+        return self.b.call(fn, [self._bump_window(), n, self.span_c()])
 
     def _bump_window(self) -> ll.Value:
         """This function's pointer to the context's NomaBump (a call at the top of its code)."""
@@ -424,7 +428,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def _emit_alloc(self, fn: ll.Function) -> None:
         b = self.b
-        window, n = fn.args
+        window, n, span = fn.args
         size = b.select(b.icmp_unsigned("==", n, self.i64(0)), self.i64(1), n)
         nbytes = b.and_(b.add(b.mul(size, self.i64(self.mc.elem_size)), self.i64(63)), self.i64(-64))
         end_slot = b.gep(window, [self.i64(1)], inbounds=True, source_etype=PTR)
@@ -432,7 +436,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         room = b.sub(b.ptrtoint(b.load(end_slot, typ=PTR), I64), b.ptrtoint(cur, I64))
         fits = b.and_(b.icmp_unsigned("<", n, self.i64(1 << 40)), b.icmp_unsigned("<=", nbytes, room))
         with b.if_then(b.not_(fits), likely=False):
-            b.ret(self.rt("noma_alloc", n))
+            b.ret(self.rt("noma_alloc_at", n, span))
         b.store(b.gep(cur, [nbytes], source_etype=I8), window)
         b.ret(cur)
 

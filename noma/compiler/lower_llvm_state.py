@@ -54,8 +54,8 @@ class StateOps:
 
     def op_param_set(self, ins: ir.Instr) -> None:
         v = ins.args[0]
-        self.rt("noma_param_set", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
-                self.any_ptr(self.get(v), v.rank))
+        self.rt("noma_param_set_at", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
+                self.any_ptr(self.get(v), v.rank), self.span_c())
 
     def opt_steps(self, slots: list[int], grads: list[tuple[ll.Value, int]]) -> None:
         """One training step's optimizer updates: a single noma_opt_steps call with the slots (a
@@ -115,7 +115,7 @@ class StateOps:
         if v.rank == 0:
             self.rt("noma_global_store_s", slot, self.get(v))
         else:
-            self.rt("noma_global_store", slot, self.tensor_ptr(self.get(v)))
+            self.rt("noma_global_store_at", slot, self.tensor_ptr(self.get(v)), self.span_c())
 
     def op_seed(self, ins: ir.Instr) -> None:
         self.rt("noma_seed", self.get(ins.args[0]))

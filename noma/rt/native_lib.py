@@ -280,6 +280,11 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_exe_main": (_I32, [_P]),
     # arena and tape
     "noma_alloc": (_P, [_I64]),
+    "noma_alloc_at": (_P, [_I64, _I64]),
+    "noma_set_memory_limit": (None, [_P, _I64]),
+    "noma_memory_limit": (_I64, [_P]),
+    "noma_memory_used": (_I64, [_P]),
+    "noma_parse_memory_limit": (_I64, [_S]),
     "noma_arena_mark": (_I64, []),
     "noma_arena_bump": (_P, []),
     "noma_arena_release": (None, [_I64]),
@@ -318,11 +323,13 @@ _SIGNATURES: dict[str, tuple] = {
     # globals
     "noma_global": (_TR, [_I64]),
     "noma_global_store": (None, [_I64, _T]),
+    "noma_global_store_at": (None, [_I64, _T, _I64]),
     "noma_global_load_s": (_R, [_I64]),
     "noma_global_store_s": (None, [_I64, _R]),
     "noma_global_defined": (_I32, [_I64]),
     # params, dims, optimizers
     "noma_param_set": (None, [_I64, _S, _T]),
+    "noma_param_set_at": (None, [_I64, _S, _T, _I64]),
     "noma_param": (_TR, [_I64]),
     "noma_param_free": (None, [_I64]),
     "noma_param_defined": (_I32, [_I64]),
@@ -347,6 +354,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_probe_enable": (None, [_P, _I32]),
     "noma_defer_end": (None, []),
     "noma_opt_begin": (None, [_I64, _I32, _P]),
+    "noma_opt_begin_at": (None, [_I64, _I32, _P, _I64]),
     "noma_opt_step": (None, [_I64, _T]),
     "noma_opt_steps": (None, [_I64, _P, _P]),
     "noma_opt_reset_all": (None, []),

@@ -281,22 +281,64 @@ def test_arena_mark_release(lib, ctx):
     assert lib.noma_error_kind(ctx) == -1
 
 
-def test_arena_cap_error(lib, ctx):
-    lib.noma_set_arena_cap(4 << 20)
+def test_memory_limit_on_the_arena(lib, ctx):
+    lib.noma_set_memory_limit(ctx, 4 << 20)
+    assert lib.noma_memory_limit(ctx) == 4 << 20
     assert lib.noma_alloc(1000) is not None
-    assert lib.noma_alloc(1_000_000) is None  # 8 MB > 4 MiB cap: error, no crash
+    assert lib.noma_alloc(1_000_000) is None  # 8 MB > 4 MiB limit: error, no crash
     kind, msg = err(lib, ctx)
-    assert kind == KIND_RUNTIME and "cannot allocate 1000000 elements" in msg
+    assert kind == KIND_RUNTIME and "cannot allocate 7.63 MiB for a tensor: over the memory limit of 4 MiB" in msg
     lib.noma_error_clear(ctx)
     assert lib.noma_alloc(-1) is None
     assert err(lib, ctx) == (KIND_RUNTIME, "cannot allocate -1 elements")
+    lib.noma_error_clear(ctx)
+    assert lib.noma_alloc_at(1_000_000, 7) is None  # located
+    assert lib.noma_error_span(ctx) == 7
     # under invoke the failure unwinds
     before = lib.noma_test_reached()
     assert lib.noma_invoke(ctx, fn_addr(lib, "noma_test_alloc_huge")) == 1
     assert lib.noma_test_reached() == before
     kind, msg = err(lib, ctx)
-    assert kind == KIND_RUNTIME and msg.startswith("cannot allocate 1125899906842624 elements")
+    assert kind == KIND_RUNTIME and msg.startswith("cannot allocate 8 PiB for a tensor: over the memory limit")
     assert lib.noma_alloc(1000)  # still usable
+    lib.noma_set_arena_cap(1 << 30)  # the former arena cap is the same limit
+    assert lib.noma_memory_limit(ctx) == 1 << 30
+
+
+def test_memory_limit_covers_parameters_state_globals_and_resizes(lib, ctx):
+    """One limit for every allocation, checked before allocating: a parameter, its resize, its
+    optimizer state and a global are refused with a located error and leave the state as it was."""
+    lib.noma_set_memory_limit(ctx, 64 << 20)
+    base = lib.noma_memory_used(ctx)
+    lib.noma_param_set_at(0, b"W", ctypes.byref(T(np.ones(1000))), 3)
+    assert lib.noma_error_kind(ctx) == -1 and lib.noma_memory_used(ctx) > base
+    resize(lib, 0, [3_037_000_500], 1)  # 24 GB: refused before anything is allocated
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and "for W: over the memory limit of 64 MiB" in msg, msg
+    assert param(lib, 0).shape == (1000,)
+    lib.noma_error_clear(ctx)
+    big = T(np.zeros(5_000_000))  # 40 MB: fits once, not twice
+    lib.noma_param_set_at(1, b"V", ctypes.byref(big), 5)
+    assert lib.noma_error_kind(ctx) == -1
+    lib.noma_opt_begin_at(1, 2, None, 9)  # Adam: 4 more buffers of V's size and its step counts
+    lib.noma_opt_step(1, ctypes.byref(big))
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and "for the optimizer state of V" in msg and lib.noma_error_span(ctx) == 9
+    lib.noma_error_clear(ctx)
+    lib.noma_global_store_at(0, ctypes.byref(big), 11)
+    assert err(lib, ctx)[0] == KIND_RUNTIME and lib.noma_error_span(ctx) == 11
+    lib.noma_error_clear(ctx)
+    lib.noma_param_free(1)  # freeing gives the bytes back
+    lib.noma_global_store_at(0, ctypes.byref(big), 11)
+    assert lib.noma_error_kind(ctx) == -1
+
+
+def test_memory_limit_syntax(lib):
+    parse = lib.noma_parse_memory_limit
+    assert parse(b"100") == 100 and parse(b"8G") == 8 << 30 and parse(b"512MiB") == 512 << 20
+    assert parse(b"4kb") == 4096 and parse(b"1T") == 1 << 40 and parse(None) == -1
+    for bad in (b"", b"x", b"-1", b"1.5G", b"8Q", b"99999999999999999999", b"9999999999T"):
+        assert parse(bad) == -2, bad
 
 
 def test_invoke_failure_unwinds(lib, ctx):
