@@ -54,6 +54,7 @@ class InterpState:
     bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)
     loss_log: list[float] = field(default_factory=list)
     tape: list[Any] = field(default_factory=list)
     rng: Any = field(default_factory=NumpyRng)
@@ -306,6 +307,11 @@ class Interpreter:
 
     def _check(self, ins: Instr, args: list[Any]) -> Any:
         rule = ins.attr("rule")
+        if rule in ir.CHECK_WARNS:
+            if not ir.check_passes(rule, float(args[0])) and ins.span not in self.st.warned_spans:
+                self.st.warned_spans.add(ins.span)
+                self.st.warnings.append(ir.CHECK_RULES[rule])
+            return args[0]
         if not ir.check_passes(rule, float(args[0])):
             raise error(Kind.RUNTIME, f"{ir.CHECK_RULES[rule]} (got {format_scalar(float(args[0]))})",
                         self._span(ins.span))

@@ -143,7 +143,10 @@ EFFECTFUL = frozenset({
 #: CHECK rules: the condition a scalar must meet, and the message when it does not.
 CHECK_RULES = {
     "batch_size": "a batch size must be a positive whole number",
+    "mean_count": "mean of an empty tensor: the result is nan",
 }
+#: CHECK rules that warn (once per op: the runtime remembers the span) instead of failing.
+CHECK_WARNS = frozenset({"mean_count"})
 #: The range of each integer cast type: x converts when lo <= trunc(x) < hi (exact in doubles).
 INT_RANGES = {"i32": (-2.0 ** 31, 2.0 ** 31), "i64": (-2.0 ** 63, 2.0 ** 63)}
 
@@ -161,6 +164,8 @@ def check_passes(rule: str, x: float) -> bool:
     """Whether scalar x obeys CHECK rule `rule`."""
     if rule == "batch_size":
         return x >= 1 and math.floor(x) == x and not math.isinf(x)
+    if rule == "mean_count":
+        return x != 0
     raise ValueError(f"unknown check rule {rule!r}")
 
 

@@ -64,6 +64,7 @@ RUNTIME_SIGS = {
     "noma_print_sep": "v:",
     "noma_print_end": "v:",
     "noma_warn": "v:p",
+    "noma_warn_once": "v:lp",
     "noma_seed": "v:r",
     "noma_rand": "r:",
     "noma_randn": "r:",

@@ -576,9 +576,13 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         """CHECK: the scalar unchanged, or a runtime error at the op's span (ir.CHECK_RULES)."""
         x = self.get(ins.args[0])
         rule = ins.attr("rule")
+        b = self.b
+        if rule == "mean_count":
+            with b.if_then(b.fcmp_ordered("==", x, self.rconst(0.0)), likely=False):
+                self.rt("noma_warn_once", self.span_c(), self.cstr(ir.CHECK_RULES[rule]))
+            return x
         if rule != "batch_size":
             raise LoweringError(f"unknown check rule {rule!r}")
-        b = self.b
         whole = b.fcmp_ordered("==", self.intr("llvm.floor", x), x)
         ok = b.and_(b.and_(whole, b.fcmp_ordered(">=", x, self.rconst(1.0))),
                     b.fcmp_ordered("<", x, self.rconst(math.inf)))

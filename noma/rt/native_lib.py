@@ -312,6 +312,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_output_data": (_P, [_P]),
     "noma_output_clear": (None, [_P]),
     "noma_warn": (None, [_S]),
+    "noma_warn_once": (None, [_I64, _S]),
     "noma_warnings_len": (_I64, [_P]),
     "noma_warnings_data": (_P, [_P]),
     "noma_warnings_clear": (None, [_P]),

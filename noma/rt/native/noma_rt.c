@@ -297,6 +297,7 @@ void noma_ctx_free(NomaCtx *c) {
     for (int64_t i = 0; i < c->log_nretired; i++) free(c->log_retired[i]);
     free(c->log_retired);
     free(c->events);
+    free(c->warned);
     noma__probe_free(c);
     /* every block is freed now; a block that outlived its context would still point at c->mem */
     if (c->mem->used - c->log_bytes == 0) free(c->mem);
@@ -921,6 +922,26 @@ void noma_warn(const char *msg) {
         fprintf(stderr, "warning: %s\n", msg);
         fflush(stderr);
     }
+}
+
+/* noma_warn the first time an op (its span) asks; later calls from the same span are silent
+   (like Python's default warning filter: once per location). */
+void noma_warn_once(int64_t span, const char *msg) {
+    NomaCtx *c = noma__cur();
+    for (int64_t i = 0; i < c->nwarned; i++)
+        if (c->warned[i] == span) return;
+    if (c->nwarned == c->warned_cap) {
+        int64_t nc = c->warned_cap ? c->warned_cap * 2 : 16;
+        int64_t *p = (int64_t *)realloc(c->warned, (size_t)nc * sizeof(int64_t));
+        if (!p) {
+            noma_warn(msg);
+            return;
+        }
+        c->warned = p;
+        c->warned_cap = nc;
+    }
+    c->warned[c->nwarned++] = span;
+    noma_warn(msg);
 }
 
 int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }

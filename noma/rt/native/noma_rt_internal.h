@@ -121,6 +121,8 @@ struct NomaCtx {
     /* output */
     int32_t capture;
     NomaBuf out, warn;
+    int64_t *warned;      /* spans noma_warn_once has warned for */
+    int64_t nwarned, warned_cap;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
