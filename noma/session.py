@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -110,12 +110,16 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
-    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True):
+    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True,
+                 memory_limit: Optional[Union[int, str]] = None):
+        """`memory_limit`: bytes (or "512M", "8G": NOMA_MEMORY_LIMIT's syntax) that every
+        allocation of the session's runtime together may use; default NOMA_MEMORY_LIMIT, else 8 GiB.
+        Change it later with `session.rt.memory_limit = ...`."""
         from noma.compiler.jit import JIT
         from noma.rt import runtime
 
         self.dtype = dtype
-        self.rt = runtime.Runtime(dtype, capture=capture)
+        self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
         self.cell_count = 0

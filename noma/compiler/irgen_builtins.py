@@ -154,7 +154,8 @@ class BuiltinContext:
         x, axis = self._reduce(e)
         if x.rank == 0:
             return x
-        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), self.count(x, axis))
+        count = self.op(Op.CHECK, self.count(x, axis), rule="mean_count")  # warns when 0 (NumPy)
+        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), count)
 
     # -------------------------------------------------------------- linear algebra and shape
 

@@ -57,6 +57,18 @@ typedef struct {
     int32_t nesterov;
 } NomaHyper;
 
+/* Memory accounting of one context: every heap block of the runtime (arena chunks, parameter
+   values, optimizer state, globals) and the loss log are charged here, and an allocation that
+   would take `used` past `limit` is refused before anything is allocated. Separate from the
+   context so a block freed after its context (none should be) never touches freed memory. */
+#define NOMA_DEFAULT_MEMORY_LIMIT ((int64_t)8 << 30) /* 8 GiB */
+
+typedef struct NomaMem {
+    int64_t used;    /* bytes charged */
+    int64_t limit;   /* bytes allowed (NOMA_MEMORY_LIMIT, noma_set_memory_limit; default 8 GiB) */
+    int64_t refused; /* bytes of the last refused request (0: the last failure was not the limit) */
+} NomaMem;
+
 typedef struct {
     int32_t defined;
     int32_t ever_defined;
@@ -70,6 +82,7 @@ typedef struct {
     real *v;              /* Adam v / RMSprop square_avg */
     int64_t *steps;       /* per-entry step counts */
     real *pow1, *pow2;    /* per-entry beta1^t, beta2^t; meaningless (read as 1) where steps[i] == 0 */
+    int64_t opt_span;     /* the optimize statement that last began training it (errors), or -1 */
 } NomaParam;
 
 typedef struct {
@@ -100,13 +113,16 @@ struct NomaCtx {
     NomaBump bump; /* the current chunk's free space (advanced inline by generated code) */
     NomaChunk *chunks;
     int64_t nchunks, chunks_cap, cur_chunk;
-    int64_t arena_cap;
+    NomaMem *mem;         /* the memory limit and what is charged against it */
+    int32_t mem_env_bad;  /* NOMA_MEMORY_LIMIT was set but malformed (the default is used) */
     /* tape */
     NomaTapeEntry *tape;
     int64_t tape_len, tape_cap;
     /* output */
     int32_t capture;
     NomaBuf out, warn;
+    int64_t *warned;      /* spans noma_warn_once has warned for */
+    int64_t nwarned, warned_cap;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
@@ -131,6 +147,7 @@ struct NomaCtx {
     int64_t log_len, log_cap;
     void **log_retired; /* grown-out log buffers, kept so a concurrent reader never sees freed memory */
     int64_t log_nretired;
+    int64_t log_bytes;  /* bytes of the log's buffers (current and retired), charged to mem */
     int64_t step;
     NomaEvent *events;
     int64_t nevents, events_cap;
@@ -162,7 +179,17 @@ void noma__failf(int32_t kind, int64_t span, const char *fmt, ...)
 #endif
     ;
 real *noma__alloc(NomaCtx *c, int64_t n); /* NULL after a (non-jumping) failure */
+real *noma__alloc_at(NomaCtx *c, int64_t n, int64_t span); /* errors located at span */
+/* Heap blocks are charged to the current context's NomaMem: NULL (with mem->refused set) when
+   the block would pass the memory limit, before anything is allocated. */
 void *noma__xmalloc(size_t bytes);        /* 64-byte aligned heap block, NULL on failure */
+/* Whether `bytes` more fit under the current context's limit (sets mem->refused when not). */
+int noma__mem_admit(NomaCtx *c, uint64_t bytes);
+/* Charges bytes the runtime allocates itself (the loss log); the caller admitted them. */
+void noma__mem_charge(NomaCtx *c, int64_t bytes);
+/* Fails (kind runtime, at span) for a refused or failed allocation of `bytes` for `what`: over the
+   memory limit (naming it and how to change it) or out of memory. */
+void noma__fail_alloc(NomaCtx *c, int64_t span, uint64_t bytes, const char *what);
 void *noma__xcalloc(size_t bytes);        /* zeroed 64-byte aligned heap block (big ones: lazy zero pages) */
 void noma__xfree(void *p);
 void noma__xprefault(void *p, size_t bytes); /* map a block's pages about to be written (hint) */
@@ -215,6 +242,7 @@ typedef struct {
     uint64_t data_len;
     NomaStEntry *entries; /* in file order */
     int64_t n;
+    int64_t *by_name;     /* entry indices sorted by name (names are unique) */
     char **meta;          /* __metadata__ as key, value, key, value, ... (owned) */
     int64_t nmeta;
 } NomaStFile;
@@ -232,7 +260,7 @@ typedef struct {
    path) in msg, having released everything, so callers can clean up before failing. */
 int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap); /* header validated */
 void noma__st_close(NomaStFile *sf);
-const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* first of that name */
+const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* NULL if absent */
 const char *noma__st_meta(const NomaStFile *sf, const char *key);         /* NULL if absent */
 int noma__st_dtype_size(const char *dtype); /* bytes per element; 0 unknown or unsupported */
 int64_t noma__st_numel(const NomaStEntry *e); /* -1 for unsupported dtypes */

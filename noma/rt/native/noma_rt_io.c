@@ -69,8 +69,11 @@ static int fmt_num(char *buf, size_t cap, double x) {
 /*                                                                          */
 /* Numbers separated by commas (spaces/tabs around them allowed), "#" starts */
 /* a comment up to the end of the line, blank lines are skipped, the first   */
-/* non-blank line is skipped as a header when it is not all numbers. Every   */
-/* row must have the same number of values. Result: rank 2 [rows, cols].    */
+/* non-blank line is skipped as a header when a field holds text that is   */
+/* not a number (an empty field does not make a header). A UTF-8 byte order */
+/* mark at the start is skipped. An empty field in a data row, a later       */
+/* non-number and a row with another number of values are io errors naming  */
+/* the line (and column). Result: rank 2 [rows, cols].                       */
 /* ======================================================================== */
 
 static int parse_field(const char *s, const char *e, double *out) {
@@ -86,6 +89,12 @@ static int parse_field(const char *s, const char *e, double *out) {
     if (end != tmp + L) return 0;
     *out = v;
     return 1;
+}
+
+/* Whether a field holds nothing but spaces and tabs. */
+static int field_blank(const char *s, const char *e) {
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    return s == e;
 }
 
 static void field_text(char *buf, size_t cap, const char *s, const char *e) {
@@ -119,6 +128,7 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     int64_t nvals = 0, cap = 0, rows = 0, cols = -1, line_no = 0;
     int seen_first = 0;
     const char *p = text, *end = text + size;
+    if (size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p += 3; /* a UTF-8 byte order mark */
     char msg_field[64];
     while (p < end) {
         const char *ls = p;
@@ -132,33 +142,41 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         const char *t = ls;
         while (t < le && (*t == ' ' || *t == '\t')) t++;
         if (t == le) continue;
-        /* count fields and check they are numbers */
-        int64_t nf = 0;
-        int numeric = 1;
+        /* count fields and classify them: numbers, empty fields, other text */
+        int64_t nf = 0, bad_col = 0, empty_col = 0;
         const char *bad_s = NULL, *bad_e = NULL;
         for (const char *fs = ls;;) {
             const char *fe = memchr(fs, ',', (size_t)(le - fs));
             if (!fe) fe = le;
             double v;
-            if (!parse_field(fs, fe, &v) && numeric) {
-                numeric = 0;
-                bad_s = fs;
-                bad_e = fe;
-            }
             nf++;
+            if (!parse_field(fs, fe, &v)) {
+                if (field_blank(fs, fe)) {
+                    if (!empty_col) empty_col = nf;
+                } else if (!bad_col) {
+                    bad_col = nf;
+                    bad_s = fs;
+                    bad_e = fe;
+                }
+            }
             if (fe == le) break;
             fs = fe + 1;
         }
-        if (!numeric) {
-            if (!seen_first) {
-                seen_first = 1; /* header row */
-                continue;
-            }
-            field_text(msg_field, sizeof msg_field, bad_s, bad_e);
+        if (bad_col && !seen_first) { /* a first line with text that is not a number: the header */
+            seen_first = 1;
+            continue;
+        }
+        if (bad_col || empty_col) {
+            if (bad_col) field_text(msg_field, sizeof msg_field, bad_s, bad_e);
             free(vals);
             free(text);
-            noma__failf(NOMA_ERR_IO, span, "%s: line %lld: cannot read '%s' as a number", path,
-                        (long long)line_no, msg_field);
+            if (empty_col && (!bad_col || empty_col < bad_col)) {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld is empty", path,
+                            (long long)line_no, (long long)empty_col);
+            } else {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld: cannot read '%s' as a number",
+                            path, (long long)line_no, (long long)bad_col, msg_field);
+            }
             return;
         }
         seen_first = 1;
@@ -650,7 +668,79 @@ static const char *st_entry_problem(const StEntry *e, int over, uint64_t data_le
     return NULL;
 }
 
+/* qsort keys: an entry's name or offsets with its index (no global state: comparators see only
+   their arguments). */
+typedef struct {
+    const char *name;
+    uint64_t begin, end;
+    int64_t index;
+} StKey;
+
+static int by_name_cmp(const void *a, const void *b) {
+    return strcmp(((const StKey *)a)->name, ((const StKey *)b)->name);
+}
+
+static int by_offset_cmp(const void *a, const void *b) {
+    const StKey *x = (const StKey *)a, *y = (const StKey *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* The rules of the reference implementation (the Rust safetensors crate): names are unique, and
+   the tensors' data, in the order of their offsets, are contiguous and cover the data region
+   exactly (no overlap, no gap, nothing after the last). Builds sf->by_name. 0 with msg set. */
+static int st_check_layout(NomaStFile *sf, char *msg, size_t cap) {
+    int64_t n = sf->n;
+    sf->by_name = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    StKey *keys = (StKey *)malloc((size_t)(n ? n : 1) * sizeof(StKey));
+    if (!sf->by_name || !keys) {
+        free(keys);
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", sf->path);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        keys[i].name = sf->entries[i].name;
+        keys[i].begin = sf->entries[i].begin;
+        keys[i].end = sf->entries[i].end;
+        keys[i].index = i;
+    }
+    qsort(keys, (size_t)n, sizeof(StKey), by_name_cmp);
+    for (int64_t i = 0; i < n; i++) sf->by_name[i] = keys[i].index;
+    qsort(keys, (size_t)n, sizeof(StKey), by_offset_cmp);
+    int ok = 1;
+    for (int64_t i = 1; ok && i < n; i++)
+        if (strcmp(sf->entries[sf->by_name[i]].name, sf->entries[sf->by_name[i - 1]].name) == 0) {
+            snprintf(msg, cap, "%s: invalid safetensors header: tensor '%s' appears twice", sf->path,
+                     sf->entries[sf->by_name[i]].name);
+            ok = 0;
+        }
+    uint64_t at = 0;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const NomaStEntry *e = &sf->entries[keys[i].index];
+        if (e->begin != at) {
+            snprintf(msg, cap,
+                     "%s: invalid safetensors header: tensor '%s': data offsets [%llu, %llu] %s the "
+                     "previous tensor's data (which ends at byte %llu)",
+                     sf->path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                     e->begin < at ? "overlap" : "leave a gap after", (unsigned long long)at);
+            ok = 0;
+        }
+        at = e->end;
+    }
+    if (ok && at != sf->data_len) {
+        snprintf(msg, cap,
+                 "%s: invalid safetensors header: the tensors' data ends at byte %llu of a data "
+                 "region of %llu bytes",
+                 sf->path, (unsigned long long)at, (unsigned long long)sf->data_len);
+        ok = 0;
+    }
+    free(keys);
+    return ok;
+}
+
 void noma__st_close(NomaStFile *sf) {
+    free(sf->by_name);
     for (int64_t i = 0; i < sf->n; i++) free(sf->entries[i].name);
     for (int64_t i = 0; i < 2 * sf->nmeta; i++) free(sf->meta[i]);
     free(sf->entries);
@@ -710,6 +800,7 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
     j.start = j.p = hdr;
     j.end = hdr + N;
     int64_t ecap = 0;
+    int seen_meta = 0;
     int ok = sf->path != NULL && jexpect(&j, '{');
     if (!sf->path) jerr(&j, "out of memory");
     if (ok && jpeek(&j, '}')) {
@@ -724,6 +815,11 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
             }
             if (strcmp(key, "__metadata__") == 0) {
                 free(key);
+                if (seen_meta) {
+                    ok = jerr(&j, "__metadata__ appears twice");
+                    break;
+                }
+                seen_meta = 1;
                 /* object of strings */
                 ok = jexpect(&j, '{');
                 if (ok && jpeek(&j, '}')) {
@@ -784,12 +880,22 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
         noma__st_close(sf);
         return 0;
     }
+    if (!st_check_layout(sf, msg, cap)) {
+        noma__st_close(sf);
+        return 0;
+    }
     return 1;
 }
 
 const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name) {
-    for (int64_t i = 0; i < sf->n; i++)
-        if (strcmp(sf->entries[i].name, name) == 0) return &sf->entries[i];
+    int64_t lo = 0, hi = sf->n; /* binary search over by_name */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(sf->entries[sf->by_name[mid]].name, name);
+        if (r == 0) return &sf->entries[sf->by_name[mid]];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
