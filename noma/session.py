@@ -107,6 +107,12 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
     return found
 
 
+def _declared_global_slots(before: SymbolTable, after: SymbolTable) -> list[int]:
+    """Global slots a cell (re)declares: names that are new or got another slot."""
+    return [var.slot for name, var in after.globals.items()
+            if name not in before.globals or before.globals[name].slot != var.slot]
+
+
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
@@ -225,6 +231,7 @@ class Session:
         compile_seconds = time.perf_counter() - started
         self.compilations += 1
         self._push_undo()
+        before = self.symbols
         self._commit(module, symbols, names, own, patch, source)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
@@ -232,7 +239,7 @@ class Session:
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run(module, entry, has_value)
+        result = self._run_declaring(before, module, entry, has_value)
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -247,11 +254,12 @@ class Session:
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
         self.pointer_globals |= set(cell.specs)
+        before = self.symbols
         self.symbols = hit.symbols
         self.cell_count += 1
         self.last_module = cell.module
         self.last_source = source
-        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source))
+        result = self._run_declaring(before, cell.module, cell.entry, cell.has_value, (cell.source, source))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result
@@ -273,6 +281,20 @@ class Session:
         self.cell_count += 1
         self.last_module = module
         self.last_source = source
+
+    def _run_declaring(self, before: SymbolTable, module: Any, address: int, has_value: bool,
+                       rebind: Optional[tuple[Source, Source]] = None) -> ExecResult:
+        """Run a committed cell whose symbol table was `before`; when it fails (or is interrupted),
+        the declarations it did not reach are taken back: a failed cell keeps what it completed."""
+        self.rt.activate()
+        for slot in _declared_global_slots(before, self.symbols):
+            self.rt.lib.noma_global_forget(slot)
+        result = self._run(module, address, has_value, rebind)
+        if not result.ok:
+            from noma.session_state import keep_reached_declarations
+
+            self.symbols = keep_reached_declarations(self, before, self.symbols)
+        return result
 
     def _run(self, module: Any, address: int, has_value: bool,
              rebind: Optional[tuple[Source, Source]] = None) -> ExecResult:

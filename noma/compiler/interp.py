@@ -509,7 +509,11 @@ class Interpreter:
         return float(self.state.dims[ins.attr("dim")])
 
     def _dim_set(self, ins: Instr, args: list[Any]) -> None:
-        self.state.dims[ins.attr("dim")] = self._int(args[0], ins.span)
+        v = float(args[0])
+        if not (0 <= v < 2.0 ** 62 and v == math.floor(v)):
+            raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {format_scalar(v)})",
+                        self._span(ins.span))
+        self.state.dims[ins.attr("dim")] = int(v)
 
     def _global_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("slot") not in self.state.globals:

@@ -88,8 +88,22 @@ def gen_learn(g: "IRGen", s: ast.Learn) -> None:
 
 def gen_dim(g: "IRGen", s: ast.DimDecl) -> None:
     value = g.scalar(s.value, "a dim's size")
+    known = _literal(s.value)
+    if known is not None and not (0 <= known < 2.0 ** 62 and known == math.floor(known)):
+        raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {known:g})",
+                    s.value.span)
     dim = g.symbols.dim_id(s.name)
-    g.b.emit(ir.Op.DIM_SET, (value,), g.span(s.name_span), dim=dim, name=s.name)
+    # the run-time check of a computed size (whole, >= 0) reports at the value, as the one above
+    g.b.emit(ir.Op.DIM_SET, (value,), g.span(s.value.span), dim=dim, name=s.name)
+
+
+def _literal(e: ast.Expr) -> Optional[float]:
+    """The value of a number written in the source (`3`, `-1`), else None."""
+    if isinstance(e, ast.Num):
+        return e.value
+    if isinstance(e, ast.Unary) and e.op == "-" and isinstance(e.operand, ast.Num):
+        return -e.operand.value
+    return None
 
 
 def gen_alloc(g: "IRGen", s: ast.Alloc) -> None:

@@ -15,7 +15,11 @@ from typing import Any, Optional
 from llvmlite import ir as ll
 
 from noma.compiler import ir
-from noma.compiler.lower_llvm_types import ERR_TYPE, I64, PTR, LoweringError
+from noma.compiler.lower_llvm_types import ERR_SHAPE, ERR_TYPE, I64, PTR, LoweringError
+
+#: `dim d = v;` needs a whole number 0 <= v < 2^62 (the interpreter and irgen say the same)
+DIM_LIMIT = 2.0 ** 62
+DIM_MESSAGE = "a dim's size must be a whole number, at least 0"
 
 Op = ir.Op
 
@@ -94,7 +98,12 @@ class StateOps:
         return self.to_real(self.rt("noma_dim_get", self.i64(ins.attr("dim"))))
 
     def op_dim_set(self, ins: ir.Instr) -> None:
-        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.whole(self.get(ins.args[0])))
+        v = self.get(ins.args[0])
+        whole = self.b.fcmp_ordered("==", v, self.intr("llvm.floor", v))
+        in_range = self.b.and_(self.b.fcmp_ordered(">=", v, self.rconst(0.0)),
+                               self.b.fcmp_ordered("<", v, self.rconst(DIM_LIMIT)))
+        self.fail_if(self.b.not_(self.b.and_(whole, in_range)), ERR_SHAPE, DIM_MESSAGE)
+        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(v))
         self.rt("noma_dim_set_name", self.i64(ins.attr("dim")), self.cstr(ins.attr("name")))
 
     def op_dim_resize(self, ins: ir.Instr) -> None:

@@ -328,6 +328,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_global_load_s": (_R, [_I64]),
     "noma_global_store_s": (None, [_I64, _R]),
     "noma_global_defined": (_I32, [_I64]),
+    "noma_global_forget": (None, [_I64]),
     # params, dims, optimizers
     "noma_param_set": (None, [_I64, _S, _T]),
     "noma_param_set_at": (None, [_I64, _S, _T, _I64]),

@@ -193,6 +193,7 @@ void noma_global_store_at(int64_t slot, const NomaTensor *v, int64_t span);
 real noma_global_load_s(int64_t slot);
 void noma_global_store_s(int64_t slot, real x);
 int32_t noma_global_defined(int64_t slot);
+void noma_global_forget(int64_t slot);
 
 /* ------------------------------------------------------------------------ */
 /* Parameters, dims, optimizers                                              */
