@@ -23,28 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_grammar import GrammarGenerator
-from fuzz_mutate import mutate
+from fuzz_inputs import make_program
 from fuzz_outcome import DIAGNOSTIC, LONG, OK, Outcome
 from fuzz_pool import InProcess, Limits, run_cli
 
-PROGRAMS_DIR = Path(__file__).resolve().parents[1] / "programs"
 SUBPROCESS_SAMPLE = 15  # one program in this many (of those that pass in-process) also runs as `noma run`
 SUBPROCESS_SHARE = 0.3  # at most this share of the time budget goes to subprocesses
-
-
-def corpus() -> list[tuple[str, str]]:
-    return [(p.name, p.read_text()) for p in sorted(PROGRAMS_DIR.glob("*.noma"))]
-
-
-def make_program(seed: int, index: int, programs: list[tuple[str, str]],
-                 grammar: GrammarGenerator) -> tuple[str, bytes]:
-    """Program `index` of `seed`: (where it comes from, its bytes)."""
-    rng = random.Random(f"{seed}:{index}")
-    if rng.random() < 0.65:
-        name, text = rng.choice(programs)
-        return f"mutant of {name}", mutate(rng, text)
-    return "generated from the grammar", grammar.generate(rng).encode()
 
 
 def _settings() -> tuple[int, float, int | None, int | None]:
@@ -70,7 +54,7 @@ def test_fuzz_programs(tmp_path: Path) -> None:
     seed, budget, examples, only = _settings()
     save = Path(os.environ.get("NOMA_FUZZ_SAVE", str(tmp_path)))
     save.mkdir(parents=True, exist_ok=True)
-    programs, grammar, limits = corpus(), GrammarGenerator(), Limits()
+    limits = Limits()
     started = time.monotonic()
     deadline = started + budget
     counts: Counter[str] = Counter()
@@ -83,7 +67,7 @@ def test_fuzz_programs(tmp_path: Path) -> None:
         for index in indices:
             if time.monotonic() >= deadline:
                 break
-            origin, program = make_program(seed, index, programs, grammar)
+            origin, program = make_program(seed, index)
             outcome, stderr = worker.run(program)
             counts[outcome.cls] += 1
             rng = random.Random(f"{seed}:{index}:cli")
