@@ -32,8 +32,13 @@ WORKER = Path(__file__).resolve().parent / "fuzz_worker.py"
 
 @dataclass(frozen=True)
 class Limits:
+    """Time bounds are CPU seconds of the process that runs the program (a shared, loaded
+    machine stretches wall time, not CPU time); a run that uses little CPU but never answers
+    (blocked) is stopped after wall_s."""
+
     compile_s: float = 20.0  # parse, check, generate code, JIT
     run_s: float = 3.0  # native code
+    wall_s: float = 90.0
     address_space: int = 3 << 30  # RLIMIT_AS of every process that runs a program
     noma_memory: str = str(256 << 20)  # NOMA_MEMORY_LIMIT: the runtime's own allocation limit
     recycle_after: int = 150  # programs per worker (each leaves a JIT behind)
@@ -54,6 +59,19 @@ def environment(limits: Limits) -> dict[str, str]:
     env["NOMA_MEMORY_LIMIT"] = limits.noma_memory
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _kill(proc: subprocess.Popen[Any]) -> None:
@@ -84,22 +102,22 @@ class InProcess:
                                      preexec_fn=_preexec(self.limits))
         self.runs = 0
         self.started += 1
-        message = self._message(time.monotonic() + 120)
+        message = self._message(float("inf"), time.monotonic() + 300)
         if message != {"ready": True}:
             raise RuntimeError(f"fuzz worker did not start: {message!r}; log: {self._log_tail()}")
 
     def _log_tail(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-2000:]
 
-    def _message(self, deadline: float) -> Optional[dict[str, Any]]:
-        """The next JSON line; None at end of file or when the deadline passes ("timeout" key)."""
+    def _message(self, cpu_limit: float, wall_deadline: float) -> Optional[dict[str, Any]]:
+        """The next JSON line; None at end of file; {"timeout": True} once the worker has used
+        cpu_limit CPU seconds (in total) or wall_deadline has passed."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= wall_deadline or cpu_seconds(self.proc.pid) >= cpu_limit:
                 return {"timeout": True}
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue
             chunk = os.read(fd, 1 << 16)
@@ -126,9 +144,10 @@ class InProcess:
         self.proc.stdin.write(json.dumps({"program": base64.b64encode(program).decode()}).encode() + b"\n")
         self.proc.stdin.flush()
         phase = "compile"
-        deadline = time.monotonic() + self.limits.compile_s
+        cpu_limit = cpu_seconds(self.proc.pid) + self.limits.compile_s
+        wall_deadline = time.monotonic() + self.limits.wall_s
         while True:
-            message = self._message(deadline)
+            message = self._message(cpu_limit, wall_deadline)
             if message is None:  # the worker died
                 code = self.proc.wait()
                 tail = self._log_tail()
@@ -142,7 +161,7 @@ class InProcess:
                 return classify(None, "", program, timed_out=True, phase=phase), ""
             if message.get("phase") == "run":
                 phase = "run"
-                deadline = time.monotonic() + self.limits.run_s
+                cpu_limit = cpu_seconds(self.proc.pid) + self.limits.run_s
                 continue
             return classify(message["rc"], message["stderr"], program), message["stderr"]
 
@@ -153,15 +172,19 @@ def run_cli(program: bytes, limits: Limits) -> tuple[Outcome, str]:
     try:
         shutil.copytree(DATA_DIR, work / "data")
         (work / "prog.noma").write_bytes(program)
-        proc = subprocess.Popen([sys.executable, "-m", "noma", "run", "prog.noma"], cwd=work,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(limits),
-                                preexec_fn=_preexec(limits))
-        try:
-            _, err = proc.communicate(timeout=limits.compile_s + limits.run_s + 10)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            return classify(None, "", program, timed_out=True, phase="unknown"), ""
-        stderr = err.decode("utf-8", errors="replace")
+        with open(work / "stdout.txt", "wb") as out, open(work / "stderr.txt", "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "noma", "run", "prog.noma"], cwd=work,
+                                    stdout=out, stderr=err, env=environment(limits),
+                                    preexec_fn=_preexec(limits))
+        # start-up, compile and run, in CPU seconds; output goes to files (no pipe to fill)
+        cpu_limit = limits.compile_s + limits.run_s + 10
+        wall_deadline = time.monotonic() + limits.wall_s
+        while proc.poll() is None:
+            if cpu_seconds(proc.pid) >= cpu_limit or time.monotonic() >= wall_deadline:
+                _kill(proc)
+                return classify(None, "", program, timed_out=True, phase="unknown"), ""
+            time.sleep(0.2)
+        stderr = (work / "stderr.txt").read_text(errors="replace")
         return classify(proc.returncode, stderr, program), stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
