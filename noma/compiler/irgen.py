@@ -98,6 +98,8 @@ class IRGen:
         self.saved_headers: dict[str, dict[str, int]] = {}
         #: globals assigned inside an optimize body, also bound as SSA values in that block
         self.global_shadows: set[str] = set()
+        #: locals bound by a load_safetensors of several tensors: (name, value id) -> the file's tensor names
+        self.local_models: dict[tuple[str, int], tuple[str, ...]] = {}
         self.builtins = BuiltinContext(self)
 
     # ------------------------------------------------------------------ entry points
@@ -331,9 +333,13 @@ class IRGen:
     def load_name(self, name: str, span: Span) -> ir.Value:
         local = self.lookup_local(name)
         if local is not None:
+            if (name, local.id) in self.local_models:
+                self.warn_whole_model(name, self.local_models[name, local.id], span)
             return local
         sid = self.span(span)
         sym = self.symbols
+        if name in sym.whole_models and name in sym.globals:
+            self.warn_whole_model(name, sym.whole_models[name], span)
         if name in sym.freed and name not in sym.params:
             at = sym.freed[name]
             raise error(Kind.NAME, f"`{name}` was freed at line {at.line}, column {at.column}", span)
@@ -348,6 +354,15 @@ class IRGen:
         if name in sym.functions or name in BUILTINS:
             raise error(Kind.TYPE, f"`{name}` is a function; call it with parentheses", span)
         raise self.undefined(name, span, "variable")
+
+    def warn_whole_model(self, name: str, tensors: tuple[str, ...], span: Span) -> None:
+        """The original NOMA's use of a loaded file of several tensors as one tensor value."""
+        listed = ", ".join(f"`{t}`" for t in tensors)
+        self.module.warnings.append((
+            self.span(span),
+            f"`{name}` holds {len(tensors)} tensors ({listed}); as in the original NOMA, `{name}` alone "
+            f"is the first one in the file, `{tensors[0]}`",
+            f"write `{name}.{tensors[0]}` (or `{name}.NAME` for another tensor) to say which one"))
 
     def undefined(self, name: str, span: Span, what: str) -> Exception:
         known = list(self.symbols.globals) + list(self.symbols.params) + list(self.symbols.dims)

@@ -254,3 +254,22 @@ def test_executable_prints_what_noma_run_prints(dtype: str, tmp_path: Path) -> N
     assert ran.returncode == 0 and built.returncode == 0, (ran.stderr, built.stderr)
     assert built.stdout == ran.stdout
     assert ran.stdout.splitlines()[1:] == ["10", "0 1 1 0"]
+
+
+def test_whole_safetensors_model_warns_in_a_session_across_cells(tmp_path: Path, monkeypatch) -> None:
+    """The original NOMA's `sum(loaded_model)`: the file's first tensor, with a located warning,
+    also when the load and the use are different cells, and when a cell's code is reused."""
+    monkeypatch.chdir(tmp_path)
+    session = noma.Session()
+    first = session.execute('save_safetensors { w: tensor [1, 2], a: tensor [10, 20, 30] }, "m.safetensors";'
+                            'load_safetensors m = "m.safetensors";')
+    assert first.ok and not first.warnings
+    for _ in range(2):  # the second run of the same text reuses its compiled code
+        use = session.execute("print(sum(m), m.a);")
+        assert use.ok and use.output == "3 [10, 20, 30]\n"
+        (warning,) = use.warnings
+        assert "`m` holds 2 tensors (`w`, `a`)" in warning.message and "`w`" in warning.message
+        assert warning.span is not None and "m.w" in (warning.note or "")
+    assert session.cache_hits >= 1
+    session.execute("let m = tensor [5];")
+    assert not session.execute("print(sum(m));").warnings
