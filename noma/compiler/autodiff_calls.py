@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from noma.compiler import ir, passes
-from noma.compiler.ir import Block, Instr, Op, Value
+from noma.compiler.ir import Instr, Op, Value
 
 if TYPE_CHECKING:
     from noma.compiler.autodiff import _Sweep

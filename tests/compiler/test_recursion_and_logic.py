@@ -44,7 +44,11 @@ GRADIENT_PROGRAMS = {
         }
     """,
     "branch_and_depth_depend_on_the_parameter": """
-        fn walk(x, n) { if n == 0 { return x; } if x > 1 { return walk(x * 0.5, n - 1); } return walk(x * x + 0.5, n - 1); }
+        fn walk(x, n) {
+            if n == 0 { return x; }
+            if x > 1 { return walk(x * 0.5, n - 1); }
+            return walk(x * x + 0.5, n - 1);
+        }
         fn grow(x) { if x > 4 { return x; } return grow(x * 1.5) + sin(x); }
         learn u = 1.5;
         learn v = 1.1;
