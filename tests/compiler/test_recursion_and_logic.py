@@ -277,3 +277,33 @@ def test_whole_safetensors_model_warns_in_a_session_across_cells(tmp_path: Path,
     assert session.cache_hits >= 1
     session.execute("let m = tensor [5];")
     assert not session.execute("print(sum(m));").warnings
+
+
+@pytest.mark.parametrize("source, word", [
+    ("learn w = 1.0; let g = 0;\n"
+     "fn rg(n) { if n == 0 { return g; } return rg(n - 1); }\n"
+     "optimize(w) with sgd(lr = 0.1) max 1 { g = w * 3; let loss = rg(2); minimize loss; }", "reads"),
+    ("learn w = 1.0; let g = 0;\n"
+     "fn sg(x, n) { if n == 0 { g = x; return 0; } return sg(x, n - 1); }\n"
+     "optimize(w) with sgd(lr = 0.1) max 1 { let z = sg(w * 3, 2); let loss = g * g + z; minimize loss; }",
+     "assigns"),
+])
+def test_gradient_through_a_global_and_a_recursive_function_is_refused(source: str, word: str) -> None:
+    result = noma.Session().execute(source)
+    assert not result.ok
+    (diag,) = result.errors
+    assert diag.kind.value == "type" and word in diag.message and diag.span is not None
+    assert diag.span.source.line_text(3)[diag.span.source.position(diag.span.start)[1] - 1:].startswith(
+        "rg(" if word == "reads" else "sg(")
+
+
+def test_recursive_function_with_an_untrained_global_counter_trains() -> None:
+    """A global a recursive function only counts with (no gradient through it) is fine."""
+    result = noma.Session().execute(POWER.replace("return 1; }", "calls = calls + 1; return 1; }", 1).replace(
+        "fn p", "let calls = 0;\nfn p") + """
+        learn w = 2.0;
+        optimize(w) with sgd(lr = 0.01) max 2 { let loss = p(w, 2) + calls * 0; minimize loss; }
+        print(w, calls);
+    """)
+    assert result.ok, [d.render() for d in result.errors]
+    assert result.output == "1.9208 2\n"  # w: 2 - 0.01·4 = 1.96, then 1.96 - 0.01·3.92 = 1.9208
