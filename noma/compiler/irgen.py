@@ -396,7 +396,7 @@ class IRGen:
         before the body is known: the body is generated with each candidate rank (scalar first,
         then tensors, then no result) until the rank it returns is the one assumed."""
         key = (fn.name, ranks)
-        first_error: Optional[NomaError] = None
+        errors: list[NomaError] = []
         for guess in RANK_CANDIDATES:
             specs, functions = dict(self.specs), dict(self.module.functions)
             self.rank_guess[key] = guess
@@ -406,13 +406,16 @@ class IRGen:
             except NomaError as exc:
                 if key not in self.guess_used:
                     raise
-                first_error = first_error or exc
+                errors.append(exc)
                 result_rank = -1
             if key not in self.guess_used or result_rank == guess:
                 return
             self.specs, self.module.functions = specs, functions  # drop what the wrong guess made
-        assert first_error is not None
-        raise first_error
+        if not errors:
+            raise error(Kind.TYPE, f"`{fn.name}` returns a different rank than its recursive calls assume, "
+                        "for every rank", fn.name_span)
+        # an error that no rank explains (e.g. an undefined name) before the rank errors of wrong guesses
+        raise next((e for e in errors if e.diagnostics[0].kind is not Kind.TYPE), errors[0])
 
     def _specialise_once(self, fn: ast.FnDef, ranks: tuple[int, ...], spec: str) -> Optional[int]:
         key = (fn.name, ranks)
