@@ -5,7 +5,8 @@ top-level statements; specialising user functions per argument ranks; turning mu
 and `break`/`continue`/`return` into structured SSA (if results, loop-carried values, flags);
 the `optimize` statement's parameters, optimizer, stop test and carried state.
 Input: ast.Program + a SymbolTable (changed in place: pass a clone). Output: ir.Module.
-Imports: ast, ir, symbols, irgen_builtins, diagnostics. The only module that knows AST and IR.
+Imports: ast, ir, passes (the call graph), symbols, irgen_builtins, diagnostics. The only module that
+knows AST and IR.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from noma.compiler import ast, ir
+from noma.compiler import ast, ir, passes
 from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, NomaError, Span, error
@@ -119,6 +120,9 @@ class IRGen:
                 self.b.emit(ir.Op.PRINT, (value,), self.span(main.name_span), parts=(None,))
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
         self.module.entry = self.cell_name
+        for fn in self.module.functions.values():
+            if passes.is_recursive(self.module, fn.name):
+                _keep_reentered_loops(fn.body)
         return self.module
 
     def span(self, span: Optional[Span]) -> int:
@@ -475,6 +479,18 @@ class IRGen:
             if isinstance(item, ast.Name) and item.id in self.symbols.dims and self.lookup_local(item.id) is None:
                 var.dims[axis] = item.id
                 self.b.emit(ir.Op.PARAM_BIND_DIM, (), sid, slot=var.slot, axis=axis, dim=self.symbols.dims[item.id])
+
+
+def _keep_reentered_loops(block: ir.Block) -> None:
+    """In a recursive function, a loop whose iteration calls a function may run again (in a
+    deeper activation) before its iteration ends: it must not keep its carried tensors in its
+    fixed global slots (the deeper loop would overwrite them), so it keeps them in the arena."""
+    for b in ir.walk_blocks(block):
+        for op in b.ops:
+            if isinstance(op, ir.WhileOp) and op.carry_slots and any(
+                    isinstance(o, ir.Instr) and o.op is ir.Op.CALL
+                    for inner in (op.cond, op.body) for blk in ir.walk_blocks(inner) for o in blk.ops):
+                op.carry_slots = []
 
 
 def spec_name(name: str, ranks: tuple[int, ...]) -> str:
