@@ -107,6 +107,17 @@ RUN_PROGRAMS = dict(GRADIENT_PROGRAMS, **{
         }
         print(W, s, loss);
     """,
+    "recursion_through_loops": """
+        fn f(x, n) {
+            let y = x;
+            let i = 0;
+            while i < 2 { if n > 0 { y = y + f(x * 10, n - 1); } else { y = y + x; } i = i + 1; }
+            return y;
+        }
+        fn countdown(n) { if n > 0 { print(n); countdown(n - 1); } }
+        print(f(tensor [1, 2], 2));
+        countdown(2);
+    """,
     "short_circuit_effects": """
         let calls = 0;
         fn mark(x) { calls = calls + 1; return x; }
