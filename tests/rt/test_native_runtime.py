@@ -929,6 +929,37 @@ def test_resize_copy_and_preserve_single(lib, ctx):
     assert param(lib, 2).tolist() == [1, 2, 0, 0]
 
 
+@pytest.mark.parametrize("kind", [1, 2, 3, 4])
+def test_resize_to_and_from_zero_keeps_optimizer_state_consistent(lib, ctx, kind):
+    """A trained parameter shrunk to an empty axis and grown back: every state buffer follows
+    (new entries at step 0, moments 0, powers read 1) and training continues as from fresh."""
+    lib.noma_param_set(0, b"W", ctypes.byref(T(np.ones((2, 3)))))
+    hyper = np.full(16, np.nan)
+    hyper[5] = 0.9  # momentum (SGD, RMSprop)
+    lib.noma_opt_begin(0, kind, hyper.ctypes.data)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 3)))))
+    assert state(lib, 0, 2).tolist() == [[1, 1, 1]] * 2  # one step each
+    resize(lib, 0, [2, 0], 1)
+    assert lib.noma_error_kind(ctx) == -1 and param(lib, 0).shape == (2, 0)
+    for which in range(5):
+        assert state(lib, 0, which).shape == (2, 0)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 0)))))  # a step of nothing is fine
+    assert lib.noma_error_kind(ctx) == -1
+    resize(lib, 0, [3, 2], 1)
+    assert param(lib, 0).tolist() == [[0, 0]] * 3
+    assert state(lib, 0, 2).tolist() == [[0, 0]] * 3  # every entry new: step 0
+    assert not state(lib, 0, 0).any() and not state(lib, 0, 1).any()
+    assert state(lib, 0, 3).tolist() == [[1, 1]] * 3 and state(lib, 0, 4).tolist() == [[1, 1]] * 3
+    # the next step is a first step: the same as a fresh parameter's
+    lib.noma_param_set(1, b"F", ctypes.byref(T(np.zeros((3, 2)))))
+    lib.noma_opt_begin(1, kind, hyper.ctypes.data)
+    g = T(np.full((3, 2), 0.5))
+    lib.noma_opt_step(0, ctypes.byref(g))
+    lib.noma_opt_step(1, ctypes.byref(g))
+    assert param(lib, 0).tolist() == param(lib, 1).tolist()
+    assert state(lib, 0, 2).tolist() == [[1, 1]] * 3
+
+
 def test_resize_errors(lib, ctx):
     lib.noma_param_set(0, b"W", ctypes.byref(T(np.ones((2, 3)))))
     resize(lib, 0, [2, 3, 1], 1)
