@@ -1656,6 +1656,23 @@ def test_safetensors_hostile(lib, ctx, tmp_path, case):
     assert not out.data and lib.noma_arena_used(ctx) == used  # nothing allocated
 
 
+def test_safetensors_header_is_read_once_per_file_version(lib, ctx, tmp_path):
+    """Loading the tensors of one file one by one reuses its parsed header; a file replaced
+    since (another inode, size or modification time) is read again."""
+    f = tmp_path / "m.safetensors"
+    st_save(lib, f, {f"t{i}": [float(i)] for i in range(2000)})
+    for i in (0, 1999, 7):
+        assert st_load(lib, f, f"t{i}").to_numpy().tolist() == [float(i)]
+    st_save(lib, f, {"t7": [70.0, 71.0]})  # written to f.tmp and renamed: a new file
+    assert st_load(lib, f, "t7").to_numpy().tolist() == [70.0, 71.0]
+    st_load(lib, f, "t0")
+    assert "no tensor named 't0'" in err(lib, ctx)[1]
+    lib.noma_error_clear(ctx)
+    f.unlink()
+    st_load(lib, f, "t7")
+    assert err(lib, ctx)[0] == KIND_IO
+
+
 def test_safetensors_short_file_and_save_errors(lib, ctx, tmp_path):
     f = tmp_path / "short.safetensors"
     f.write_bytes(b"\x01\x02")

@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "noma_rt_io.c assumes a little-endian host"
@@ -943,17 +944,68 @@ int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, v
 /* safetensors: load one tensor                                             */
 /* ======================================================================== */
 
+/* The header of the file noma_st_load read last, kept per context with the file's identity
+   (device, inode, size, modification time): `load_safetensors m = "f"` loads every tensor of f
+   one call at a time, and parsing a header of n entries for each of them cost n^2 (50,000 tiny
+   tensors took minutes). A file replaced or rewritten since is read again. */
+struct NomaStCache {
+    NomaStFile sf;
+    int valid;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+void noma__st_cache_free(NomaCtx *c) {
+    if (!c->st_cache) return;
+    if (c->st_cache->valid) noma__st_close(&c->st_cache->sf);
+    free(c->st_cache);
+    c->st_cache = NULL;
+}
+
+/* The validated header of path (cached), or NULL with an io message in msg. */
+static const NomaStFile *st_open_cached(NomaCtx *c, const char *path, char *msg, size_t cap) {
+    struct stat sb;
+    int known = path && stat(path, &sb) == 0;
+    struct NomaStCache *k = c->st_cache;
+    if (known && k && k->valid && strcmp(k->sf.path, path) == 0 && k->dev == sb.st_dev &&
+        k->ino == sb.st_ino && k->size == sb.st_size && k->mtime.tv_sec == sb.st_mtim.tv_sec &&
+        k->mtime.tv_nsec == sb.st_mtim.tv_nsec)
+        return &k->sf;
+    if (!k && !(k = c->st_cache = (struct NomaStCache *)calloc(1, sizeof *k))) {
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", path ? path : "?");
+        return NULL;
+    }
+    if (k->valid) noma__st_close(&k->sf);
+    k->valid = 0;
+    if (!noma__st_open(path, &k->sf, msg, cap)) return NULL;
+    k->valid = known; /* a file stat could not see is read every time */
+    if (known) {
+        k->dev = sb.st_dev;
+        k->ino = sb.st_ino;
+        k->size = sb.st_size;
+        k->mtime = sb.st_mtim;
+    } else {
+        noma__st_close(&k->sf);
+        snprintf(msg, cap, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    return &k->sf;
+}
+
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
     NomaCtx *c = noma__cur();
     if (!out) return;
     memset(out, 0, sizeof *out);
     if (!name) name = "";
     char msg[NOMA_ERRMSG];
-    NomaStFile sf;
-    if (!noma__st_open(path, &sf, msg, sizeof msg)) {
+    const NomaStFile *cached = st_open_cached(c, path, msg, sizeof msg);
+    if (!cached) {
         noma__failf(NOMA_ERR_IO, span, "%s", msg);
         return;
     }
+    const NomaStFile sf = *cached; /* the cache owns it: never closed here */
     const NomaStEntry *found = noma__st_find(&sf, name);
     NomaStEntry want;
     memset(&want, 0, sizeof want);
@@ -977,13 +1029,11 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
         }
     }
     if (msg[0]) {
-        noma__st_close(&sf);
         noma__failf(kind, span, "%s", msg);
         return;
     }
-    /* the arena allocation may unwind: nothing of the header is kept across it */
+    /* the arena allocation may unwind: the header stays in the cache, nothing else is held */
     uint64_t data_start = sf.data_start;
-    noma__st_close(&sf);
     int64_t n = noma__st_numel(&want);
     real *d = noma__alloc(c, n);
     if (!d) return;
