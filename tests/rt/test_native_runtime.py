@@ -333,6 +333,20 @@ def test_memory_limit_covers_parameters_state_globals_and_resizes(lib, ctx):
     assert lib.noma_error_kind(ctx) == -1
 
 
+def test_memory_limit_covers_reading_csv(lib, ctx, tmp_path):
+    f = tmp_path / "big.csv"
+    f.write_text("1,2,3,4\n" * 100_000)  # 800 kB of text, 3.2 MB of values
+    lib.noma_set_memory_limit(ctx, 2 << 20)
+    used = lib.noma_memory_used(ctx)
+    out = load_csv(lib, f)
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and str(f) in msg and "over the memory limit of 2 MiB" in msg
+    assert not out.data and lib.noma_memory_used(ctx) == used  # everything given back
+    lib.noma_error_clear(ctx)
+    lib.noma_set_memory_limit(ctx, 64 << 20)
+    assert load_csv(lib, f).to_numpy().shape == (100_000, 4)
+
+
 def test_memory_limit_syntax(lib):
     parse = lib.noma_parse_memory_limit
     assert parse(b"100") == 100 and parse(b"8G") == 8 << 30 and parse(b"512MiB") == 512 << 20

@@ -107,6 +107,21 @@ static void field_text(char *buf, size_t cap, const char *s, const char *e) {
     buf[L] = 0;
 }
 
+/* noma__fail_alloc's error (worded while the blocks still count as in use), then the blocks are
+   freed, then it is raised: an armed jump never skips the frees. */
+static void fail_alloc_freeing(NomaCtx *c, int64_t span, uint64_t bytes, const char *what, void *a,
+                               void *b) {
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    noma__fail_alloc(c, span, bytes, what);
+    c->jb = armed;
+    noma__xfree(a);
+    noma__xfree(b);
+    char m[NOMA_ERRMSG];
+    snprintf(m, sizeof m, "%s", c->err_msg);
+    noma__failf(c->err_kind, span, "%s", m);
+}
+
 void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     NomaCtx *c = noma__cur();
     if (!out) return;
@@ -115,10 +130,16 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     FILE *f = open_or_fail(path, "rb", span, 0);
     if (!f) return;
     int64_t size = file_size(f);
-    char *text = size >= 0 ? (char *)malloc((size_t)size + 1) : NULL;
+    /* the text and the values are runtime blocks: they count against the memory limit */
+    char *text = size >= 0 ? (char *)noma__xmalloc((size_t)size + 1) : NULL;
+    if (!text && size >= 0) {
+        fclose(f);
+        noma__fail_alloc(c, span, (uint64_t)size + 1, path);
+        return;
+    }
     if (!text || (size > 0 && fread(text, 1, (size_t)size, f) != (size_t)size)) {
         fclose(f);
-        free(text);
+        noma__xfree(text);
         noma__failf(NOMA_ERR_IO, span, "%s: cannot read the file", path);
         return;
     }
@@ -169,8 +190,8 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         }
         if (bad_col || empty_col) {
             if (bad_col) field_text(msg_field, sizeof msg_field, bad_s, bad_e);
-            free(vals);
-            free(text);
+            noma__xfree(vals);
+            noma__xfree(text);
             if (empty_col && (!bad_col || empty_col < bad_col)) {
                 noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld is empty", path,
                             (long long)line_no, (long long)empty_col);
@@ -184,8 +205,8 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         if (cols < 0)
             cols = nf;
         else if (nf != cols) {
-            free(vals);
-            free(text);
+            noma__xfree(vals);
+            noma__xfree(text);
             noma__failf(NOMA_ERR_IO, span, "%s: line %lld has %lld values, expected %lld", path,
                         (long long)line_no, (long long)nf, (long long)cols);
             return;
@@ -193,13 +214,13 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         if (nvals + nf > cap) {
             int64_t nc = cap ? cap * 2 : 1024;
             while (nc < nvals + nf) nc *= 2;
-            double *q = (double *)realloc(vals, (size_t)nc * sizeof(double));
+            double *q = (double *)noma__xmalloc((size_t)nc * sizeof(double));
             if (!q) {
-                free(vals);
-                free(text);
-                noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+                fail_alloc_freeing(c, span, (uint64_t)nc * sizeof(double), path, vals, text);
                 return;
             }
+            if (nvals) memcpy(q, vals, (size_t)nvals * sizeof(double));
+            noma__xfree(vals);
             vals = q;
             cap = nc;
         }
@@ -212,19 +233,27 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         }
         rows++;
     }
-    free(text);
+    noma__xfree(text);
     if (rows == 0) {
-        free(vals);
+        noma__xfree(vals);
         noma__failf(NOMA_ERR_IO, span, "%s: no numeric rows", path);
         return;
     }
-    real *d = noma__alloc(c, nvals);
+    /* the arena block must not unwind past vals (a leaked block would stay charged): fail
+       without jumping, free vals, then raise the recorded error */
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    real *d = noma__alloc_at(c, nvals, span);
+    c->jb = armed;
     if (!d) {
-        free(vals);
+        noma__xfree(vals);
+        char m[NOMA_ERRMSG];
+        snprintf(m, sizeof m, "%s", c->err_msg);
+        noma__failf(c->err_kind, span, "%s", m);
         return;
     }
     for (int64_t i = 0; i < nvals; i++) d[i] = (real)vals[i];
-    free(vals);
+    noma__xfree(vals);
     out->data = d;
     out->dims[0] = rows;
     out->dims[1] = cols;
