@@ -94,7 +94,7 @@ class StateOps:
         return self.to_real(self.rt("noma_dim_get", self.i64(ins.attr("dim"))))
 
     def op_dim_set(self, ins: ir.Instr) -> None:
-        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.whole(self.get(ins.args[0])))
+        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(self.get(ins.args[0])))
         self.rt("noma_dim_set_name", self.i64(ins.attr("dim")), self.cstr(ins.attr("name")))
 
     def op_dim_resize(self, ins: ir.Instr) -> None:
