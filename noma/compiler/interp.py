@@ -308,9 +308,9 @@ class Interpreter:
     def _check(self, ins: Instr, args: list[Any]) -> Any:
         rule = ins.attr("rule")
         if rule in ir.CHECK_WARNS:
-            if not ir.check_passes(rule, float(args[0])) and ins.span not in self.st.warned_spans:
-                self.st.warned_spans.add(ins.span)
-                self.st.warnings.append(ir.CHECK_RULES[rule])
+            if not ir.check_passes(rule, float(args[0])) and ins.span not in self.state.warned_spans:
+                self.state.warned_spans.add(ins.span)
+                self.state.warnings.append(ir.CHECK_RULES[rule])
             return args[0]
         if not ir.check_passes(rule, float(args[0])):
             raise error(Kind.RUNTIME, f"{ir.CHECK_RULES[rule]} (got {format_scalar(float(args[0]))})",

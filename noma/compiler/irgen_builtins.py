@@ -257,6 +257,7 @@ class BuiltinContext:
         onehot = self.targets_one_hot(logits, targets, e)
         total = self.op(Op.SUM, self.op(Op.MUL, onehot, self.log_softmax(logits)), axis=None, keepdims=False)
         rows = self.op(Op.DIM, logits, axis=0) if logits.rank == 2 else self.c(1.0)
+        rows = self.op(Op.CHECK, rows, rule="mean_count")  # a mean over no rows: nan, warned
         return self.op(Op.NEG, self.op(Op.DIV, total, rows))
 
     def b_argmax(self, e: ast.Call) -> ir.Value:
@@ -271,7 +272,8 @@ class BuiltinContext:
         hits = self.op(Op.EQ, pred, labels)
         if hits.rank == 0:
             return hits
-        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), self.count(hits, None))
+        count = self.op(Op.CHECK, self.count(hits, None), rule="mean_count")
+        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), count)
 
     # -------------------------------------------------------------- effects
 

@@ -565,7 +565,8 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         if r == 0:
             lo, hi = ir.INT_RANGES[to]
             t = self.intr("llvm.trunc", x)
-            ok = self.b.and_(self.b.fcmp_ordered(">=", t, self.rconst(lo)), self.b.fcmp_ordered("<", t, self.rconst(hi)))
+            ok = self.b.and_(self.b.fcmp_ordered(">=", t, self.rconst(lo)),
+                             self.b.fcmp_ordered("<", t, self.rconst(hi)))
             with self._failing_when(self.b.not_(ok)):
                 self.rt("noma_check_int_cast", self.any_ptr(x, 0), bits, self.span_c())
         else:

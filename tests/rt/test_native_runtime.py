@@ -333,6 +333,20 @@ def test_memory_limit_covers_parameters_state_globals_and_resizes(lib, ctx):
     assert lib.noma_error_kind(ctx) == -1
 
 
+def test_memory_limit_covers_reading_csv(lib, ctx, tmp_path):
+    f = tmp_path / "big.csv"
+    f.write_text("1,2,3,4\n" * 100_000)  # 800 kB of text, 3.2 MB of values
+    lib.noma_set_memory_limit(ctx, 2 << 20)
+    used = lib.noma_memory_used(ctx)
+    out = load_csv(lib, f)
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and str(f) in msg and "over the memory limit of 2 MiB" in msg
+    assert not out.data and lib.noma_memory_used(ctx) == used  # everything given back
+    lib.noma_error_clear(ctx)
+    lib.noma_set_memory_limit(ctx, 64 << 20)
+    assert load_csv(lib, f).to_numpy().shape == (100_000, 4)
+
+
 def test_memory_limit_syntax(lib):
     parse = lib.noma_parse_memory_limit
     assert parse(b"100") == 100 and parse(b"8G") == 8 << 30 and parse(b"512MiB") == 512 << 20
@@ -927,6 +941,37 @@ def test_resize_copy_and_preserve_single(lib, ctx):
     lib.noma_param_set(2, b"b", ctypes.byref(T([1.0, 2.0])))
     resize(lib, 2, [4], 7)
     assert param(lib, 2).tolist() == [1, 2, 0, 0]
+
+
+@pytest.mark.parametrize("kind", [1, 2, 3, 4])
+def test_resize_to_and_from_zero_keeps_optimizer_state_consistent(lib, ctx, kind):
+    """A trained parameter shrunk to an empty axis and grown back: every state buffer follows
+    (new entries at step 0, moments 0, powers read 1) and training continues as from fresh."""
+    lib.noma_param_set(0, b"W", ctypes.byref(T(np.ones((2, 3)))))
+    hyper = np.full(16, np.nan)
+    hyper[5] = 0.9  # momentum (SGD, RMSprop)
+    lib.noma_opt_begin(0, kind, hyper.ctypes.data)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 3)))))
+    assert state(lib, 0, 2).tolist() == [[1, 1, 1]] * 2  # one step each
+    resize(lib, 0, [2, 0], 1)
+    assert lib.noma_error_kind(ctx) == -1 and param(lib, 0).shape == (2, 0)
+    for which in range(5):
+        assert state(lib, 0, which).shape == (2, 0)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 0)))))  # a step of nothing is fine
+    assert lib.noma_error_kind(ctx) == -1
+    resize(lib, 0, [3, 2], 1)
+    assert param(lib, 0).tolist() == [[0, 0]] * 3
+    assert state(lib, 0, 2).tolist() == [[0, 0]] * 3  # every entry new: step 0
+    assert not state(lib, 0, 0).any() and not state(lib, 0, 1).any()
+    assert state(lib, 0, 3).tolist() == [[1, 1]] * 3 and state(lib, 0, 4).tolist() == [[1, 1]] * 3
+    # the next step is a first step: the same as a fresh parameter's
+    lib.noma_param_set(1, b"F", ctypes.byref(T(np.zeros((3, 2)))))
+    lib.noma_opt_begin(1, kind, hyper.ctypes.data)
+    g = T(np.full((3, 2), 0.5))
+    lib.noma_opt_step(0, ctypes.byref(g))
+    lib.noma_opt_step(1, ctypes.byref(g))
+    assert param(lib, 0).tolist() == param(lib, 1).tolist()
+    assert state(lib, 0, 2).tolist() == [[1, 1]] * 3
 
 
 def test_resize_errors(lib, ctx):
@@ -1623,6 +1668,23 @@ def test_safetensors_hostile(lib, ctx, tmp_path, case):
     assert msg.startswith(str(f)) and needle in msg, msg
     assert lib.noma_error_span(ctx) == 4
     assert not out.data and lib.noma_arena_used(ctx) == used  # nothing allocated
+
+
+def test_safetensors_header_is_read_once_per_file_version(lib, ctx, tmp_path):
+    """Loading the tensors of one file one by one reuses its parsed header; a file replaced
+    since (another inode, size or modification time) is read again."""
+    f = tmp_path / "m.safetensors"
+    st_save(lib, f, {f"t{i}": [float(i)] for i in range(2000)})
+    for i in (0, 1999, 7):
+        assert st_load(lib, f, f"t{i}").to_numpy().tolist() == [float(i)]
+    st_save(lib, f, {"t7": [70.0, 71.0]})  # written to f.tmp and renamed: a new file
+    assert st_load(lib, f, "t7").to_numpy().tolist() == [70.0, 71.0]
+    st_load(lib, f, "t0")
+    assert "no tensor named 't0'" in err(lib, ctx)[1]
+    lib.noma_error_clear(ctx)
+    f.unlink()
+    st_load(lib, f, "t7")
+    assert err(lib, ctx)[0] == KIND_IO
 
 
 def test_safetensors_short_file_and_save_errors(lib, ctx, tmp_path):

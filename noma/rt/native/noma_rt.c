@@ -298,6 +298,7 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->log_retired);
     free(c->events);
     free(c->warned);
+    noma__st_cache_free(c);
     noma__probe_free(c);
     /* every block is freed now; a block that outlived its context would still point at c->mem */
     if (c->mem->used - c->log_bytes == 0) free(c->mem);

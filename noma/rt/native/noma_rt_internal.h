@@ -114,6 +114,7 @@ struct NomaCtx {
     NomaChunk *chunks;
     int64_t nchunks, chunks_cap, cur_chunk;
     NomaMem *mem;         /* the memory limit and what is charged against it */
+    struct NomaStCache *st_cache; /* the safetensors header noma_st_load read last (noma_rt_io.c) */
     int32_t mem_env_bad;  /* NOMA_MEMORY_LIMIT was set but malformed (the default is used) */
     /* tape */
     NomaTapeEntry *tape;
@@ -226,6 +227,7 @@ void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double st
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */
+void noma__st_cache_free(NomaCtx *c);  /* noma_rt_io.c */
 
 /* ---- safetensors files (defined in noma_rt_io.c; used by noma_rt_checkpoint.c) ---- */
 typedef struct {

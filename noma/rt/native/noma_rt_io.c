@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "noma_rt_io.c assumes a little-endian host"
@@ -106,6 +107,21 @@ static void field_text(char *buf, size_t cap, const char *s, const char *e) {
     buf[L] = 0;
 }
 
+/* noma__fail_alloc's error (worded while the blocks still count as in use), then the blocks are
+   freed, then it is raised: an armed jump never skips the frees. */
+static void fail_alloc_freeing(NomaCtx *c, int64_t span, uint64_t bytes, const char *what, void *a,
+                               void *b) {
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    noma__fail_alloc(c, span, bytes, what);
+    c->jb = armed;
+    noma__xfree(a);
+    noma__xfree(b);
+    char m[NOMA_ERRMSG];
+    snprintf(m, sizeof m, "%s", c->err_msg);
+    noma__failf(c->err_kind, span, "%s", m);
+}
+
 void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     NomaCtx *c = noma__cur();
     if (!out) return;
@@ -114,10 +130,16 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     FILE *f = open_or_fail(path, "rb", span, 0);
     if (!f) return;
     int64_t size = file_size(f);
-    char *text = size >= 0 ? (char *)malloc((size_t)size + 1) : NULL;
+    /* the text and the values are runtime blocks: they count against the memory limit */
+    char *text = size >= 0 ? (char *)noma__xmalloc((size_t)size + 1) : NULL;
+    if (!text && size >= 0) {
+        fclose(f);
+        noma__fail_alloc(c, span, (uint64_t)size + 1, path);
+        return;
+    }
     if (!text || (size > 0 && fread(text, 1, (size_t)size, f) != (size_t)size)) {
         fclose(f);
-        free(text);
+        noma__xfree(text);
         noma__failf(NOMA_ERR_IO, span, "%s: cannot read the file", path);
         return;
     }
@@ -168,8 +190,8 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         }
         if (bad_col || empty_col) {
             if (bad_col) field_text(msg_field, sizeof msg_field, bad_s, bad_e);
-            free(vals);
-            free(text);
+            noma__xfree(vals);
+            noma__xfree(text);
             if (empty_col && (!bad_col || empty_col < bad_col)) {
                 noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld is empty", path,
                             (long long)line_no, (long long)empty_col);
@@ -183,8 +205,8 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         if (cols < 0)
             cols = nf;
         else if (nf != cols) {
-            free(vals);
-            free(text);
+            noma__xfree(vals);
+            noma__xfree(text);
             noma__failf(NOMA_ERR_IO, span, "%s: line %lld has %lld values, expected %lld", path,
                         (long long)line_no, (long long)nf, (long long)cols);
             return;
@@ -192,13 +214,13 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         if (nvals + nf > cap) {
             int64_t nc = cap ? cap * 2 : 1024;
             while (nc < nvals + nf) nc *= 2;
-            double *q = (double *)realloc(vals, (size_t)nc * sizeof(double));
+            double *q = (double *)noma__xmalloc((size_t)nc * sizeof(double));
             if (!q) {
-                free(vals);
-                free(text);
-                noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+                fail_alloc_freeing(c, span, (uint64_t)nc * sizeof(double), path, vals, text);
                 return;
             }
+            if (nvals) memcpy(q, vals, (size_t)nvals * sizeof(double));
+            noma__xfree(vals);
             vals = q;
             cap = nc;
         }
@@ -211,19 +233,27 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         }
         rows++;
     }
-    free(text);
+    noma__xfree(text);
     if (rows == 0) {
-        free(vals);
+        noma__xfree(vals);
         noma__failf(NOMA_ERR_IO, span, "%s: no numeric rows", path);
         return;
     }
-    real *d = noma__alloc(c, nvals);
+    /* the arena block must not unwind past vals (a leaked block would stay charged): fail
+       without jumping, free vals, then raise the recorded error */
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    real *d = noma__alloc_at(c, nvals, span);
+    c->jb = armed;
     if (!d) {
-        free(vals);
+        noma__xfree(vals);
+        char m[NOMA_ERRMSG];
+        snprintf(m, sizeof m, "%s", c->err_msg);
+        noma__failf(c->err_kind, span, "%s", m);
         return;
     }
     for (int64_t i = 0; i < nvals; i++) d[i] = (real)vals[i];
-    free(vals);
+    noma__xfree(vals);
     out->data = d;
     out->dims[0] = rows;
     out->dims[1] = cols;
@@ -943,17 +973,68 @@ int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, v
 /* safetensors: load one tensor                                             */
 /* ======================================================================== */
 
+/* The header of the file noma_st_load read last, kept per context with the file's identity
+   (device, inode, size, modification time): `load_safetensors m = "f"` loads every tensor of f
+   one call at a time, and parsing a header of n entries for each of them cost n^2 (50,000 tiny
+   tensors took minutes). A file replaced or rewritten since is read again. */
+struct NomaStCache {
+    NomaStFile sf;
+    int valid;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+void noma__st_cache_free(NomaCtx *c) {
+    if (!c->st_cache) return;
+    if (c->st_cache->valid) noma__st_close(&c->st_cache->sf);
+    free(c->st_cache);
+    c->st_cache = NULL;
+}
+
+/* The validated header of path (cached), or NULL with an io message in msg. */
+static const NomaStFile *st_open_cached(NomaCtx *c, const char *path, char *msg, size_t cap) {
+    struct stat sb;
+    int known = path && stat(path, &sb) == 0;
+    struct NomaStCache *k = c->st_cache;
+    if (known && k && k->valid && strcmp(k->sf.path, path) == 0 && k->dev == sb.st_dev &&
+        k->ino == sb.st_ino && k->size == sb.st_size && k->mtime.tv_sec == sb.st_mtim.tv_sec &&
+        k->mtime.tv_nsec == sb.st_mtim.tv_nsec)
+        return &k->sf;
+    if (!k && !(k = c->st_cache = (struct NomaStCache *)calloc(1, sizeof *k))) {
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", path ? path : "?");
+        return NULL;
+    }
+    if (k->valid) noma__st_close(&k->sf);
+    k->valid = 0;
+    if (!noma__st_open(path, &k->sf, msg, cap)) return NULL;
+    k->valid = known; /* a file stat could not see is read every time */
+    if (known) {
+        k->dev = sb.st_dev;
+        k->ino = sb.st_ino;
+        k->size = sb.st_size;
+        k->mtime = sb.st_mtim;
+    } else {
+        noma__st_close(&k->sf);
+        snprintf(msg, cap, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    return &k->sf;
+}
+
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
     NomaCtx *c = noma__cur();
     if (!out) return;
     memset(out, 0, sizeof *out);
     if (!name) name = "";
     char msg[NOMA_ERRMSG];
-    NomaStFile sf;
-    if (!noma__st_open(path, &sf, msg, sizeof msg)) {
+    const NomaStFile *cached = st_open_cached(c, path, msg, sizeof msg);
+    if (!cached) {
         noma__failf(NOMA_ERR_IO, span, "%s", msg);
         return;
     }
+    const NomaStFile sf = *cached; /* the cache owns it: never closed here */
     const NomaStEntry *found = noma__st_find(&sf, name);
     NomaStEntry want;
     memset(&want, 0, sizeof want);
@@ -977,13 +1058,11 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
         }
     }
     if (msg[0]) {
-        noma__st_close(&sf);
         noma__failf(kind, span, "%s", msg);
         return;
     }
-    /* the arena allocation may unwind: nothing of the header is kept across it */
+    /* the arena allocation may unwind: the header stays in the cache, nothing else is held */
     uint64_t data_start = sf.data_start;
-    noma__st_close(&sf);
     int64_t n = noma__st_numel(&want);
     real *d = noma__alloc(c, n);
     if (!d) return;
