@@ -107,6 +107,13 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
     return found
 
 
+def _lower(module: Any, source: Source, names: dict[str, str], own: set[str], cell: str, shared: Any) -> str:
+    from noma.compiler.budget import run_stage
+    from noma.compiler.lower_llvm import lower_module
+
+    return run_stage(source, lower_module, module, symbols=names, own_pointers=own, name=cell, shared=shared)
+
+
 def _declared_global_slots(before: SymbolTable, after: SymbolTable) -> list[int]:
     """Global slots a cell (re)declares: names that are new or got another slot."""
     return [var.slot for name, var in after.globals.items()
@@ -160,14 +167,19 @@ class Session:
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
         from noma.compiler import autodiff, ir, irgen, passes
+        from noma.compiler.budget import run_stage
         from noma.compiler.parse import parse
 
-        program = parse(source)
+        def front_end() -> tuple[Any, bool]:
+            program = parse(source)
+            module, has_value = irgen.generate(program, symbols, self.dtype, read_header, run_main, cell)
+            autodiff.differentiate(module)
+            passes.optimize_module(module)
+            ir.verify(module)
+            return module, has_value
+
         cell = f"__cell{self.cell_count}"
-        module, has_value = irgen.generate(program, symbols, self.dtype, read_header, run_main, cell)
-        autodiff.differentiate(module)
-        passes.optimize_module(module)
-        ir.verify(module)
+        module, has_value = run_stage(source, front_end)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -216,10 +228,9 @@ class Session:
             module, cell, has_value, _ = self._compile(source, run_main, table, table.header_reader(read_ranks))
             symbols = table.plain()
             names, own, patch = self._plan_symbols(module, symbols)
-            from noma.compiler.lower_llvm import lower_module
 
             lowering_started = time.perf_counter()
-            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell, shared=self.jit.defines)
+            llvm_text = _lower(module, source, names, own, cell, self.jit.defines)
             lowered = time.perf_counter()
             self.jit.last_phases = {}
             self.jit.add_ir(llvm_text, cell)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from noma.compiler import ast, parse_tables
+from noma.compiler.budget import gc_paused
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span, error
 
 KEYWORDS = frozenset((
@@ -24,6 +25,15 @@ KEYWORDS = frozenset((
     "load_csv", "save_csv", "load_safetensors", "save_safetensors", "init", "as", "tensor",
 ))
 CAST_TYPES = ("f64", "f32", "i32", "i64")
+#: How deep a program may nest (docs/LANGUAGE.md, Limits): every open bracket `(` `[` `{`, every
+#: operator still waiting for its right operand and every `else` waiting for its branch count one.
+#: Deeper text is a syntax error at the token that goes past the limit, found while parsing (the
+#: stages after the parser recurse on this nesting; left-associative chains like 1+1+...+1 do not
+#: nest and have no limit).
+MAX_NESTING = 256
+_NESTING = frozenset(("_LPAR", "_LSQB", "_LBRACE", "_ELSE", "OROR", "ANDAND", "EQ", "NE", "LT", "LE",
+                      "GT", "GE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "CARET", "STARSTAR",
+                      "BANG"))
 MAX_TENSOR_RANK = 4
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
@@ -32,7 +42,8 @@ _END = "$END"
 
 def parse(source: Source) -> ast.Program:
     """Parse a whole file or cell; raises NomaError (Kind.SYNTAX) on the first syntax error."""
-    return _run(_machine(), source, _Build(source))
+    with gc_paused():
+        return _run(_machine(), source, _Build(source))
 
 
 # ----------------------------------------------------------------------------- LALR machine
@@ -69,6 +80,7 @@ class _Machine(NamedTuple):
     start: int
     end: int
     literals: dict  # terminal → its literal text (None: a regex terminal)
+    units: dict  # (state below, top state, lookahead) → top state after its chain of unit reduces
 
 
 @lru_cache(maxsize=1)
@@ -88,12 +100,14 @@ def _machine() -> _Machine:
     states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
               for st, row in tables.states.items()}
     return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
-                    tables.literals)
+                    tables.literals, {})
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
     text, states, match, keywords = source.text, machine.states, machine.scanner.match, machine.keywords
+    units = machine.units
     stack, values = [machine.start], []
+    nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
     pos, size, last_end = 0, len(text), 0
     while True:
         m = match(text, pos)
@@ -115,16 +129,35 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             if action is None:  # what was expected before this token's reductions
                 raise NomaError(_unexpected(source, tok, _expected(states, before)))
             if action.__class__ is int:  # shift
+                depth = nesting[-1] + (kind in _NESTING)
+                if depth > MAX_NESTING:
+                    raise NomaError(_too_deep(source, tok))
                 stack.append(action)
+                nesting.append(depth)
                 values.append(tok)
                 break
-            if action.__class__ is str:  # `?a: b` reduce: b's value stands for a
-                del stack[-1]
-                origin = action
+            if action.__class__ is str:  # `?a: b` reduce: b's value stands for a; the chain of
+                # them on this lookahead (NUMBER → atom → postfix → … → expr) depends only on the
+                # two top states, so it is walked once and remembered
+                below = stack[-2]
+                key = (below, stack[-1], kind)
+                top = units.get(key)
+                if top is None:
+                    top = stack[-1]
+                    while action.__class__ is str:
+                        top = states[below][action]
+                        action = states[top].get(kind)
+                    units[key] = top
+                stack[-1] = top
+                row = states[top]
+                continue
             else:
                 values.append(_reduce(action, stack, values, builder))
+                if action.size:
+                    del nesting[-action.size:]
                 origin = action.origin
             stack.append(states[stack[-1]][origin])
+            nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
             if kind == _END and stack[-1] == machine.end:
                 return values[-1]
             row = states[stack[-1]]
@@ -156,6 +189,16 @@ def _reduce(rule: _Rule, stack: list, values: list, builder: _Build):
     else:
         children = []
     if rule.flatten:
+        if rule.fn is None and children and type(children[0]) is _Splice:
+            # a helper list growing by one item (`x*` is left-recursive): extend it in place, so
+            # a list of n statements or items costs O(n), not O(n^2)
+            grown = children[0]
+            for c in children[1:]:
+                if type(c) is _Splice:
+                    grown.extend(c)
+                else:
+                    grown.append(c)
+            return grown
         children = [x for c in children for x in (c if type(c) is _Splice else (c,))]
     if rule.expand1 and len(children) == 1:
         return children[0]
@@ -455,6 +498,13 @@ def _bad_character(source: Source, pos: int) -> Diagnostic:
         return Diagnostic(Kind.SYNTAX, "unterminated string", Span(source, pos, end),
                           "a string ends with `\"` on the same line")
     return Diagnostic(Kind.SYNTAX, f"unexpected character `{char}`", Span(source, pos, pos + 1))
+
+
+def _too_deep(source: Source, tok: _Tok) -> Diagnostic:
+    return Diagnostic(Kind.SYNTAX, f"the program nests more than {MAX_NESTING} levels deep here",
+                      Span(source, tok.start_pos, tok.end_pos),
+                      "brackets, blocks, operators waiting for their right operand and `else` "
+                      "branches each count one level; split the expression or use variables")
 
 
 def _unexpected(source: Source, tok: _Tok, expected: set[str]) -> Diagnostic:
