@@ -38,6 +38,17 @@ class Outcome:
         return self.cls not in PASSING
 
 
+def huge_numbers(program: bytes) -> bool:
+    """Whether the program holds a number of a million or more (a huge shape, count or value)."""
+    for m in _NUMBER.finditer(program):
+        try:
+            if float(m.group()) >= 1e6:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
 def may_run_long(program: bytes) -> bool:
     """Whether a correct program could still be running at the time bound (see module doc)."""
     if _LOOPY.search(program):

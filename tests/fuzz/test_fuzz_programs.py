@@ -7,7 +7,7 @@ Program i of seed S is a pure function of (S, i), so a failure reproduces with
 the CLI's code path, under RLIMIT_AS and NOMA_MEMORY_LIMIT); every failure found there and a
 sample of the rest also run as `python -m noma run` in a subprocess under the same limits.
 
-Environment: NOMA_FUZZ_SEED (default 14), NOMA_FUZZ_SECONDS (time budget, default 100),
+Environment: NOMA_FUZZ_SEED (default 14), NOMA_FUZZ_SECONDS (time budget, default 80),
 NOMA_FUZZ_EXAMPLES (run exactly this many programs; with it, no time budget unless
 NOMA_FUZZ_SECONDS is set too), NOMA_FUZZ_ONLY (run only program i), NOMA_FUZZ_SAVE (a directory
 that receives each failing program as fail-S-i.noma).
@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from fuzz_inputs import make_program
-from fuzz_outcome import DIAGNOSTIC, LONG, OK, Outcome
+from fuzz_outcome import DIAGNOSTIC, LONG, OK, Outcome, huge_numbers
 from fuzz_pool import InProcess, Limits, run_cli
 
 SUBPROCESS_SAMPLE = 15  # one program in this many (of those that pass in-process) also runs as `noma run`
+DANGEROUS_SAMPLE = 4  # ... and one in this many of those with huge numbers
 SUBPROCESS_SHARE = 0.3  # at most this share of the time budget goes to subprocesses
 
 
@@ -35,7 +36,7 @@ def _settings() -> tuple[int, float, int | None, int | None]:
     seed = int(os.environ.get("NOMA_FUZZ_SEED", "14"))
     examples = os.environ.get("NOMA_FUZZ_EXAMPLES")
     seconds = os.environ.get("NOMA_FUZZ_SECONDS")
-    budget = float(seconds) if seconds else (float("inf") if examples else 100.0)
+    budget = float(seconds) if seconds else (float("inf") if examples else 80.0)
     only = os.environ.get("NOMA_FUZZ_ONLY")
     return seed, budget, int(examples) if examples else None, int(only) if only is not None else None
 
@@ -59,6 +60,7 @@ def test_fuzz_programs(tmp_path: Path) -> None:
     deadline = started + budget
     counts: Counter[str] = Counter()
     cli_counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()  # diagnostics by kind
     failures: list[tuple[int, str]] = []  # (program size, description), smallest first in the report
     cli_seconds = 0.0
     worker = InProcess(limits)
@@ -71,8 +73,11 @@ def test_fuzz_programs(tmp_path: Path) -> None:
             outcome, stderr = worker.run(program)
             counts[outcome.cls] += 1
             rng = random.Random(f"{seed}:{index}:cli")
+            if outcome.cls == DIAGNOSTIC:
+                kinds[outcome.detail.split(":")[0]] += 1
+            every = DANGEROUS_SAMPLE if huge_numbers(program) else SUBPROCESS_SAMPLE
             sample = (only is not None or outcome.failed
-                      or (outcome.cls != LONG and rng.randrange(SUBPROCESS_SAMPLE) == 0
+                      or (outcome.cls != LONG and rng.randrange(every) == 0
                           and cli_seconds < SUBPROCESS_SHARE * (time.monotonic() - started + 1)))
             if outcome.failed:
                 failures.append((len(program), _describe(seed, index, origin, program, outcome, "in-process", stderr)))
@@ -95,7 +100,7 @@ def test_fuzz_programs(tmp_path: Path) -> None:
         worker.close()
     total = sum(counts.values())
     summary = (f"noma fuzz: seed {seed}, {total} programs in {time.monotonic() - started:.0f} s "
-               f"({worker.started} worker start(s)); in-process: {dict(counts)}; "
+               f"({worker.started} worker start(s)); in-process: {dict(counts)} (diagnostics: {dict(kinds)}); "
                f"`noma run` subprocesses: {dict(cli_counts)}; failing programs saved in {save}")
     print(summary)
     if failures:
