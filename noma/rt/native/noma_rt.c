@@ -444,6 +444,7 @@ int32_t noma_invoke(NomaCtx *c, void (*fn)(void)) {
     fr->ctx = c;
     c->jb = &fr->jb;
     int32_t r = invoke_frame(fr, fn);
+    if (!fr->prev) noma__st_cache_free(c); /* a cell's safetensors headers are not kept past it */
     free(fr);
     return r;
 }
