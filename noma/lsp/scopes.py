@@ -40,7 +40,7 @@ class Definition:
 
     @property
     def is_global(self) -> bool:
-        return self.function is None and self.kind != "function"
+        return self.function is None and self.kind in _GLOBAL_KINDS
 
 
 @dataclass(frozen=True)
@@ -280,6 +280,7 @@ class ScopeIndex:
             self._expr(e.value)
 
 
+_GLOBAL_KINDS = frozenset({"global", "parameter", "buffer", "dim", "data", "model"})
 _KIND: dict[type, str] = {
     ast.Let: "global", ast.Learn: "parameter", ast.DimDecl: "dim", ast.Alloc: "buffer",
     ast.LoadCsv: "data", ast.LoadSafetensors: "model",

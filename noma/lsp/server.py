@@ -10,11 +10,13 @@ Imports: pygls, lsprotocol, noma.lsp (analysis, vocabulary, scopes).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Optional
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from noma.compiler.parse import KEYWORDS
@@ -174,9 +176,9 @@ def build(dtype: str = "f64") -> NomaServer:
             return None
         new = params.new_name
         if not _IDENT.match(new) or new in KEYWORDS:
-            raise ValueError(f"`{new}` is not a name NOMA accepts")
+            raise JsonRpcInvalidParams(f"`{new}` is not a name NOMA accepts")
         if new in vocabulary.BUILTINS:
-            raise ValueError(f"`{new}` is a builtin; calls to it would change meaning")
+            raise JsonRpcInvalidParams(f"`{new}` is a builtin; calls to it would change meaning")
         edits = [lsp.TextEdit(range=_range(a, r.start, r.end), new_text=new) for r in a.index.references_to(d)]
         return lsp.WorkspaceEdit(changes={params.text_document.uri: edits})
 
@@ -270,6 +272,15 @@ def _symbol(a: Analysis, d: Definition, children: list[lsp.DocumentSymbol]) -> l
                               detail=describe(d, a), children=children or None)
 
 
+class _RefusalFilter(logging.Filter):
+    """pygls logs every error response with a traceback; a refused rename is an answer, not a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, JsonRpcInvalidParams)
+
+
 def main(dtype: str = "f64") -> int:
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_RefusalFilter())
     build(dtype).start_io()
     return 0
