@@ -2,7 +2,7 @@
 
 Owns: the LSP wiring — each open document is checked (noma.lsp.analysis, the compiler's own front
 end; nothing runs) when it opens or changes and its diagnostics are published; requests are
-answered from the latest check: completion (keywords, builtins with signatures, optimizers,
+answered from the latest check (a burst of edits is checked once, at its newest version): completion (keywords, builtins with signatures, optimizers,
 policies, casts, and the names in scope with their shape and dtype), hover, go to definition,
 references, document symbols and rename.
 Imports: pygls, lsprotocol, noma.lsp (analysis, vocabulary, scopes).
@@ -10,6 +10,7 @@ Imports: pygls, lsprotocol, noma.lsp (analysis, vocabulary, scopes).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Optional
@@ -110,8 +111,11 @@ def build(dtype: str = "f64") -> NomaServer:
         ls.check(params.text_document.uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: NomaServer, params: lsp.DidChangeTextDocumentParams) -> None:
-        ls.check(params.text_document.uri)
+    async def did_change(ls: NomaServer, params: lsp.DidChangeTextDocumentParams) -> None:
+        await asyncio.sleep(0)  # let edits already received apply first: check only the newest text
+        uri = params.text_document.uri
+        if ls.workspace.get_text_document(uri).version == params.text_document.version:
+            ls.check(uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: NomaServer, params: lsp.DidCloseTextDocumentParams) -> None:
