@@ -1,7 +1,7 @@
 """One checked version of a NOMA document: its diagnostics, AST, scope index and symbol table.
 
 Owns: running the compiler's front end (noma.compiler.frontend, the path `noma check` takes)
-on a document without executing anything, and the text the server shows for a name (hover,
+on a document without executing anything (a notebook's meta-command lines blanked out), and the text the server shows for a name (hover,
 completion details). `load_safetensors` files are not opened: the header reader given to irgen
 refuses, so the statement gets an information diagnostic saying the file's tensors are unknown
 to the server (irgen stops there, as `noma check` stops at its first error); `load_csv` needs no
@@ -63,8 +63,23 @@ class Analysis:
     dtype: str
 
 
-def analyze(name: str, text: str, dtype: str = "f64") -> Analysis:
-    """Check a document as `noma check` does (without reading files); never raises."""
+def blank_meta_commands(text: str) -> str:
+    """A notebook's text with its meta-command lines (`:params`, noma.meta.is_meta) blanked out,
+    every other character kept in place (so spans still point into the notebook's text)."""
+    from noma.meta import is_meta
+
+    lines = text.split("\n")
+    return "\n".join(" " * len(line) if is_meta(line) else line for line in lines)
+
+
+def analyze(name: str, text: str, dtype: str = "f64", notebook: bool = False) -> Analysis:
+    """Check a document as `noma check` does (without reading files); never raises.
+
+    `notebook`: the text is a notebook's cells one after another (jupyterlab-lsp's virtual
+    document), checked as one session runs them; meta-command lines are not NOMA and are skipped.
+    """
+    if notebook:
+        text = blank_meta_commands(text)
     source = Source(name, text)
     symbols = SymbolTable()
     problems: list[Problem] = []

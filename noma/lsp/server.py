@@ -48,11 +48,14 @@ class NomaServer(LanguageServer):
         self.analyses: dict[str, Analysis] = {}
         #: the last analysis of each document that parsed (names to complete while a line is half typed)
         self.parsed: dict[str, Analysis] = {}
+        self.checked_text: dict[str, str] = {}
 
     def check(self, uri: str) -> Analysis:
         doc = self.workspace.get_text_document(uri)
-        result = analyze(_path(uri), doc.source, self.dtype)
+        path = _path(uri)
+        result = analyze(path, doc.source, self.dtype, notebook=".ipynb" in path)
         self.analyses[uri] = result
+        self.checked_text[uri] = doc.source
         if result.index is not None:
             self.parsed[uri] = result
         self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
@@ -62,7 +65,7 @@ class NomaServer(LanguageServer):
     def analysis(self, uri: str) -> Analysis:
         found = self.analyses.get(uri)
         doc = self.workspace.get_text_document(uri)
-        if found is None or found.source.text != doc.source:
+        if found is None or self.checked_text.get(uri) != doc.source:
             found = self.check(uri)
         return found
 
@@ -122,6 +125,7 @@ def build(dtype: str = "f64") -> NomaServer:
         uri = params.text_document.uri
         ls.analyses.pop(uri, None)
         ls.parsed.pop(uri, None)
+        ls.checked_text.pop(uri, None)
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,

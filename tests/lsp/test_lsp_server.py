@@ -126,6 +126,15 @@ def test_load_safetensors_is_not_read(client, tmp_path):
     assert csv["diagnostics"] == []
 
 
+def test_notebook_meta_commands_are_skipped(client):
+    """jupyterlab-lsp sends a notebook's cells as one document: its `:command` lines are not NOMA."""
+    text = ":params\nlet a = 1;\n  :time print(a)\nprint(a + b);\n"
+    notebook = client.open(_uri(".virtual_documents/tour.ipynb"), text)["diagnostics"]
+    assert [(d["code"], d["range"]["start"]) for d in notebook] == [("name", {"line": 3, "character": 10})]
+    file = client.open(_uri("meta.noma"), text)["diagnostics"]
+    assert [(d["code"], d["range"]["start"]) for d in file] == [("syntax", {"line": 0, "character": 0})]
+
+
 def _check_in_process(path: Path) -> list:
     """What `noma check` reports (Session.compile runs frontend.check with read_ranks)."""
     try:
