@@ -167,7 +167,8 @@ def parser() -> argparse.ArgumentParser:
     repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
     repl.set_defaults(func=cmd_repl)
     lsp = sub.add_parser("lsp", help="the language server (LSP over stdin/stdout) for editors")
-    lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it (stdio is the only transport)")
+    lsp.add_argument("--stdio", action="store_true",
+                     help="accepted for editors that pass it (stdio is the only transport)")
     lsp.set_defaults(func=cmd_lsp)
     kernel = sub.add_parser("kernel", help="Jupyter kernel: `noma kernel install [--user]`")
     kernel.add_argument("kernel_args", nargs=argparse.REMAINDER)

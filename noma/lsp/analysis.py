@@ -1,12 +1,12 @@
 """One checked version of a NOMA document: its diagnostics, AST, scope index and symbol table.
 
 Owns: running the compiler's front end (noma.compiler.frontend, the path `noma check` takes)
-on a document without executing anything (a notebook's meta-command lines blanked out), and the text the server shows for a name (hover,
-completion details). `load_safetensors` files are not opened: the header reader given to irgen
-refuses, so the statement gets an information diagnostic saying the file's tensors are unknown
-to the server (irgen stops there, as `noma check` stops at its first error); `load_csv` needs no
-file at compile time (its result is rank 2). A compiler crash becomes a diagnostic, never an
-exception out of the server.
+on a document without executing anything (a notebook's meta-command lines blanked out), and
+the text the server shows for a name (hover, completion details). `load_safetensors` files are
+not opened: the header reader given to irgen refuses, so the statement gets an information
+diagnostic saying the file's tensors are unknown to the server (irgen stops there, as `noma
+check` stops at its first error); `load_csv` needs no file at compile time (its result is rank
+2). A compiler crash becomes a diagnostic, never an exception out of the server.
 Imports: noma.compiler (frontend, parse, ast, symbols, irgen_builtins), noma.diagnostics,
 noma.lsp.scopes, noma.lsp.positions, noma.lsp.vocabulary.
 """

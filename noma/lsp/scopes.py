@@ -123,7 +123,8 @@ class ScopeIndex:
         self.references.append(Reference(span.start, span.end, d))
 
     def _define(self, name: str, kind: str, span: Span, decl: Span, scope_end: int,
-                value: Optional[ast.Expr] = None, node: object = None, visible_from: Optional[int] = None) -> Definition:
+                value: Optional[ast.Expr] = None, node: object = None,
+                visible_from: Optional[int] = None) -> Definition:
         d = Definition(name, kind, span, decl, decl.end if visible_from is None else visible_from,
                        scope_end, self._function, value, node)
         self.definitions.append(d)

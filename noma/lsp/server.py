@@ -1,10 +1,11 @@
 """`noma lsp`: the language server over stdio, on pygls.
 
 Owns: the LSP wiring — each open document is checked (noma.lsp.analysis, the compiler's own front
-end; nothing runs) when it opens or changes and its diagnostics are published; requests are
-answered from the latest check (a burst of edits is checked once, at its newest version): completion (keywords, builtins with signatures, optimizers,
-policies, casts, and the names in scope with their shape and dtype), hover, go to definition,
-references, document symbols and rename.
+end; nothing runs) when it opens or changes and its diagnostics are published (a burst of edits
+is checked once, at its newest version); requests are answered from the latest check:
+completion (keywords, builtins with signatures, optimizers, policies, casts, and the names in
+scope with their shape and dtype), hover, go to definition, references, document symbols and
+rename. A document whose path contains `.ipynb` is a notebook (jupyterlab-lsp).
 Imports: pygls, lsprotocol, noma.lsp (analysis, vocabulary, scopes).
 """
 
@@ -133,7 +134,8 @@ def build(dtype: str = "f64") -> NomaServer:
     def completion(ls: NomaServer, params: lsp.CompletionParams) -> lsp.CompletionList:
         a = ls.analysis(params.text_document.uri)
         offset = a.lines.offset(params.position.line, params.position.character)
-        return lsp.CompletionList(is_incomplete=False, items=completions(a, ls.parsed.get(params.text_document.uri), offset))
+        items = completions(a, ls.parsed.get(params.text_document.uri), offset)
+        return lsp.CompletionList(is_incomplete=False, items=items)
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     def hover(ls: NomaServer, params: lsp.HoverParams) -> Optional[lsp.Hover]:
@@ -221,8 +223,9 @@ def completions(a: Analysis, parsed: Optional[Analysis], offset: int) -> list[ls
             if d.name in seen:
                 continue
             seen.add(d.name)
-            items.append(lsp.CompletionItem(label=d.name, kind=_COMPLETION_KIND.get(d.kind, lsp.CompletionItemKind.Variable),
-                                            detail=describe(d, source), sort_text="0" + d.name))
+            kind = _COMPLETION_KIND.get(d.kind, lsp.CompletionItemKind.Variable)
+            items.append(lsp.CompletionItem(label=d.name, kind=kind, detail=describe(d, source),
+                                            sort_text="0" + d.name))
     for name in vocabulary.BUILTINS:
         if name not in seen:
             seen.add(name)
@@ -267,7 +270,8 @@ def document_symbols(a: Analysis) -> list[lsp.DocumentSymbol]:
         if d.kind == "function":
             children = [_symbol(a, c, []) for c in d.children]
             out.append(_symbol(a, d, children))
-        elif d.function is None and d.kind in _SYMBOL_KIND and d.kind != "argument" and d.visible_to == a.index.program.span.end:
+        elif (d.function is None and d.kind in _SYMBOL_KIND and d.kind != "argument"
+              and d.visible_to == a.index.program.span.end):
             out.append(_symbol(a, d, []))
     out.sort(key=lambda s: (s.range.start.line, s.range.start.character))
     return out

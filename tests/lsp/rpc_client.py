@@ -117,7 +117,8 @@ class LspClient:
             try:
                 params = box.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no diagnostics for {uri} v{version}; stderr: {self.stderr_text()[-2000:]}") from None
+                raise AssertionError(f"no diagnostics for {uri} v{version}; "
+                                     f"stderr: {self.stderr_text()[-2000:]}") from None
             if params.get("version") == version:
                 return params
 

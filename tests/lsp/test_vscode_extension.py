@@ -108,7 +108,8 @@ def test_run_and_build_command_lines():
 def test_vsix_packages_with_its_manifest(tmp_path):
     _need_node()
     vsix = tmp_path / "noma.vsix"
-    done = subprocess.run([str(EXT / "node_modules" / ".bin" / "vsce"), "package", "--skip-license", "--out", str(vsix)],
+    vsce = str(EXT / "node_modules" / ".bin" / "vsce")
+    done = subprocess.run([vsce, "package", "--skip-license", "--out", str(vsix)],
                           cwd=EXT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     with zipfile.ZipFile(vsix) as z:
