@@ -13,6 +13,7 @@ noma.lsp.scopes, noma.lsp.positions, noma.lsp.vocabulary.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -88,19 +89,26 @@ def analyze(name: str, text: str, dtype: str = "f64", notebook: bool = False) ->
     reader = _NoFileReads()
     try:
         program = parse(source)
-        index = ScopeIndex(program)
+        index = _index(program)
         check_program(program, symbols, dtype, reader, True, "__cell0")
     except NomaError as exc:
         for d in exc.diagnostics:
             unknown = reader.asked and d.kind is Kind.IO and NO_FILE_READS in d.message
             problems.append(Problem(d, "information" if unknown else
                                     ("warning" if d.kind is Kind.WARNING else "error")))
-    except RecursionError:
-        problems.append(Problem(Diagnostic(Kind.SYNTAX, "the program nests too deeply to check"), "error"))
-    except Exception as exc:  # a compiler bug: report it like `noma check` does, keep serving
+    except Exception as exc:  # a compiler bug: report it as `noma check` does, keep serving
         msg = f"internal compiler error ({type(exc).__name__}: {exc}); please report this program"
         problems.append(Problem(Diagnostic(Kind.RUNTIME, msg), "error"))
     return Analysis(source, LineIndex(text), problems, program, index, symbols, dtype)
+
+
+def _index(program: ast.Program) -> Optional[ScopeIndex]:
+    """The program's scope index; None (logged) for a program nested deeper than Python recurses."""
+    try:
+        return ScopeIndex(program)
+    except RecursionError:
+        logging.getLogger(__name__).warning("the program nests too deeply for the scope index")
+        return None
 
 
 # ----------------------------------------------------------------------------- describing names

@@ -246,6 +246,17 @@ def test_rename_a_local(client, sample):
         client.request("textDocument/rename", {**client.at(sample, *_pos(SAMPLE, "z)")), "newName": "let"})
 
 
+def test_a_program_the_compiler_cannot_check(client):
+    """A sum of 3000 terms nests deeper than the compiler recurses: `noma check` reports an internal
+    error, and so does the server, which keeps answering."""
+    uri = _uri("deep.noma")
+    diags = client.open(uri, "let x = " + "+".join(["1"] * 3000) + ";\nprint(x);\n")["diagnostics"]
+    assert len(diags) == 1 and diags[0]["message"].startswith("internal compiler error (RecursionError")
+    assert client.request("textDocument/hover", client.at(uri, 1, 6)) is None
+    assert client.request("textDocument/completion", client.at(uri, 1, 6))["items"]
+    client.close(uri)
+
+
 def test_every_request_answered_on_every_corpus_program(client):
     """No crash and an answer to each request kind, on each corpus program and its first half."""
     kinds = ("textDocument/completion", "textDocument/hover", "textDocument/definition",

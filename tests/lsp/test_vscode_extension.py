@@ -103,6 +103,8 @@ def test_language_md_builtins_are_in_the_compiler_table():
 def test_run_and_build_command_lines():
     done = _node("test/commands.test.js")
     assert done.returncode == 0, done.stdout + done.stderr
+    syntax = _node("--check", "extension.js")  # it needs VS Code to run; Node can still parse it
+    assert syntax.returncode == 0, syntax.stderr
 
 
 def test_vsix_packages_with_its_manifest(tmp_path):
