@@ -113,6 +113,16 @@ def test_an_edit_updates_the_diagnostics(client):
     client.close(uri)
 
 
+def test_positions_count_utf16_units(client):
+    """LSP columns are UTF-16 code units: an emoji before the error counts twice."""
+    uri = _uri("utf16.noma")
+    d = client.open(uri, 'print("\U0001F600", missing);\n')["diagnostics"][0]
+    assert d["range"]["start"] == {"line": 0, "character": 12} and d["range"]["end"]["character"] == 19
+    hover = client.request("textDocument/hover", client.at(uri, 0, 2))
+    assert hover["range"]["start"] == {"line": 0, "character": 0}
+    client.close(uri)
+
+
 def test_load_safetensors_is_not_read(client, tmp_path):
     """The server opens no files: an existing safetensors file is not read, and it says so."""
     path = tmp_path / "m.safetensors"
