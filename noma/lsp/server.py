@@ -189,7 +189,11 @@ def build(dtype: str = "f64") -> NomaServer:
             raise JsonRpcInvalidParams(f"`{new}` is not a name NOMA accepts")
         if new in vocabulary.BUILTINS:
             raise JsonRpcInvalidParams(f"`{new}` is a builtin; calls to it would change meaning")
-        edits = [lsp.TextEdit(range=_range(a, r.start, r.end), new_text=new) for r in a.index.references_to(d)]
+        refs = a.index.references_to(d)
+        for r in refs:
+            if any(other.name == new and other is not d for other in a.index.visible(r.start)):
+                raise JsonRpcInvalidParams(f"`{new}` already means something where `{d.name}` is used")
+        edits = [lsp.TextEdit(range=_range(a, r.start, r.end), new_text=new) for r in refs]
         return lsp.WorkspaceEdit(changes={params.text_document.uri: edits})
 
     return server

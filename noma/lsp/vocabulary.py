@@ -1,22 +1,22 @@
 """The words of NOMA that the language server completes and explains, taken from the compiler.
 
-Owns: nothing of its own — it collects the keyword table (noma.compiler.parse.KEYWORDS), the
+Owns: nothing of its own — it collects the keyword terminals of grammar.lark (parse_tables), the
 builtin table with arities (irgen_builtins.BUILTINS), optimizers and resize policies
 (noma.compiler.ir), cast types (parse.CAST_TYPES) and the one-line docs the Jupyter kernel shows
 (noma.kernel.introspect), so the server, the kernel and the VS Code grammar's test share one source.
-Imports: noma.compiler.parse, noma.compiler.irgen_builtins, noma.compiler.ir, noma.kernel.introspect.
+Imports: noma.compiler.parse_tables, noma.compiler.parse, noma.compiler.irgen_builtins, noma.compiler.ir, noma.kernel.introspect.
 """
 
 from __future__ import annotations
 
-from noma.compiler import ir
+from noma.compiler import ir, parse_tables
 from noma.compiler.irgen_builtins import BUILTINS as _BUILTIN_ARITY
 from noma.compiler.irgen_builtins import MANY
 from noma.compiler.parse import CAST_TYPES as _CASTS
-from noma.compiler.parse import KEYWORDS as _KEYWORDS
 from noma.kernel.introspect import BUILTIN_DOCS, KEYWORD_DOCS
 
-KEYWORDS: tuple[str, ...] = tuple(sorted(_KEYWORDS))
+#: The keyword terminals of grammar.lark, as its compiled tables list them (= parse.KEYWORDS).
+KEYWORDS: tuple[str, ...] = tuple(sorted(parse_tables.load().keywords))
 BUILTINS: tuple[str, ...] = tuple(sorted(_BUILTIN_ARITY))
 OPTIMIZERS: tuple[str, ...] = tuple(sorted(ir.OPTIMIZERS))
 #: Resize policies after `init` (the IR's "default" is the absence of a policy, not a word).

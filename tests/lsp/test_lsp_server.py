@@ -252,8 +252,11 @@ def test_rename_a_local(client, sample):
     edits = edit["changes"][sample]
     assert sorted((e["range"]["start"]["line"], e["range"]["start"]["character"]) for e in edits) == [(7, 8), (8, 19)]
     assert all(e["newText"] == "pre" for e in edits)
-    with pytest.raises(ServerError):
-        client.request("textDocument/rename", {**client.at(sample, *_pos(SAMPLE, "z)")), "newName": "let"})
+    for taken in ("let", "sigmoid", "w", "W1"):  # a keyword, a builtin, names already in scope there
+        with pytest.raises(ServerError):
+            client.request("textDocument/rename", {**client.at(sample, *_pos(SAMPLE, "z)")), "newName": taken})
+    edit = client.request("textDocument/rename", {**client.at(sample, *_pos(SAMPLE, "hidden")), "newName": "width"})
+    assert len(edit["changes"][sample]) == 3
 
 
 def test_a_program_the_compiler_cannot_check(client):

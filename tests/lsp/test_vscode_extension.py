@@ -73,6 +73,15 @@ def _scope_of(tokens: list[tuple[str, str]], word: str) -> str:
     return found[0]
 
 
+def test_word_lists_are_the_compilers():
+    from noma.compiler import ir, irgen_builtins, parse
+
+    assert set(vocabulary.KEYWORDS) == set(parse.KEYWORDS) and "optimize" in vocabulary.KEYWORDS
+    assert set(vocabulary.BUILTINS) == set(irgen_builtins.BUILTINS)
+    assert set(vocabulary.OPTIMIZERS) == set(ir.OPTIMIZERS)
+    assert set(vocabulary.POLICIES) == set(ir.POLICIES) - {"default"}
+
+
 def test_every_word_of_the_compiler_tables_is_scoped():
     cases: list[tuple[str, str, str]] = []  # (line, word, scope prefix)
     for kw in vocabulary.KEYWORDS:
