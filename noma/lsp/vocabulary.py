@@ -4,7 +4,7 @@ Owns: nothing of its own — it collects the keyword terminals of grammar.lark (
 builtin table with arities (irgen_builtins.BUILTINS), optimizers and resize policies
 (noma.compiler.ir), cast types (parse.CAST_TYPES) and the one-line docs the Jupyter kernel shows
 (noma.kernel.introspect), so the server, the kernel and the VS Code grammar's test share one source.
-Imports: noma.compiler.parse_tables, noma.compiler.parse, noma.compiler.irgen_builtins, noma.compiler.ir, noma.kernel.introspect.
+Imports: noma.compiler (parse_tables, parse, irgen_builtins, ir), noma.kernel.introspect.
 """
 
 from __future__ import annotations
