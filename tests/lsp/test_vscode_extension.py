@@ -54,6 +54,8 @@ def _scopes(lines: list[str]) -> list[list[tuple[str, str]]]:
 def test_grammar_matches_reviewed_snapshots():
     files = sorted(str(p) for p in (ROOT / "examples").glob("*.noma")) + [str(SURFACE)]
     done = _node("test/tokenize.js", "--check", *files)
+    # after changing the grammar or an example: `node test/tokenize.js --update FILES` in
+    # editors/vscode, then review the snapshot diff before committing it
     assert done.returncode == 0, done.stdout + done.stderr
     snapshots = {p.name for p in (EXT / "test" / "snapshots").glob("*.snap")}
     assert snapshots == {Path(f).name + ".snap" for f in files}  # no stale snapshot left behind
