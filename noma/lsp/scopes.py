@@ -89,18 +89,14 @@ class ScopeIndex:
 
     def visible(self, offset: int) -> list[Definition]:
         """Definitions a name typed at `offset` could mean (innermost first, one per name)."""
-        function = self._function_at(offset)
+        in_function = self._function_at(offset) is not None
         seen: dict[str, Definition] = {}
-        ordered = sorted(self.definitions, key=lambda d: -d.visible_from)
-        for d in ordered:
-            if d.name in seen:
-                continue
-            if d.kind == "function":
-                seen[d.name] = d
-            elif d.function is None and function is not None and d.is_global:
-                seen[d.name] = d  # functions see every global
-            elif d.visible_from <= offset <= d.visible_to:
-                seen[d.name] = d
+        for d in sorted(self.definitions, key=lambda d: -d.visible_from):  # innermost first
+            if d.kind != "function" and d.visible_from <= offset <= d.visible_to:
+                seen.setdefault(d.name, d)
+        for d in self.definitions:
+            if d.kind == "function" or (in_function and d.is_global):  # functions see every global
+                seen.setdefault(d.name, d)
         return list(seen.values())
 
     def _function_at(self, offset: int) -> Optional[Definition]:

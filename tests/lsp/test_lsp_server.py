@@ -195,6 +195,11 @@ def test_completion_lists_names_builtins_and_keywords(client, sample):
     inside = client.request("textDocument/completion", client.at(sample, *_pos(SAMPLE, "return sigmoid")))["items"]
     labels = {i["label"] for i in inside}
     assert {"x", "w", "z", "W1", "X", "hidden"} <= labels and "h" not in labels
+    uri = _uri("shadow.noma")  # a local shadows a global of the same name declared later
+    client.open(uri, "fn f(a) {\n    let g = a;\n    return g;\n}\nlet g = f(2);\n")
+    items = client.request("textDocument/completion", client.at(uri, 2, 11))["items"]
+    assert [i["detail"] for i in items if i["label"] == "g"] == ["let g: shape known at run time f64 (local of fn f)"]
+    client.close(uri)
 
 
 def test_completion_after_with_as_and_init(client):
