@@ -129,6 +129,8 @@ def test_vsix_packages_with_its_manifest(tmp_path):
         names = set(z.namelist())
         manifest = json.loads(z.read("extension/package.json"))
         vsixmanifest = z.read("extension.vsixmanifest").decode()
+        snippets = json.loads(z.read("extension/snippets/noma.json"))
+        config = json.loads(z.read("extension/language-configuration.json"))
     assert manifest["name"] == "noma-language" and manifest["main"] == "./extension.js"
     assert {"id": "noma", "extensions": [".noma"]}.items() <= manifest["contributes"]["languages"][0].items()
     grammar = manifest["contributes"]["grammars"][0]
@@ -141,4 +143,9 @@ def test_vsix_packages_with_its_manifest(tmp_path):
         assert "extension/" + rel.removeprefix("./") in names, rel
     assert "extension/node_modules/vscode-languageclient/package.json" in names
     assert not any(n.startswith("extension/test/") or "/vscode-textmate/" in n for n in names)
+    assert config["comments"] == {"lineComment": "//"} and ["{", "}"] in config["brackets"]
+    bodies = {name: "\n".join(s["body"]) for name, s in snippets.items()}
+    assert "with adam(" in bodies["optimize with adam"] and "minimize" in bodies["optimize with adam"]
+    assert bodies["dim and learn layer"].startswith("dim ") and "learn " in bodies["dim and learn layer"]
+    assert "init ${3|copy,preserve," in bodies["realloc with policy"]
     assert 'Id="noma-language"' in vsixmanifest and "Microsoft.VisualStudio.Code.Manifest" in vsixmanifest
