@@ -149,3 +149,26 @@ def test_vsix_packages_with_its_manifest(tmp_path):
     assert bodies["dim and learn layer"].startswith("dim ") and "learn " in bodies["dim and learn layer"]
     assert "init ${3|copy,preserve," in bodies["realloc with policy"]
     assert 'Id="noma-language"' in vsixmanifest and "Microsoft.VisualStudio.Code.Manifest" in vsixmanifest
+
+
+def _expand(body: str) -> str:
+    """A snippet body with each placeholder replaced by its default (a choice by its first option)."""
+    while True:
+        new = re.sub(r"\$\{\d+:([^${}]*)\}", r"\1", body)
+        new = re.sub(r"\$\{\d+\|([^,|]*)[^}]*\|\}", r"\1", new)
+        new = re.sub(r"\$\d+", "", new)
+        if new == body:
+            return body
+        body = new
+
+
+def test_snippets_expand_to_noma():
+    """Every snippet, with its defaults filled in, is NOMA that the compiler's parser accepts."""
+    from noma.compiler.parse import parse
+    from noma.diagnostics import Source
+
+    snippets = json.loads((EXT / "snippets" / "noma.json").read_text())
+    for name, snippet in snippets.items():
+        text = _expand("\n".join(snippet["body"]))
+        assert "$" not in text, (name, text)
+        parse(Source(name, text))
