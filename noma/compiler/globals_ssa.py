@@ -13,9 +13,10 @@ Every GLOBAL_STORE stays, so memory always holds what the SSA value says (the in
 pass keeps: `known[slot]` is the value the slot holds at that point of the block). A load with
 nothing known before it (the slot's value from before the step) stays a GLOBAL_LOAD. A CALL
 that is still there (a callee that could not be inlined) may write any global: afterwards
-nothing is known until the next store or load. A WhileOp condition that stores a global leaves
-that slot unknown at the start of the body and after the loop (the condition's writes happen
-after the carried values are chosen), so such values are read back from memory.
+nothing is known until the next store or load. A WhileOp whose condition stores a global (a
+function called in `while f() { }`) is first rotated: the condition is evaluated once before the
+loop and again at the end of each iteration, its flag carried, so its stores are ordinary
+statements of the enclosing block and of the body.
 
 The forward semantics do not change (tests run the interpreter on the IR before this pass);
 only the data flow autodiff sees does.
@@ -116,30 +117,54 @@ class _Promoter:
             after[slot] = result
         return after
 
+    def _rotate(self, op: WhileOp) -> Block:
+        """`while c(x) { x = b(x) }` → `f = c(x0); while f { x = b(x); f = c(x) }`, in place:
+        the condition's effects move where the SSA values are threaded. Returns the block of
+        ops to run before the loop (the first evaluation of the condition)."""
+        def inline_cond(into: Block, args: list[Value]) -> Value:
+            mapping: passes.Mapping = {p.id: a for p, a in zip(op.cond.params, args)}
+            into.ops.extend(passes.clone_op(self.module, c, mapping) for c in op.cond.ops)
+            return mapping.get(op.cond.yields[0].id, op.cond.yields[0])
+
+        pre = Block()
+        first = inline_cond(pre, list(op.inits))
+        op.body.params.append(self.module.new_value(0))
+        op.body.yields.append(inline_cond(op.body, list(op.body.yields)))
+        op.inits.append(first)
+        flag = self.module.new_value(0)
+        op.cond = Block([self.module.new_value(v.rank) for v in op.inits[:-1]] + [flag], [], [flag])
+        op.results.append(self.module.new_value(0))
+        if op.carry_slots:
+            op.carry_slots.append(None)
+        return pre
+
     def _while(self, block: Block, op: WhileOp, known: Known) -> Known:
-        in_cond, in_body = _Writes().scan(op.cond), _Writes().scan(op.body)
-        slots = sorted({**in_body.slots, **in_cond.slots}.items())
-        calls = in_cond.calls or in_body.calls
+        if _Writes().scan(op.cond).slots:
+            pre = self._rotate(op)
+            known = self.block(pre, known)
+            block.ops.extend(pre.ops)
+        cond_calls = _Writes().scan(op.cond).calls
+        in_body = _Writes().scan(op.body)
+        slots = sorted(in_body.slots.items())
         for slot, info in slots:
             op.inits.append(self._value(block, known, slot, info))
         block.ops.append(op)
-        outside: Known = {} if calls else {s: v for s, v in known.items() if s not in dict(slots)}
+        # what holds at every evaluation of the condition and at the start of every iteration
+        stored = {s for s, _ in slots}
+        outside = {} if cond_calls or in_body.calls else {s: v for s, v in known.items() if s not in stored}
         cond_params = [self.module.new_value(info[0]) for _, info in slots]
         body_params = [self.module.new_value(info[0]) for _, info in slots]
         op.cond.params.extend(cond_params)
         op.body.params.extend(body_params)
         self.block(op.cond, {**outside, **{s: p for (s, _), p in zip(slots, cond_params)}})
-        entry: Known = {} if in_cond.calls else {**outside, **{s: p for (s, _), p in zip(slots, body_params)}}
-        for s in in_cond.slots:
-            entry.pop(s, None)
+        entry = {} if cond_calls else {**outside, **{s: p for (s, _), p in zip(slots, body_params)}}
         end = self.block(op.body, entry)
-        results = []
+        results = [self.module.new_value(info[0]) for _, info in slots]
         for slot, info in slots:
             op.body.yields.append(self._value(op.body, end, slot, info))
-            results.append(self.module.new_value(info[0]))
         op.results.extend(results)
         if op.carry_slots:  # only loops outside training steps release the arena per iteration
             op.carry_slots.extend([None] * len(slots))
-        after: Known = {} if in_cond.calls else dict(outside)
-        after.update({s: r for (s, _), r in zip(slots, results) if s not in in_cond.slots})
-        return after
+        if cond_calls:  # the last evaluation of the condition may have written anything
+            return {}
+        return {**outside, **{s: r for (s, _), r in zip(slots, results)}}
