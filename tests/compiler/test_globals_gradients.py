@@ -162,3 +162,76 @@ def test_gradient_through_globals(name: str) -> None:
     assert result.ok, [d.render() for d in result.diagnostics]
     for p in params:  # sgd(lr = 1): one step subtracts the gradient
         np.testing.assert_allclose(before[p] - np.asarray(session.params[p]), fd[p], rtol=1e-6, atol=1e-7, err_msg=p)
+
+
+# ----------------------------------------------------------------------------- calls that stay calls
+
+
+def _kept_call_body(store_value: str, callee_writes: bool, read_after: bool) -> tuple[ir.Module, ir.Block]:
+    """body: g = <w * 3 | 2>; r = rec(1); loss = r (+ g). rec(x) reads g (or writes g = x * w)
+    and calls itself: a call that autodiff keeps. Slot 7 is g, parameter slot 0 is w."""
+    m = ir.Module()
+    x = m.new_value(0)
+    fb = ir.Builder(m, ir.Block())
+    if callee_writes:
+        w_in = fb.value(ir.Op.PARAM_LOAD, slot=0, name="w", rank=0)
+        fb.emit(ir.Op.GLOBAL_STORE, (fb.value(ir.Op.MUL, x, w_in),), slot=7, name="g")
+        seen = x
+    else:
+        seen = fb.value(ir.Op.GLOBAL_LOAD, slot=7, name="g", rank=0)
+    again = fb.value(ir.Op.CALL, fb.value(ir.Op.SUB, x, fb.const(1.0)), callee="rec", result_rank=0)
+    fb.block.yields = [fb.value(ir.Op.ADD, seen, again)]
+    m.functions["rec"] = ir.Function("rec", [x], fb.block, 0)
+    b = ir.Builder(m, ir.Block())
+    w = b.value(ir.Op.PARAM_LOAD, slot=0, name="w", rank=0)
+    value = b.value(ir.Op.MUL, w, b.const(3.0)) if store_value == "w" else b.const(2.0)
+    b.emit(ir.Op.GLOBAL_STORE, (value,), slot=7, name="g")
+    loss = b.value(ir.Op.CALL, b.const(1.0), callee="rec", result_rank=0)
+    if read_after:
+        loss = b.value(ir.Op.ADD, loss, b.value(ir.Op.GLOBAL_LOAD, slot=7, name="g", rank=0))
+    b.block.yields = [loss, b.const(0.0)]
+    return m, b.block
+
+
+@pytest.mark.parametrize("store_value, callee_writes, read_after, refused", [
+    ("w", False, False, "reads the global `g`"),   # a value computed from w flows into the call
+    ("2", False, False, None),                      # a constant: nothing to differentiate
+    ("2", True, True, "writes the global `g`"),     # the call writes x * w, the body reads it back
+    ("2", True, False, None),                       # written but never read again
+])
+def test_gradient_through_a_global_across_a_kept_call_is_refused(store_value: str, callee_writes: bool,
+                                                                  read_after: bool, refused: str | None) -> None:
+    from noma.compiler.globals_ssa import promote_globals
+    from noma.diagnostics import Kind, NomaError
+
+    module, body = _kept_call_body(store_value, callee_writes, read_after)
+    if refused is None:
+        promote_globals(module, body, frozenset({0}))
+        return
+    with pytest.raises(NomaError) as info:
+        promote_globals(module, body, frozenset({0}))
+    assert info.value.diagnostics[0].kind is Kind.TYPE and refused in info.value.diagnostics[0].message
+
+
+def test_a_kept_call_forgets_only_the_globals_it_may_write() -> None:
+    """g = w * 3; rec(1) (writes only h); loss = g + h: g keeps its SSA value, h is read back."""
+    from noma.compiler.globals_ssa import promote_globals
+
+    m = ir.Module()
+    x = m.new_value(0)
+    fb = ir.Builder(m, ir.Block())
+    fb.emit(ir.Op.GLOBAL_STORE, (x,), slot=8, name="h")
+    fb.block.yields = [fb.value(ir.Op.CALL, fb.value(ir.Op.SUB, x, fb.const(1.0)), callee="rec", result_rank=0)]
+    m.functions["rec"] = ir.Function("rec", [x], fb.block, 0)
+    b = ir.Builder(m, ir.Block())
+    g = b.value(ir.Op.MUL, b.value(ir.Op.PARAM_LOAD, slot=0, name="w", rank=0), b.const(3.0))
+    b.emit(ir.Op.GLOBAL_STORE, (g,), slot=7, name="g")
+    b.emit(ir.Op.CALL, (b.const(1.0),), callee="rec", result_rank=0)
+    loss = b.value(ir.Op.ADD, b.value(ir.Op.GLOBAL_LOAD, slot=7, name="g", rank=0),
+                   b.value(ir.Op.GLOBAL_LOAD, slot=8, name="h", rank=0))
+    b.block.yields = [loss, b.const(0.0)]
+    promote_globals(m, b.block, frozenset({0}))
+    loads = [op.attr("slot") for op in b.block.ops if isinstance(op, ir.Instr) and op.op is ir.Op.GLOBAL_LOAD]
+    assert loads == [8]
+    add = next(op for op in b.block.ops if isinstance(op, ir.Instr) and op.op is ir.Op.ADD)
+    assert add.args[0] is g
