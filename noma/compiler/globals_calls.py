@@ -1,11 +1,12 @@
 """Refuses a training step whose gradient would have to cross a kept call through a global.
 
 Owns: check_kept_calls(). globals_ssa turns the globals of a training step into SSA values, so
-their gradient flows wherever calls are inlined. A call that stays a call (a recursive function)
-reads and writes globals as memory, where autodiff cannot follow them. Rather than leave such a
-gradient silently out, the step is a located type error when
+their gradient flows wherever calls are inlined, and passes the globals a kept call (a recursive
+function) only reads as extra arguments. What is left is memory autodiff cannot follow: a global
+such a call writes. Rather than leave a gradient silently out, the step is a located type error
+when
 * a kept call (or a function it calls) reads a global whose value at the call depends on the
-  listed parameters; or
+  listed parameters (left only when the called functions also write that global); or
 * it writes to a global a value that depends on the parameters, and the step reads that global
   again (after the call, or inside the called functions).
 Dependence is a conservative forward analysis over the body and every function the kept calls
@@ -151,7 +152,12 @@ def check_kept_calls(module: ir.Module, body: Block, params: set[int], sites: li
         shown = callee.split(".", 1)[0]
         where = module.spans[call.span] if 0 <= call.span < len(module.spans) else None
         for slot in sorted(reads):
-            if (slot in known and known[slot].id in dep.values) or slot in dep.written:
+            if slot in dep.written:
+                raise error(Kind.TYPE, f"the function '{shown}' stays a call here (it is recursive), writes the "
+                            f"global `{_name(module, slot)}` a value that depends on the parameters and reads it "
+                            "back: gradients do not flow through globals a recursive function writes; pass the "
+                            "value as an argument and return it instead", where)
+            if slot in known and known[slot].id in dep.values:
                 raise error(Kind.TYPE, f"the function '{shown}' stays a call here (it is recursive) and reads the "
                             f"global `{_name(module, slot)}`, whose value depends on the parameters: gradients do "
                             "not flow through globals into such a call; pass the value as an argument", where)
