@@ -194,7 +194,7 @@ def _kept_call_body(store_value: str, callee_writes: bool, read_after: bool) -> 
 
 
 @pytest.mark.parametrize("store_value, callee_writes, read_after, refused", [
-    ("2", True, True, "writes the global `g`"),     # the call writes x * w, the body reads it back
+    ("2", True, True, "assigns the global `g`"),    # the call writes x * w, the body reads it back
     ("2", True, False, None),                       # written but never read again
 ])
 def test_gradient_through_a_global_across_a_kept_call_is_refused(store_value: str, callee_writes: bool,
