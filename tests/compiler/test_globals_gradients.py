@@ -87,6 +87,16 @@ PROGRAMS = {
             minimize v * c;
         }
     """, ["w"]),
+    "recursive_function_reads_globals": ("""
+        learn w = tensor [0.4, -0.7]; learn u = 0.6; let g = tensor [0, 0]; let s = 0;
+        fn mix(x) { return tanh(x * g + s); }
+        fn deep(x, n) { if n <= 0 { return sum(x); } return deep(mix(x), n - 1); }
+        optimize(w, u) with sgd(lr = 1) max 1 {
+            g = w * u; s = u;
+            for i in 0..2 { if sum(g) < 0 { g = g * 0.5 + w; } }
+            minimize deep(w, 3) + s * s;
+        }
+    """, ["w", "u"]),
     "hidden_layer_in_a_global": ("""
         let X = tensor [[0, 0], [0, 1], [1, 0], [1, 1]];
         let Y = tensor [[0], [1], [1], [0]];
