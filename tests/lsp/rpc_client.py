@@ -26,7 +26,8 @@ class ServerError(Exception):
 class LspClient:
     def __init__(self, *args: str):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "noma", *args, "lsp"], stdin=subprocess.PIPE,
+        # `--stdio`: vscode-languageclient appends it to the server's command line
+        self.proc = subprocess.Popen([sys.executable, "-m", "noma", *args, "lsp", "--stdio"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
         self.next_id = 0
         self.responses: dict[int, "queue.Queue[dict]"] = {}
