@@ -182,6 +182,8 @@ class Interpreter:
         for d in dims:
             if d < 0:
                 raise error(Kind.RUNTIME, f"a dimension cannot be negative (got {d})", self._span(span))
+            if d > 1 << 40:  # the native code's bound on one axis, also when another axis is 0
+                raise error(Kind.RUNTIME, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
         return dims
 
     def _shape_error(self, ins: Instr, *shapes: tuple[int, ...]) -> Exception:

@@ -36,6 +36,9 @@ from noma.compiler.lower_llvm_types import (
     descriptor,
 )
 
+#: The largest size of one axis (the runtime's bound on a parameter's entries, 2^40).
+MAX_AXIS = 1 << 40
+
 #: Runtime functions generated code may call: name -> signature "ret:args" with
 #: r = real, p = pointer, l = int64, i = int32, v = void.
 RUNTIME_SIGS = {
@@ -479,14 +482,15 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         self.b.call(fn, [dst, ll.Constant(I8, 0), nbytes, ll.Constant(I1, 0)])
 
     def checked_dims(self, reals: Sequence[ll.Value], what: str) -> list[ll.Value]:
-        """Convert run-time sizes to i64; negative or overflowing sizes fail (shape error)."""
+        """Convert run-time sizes to i64; negative or overflowing sizes, and a size past MAX_AXIS
+        even when another axis is 0 (`zeros([0, 1e308])`), fail (shape error)."""
         dims = [self.whole(x) for x in reals]
         bad: ll.Value = ll.Constant(I1, 0)
         n: ll.Value = self.i64(1)
         mul = self.mc.intrinsic("llvm.umul.with.overflow", ll.LiteralStructType([I64, I1]),
                                 [I64, I64], [I64])
         for d in dims:
-            bad = self.b.or_(bad, self.b.icmp_signed("<", d, self.i64(0)))
+            bad = self.b.or_(bad, self.b.icmp_unsigned(">", d, self.i64(MAX_AXIS)))  # also < 0
             r = self.b.call(mul, [n, d])
             bad = self.b.or_(bad, self.b.extract_value(r, 1))
             n = self.b.extract_value(r, 0)

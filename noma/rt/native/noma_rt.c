@@ -218,7 +218,9 @@ int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what) {
         return 0;
     }
     int64_t n = noma__numel(t);
-    if (n < 0) {
+    int huge_axis = 0; /* an axis past 2^40 (possible with another axis 0): nothing can hold it */
+    for (int64_t i = 0; n >= 0 && i < t->rank; i++) huge_axis |= t->dims[i] > ((int64_t)1 << 40);
+    if (n < 0 || huge_axis) {
         noma__failf(NOMA_ERR_RUNTIME, span, "%s: invalid tensor descriptor (rank %lld)", what,
                     (long long)t->rank);
         return 0;
@@ -444,6 +446,7 @@ int32_t noma_invoke(NomaCtx *c, void (*fn)(void)) {
     fr->ctx = c;
     c->jb = &fr->jb;
     int32_t r = invoke_frame(fr, fn);
+    if (!fr->prev) noma__st_cache_free(c); /* a cell's safetensors headers are not kept past it */
     free(fr);
     return r;
 }
