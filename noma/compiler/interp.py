@@ -295,6 +295,10 @@ class Interpreter:
     def _pack(self, ins: Instr, args: list[Any]) -> Any:
         return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
 
+    def _const_tensor(self, ins: Instr, args: list[Any]) -> Any:
+        data = np.frombuffer(ins.attr("data"), dtype="<f8")
+        return data.astype(self.dt).reshape(tuple(ins.attr("shape")))
+
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
         return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
 

@@ -23,6 +23,7 @@ Model
 from __future__ import annotations
 
 import itertools
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator, Optional, Union
@@ -34,6 +35,7 @@ class Op(Enum):
     # --- creation
     CONST = "const"            # () attrs value:float -> scalar
     PACK = "pack"              # (*scalars) attrs shape:tuple[int] -> tensor of that literal shape
+    CONST_TENSOR = "const_tensor"  # () attrs shape:tuple[int], data:bytes (f64 LE, row-major) -> tensor
     FILL = "fill"              # (value, *dims) -> tensor rank len(dims) filled with value
     RANDOM = "random"          # (a, b, *dims) attrs kind:"uniform"|"normal" -> tensor (seeded RNG)
     RAND_SCALAR = "rand_scalar"  # (a, b) attrs kind -> scalar
@@ -306,7 +308,7 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
         return max(ranks) if ranks else 0
     if op in (Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD):
         return 0
-    if op is Op.PACK:
+    if op in (Op.PACK, Op.CONST_TENSOR):
         return len(attrs["shape"])
     if op is Op.FILL:
         return len(ranks) - 1
@@ -504,6 +506,10 @@ def _rank_name(rank: Optional[int]) -> str:
 def _fmt_attr(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes):  # CONST_TENSOR data: its first values and how many there are
+        count = len(value) // 8
+        shown = struct.unpack(f"<{min(count, 8)}d", value[:64])
+        return "f64[" + ", ".join(repr(v) for v in shown) + (", ..." if count > 8 else "") + f"] ({count})"
     if isinstance(value, tuple):
         return "[" + ", ".join(_fmt_attr(v) for v in value) + "]"
     if isinstance(value, str):

@@ -45,6 +45,8 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
     if isinstance(e, ast.TensorLit):
         return gen_tensor(g, e)
+    if isinstance(e, ast.TensorData):
+        return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
     if isinstance(e, ast.Field):
         if not isinstance(e.target, ast.Name):
             raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files", e.span)

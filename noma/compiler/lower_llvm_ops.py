@@ -212,6 +212,12 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
             self.store_elem(self.get(a), data, self.i64(i))
         return t
 
+    def op_const_tensor(self, ins: ir.Instr) -> ll.Value:
+        shape = tuple(ins.attr("shape"))
+        data, t = self.new_tensor([self.i64(d) for d in shape])
+        self.memcpy(data, self.mc.data_global(ins.attr("data")), self.i64(math.prod(shape)))
+        return t
+
     def op_fill(self, ins: ir.Instr) -> ll.Value:
         value = self.get(ins.args[0])
         if len(ins.args) == 1:
@@ -555,6 +561,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
 
 _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.CONST: OpLowering.op_const, Op.PACK: OpLowering.op_pack, Op.FILL: OpLowering.op_fill,
+    Op.CONST_TENSOR: OpLowering.op_const_tensor,
     Op.RANDOM: OpLowering.op_random, Op.RAND_SCALAR: OpLowering.op_rand_scalar,
     Op.SUM: OpLowering.op_reduce, Op.MAX_R: OpLowering.op_reduce, Op.MIN_R: OpLowering.op_reduce,
     Op.ARGMAX: OpLowering.op_argmax, Op.SUM_TO: OpLowering.op_sum_to,
