@@ -48,6 +48,8 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         #: id() of elementwise instructions computed inside the loop of their only user.
         self.fused = fused
         self.optimize_depth = 0  # > 0 while lowering the body or gradient of a training loop
+        #: the training loops being lowered, innermost last, with their hyperparameter arrays
+        self.training: list[tuple[ir.OptimizeOp, ll.Value]] = []
         #: True while lowering the output probe's copy of a training step's body: effects are
         #: left out (see FunctionLowering._probe_and_apply_resizes).
         self.probing = False

@@ -176,7 +176,12 @@ class StateOps:
         self.rt("noma_st_save", self.cstr(ins.attr("path")), self.i64(n), name_arr, ts_arr, self.span_c())
 
     def op_opt_reset(self, ins: ir.Instr) -> None:
+        """Clear all optimizer state; inside a training loop, its parameters then begin their
+        optimizer again (fresh state), so the update that ends this step starts from scratch."""
         self.rt("noma_opt_reset_all")
+        for op, hyper_ptr in self.training:
+            for p in op.params:
+                self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
 
     def op_save_ckpt(self, ins: ir.Instr) -> None:
         null = ll.Constant(PTR, None)
