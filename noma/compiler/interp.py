@@ -585,6 +585,11 @@ class Interpreter:
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.dt).reshape(info["shape"])
 
+    def _load_st_globals(self, ins: Instr, args: list[Any]) -> None:
+        for name, slot in zip(ins.attr("names"), ins.attr("slots")):
+            one = Instr(Op.LOAD_ST, (), None, (("name", name), ("path", ins.attr("path"))), ins.span)
+            self.state.globals[slot] = self._load_st(one, [])
+
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")
         header, blobs, offset = {}, [], 0

@@ -311,6 +311,15 @@ def gen_load_st(g: "IRGen", s: ast.LoadSafetensors) -> None:
         except ValueError as exc:
             raise error(Kind.IO, f"`{s.path.value}` is not a valid safetensors file: {exc}", s.path.span) from None
     sid = g.span(s.path.span)
+    if g.at_global_scope() and len(header) > 1:  # one runtime call reads them all (any number)
+        names = tuple(sorted(header))
+        slots = []
+        for name in names:
+            slots.append(g.symbols.global_slot(f"{s.name}.{name}", header[name]).slot)
+            g.symbols.known_constants.pop(f"{s.name}.{name}", None)
+        g.b.emit(ir.Op.LOAD_ST_GLOBALS, (), sid, path=s.path.value, names=names,
+                 ranks=tuple(header[n] for n in names), slots=tuple(slots))
+        return
     for name, rank in sorted(header.items()):
         value = g.b.value(ir.Op.LOAD_ST, span=sid, path=s.path.value, name=name, rank=rank)
         bind(g, f"{s.name}.{name}", value, sid)

@@ -96,6 +96,7 @@ RUNTIME_SIGS = {
     "noma_load_csv": "v:ppl",
     "noma_save_csv": "v:ppl",
     "noma_st_load": "v:pplpl",
+    "noma_st_load_globals": "v:plpppl",
     "noma_st_save": "v:plppl",
     "noma_dim_set_name": "v:lp",
     "noma_checkpoint_save": "v:plppl",
@@ -199,6 +200,20 @@ class ModuleContext:
         if existing is not None:
             return existing
         return ll.Function(self.module, ll.FunctionType(ret, list(args)), full)
+
+    def bytes_global(self, raw: bytes) -> ll.GlobalVariable:
+        """A private constant array of raw bytes (names, native-endian integer arrays)."""
+        gv = self._data.get(b"raw:" + raw)
+        if gv is not None:
+            return gv
+        gv = ll.GlobalVariable(self.module, ll.ArrayType(I8, len(raw)), f"noma.bytes.{len(self._data)}")
+        gv.global_constant = True
+        gv.linkage = "private"
+        gv.unnamed_addr = True
+        gv.align = 8
+        gv.initializer = _Bytes(gv.value_type, raw)
+        self._data[b"raw:" + raw] = gv
+        return gv
 
     def data_global(self, data: bytes) -> ll.GlobalVariable:
         """A private constant array holding the f64 values `data` (little-endian) in the module's

@@ -581,7 +581,7 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.GLOBAL_LOAD: OpLowering.op_global_load, Op.GLOBAL_STORE: OpLowering.op_global_store,
     Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.LOAD_CSV: OpLowering.op_load_csv,
     Op.SAVE_CSV: OpLowering.op_save_csv, Op.LOAD_ST: OpLowering.op_load_st,
-    Op.SAVE_ST: OpLowering.op_save_st, Op.OPT_RESET: OpLowering.op_opt_reset,
+    Op.SAVE_ST: OpLowering.op_save_st, Op.LOAD_ST_GLOBALS: OpLowering.op_load_st_globals, Op.OPT_RESET: OpLowering.op_opt_reset,
     Op.SAVE_CKPT: OpLowering.op_save_ckpt, Op.LOAD_CKPT: OpLowering.op_load_ckpt,
     Op.CALL: OpLowering.op_call, Op.TAPE_PUSH: OpLowering.op_tape_push,
     Op.TAPE_POP: OpLowering.op_tape_pop,

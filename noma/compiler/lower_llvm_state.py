@@ -10,6 +10,7 @@ Imports: ir, lower_llvm_types, llvmlite.ir (part of the lower_llvm* component).
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Optional
 
 from llvmlite import ir as ll
@@ -153,6 +154,14 @@ class StateOps:
     def op_save_csv(self, ins: ir.Instr) -> None:
         v = ins.args[0]
         self.rt("noma_save_csv", self.cstr(ins.attr("path")), self.any_ptr(self.get(v), v.rank), self.span_c())
+
+    def op_load_st_globals(self, ins: ir.Instr) -> None:
+        names = "".join(n + "\0" for n in ins.attr("names")).encode("utf-8")
+        ranks = array("q", ins.attr("ranks")).tobytes()
+        slots = array("q", ins.attr("slots")).tobytes()
+        self.rt("noma_st_load_globals", self.cstr(ins.attr("path")), self.i64(len(ins.attr("names"))),
+                self.mc.bytes_global(names), self.mc.bytes_global(ranks), self.mc.bytes_global(slots),
+                self.span_c())
 
     def op_load_st(self, ins: ir.Instr) -> ll.Value:
         rank = int(ins.attr("rank"))
