@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span
+from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
 from noma.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
@@ -162,20 +162,10 @@ class Session:
 
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
-        from noma.compiler import autodiff, ir, irgen, passes
-        from noma.compiler.budget import run_stage
-        from noma.compiler.parse import parse
-
-        def front_end() -> tuple[Any, bool]:
-            program = parse(source)
-            module, has_value = irgen.generate(program, symbols, self.dtype, read_header, run_main, cell)
-            autodiff.differentiate(module)
-            passes.optimize_module(module)
-            ir.verify(module)
-            return module, has_value
+        from noma.compiler.frontend import check
 
         cell = f"__cell{self.cell_count}"
-        module, has_value = run_stage(source, front_end)
+        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -247,6 +237,7 @@ class Session:
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run_declaring(before, module, entry, has_value)
+        result.diagnostics[:0] = located_warnings(module.spans, module.warnings)
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -267,6 +258,7 @@ class Session:
         self.last_module = cell.module
         self.last_source = source
         result = self._run_declaring(before, cell.module, cell.entry, cell.has_value, (cell.source, source))
+        result.diagnostics[:0] = located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result

@@ -71,7 +71,9 @@ def gen_left_chain(g: "IRGen", e: ast.Expr) -> ir.Value:
             node.target if isinstance(node, ast.Index) else node.operand)
     value = gen_expr(g, node)
     for link in reversed(chain):
-        if isinstance(link, ast.Binary):
+        if isinstance(link, ast.Binary) and link.op in ("&&", "||"):
+            value = gen_logical(g, link, value)
+        elif isinstance(link, ast.Binary):
             right = gen_expr(g, link.right)
             value = g.b.value(BINARY[link.op], value, right, span=g.span(link.span))
         elif isinstance(link, ast.Index):
@@ -84,6 +86,33 @@ def gen_left_chain(g: "IRGen", e: ast.Expr) -> ir.Value:
                 raise error(Kind.TYPE, f"cannot cast to `{link.to}`; use f64, f32, i32 or i64", link.span)
             value = g.b.value(ir.Op.CAST, value, span=g.span(link.span), to=link.to)
     return value
+
+
+def gen_logical(g: "IRGen", e: ast.Binary, left: ir.Value) -> ir.Value:
+    """`a && b` / `a || b` with a scalar `a`: an IfOp on `a` whose one branch evaluates `b`, so
+    `b` (and its effects) runs only when it decides the result; the value is 1.0 or 0.0.
+    With a tensor `a` the operator is elementwise and evaluates both sides."""
+    sid = g.span(e.span)  # `left` is e.left, already generated (gen_left_chain)
+    if left.rank > 0:
+        return g.b.value(BINARY[e.op], left, gen_expr(g, e.right), span=sid)
+    is_and = e.op == "&&"
+    temp = f"$logic{sid}"
+    g.declare_local(temp, g.const(0.0 if is_and else 1.0))
+
+    def evaluate_right() -> None:
+        right = gen_expr(g, e.right)
+        if right.rank > 0:
+            raise error(Kind.TYPE, f"`{e.op}` with a scalar left side short-circuits, so its right side must "
+                        f"be a scalar too, got a rank-{right.rank} tensor", e.right.span)
+        g.set_local(temp, g.b.value(ir.Op.NE, right, g.const(0.0), span=sid))
+
+    if is_and:
+        g.gen_if(left, evaluate_right, None, sid, e.span)
+    else:
+        g.gen_if(left, lambda: None, evaluate_right, sid, e.span)
+    result = g.lookup_local(temp)
+    assert result is not None
+    return result
 
 
 def gen_tensor(g: "IRGen", e: ast.TensorLit) -> ir.Value:
