@@ -325,6 +325,10 @@ class Interpreter:
     def _pack(self, ins: Instr, args: list[Any]) -> Any:
         return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
 
+    def _const_tensor(self, ins: Instr, args: list[Any]) -> Any:
+        data = np.frombuffer(ins.attr("data"), dtype="<f8")
+        return data.astype(self.dt).reshape(tuple(ins.attr("shape")))
+
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
         return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
 
@@ -618,6 +622,11 @@ class Interpreter:
         if info["dtype"] == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.dt).reshape(info["shape"])
+
+    def _load_st_globals(self, ins: Instr, args: list[Any]) -> None:
+        for name, slot in zip(ins.attr("names"), ins.attr("slots")):
+            one = Instr(Op.LOAD_ST, (), None, (("name", name), ("path", ins.attr("path"))), ins.span)
+            self.state.globals[slot] = self._load_st(one, [])
 
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")

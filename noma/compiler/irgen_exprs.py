@@ -45,6 +45,8 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
     if isinstance(e, ast.TensorLit):
         return gen_tensor(g, e)
+    if isinstance(e, ast.TensorData):
+        return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
     if isinstance(e, ast.Field):
         if not isinstance(e.target, ast.Name):
             raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files", e.span)
@@ -55,34 +57,6 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         raise error(Kind.TYPE, "a list `[...]` is only allowed as a shape (e.g. `zeros([2, 3])`); "
                     "write `tensor [...]` for a tensor", e.span)
     raise error(Kind.SYNTAX, "unsupported expression", e.span)
-
-
-def gen_logical(g: "IRGen", e: ast.Binary, left: ir.Value) -> ir.Value:
-    """`a && b` / `a || b` with a scalar `a`: an IfOp on `a` whose one branch evaluates `b`, so
-    `b` (and its effects) runs only when it decides the result; the value is 1.0 or 0.0.
-    With a tensor `a` the operator is elementwise and evaluates both sides. `left` is `a`,
-    already generated (gen_left_chain walks operator chains without recursion)."""
-    sid = g.span(e.span)
-    if left.rank > 0:
-        return g.b.value(BINARY[e.op], left, gen_expr(g, e.right), span=sid)
-    is_and = e.op == "&&"
-    temp = f"$logic{sid}"
-    g.declare_local(temp, g.const(0.0 if is_and else 1.0))
-
-    def evaluate_right() -> None:
-        right = gen_expr(g, e.right)
-        if right.rank > 0:
-            raise error(Kind.TYPE, f"`{e.op}` with a scalar left side short-circuits, so its right side must "
-                        f"be a scalar too, got a rank-{right.rank} tensor", e.right.span)
-        g.set_local(temp, g.b.value(ir.Op.NE, right, g.const(0.0), span=sid))
-
-    if is_and:
-        g.gen_if(left, evaluate_right, None, sid, e.span)
-    else:
-        g.gen_if(left, lambda: None, evaluate_right, sid, e.span)
-    result = g.lookup_local(temp)
-    assert result is not None
-    return result
 
 
 def gen_left_chain(g: "IRGen", e: ast.Expr) -> ir.Value:
@@ -112,6 +86,33 @@ def gen_left_chain(g: "IRGen", e: ast.Expr) -> ir.Value:
                 raise error(Kind.TYPE, f"cannot cast to `{link.to}`; use f64, f32, i32 or i64", link.span)
             value = g.b.value(ir.Op.CAST, value, span=g.span(link.span), to=link.to)
     return value
+
+
+def gen_logical(g: "IRGen", e: ast.Binary, left: ir.Value) -> ir.Value:
+    """`a && b` / `a || b` with a scalar `a`: an IfOp on `a` whose one branch evaluates `b`, so
+    `b` (and its effects) runs only when it decides the result; the value is 1.0 or 0.0.
+    With a tensor `a` the operator is elementwise and evaluates both sides."""
+    sid = g.span(e.span)  # `left` is e.left, already generated (gen_left_chain)
+    if left.rank > 0:
+        return g.b.value(BINARY[e.op], left, gen_expr(g, e.right), span=sid)
+    is_and = e.op == "&&"
+    temp = f"$logic{sid}"
+    g.declare_local(temp, g.const(0.0 if is_and else 1.0))
+
+    def evaluate_right() -> None:
+        right = gen_expr(g, e.right)
+        if right.rank > 0:
+            raise error(Kind.TYPE, f"`{e.op}` with a scalar left side short-circuits, so its right side must "
+                        f"be a scalar too, got a rank-{right.rank} tensor", e.right.span)
+        g.set_local(temp, g.b.value(ir.Op.NE, right, g.const(0.0), span=sid))
+
+    if is_and:
+        g.gen_if(left, evaluate_right, None, sid, e.span)
+    else:
+        g.gen_if(left, lambda: None, evaluate_right, sid, e.span)
+    result = g.lookup_local(temp)
+    assert result is not None
+    return result
 
 
 def gen_tensor(g: "IRGen", e: ast.TensorLit) -> ir.Value:

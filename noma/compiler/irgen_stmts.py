@@ -309,6 +309,17 @@ def gen_load_st(g: "IRGen", s: ast.LoadSafetensors) -> None:
         except ValueError as exc:
             raise error(Kind.IO, f"`{s.path.value}` is not a valid safetensors file: {exc}", s.path.span) from None
     sid = g.span(s.path.span)
+    if g.at_global_scope() and len(header) > 1:  # one runtime call reads them all (any number)
+        first = next(iter(header))  # `m` itself: the file's first tensor (as below)
+        targets = [(f"{s.name}.{name}", name) for name in sorted(header)] + [(s.name, first)]
+        slots = []
+        for var, name in targets:
+            slots.append(g.symbols.global_slot(var, header[name]).slot)
+            g.symbols.known_constants.pop(var, None)
+        g.b.emit(ir.Op.LOAD_ST_GLOBALS, (), sid, path=s.path.value, names=tuple(n for _, n in targets),
+                 ranks=tuple(header[n] for _, n in targets), slots=tuple(slots))
+        g.symbols.whole_models[s.name] = tuple(header)
+        return
     loaded = {}
     for name, rank in sorted(header.items()):
         loaded[name] = g.b.value(ir.Op.LOAD_ST, span=sid, path=s.path.value, name=name, rank=rank)

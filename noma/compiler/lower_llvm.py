@@ -230,6 +230,7 @@ class FunctionLowering(OpLowering):
         self.rt("noma_probe_replay", replay if replay is not None else ll.Constant(PTR, None))
         for p in op.params:
             self.rt("noma_opt_begin_at", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr, self.span_c())
+        self.training.append((op, hyper_ptr))  # reset_optimizer() in the body begins them again
         self.rt("noma_defer_begin")
         max_iter = self.to_index(self.get(op.max_iter))
         inits = [self.get(v) for v in op.inits]
@@ -320,6 +321,7 @@ class FunctionLowering(OpLowering):
             results.append(out)
         self.rt("noma_defer_end")
         self.optimize_depth -= 1
+        self.training.pop()
         for r, v in zip(op.results, results):
             # slot-backed results are copied out: the slots are reused if this loop runs again
             self.vals[r.id] = self._copy_to_arena(v, r.rank) if r.rank > 0 else v

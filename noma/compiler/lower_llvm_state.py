@@ -10,6 +10,7 @@ Imports: ir, lower_llvm_types, llvmlite.ir (part of the lower_llvm* component).
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Optional
 
 from llvmlite import ir as ll
@@ -154,6 +155,14 @@ class StateOps:
         v = ins.args[0]
         self.rt("noma_save_csv", self.cstr(ins.attr("path")), self.any_ptr(self.get(v), v.rank), self.span_c())
 
+    def op_load_st_globals(self, ins: ir.Instr) -> None:
+        names = "".join(n + "\0" for n in ins.attr("names")).encode("utf-8")
+        ranks = array("q", ins.attr("ranks")).tobytes()
+        slots = array("q", ins.attr("slots")).tobytes()
+        self.rt("noma_st_load_globals", self.cstr(ins.attr("path")), self.i64(len(ins.attr("names"))),
+                self.mc.bytes_global(names), self.mc.bytes_global(ranks), self.mc.bytes_global(slots),
+                self.span_c())
+
     def op_load_st(self, ins: ir.Instr) -> ll.Value:
         rank = int(ins.attr("rank"))
         slot = self.empty_tensor_slot()
@@ -176,7 +185,12 @@ class StateOps:
         self.rt("noma_st_save", self.cstr(ins.attr("path")), self.i64(n), name_arr, ts_arr, self.span_c())
 
     def op_opt_reset(self, ins: ir.Instr) -> None:
+        """Clear all optimizer state; inside a training loop, its parameters then begin their
+        optimizer again (fresh state), so the update that ends this step starts from scratch."""
         self.rt("noma_opt_reset_all")
+        for op, hyper_ptr in self.training:
+            for p in op.params:
+                self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
 
     def op_save_ckpt(self, ins: ir.Instr) -> None:
         null = ll.Constant(PTR, None)

@@ -389,6 +389,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_load_csv": (None, [_S, _T, _I64]),
     "noma_save_csv": (None, [_S, _T, _I64]),
     "noma_st_load": (None, [_S, _S, _I64, _T, _I64]),
+    "noma_st_load_globals": (None, [_S, _I64, _P, _P, _P, _I64]),
     "noma_st_save": (None, [_S, _I64, ctypes.POINTER(ctypes.c_char_p), _P, _I64]),
     "noma_dim_set_name": (None, [_I64, _S]),
     "noma_dim_name": (_S, [_I64]),

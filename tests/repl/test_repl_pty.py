@@ -232,3 +232,16 @@ def test_ctrl_c_at_prompt_and_ctrl_d_exit(repl):
     repl.wait_prompt()
     assert repl.submit("print(8);").strip() == "8"
     assert repl.quit() == 0
+
+
+def test_the_session_survives_every_bad_input_of_issue_14(repl, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hostile_inputs import NEXT_CELL, cells
+
+    for text, expected in cells(tmp_path):
+        out = repl.submit(text)
+        assert expected in out, (text[:80], out[-2000:])
+        assert "Traceback" not in out and "internal" not in out, out[-2000:]
+    cell, expected = NEXT_CELL
+    assert repl.submit(cell).strip() == expected
+    assert repl.quit() == 0

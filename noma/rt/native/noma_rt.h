@@ -272,6 +272,8 @@ void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, in
 void noma_load_csv(const char *path, NomaTensor *out, int64_t span);
 void noma_save_csv(const char *path, const NomaTensor *v, int64_t span);
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span);
+void noma_st_load_globals(const char *path, int64_t n, const char *names, const int64_t *ranks,
+                          const int64_t *slots, int64_t span);
 void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
                   int64_t span);
 
