@@ -179,7 +179,7 @@ def test_built_program(path: Path, corpus, tmp_path: Path) -> None:
         return
     exe = out_dir / path.stem
     try:
-        proc = _run_exe(exe, _workdir(tmp_path), _env(**exp.env) if exp.env else None)
+        proc = _run_exe(exe, _workdir(tmp_path))
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{path.name}: executable timed out after {RUN_TIMEOUT_S} s\n{e.stdout}\n{e.stderr}")
 

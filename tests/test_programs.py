@@ -6,7 +6,6 @@ Each program states its expectations in comments (see tests/programs/README.md):
     // error[KIND] LINE:COL  the run must fail (exit 1) with that diagnostic kind and location
     // warning: TEXT         stderr must contain TEXT
     // stderr: TEXT          stderr must contain TEXT
-    // env: NAME=VALUE       run with this environment variable set (e.g. NOMA_MEMORY_LIMIT=64K)
 
 A program with no `// error[...]` line must exit 0. Programs run in a fresh temporary directory
 (file I/O is relative to it) holding a copy of tests/programs/data/ as data/.
@@ -36,7 +35,6 @@ _EXPECT = re.compile(r"^\s*//\s*expect:(.*)$")
 _ERROR = re.compile(r"^\s*//\s*error\[(\w+)\]\s+(\d+):(\d+)\s*$")
 _WARNING = re.compile(r"^\s*//\s*warning:\s*(.*?)\s*$")
 _STDERR = re.compile(r"^\s*//\s*stderr:\s*(.*?)\s*$")
-_ENV = re.compile(r"^\s*//\s*env:\s*([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$")
 _LOCATION = re.compile(r"-->\s*(.*):(\d+):(\d+)\s*$", re.MULTILINE)
 
 
@@ -45,7 +43,6 @@ class Expectation:
     stdout: list[str] = field(default_factory=list)
     error: Optional[tuple[str, int, int]] = None
     stderr_contains: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def parse_expectations(text: str) -> Expectation:
@@ -66,10 +63,6 @@ def parse_expectations(text: str) -> Expectation:
         m = _WARNING.match(line) or _STDERR.match(line)
         if m:
             exp.stderr_contains.append(m.group(1))
-            continue
-        m = _ENV.match(line)
-        if m:
-            exp.env[m.group(1)] = m.group(2)
     return exp
 
 
@@ -96,21 +89,20 @@ def _report(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, pro
     )
 
 
-def _env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(extra or {})
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["NO_COLOR"] = "1"
     return env
 
 
-def run_program(path: Path, workdir: Path, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+def run_program(path: Path, workdir: Path) -> subprocess.CompletedProcess:
     if DATA_DIR.is_dir():
         shutil.copytree(DATA_DIR, workdir / "data")
     return subprocess.run(
         [sys.executable, "-m", "noma", "run", str(path)],
         cwd=workdir,
-        env=_env(env),
+        env=_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -151,7 +143,7 @@ def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, l
 def test_program(path: Path, tmp_path: Path) -> None:
     exp = parse_expectations(path.read_text())
     try:
-        proc = run_program(path, tmp_path, exp.env)
+        proc = run_program(path, tmp_path)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{path.name}: timed out after {TIMEOUT_S} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}")
 

@@ -207,7 +207,7 @@ class FunctionLowering(OpLowering):
 
         before: noma_opt_begin per param (hyper: 16 reals), noma_defer_begin
         head:   step == max_iter -> warn, leave
-        body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss_at(loss, span);
+        body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss(loss);
                 carried tensors -> global carry slot (even/odd step) and reloaded from it;
                 stop != 0 -> release mark, leave
         grad:   grad block; noma_opt_steps; apply queued resizes (if the body can queue any);
@@ -270,7 +270,7 @@ class FunctionLowering(OpLowering):
         loss, stop, nxt = ys[0], ys[1], ys[2:]
         self.span = op.span
         self.new_stage()
-        self.rt("noma_log_loss_at", loss, self.span_c())
+        self.rt("noma_log_loss", loss)
         kept = self._keep_carried(op.inits, nxt, slots, b.trunc(step, ll.IntType(1)))
         b.cbranch(self.truth(stop), stopped, grad)
 

@@ -101,7 +101,7 @@ RUNTIME_SIGS = {
     "noma_opt_step": "v:lp",
     "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
-    "noma_log_loss_at": "v:rl",
+    "noma_log_loss": "v:r",
     "noma_check_interrupt": "v:l",
     "noma_matmul": "v:ppplllii",
     "noma_load_csv": "v:ppl",

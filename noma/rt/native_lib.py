@@ -365,7 +365,6 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_param_state_set": (None, [_I64, _I32, _T]),
     # log, events, interrupt
     "noma_log_loss": (None, [_R]),
-    "noma_log_loss_at": (None, [_R, _I64]),
     "noma_global_step": (_I64, []),
     "noma_log_len": (_I64, [_P]),
     "noma_log_data": (_RP, [_P]),

@@ -1075,18 +1075,14 @@ void noma_global_forget(int64_t slot) {
 /* Training log and events                                                  */
 /* ======================================================================== */
 
-/* noma_log_loss_at: `span` locates a failure to grow the log (the optimize statement);
-   noma_log_loss: the same without a location (checkpoint loading, the session's replay). */
-void noma_log_loss(real loss) { noma_log_loss_at(loss, -1); }
-
-void noma_log_loss_at(real loss, int64_t span) {
+void noma_log_loss(real loss) {
     NomaCtx *c = noma__cur();
     if (c->log_len == c->log_cap) {
         /* Grow by copying, not realloc: Python may be reading the old buffer from another
            thread (live plots), so old buffers are retired and freed with the context. */
         int64_t nc = c->log_cap ? c->log_cap * 2 : 1024;
         if (!noma__mem_admit(c, (uint64_t)nc * sizeof(real))) {
-            noma__fail_alloc(c, span, (uint64_t)nc * sizeof(real), "the loss log");
+            noma__fail_alloc(c, -1, (uint64_t)nc * sizeof(real), "the loss log");
             return;
         }
         real *p = (real *)malloc((size_t)nc * sizeof(real));
@@ -1094,7 +1090,7 @@ void noma_log_loss_at(real loss, int64_t span) {
         if (!p || !r) {
             free(p);
             if (r) c->log_retired = r;
-            noma__failf(NOMA_ERR_RUNTIME, span, "out of memory (loss log)");
+            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
             return;
         }
         if (c->log_len) memcpy(p, c->log, (size_t)c->log_len * sizeof(real));

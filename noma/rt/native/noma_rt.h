@@ -243,7 +243,6 @@ void noma_param_state_set(int64_t slot, int32_t which, const NomaTensor *v);
 /* Training log, events, interrupt                                           */
 /* ------------------------------------------------------------------------ */
 void noma_log_loss(real loss);
-void noma_log_loss_at(real loss, int64_t span);
 int64_t noma_global_step(void);
 int64_t noma_log_len(NomaCtx *c);
 const real *noma_log_data(NomaCtx *c);
