@@ -34,6 +34,9 @@ STRINGS = ('"out.csv"', '"data/with_header.csv"', '"data/ragged.csv"', '"data/ex
            '"data/bad_offsets.safetensors"')
 _ATOM_WEIGHTS = {("NUMBER",): 3.0, ("NAME",): 3.0, ("NAME", "call_args"): 1.5, ("STRING",): 0.15,
                  ("_LPAR", "expr", "_RPAR"): 0.4, ("list_lit",): 0.6, ("_TENSOR", "list_lit"): 0.6}
+INIT_POLICIES = ("default", "zeros", "normal", "uniform", "xavier", "he", "copy", "preserve")
+#: The names that the grammar's context asks for after a keyword (mostly: sometimes any name).
+_AFTER = {"as": CASTS, "with": OPTIMIZERS, "init": INIT_POLICIES}
 #: Punctuation and keywords: the text of each fixed terminal.
 _FIXED_BREAK = {"_SEMI", "_LBRACE", "_RBRACE"}
 
@@ -79,7 +82,9 @@ class GrammarGenerator:
                         changed = True
         return height
 
-    def _terminal(self, rng: random.Random, name: str) -> str:
+    def _terminal(self, rng: random.Random, name: str, previous: str) -> str:
+        if name == "NAME" and previous in _AFTER and rng.random() < 0.9:
+            return rng.choice(_AFTER[previous])
         if name == "NAME":
             r = rng.random()
             if r < 0.55:
@@ -101,7 +106,7 @@ class GrammarGenerator:
         weights = [self._weight(symbol, e) for e in alternatives]
         for sym, term in rng.choices(alternatives, weights)[0]:
             if term:
-                out.append(self._terminal(rng, sym))
+                out.append(self._terminal(rng, sym, out[-1] if out else ""))
                 if sym in _FIXED_BREAK:
                     out.append("\n")
             else:
@@ -118,6 +123,8 @@ class GrammarGenerator:
             return 0.5 if "_star_" in symbol else 0.07
         if symbol == "power" and len(symbols) > 1:
             return 0.1
+        if symbol == "arg" and symbols[0] == "NAME":  # keyword arguments are rarer (and come last)
+            return 0.2
         return _ATOM_WEIGHTS.get(tuple(symbols), 1.0) if symbol == "atom" else 1.0
 
     def _alt_height(self, expansion: list[tuple[str, bool]]) -> int:
