@@ -384,11 +384,15 @@ class Builder:
 
 
 def walk_blocks(block: Block) -> Iterator[Block]:
-    """block and every block nested in it, outermost first."""
-    yield block
-    for op in block.ops:
-        for inner in child_blocks(op):
-            yield from walk_blocks(inner)
+    """block and every block nested in it, outermost first (pre-order, blocks in program order).
+    An explicit stack, not nested generators: those cost each block its depth in frames, which
+    made deeply nested IR (a function of many early returns) quadratic to walk."""
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        yield current
+        inner = [b for op in current.ops for b in child_blocks(op)]
+        stack.extend(reversed(inner))
 
 
 def child_blocks(op: Operation) -> list[Block]:
