@@ -225,6 +225,12 @@ class Session:
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
+        except RecursionError:  # the last resort (parse.MAX_NESTING and run_stage catch what they can)
+            from noma.compiler.budget import too_deep
+
+            first_line = Span(source, 0, len(text.split("\n", 1)[0]))
+            return ExecResult(diagnostics=too_deep(first_line).diagnostics, status="error",
+                              compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
         self.compilations += 1
         self._push_undo()
