@@ -4,7 +4,8 @@ Owns: the per-cell state of the session's progress hook. The session calls `tick
 the kernel's main thread every `progress_interval` seconds while native code runs in a worker
 thread; each tick forwards a pending SIGINT to the runtime, streams complete lines printed so
 far, and - once the cell has logged training steps and ticked `quiet_ticks` times - publishes
-one display_data (image/png of noma.plots.history_png, with a display_id), then
+one display_data (image/png of noma.plots.history_png, drawn from the history's bounded summary
+so a frame costs the same however long the session trained, with a display_id), then
 update_display_data at most `max_rate` times per second. `finish()` draws the final state (so
 every cell that trained shows its plot, however short it ran).
 Imports: noma.plots (lazily); publishing goes through callables the kernel passes in.
@@ -78,19 +79,21 @@ class LiveDisplay:
 
     def _steps(self) -> int:
         try:
-            return int(len(self.session.history.losses))
+            return int(self.session.rt.global_step())
         except Exception:
             return 0
 
     def _draw(self) -> None:
-        from noma.plots import history_png
+        from noma.plots import MAX_POINTS, history_png
 
         try:
-            history = self.session.history
+            # the bounded summary (plus the exact losses when they are few): a frame's cost does
+            # not depend on how many steps the session trained
+            history = self.session.read_history(recent=self._steps() <= MAX_POINTS)
             png = history_png(history, self.session.dims)
         except Exception:
             return
-        self.drawn_steps = len(history.losses)
+        self.drawn_steps = int(history.total_steps)
         data = {"image/png": png, "text/plain": f"<training plot: {self.drawn_steps} steps>"}
         if self.display_id is None:
             self.display_id = uuid.uuid4().hex

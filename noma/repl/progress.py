@@ -11,7 +11,6 @@ Imports: noma.meta (event text). No prompt_toolkit.
 
 from __future__ import annotations
 
-import ctypes
 import time
 from typing import Any, Optional, TextIO
 
@@ -23,18 +22,8 @@ CLEAR_LINE = "\r\x1b[2K"
 
 
 def last_loss(session: Any) -> Optional[float]:
-    """The last logged loss, read in place (no copy of the whole log); None when nothing logged."""
-    rt = session.rt
-    n = int(rt.lib.noma_log_len(rt.ctx))
-    if n <= 0:
-        return None
-    address = rt.lib.noma_log_data(rt.ctx)
-    if address is not None and not isinstance(address, int):  # a typed ctypes pointer
-        address = ctypes.cast(address, ctypes.c_void_p).value
-    if not address:
-        return None
-    real = ctypes.c_float if rt.dtype == "f32" else ctypes.c_double
-    return float(real.from_address(address + (n - 1) * ctypes.sizeof(real)).value)
+    """The last logged loss, read in place (no copy of the history); None when nothing logged."""
+    return session.rt.last_loss()
 
 
 def event_count(session: Any) -> int:
