@@ -44,6 +44,9 @@ class ExecResult:
     #: where compile_seconds went (seconds): front_end (parse, IR, autodiff, IR passes),
     #: lowering (NOMA IR to LLVM IR text), llvm_parse, llvm_optimise, llvm_codegen
     compile_phases: dict[str, float] = field(default_factory=dict)
+    #: `output` and the warnings were already delivered, as they were printed, to the session's
+    #: output_sink (front ends then show only the value and the errors)
+    streamed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -56,6 +59,54 @@ class ExecResult:
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
+
+
+def _cancelled(compile_seconds: float) -> ExecResult:
+    """The result of a cell an interrupt cancelled before it ran (nothing changed)."""
+    return ExecResult(status="interrupted", compile_seconds=compile_seconds, diagnostics=[Diagnostic(
+        Kind.RUNTIME, "interrupted before the cell ran; nothing changed")])
+
+
+class _LiveOutput:
+    """What a running cell printed, taken from the runtime (noma_live_take) and handed to a sink:
+    whole lines of text and each warning, in program order; the text and warnings are kept for
+    the ExecResult."""
+
+    def __init__(self, sink: Callable[[str, str], None]):
+        self.sink = sink
+        self.pending = b""  # an unfinished line
+        self.parts: list[str] = []
+        self.warnings: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def drain(self, rt: Any, final: bool) -> None:
+        data = self.pending + rt.take_live()
+        self.pending = b""
+        pieces = data.split(b"\0")
+        self._text(pieces[0], final or len(pieces) > 1)
+        for piece in pieces[1:]:
+            message, _, rest = piece.partition(b"\n")
+            self._emit("warning", message.decode("utf-8", "replace"))
+            self._text(rest, final or piece is not pieces[-1])
+
+    def _text(self, data: bytes, whole: bool) -> None:
+        end = len(data) if whole else data.rfind(b"\n") + 1
+        if end:
+            self._emit("stdout", data[:end].decode("utf-8", "replace"))
+        self.pending += data[end:]
+
+    def _emit(self, kind: str, text: str) -> None:
+        if kind == "warning":
+            self.warnings.append(text)
+        else:
+            self.parts.append(text)
+        try:
+            self.sink(kind, text)
+        except Exception:
+            pass  # a front end's display must never disturb the cell
 
 
 @dataclass
@@ -105,6 +156,11 @@ class Session:
         self.last_source: Optional[Source] = None
         self.progress: Optional[Callable[["Session"], None]] = None
         self.progress_interval = 0.2
+        #: where printed text goes while a cell runs: sink("stdout", text) with whole lines (the
+        #: rest at the end), sink("warning", message), in program order, every stream_interval
+        #: seconds; None: ExecResult.output and its warnings only
+        self.output_sink: Optional[Callable[[str, str], None]] = None
+        self.stream_interval = 0.05
         #: ranges [start, end) of runtime events hidden by undo/load; events restored from a checkpoint
         self.hidden_events: list[tuple[int, int]] = []
         self.restored_events: list[dict] = []
@@ -199,6 +255,10 @@ class Session:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
+        if self.rt.interrupt_pending():  # cancelled: nothing changes, but the JIT keeps what it defined
+            self.cell_count += 1  # (the cell's symbol names and pointer globals are taken)
+            self.pointer_globals |= own
+            return _cancelled(compile_seconds)
         self.compilations += 1
         self._push_undo()
         self._commit(module, symbols, names, own, patch, source)
@@ -217,6 +277,8 @@ class Session:
         """Run a cached cell: its effects on the symbol table and specialisations, then its code."""
         cell = hit.cell
         compile_seconds = time.perf_counter() - started
+        if self.rt.interrupt_pending():
+            return _cancelled(compile_seconds)
         self.cache_hits += 1
         self._push_undo()
         self.compiled.update(cell.specs)
@@ -256,10 +318,21 @@ class Session:
         cell as this run does in the location of a runtime error."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
-        status = self._invoke_with_progress(address)
+        live = _LiveOutput(self.output_sink) if self.output_sink is not None else None
+        if live is not None:
+            self.rt.set_live(True)
+        try:
+            status = self._invoke_with_progress(address, live)
+        finally:
+            if live is not None:
+                self.rt.set_live(False)
         result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
         result.steps = self.rt.global_step() - steps_before
-        for message in self.rt.take_warnings():
+        warnings = self.rt.take_warnings()
+        if live is not None:
+            live.drain(self.rt, final=True)
+            result.output, warnings, result.streamed = live.text + result.output, live.warnings + warnings, True
+        for message in warnings:
             result.diagnostics.append(Diagnostic(Kind.WARNING, message))
         if status == 0:
             if has_value:
@@ -283,18 +356,26 @@ class Session:
         self.rt.release_arena()
         return result
 
-    def _invoke_with_progress(self, address: int) -> int:
-        """Run native code; while it runs, call the progress hook every progress_interval seconds,
-        and once more when it has finished (even when it finishes before the first interval)."""
-        if self.progress is None:
+    def _invoke_with_progress(self, address: int, live: Optional["_LiveOutput"] = None) -> int:
+        """Run native code. With a progress hook or an output sink, it runs in a worker thread
+        (ctypes releases the GIL) while this thread streams printed output every stream_interval
+        seconds and calls the hook every progress_interval seconds, and once more when the code
+        has finished (even when it finishes before the first interval)."""
+        if self.progress is None and live is None:
             return self.rt.invoke(address)
         outcome: list[int] = []
         worker = threading.Thread(target=lambda: outcome.append(self.rt.invoke(address)), daemon=True)
         worker.start()
-        while True:  # at least one call, and the last one after the worker has finished
-            worker.join(self.progress_interval)
+        tick = self.progress_interval if live is None else min(self.progress_interval, self.stream_interval)
+        next_progress = time.monotonic() + self.progress_interval
+        while True:  # at least one hook call, and the last one after the worker has finished
+            worker.join(tick)
             finished = not worker.is_alive()
-            self.progress(self)
+            if live is not None:
+                live.drain(self.rt, final=False)
+            if self.progress is not None and (finished or time.monotonic() >= next_progress):
+                next_progress = time.monotonic() + self.progress_interval
+                self.progress(self)
             if finished:
                 return outcome[0]
 

@@ -69,8 +69,9 @@ class NomaKernel(Kernel):
               "natively through LLVM, with growable parameters. Type :help for meta-commands.")
     help_links: list = []
 
-    #: Seconds between progress-hook calls while native code runs (live plots ≤ 4 per second).
-    progress_interval = 0.25
+    #: Seconds between progress-hook calls while native code runs (progress text ≤ 5 updates and
+    #: live plots ≤ 4 frames per second, drawn in a thread of their own).
+    progress_interval = 0.1
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -110,7 +111,10 @@ class NomaKernel(Kernel):
             last = index == len(segments) - 1
             run = self._run_meta if kind == "meta" else self._run_code
             try:
-                failure = run(text, last, count)
+                with self._sigint_stops_training():
+                    failure = run(text, last, count)
+            except KeyboardInterrupt:  # SIGINT outside a cell's run: still a reply
+                failure = _interrupted("interrupted")
             except Exception as exc:  # e.g. the session cannot start: reply, never leave the client waiting
                 self.log.exception("NOMA cell failed")
                 failure = _failure("NomaInternalError", f"{type(exc).__name__}: {exc}")
@@ -125,12 +129,32 @@ class NomaKernel(Kernel):
             self._records.append((count, code, "\n".join(self._shown)))
         return reply
 
+    def _sigint_stops_training(self) -> Any:
+        """SIGINT (a Jupyter interrupt) during a whole segment, its display included, asks the
+        running training loop to stop (and cancels a cell still compiling) instead of raising."""
+        from contextlib import nullcontext
+
+        try:
+            return self.noma.sigint_stops_training()
+        except Exception:  # no session yet (it cannot start): run() reports that
+            return nullcontext()
+
     def _watch(self, stream_output: bool) -> LiveDisplay:
-        live = LiveDisplay(self.noma, self._publish, self._stream, enabled=not self._silent,
-                           stream_output=stream_output)
+        """Progress text and plots from the session's hook; printed text (code segments) and
+        warnings streamed as the cell prints them."""
+        live = LiveDisplay(self.noma, self._publish, enabled=not self._silent)
         self.noma.progress = live.tick
         self.noma.progress_interval = self.progress_interval
+        self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
+
+    def _print_live(self, kind: str, text: str) -> None:
+        if kind == "warning":
+            from noma.diagnostics import Diagnostic, Kind
+
+            self._stream("stderr", Diagnostic(Kind.WARNING, text).render(color=True) + "\n")
+        else:
+            self._stream("stdout", text)
 
     def _event_count(self) -> int:
         try:
@@ -144,21 +168,23 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=True)
         try:
-            with self.noma.sigint_stops_training():
-                result = session.execute(text, name=f"In[{count}]")
-        except KeyboardInterrupt:
-            return _interrupted("interrupted before the cell ran")
+            result = session.execute(text, name=f"In[{count}]")
         except Exception as exc:  # a compiler or runtime bug: say so, keep the kernel alive
+            live.finish(interrupted=True)
             return _failure("NomaInternalError", f"internal compiler error ({type(exc).__name__}: {exc}); "
                             "please report this cell")
         finally:
             session.progress = None
+            session.output_sink = None
         if not self._silent:
-            self._stream("stdout", live.remaining_output(result.output))
-            for warning in result.warnings:
-                self._stream("stderr", warning.render(color=True) + "\n")
-            live.finish()
+            if not result.streamed:
+                self._stream("stdout", result.output)
+                for warning in result.warnings:
+                    self._stream("stderr", warning.render(color=True) + "\n")
+            live.finish(interrupted=result.status == "interrupted")
             self._show_diagram(events_before)
+        else:
+            live.finish(interrupted=True)
         if result.status == "interrupted":
             message = result.diagnostics[-1].message if result.diagnostics else "interrupted"
             return _interrupted(message)
@@ -265,11 +291,12 @@ class NomaKernel(Kernel):
             return None
 
     async def do_is_complete(self, code: str) -> dict:
-        from noma.compiler.parse import is_complete
+        from noma.compiler.parse import completeness
 
         text = "\n".join(line for line in code.split("\n") if not line.lstrip().startswith(":"))
-        if not text.strip() or is_complete(text):
-            return {"status": "complete"}
+        status = completeness(text) if text.strip() else "complete"
+        if status != "incomplete":  # "invalid": no further line can complete it
+            return {"status": status}
         depth = max(0, text.count("{") - text.count("}"))
         return {"status": "incomplete", "indent": "    " * depth}
 

@@ -97,6 +97,26 @@ class Runtime:
         n = self.lib.noma_output_len(self.ctx)
         return ctypes.string_at(self.lib.noma_output_data(self.ctx), n).decode("utf-8", "replace") if n else ""
 
+    def set_live(self, on: bool) -> None:
+        """Prints and warnings go to the live buffer (take_live) instead of output / warnings."""
+        self.lib.noma_set_live(self.ctx, 1 if on else 0)
+
+    def take_live(self) -> bytes:
+        """What was printed since the last call, safe while native code runs in another thread:
+        printed bytes as is, each warning as b"\\0MESSAGE\\n"."""
+        data = ctypes.c_void_p()
+        n = int(self.lib.noma_live_take(self.ctx, ctypes.byref(data)))
+        if not n or not data.value:
+            return b""
+        try:
+            return ctypes.string_at(data.value, n)
+        finally:
+            self.lib.noma_live_free(data)
+
+    def interrupt_pending(self) -> bool:
+        """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
+        return bool(self.lib.noma_poll_interrupt())
+
     def take_warnings(self) -> list[str]:
         n = self.lib.noma_warnings_len(self.ctx)
         text = ctypes.string_at(self.lib.noma_warnings_data(self.ctx), n).decode("utf-8", "replace") if n else ""

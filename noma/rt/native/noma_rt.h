@@ -162,6 +162,9 @@ void noma_warn(const char *msg);
 int64_t noma_warnings_len(NomaCtx *c);
 const char *noma_warnings_data(NomaCtx *c);
 void noma_warnings_clear(NomaCtx *c);
+void noma_set_live(NomaCtx *c, int32_t on);
+int64_t noma_live_take(NomaCtx *c, char **data);
+void noma_live_free(char *data);
 
 /* ------------------------------------------------------------------------ */
 /* RNG                                                                       */
@@ -253,6 +256,9 @@ void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
 void noma_stop_interrupted(void);
+void noma_opt_result_begin(int64_t slot);
+void noma_opt_result_set(real loss);
+void noma_opt_result_end(void);
 void noma_sigint_install(void);
 void noma_sigint_restore(void);
 

@@ -122,6 +122,16 @@ struct NomaCtx {
     /* output */
     int32_t capture;
     NomaBuf out, warn;
+    /* live output (noma_live_take): prints and warnings in program order, filled by the thread
+       running native code and drained by another under live_lock; warnings framed "\0MSG\n" */
+    int32_t live_on;
+    volatile int32_t live_lock;
+    NomaBuf live;
+    /* the top-level variable a running training loop's loss is bound to (noma_opt_result_*):
+       on an unwind it receives the last loss computed */
+    int64_t result_slot;
+    int32_t result_set;
+    real result_value;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
