@@ -181,6 +181,9 @@ class Session:
         #: seconds; None: ExecResult.output and its warnings only
         self.output_sink: Optional[Callable[[str, str], None]] = None
         self.stream_interval = 0.05
+        #: True while the progress hook is called for native code still running (False for its
+        #: last call, after the code finished)
+        self.running = False
         #: ranges [start, end) of runtime events hidden by undo/load; events restored from a checkpoint
         self.hidden_events: list[tuple[int, int]] = []
         self.restored_events: list[dict] = []
@@ -395,7 +398,9 @@ class Session:
                 live.drain(self.rt, final=False)
             if self.progress is not None and (finished or time.monotonic() >= next_progress):
                 next_progress = time.monotonic() + self.progress_interval
+                self.running = not finished
                 self.progress(self)
+                self.running = False
             if finished:
                 return outcome[0]
 
