@@ -17,7 +17,10 @@ import pytest
 pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
-from test_kernel import TIMEOUT, drain, kernel, run, shell_reply  # noqa: E402,F401  (kernel: the fixture)
+from test_kernel import TIMEOUT, drain, run, shell_reply  # noqa: E402
+from test_kernel import kernel as kernel_fixture  # noqa: E402
+
+kernel = kernel_fixture  # one kernel process for this module's tests
 
 SETUP = """
 seed(5);
