@@ -161,6 +161,12 @@ class Session:
         #: seconds; None: ExecResult.output and its warnings only
         self.output_sink: Optional[Callable[[str, str], None]] = None
         self.stream_interval = 0.05
+        #: True while the progress hook is called for native code still running (False for its
+        #: last call, after the code finished)
+        self.running = False
+        #: execute() forgets an earlier interrupt request (a front end that clears it itself when
+        #: a request starts, like the kernel, turns this off)
+        self.clear_interrupt_on_execute = True
         #: ranges [start, end) of runtime events hidden by undo/load; events restored from a checkpoint
         self.hidden_events: list[tuple[int, int]] = []
         self.restored_events: list[dict] = []
@@ -232,7 +238,8 @@ class Session:
         from noma.rt.safetensors_header import read_ranks
 
         source = Source(name or f"<cell {self.cell_count + 1}>", text)
-        self.rt.clear_interrupt()  # a request from now on (even while compiling) stops this cell's training
+        if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
+            self.rt.clear_interrupt()
         started = time.perf_counter()
         hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
@@ -375,7 +382,9 @@ class Session:
                 live.drain(self.rt, final=False)
             if self.progress is not None and (finished or time.monotonic() >= next_progress):
                 next_progress = time.monotonic() + self.progress_interval
+                self.running = not finished
                 self.progress(self)
+                self.running = False
             if finished:
                 return outcome[0]
 

@@ -13,6 +13,8 @@ noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
 from __future__ import annotations
 
 import fnmatch
+import signal
+import time
 from typing import Any, Optional
 
 from ipykernel.kernelbase import Kernel
@@ -79,6 +81,9 @@ class NomaKernel(Kernel):
         self._records: list[tuple[int, str, str]] = []  # (execution count, input, output text)
         self._silent = False
         self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
+        self._dispatched = 0.0  # when the shell request being handled arrived
+        self._last_sigint = -1.0  # when the last SIGINT arrived
+        signal.signal(signal.SIGINT, self._on_sigint)
 
     # ------------------------------------------------------------------ session and output
 
@@ -89,6 +94,9 @@ class NomaKernel(Kernel):
             from noma.session import Session
 
             self._noma = Session()
+            self._noma.clear_interrupt_on_execute = False  # pre_handler_hook does (see there)
+            if self._last_sigint >= self._dispatched:  # interrupted while the session started
+                self._noma.interrupt()
         return self._noma
 
     def _publish(self, msg_type: str, content: dict) -> None:
@@ -111,9 +119,9 @@ class NomaKernel(Kernel):
             last = index == len(segments) - 1
             run = self._run_meta if kind == "meta" else self._run_code
             try:
-                with self._sigint_stops_training():
-                    failure = run(text, last, count)
-            except KeyboardInterrupt:  # SIGINT outside a cell's run: still a reply
+                failure = run(text, last, count)
+            except KeyboardInterrupt:  # (SIGINT is a stop request here: never expected) still a reply
+                self.log.exception("KeyboardInterrupt in a NOMA cell")
                 failure = _interrupted("interrupted")
             except Exception as exc:  # e.g. the session cannot start: reply, never leave the client waiting
                 self.log.exception("NOMA cell failed")
@@ -129,15 +137,30 @@ class NomaKernel(Kernel):
             self._records.append((count, code, "\n".join(self._shown)))
         return reply
 
-    def _sigint_stops_training(self) -> Any:
-        """SIGINT (a Jupyter interrupt) during a whole segment, its display included, asks the
-        running training loop to stop (and cancels a cell still compiling) instead of raising."""
-        from contextlib import nullcontext
+    # ------------------------------------------------------------------ interrupts
 
-        try:
-            return self.noma.sigint_stops_training()
-        except Exception:  # no session yet (it cannot start): run() reports that
-            return nullcontext()
+    async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
+        self._dispatched = time.monotonic()  # an interrupt from now on belongs to this request
+        await super().dispatch_shell(*args, **kwargs)
+
+    def pre_handler_hook(self) -> None:
+        """SIGINT (a Jupyter interrupt) asks the session to stop instead of raising
+        KeyboardInterrupt (ipykernel's default during a request) or being ignored (between
+        requests): it cancels a segment still compiling or about to run, and stops a training
+        loop at its next step boundary (the runtime's own handler takes over while native code
+        runs). A request that came before this message was received (an interrupt of an idle
+        kernel) is dropped; one that came since (the request's busy status was visible) is kept."""
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        if self._noma is not None and self._last_sigint < self._dispatched:
+            self._noma.rt.clear_interrupt()
+
+    def post_handler_hook(self) -> None:
+        """SIGINT stays a stop request between requests too (see pre_handler_hook)."""
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._last_sigint = time.monotonic()
+        if self._noma is not None:
+            self._noma.interrupt()
 
     def _watch(self, stream_output: bool) -> LiveDisplay:
         """Progress text and plots from the session's hook; printed text (code segments) and
@@ -226,8 +249,7 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=False)  # :time and :run print through their text
         try:
-            with self.noma.sigint_stops_training():
-                result = run_meta(self.noma, line)
+            result = run_meta(self.noma, line)
         except Exception as exc:  # run_meta reports user mistakes itself: this is a bug
             return _failure("NomaInternalError", f"internal error in {line.split()[0]} ({type(exc).__name__}: {exc})")
         finally:
@@ -235,6 +257,7 @@ class NomaKernel(Kernel):
                 self._noma.progress = None
         if result.session is not None:  # `:reset` made a new session
             self._noma = result.session
+            self._noma.clear_interrupt_on_execute = False
             self._noma.progress = None
         live.finish()
         if not result.ok:

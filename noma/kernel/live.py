@@ -116,7 +116,7 @@ class LiveDisplay:
         self.display_id: Optional[str] = None
         self.text_id: Optional[str] = None
         self.updates = 0
-        self.started = time.monotonic()
+        self.run_started: Optional[float] = None  # when native code started (estimated at the first tick)
         self.last_frame = 0.0  # when the last frame was requested
         self.last_text = 0.0
         self.drawn_steps = -1  # steps of the newest frame requested
@@ -137,16 +137,18 @@ class LiveDisplay:
     def _tick(self) -> None:
         if not self.enabled:
             return
+        now = time.monotonic()
+        if self.run_started is None:
+            self.run_started = now - self.session.progress_interval  # ticks start once native code runs
+        self._publish_frame()
         steps = self._steps()
         self.rate.update(steps)
-        if steps == self.start_steps:
-            return
-        now = time.monotonic()
-        self._publish_frame()
+        if steps == self.start_steps or not getattr(self.session, "running", True):
+            return  # nothing trained yet, or the code has finished: finish() shows the final state
         if now - self.last_text >= self.text_gap:
             self._show_text(steps, self.rate.value)
             self.last_text = now
-        if now - self.started >= self.first_frame_after and now - self.last_frame >= self.min_gap:
+        if now - self.run_started >= self.first_frame_after and now - self.last_frame >= self.min_gap:
             painter = self._painter()
             if painter.idle:
                 self._request_frame(steps)

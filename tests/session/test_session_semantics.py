@@ -633,7 +633,8 @@ def test_interrupt_before_the_loop_starts_runs_no_step() -> None:
         return invoke(address)
 
     s.rt.invoke = request_then_invoke
-    r = s.execute("let before = 1;\noptimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }")
+    r = s.execute("let before = 1;\n"
+                  "optimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }")
     s.rt.invoke = invoke
     assert r.status == "interrupted" and r.steps == 0 and s.rt.global_step() == 0
     assert s.globals()["before"] == 1.0 and s.params["w"] == 1.0
