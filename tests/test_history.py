@@ -328,3 +328,46 @@ def test_plot_of_a_long_summary_has_bounded_points():
     h = History(np.zeros(0), [], summary, total + 1, total)
     assert len(plots.loss_buckets(h)) == len(widths) <= plots.MAX_POINTS and total > n // 10
     assert plots.history_png(h, {})[:4] == b"\x89PNG"
+
+
+def test_reading_while_training_sees_consistent_histories():
+    """Copies taken from another thread while native code trains (what live plots do) are whole:
+    the buckets cover exactly the steps up to the copy's global step, and the exact window agrees
+    with the one-loss buckets it overlaps."""
+    s = noma.Session()
+    s.execute("learn w = 5.0;")
+    seen: list[int] = []
+
+    def hook(session: noma.Session) -> None:
+        h = session.read_history()
+        summary = h.summary
+        assert int(summary.count.sum()) == h.total_steps - (int(summary.first[0]) - 1 if len(summary) else h.total_steps)
+        assert np.array_equal(summary.first[1:], summary.first[:-1] + summary.count[:-1])
+        if len(summary):
+            assert summary.last[-1] == h.total_steps
+        ones = summary.count == 1
+        steps = summary.first[ones]
+        inside = steps >= h.first_step
+        np.testing.assert_array_equal(summary.mean[ones][inside], h.losses[steps[inside] - h.first_step])
+        seen.append(h.total_steps)
+
+    s.progress = hook
+    s.progress_interval = 0.005
+    r = s.execute("optimize(w) with sgd(lr = 0.0000001) max 1000000 { let loss = (w - 3) ^ 2 + 1; minimize loss; }")
+    assert r.ok and seen[-1] == 1_000_000 and len(seen) > 2 and seen == sorted(seen)
+
+
+def test_f32_history_and_checkpoint(tmp_path):
+    s = noma.Session(dtype="f32")
+    s.execute("learn w = 5.0;")
+    r = s.execute("optimize(w) with sgd(lr = 0.001) max 1000 { let loss = (w - 3) ^ 2 + 1; minimize loss; }")
+    assert r.ok
+    h = s.history
+    assert h.complete and h.losses.dtype == np.float64 and len(h.losses) == 1000
+    check_against_exact(h.summary, h.losses)
+    path = str(tmp_path / "ck32.safetensors")
+    s.save_checkpoint(path)
+    t = noma.Session(dtype="f32")
+    t.load_checkpoint(path)
+    assert np.array_equal(t.history.losses, h.losses) and t.history.total_steps == 1000
+    np.testing.assert_allclose(t.history.summary.mean, h.summary.mean, rtol=1e-6)
