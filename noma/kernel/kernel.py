@@ -22,6 +22,7 @@ from ipykernel.kernelbase import Kernel
 import noma
 from noma.kernel import introspect
 from noma.kernel.live import LiveDisplay
+from noma.kernel.painter import shared_painter
 
 #: Diagnostic kind → the `ename` of Jupyter error messages.
 ENAMES = {"syntax": "NomaSyntaxError", "name": "NomaNameError", "type": "NomaTypeError",
@@ -84,6 +85,7 @@ class NomaKernel(Kernel):
         self._dispatched = 0.0  # when the shell request being handled arrived
         self._last_sigint = -1.0  # when the last SIGINT arrived
         signal.signal(signal.SIGINT, self._on_sigint)
+        shared_painter()  # the plot process starts (and imports matplotlib) while the kernel is idle
 
     # ------------------------------------------------------------------ session and output
 
