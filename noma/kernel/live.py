@@ -10,7 +10,8 @@ ready, so the main thread never waits for a drawing:
 - plot frames: once the cell has trained for `first_frame_after` seconds, the tick hands a
   snapshot of the history to the painter (noma.kernel.painter: a process of its own renders it
   with noma.plots.history_png), and a later tick publishes the finished PNG (display_data with a
-  display_id, then update_display_data), at most `max_rate` frames per second.
+  display_id, then update_display_data), at most `max_rate` frames per second and spaced by four
+  times the last frame's drawing time (drawing takes at most a quarter of one core).
 `finish(interrupted)` publishes the final state: the progress text, and a final frame for every
 cell that trained (a short cell gets only this one); after an interrupt it draws nothing more, so
 the reply is not held up by a drawing (a finished frame is shown, else the last live one stays).
@@ -77,7 +78,9 @@ class LiveDisplay:
             self.last_text = now
         if now - self.run_started >= self.first_frame_after and now - self.last_frame >= self.min_gap:
             painter = self._painter()
-            if painter is not None and painter.idle:
+            # drawing takes at most a quarter of the time (of one core): frames follow each
+            # other no sooner than 4 drawing times apart
+            if painter is not None and painter.idle and now - self.last_frame >= 4 * painter.last_seconds:
                 self._request_frame(steps)
                 self.last_frame = now
 

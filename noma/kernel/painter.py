@@ -81,6 +81,8 @@ class Painter:
         self._busy = False
         self._generation = 0
         self.broken = False
+        #: seconds the last frame took, request to result (LiveDisplay spaces frames by it)
+        self.last_seconds = 0.0
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child,), name="noma-painter", daemon=True)
@@ -147,6 +149,7 @@ class Painter:
                 generation, steps, history, dims = self._request  # type: ignore[misc]
                 self._request = None
                 self._busy = True
+            started = time.monotonic()
             try:
                 self._conn.send((steps, history, dims))
                 done_steps, png = self._conn.recv()
@@ -158,6 +161,7 @@ class Painter:
                 return
             with self._cond:
                 self._busy = False
+                self.last_seconds = time.monotonic() - started
                 if png is not None and generation == self._generation:
                     self._ready = (done_steps, png)
                 self._cond.notify_all()
