@@ -1,6 +1,6 @@
 """Progress of a running cell, read cheaply while its native code runs: the front ends' status text.
 
-Owns: reading the runtime's counters without copying the loss log (global step, the last logged
+Owns: reading the runtime's counters without copying the loss history (global step, the last logged
 loss, the event count), the steps-per-second estimate, and the one status text both front ends
 show (`step 120,000  loss 0.0123  410,000 steps/s  hidden=16`): the REPL on its status line, the
 kernel in a display it updates in place.
@@ -9,7 +9,6 @@ Imports: noma.display. Safe to call from the thread that waits for native code.
 
 from __future__ import annotations
 
-import ctypes
 import time
 from typing import Any, Optional
 
@@ -17,18 +16,8 @@ from noma.display import format_scalar
 
 
 def last_loss(session: Any) -> Optional[float]:
-    """The last logged loss, read in place (no copy of the whole log); None when nothing logged."""
-    rt = session.rt
-    n = int(rt.lib.noma_log_len(rt.ctx))
-    if n <= 0:
-        return None
-    address = rt.lib.noma_log_data(rt.ctx)
-    if address is not None and not isinstance(address, int):  # a typed ctypes pointer
-        address = ctypes.cast(address, ctypes.c_void_p).value
-    if not address:
-        return None
-    real = ctypes.c_float if rt.dtype == "f32" else ctypes.c_double
-    return float(real.from_address(address + (n - 1) * ctypes.sizeof(real)).value)
+    """The last logged loss, read in place (no copy of the history); None when nothing logged."""
+    return session.rt.last_loss()
 
 
 def event_count(session: Any) -> int:

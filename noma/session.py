@@ -25,6 +25,7 @@ from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, So
 from noma.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
+from noma.history import Event, History, LossSummary  # noqa: F401  (part of the session's API)
 
 
 @dataclass
@@ -58,27 +59,6 @@ class ExecResult:
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
-
-
-@dataclass
-class Event:
-    """A resize, free, optimizer change or reset, at a global step."""
-
-    kind: str
-    step: int
-    name: str
-    old_shape: tuple[int, ...]
-    new_shape: tuple[int, ...]
-    policy: str
-    output_change: Optional[float] = None
-
-
-@dataclass
-class History:
-    """Loss per global step across all cells, and the events."""
-
-    losses: np.ndarray
-    events: list[Event]
 
 
 def _cancelled(compile_seconds: float) -> ExecResult:
@@ -437,11 +417,37 @@ class Session:
 
     @property
     def history(self) -> History:
+        """The training history in bounded memory: the exact losses of the last steps (every step
+        while the session trained at most `history_window` steps), a min/max/mean summary of
+        every step, the events. Cheap: its size does not depend on the steps trained."""
+        return self.read_history()
+
+    def read_history(self, recent: bool = True) -> History:
+        """`history`; without `recent` the exact window is left out (`losses` is empty), what a
+        plot needs (it draws from the summary)."""
+        data = self.rt.history(recent)
+        summary = LossSummary.from_levels(data.start, data.counts, data.bmin, data.bmax, data.bsum)
+        return History(data.recent, self.events(), summary, data.step - len(data.recent) + 1, data.step,
+                       int(self.rt.lib.noma_history_window(self.rt.ctx)))
+
+    def events(self) -> list[Event]:
+        """Resizes, frees, optimizer changes, resets and re-initialisations, oldest first (exact)."""
         names = {var.slot: n for n, var in self.symbols.params.items()}
         dims = {d: n for n, d in self.symbols.dims.items()}
         live = self.rt.events(names, dims)
         shown = [e for i, e in enumerate(live) if not any(a <= i < b for a, b in self.hidden_events)]
-        return History(self.rt.losses(), [Event(**e) for e in self.restored_events] + shown)
+        return [Event(**e) for e in self.restored_events] + shown
+
+    @property
+    def history_window(self) -> int:
+        """How many of the last losses `history.losses` holds exactly (65536 by default)."""
+        return int(self.rt.lib.noma_history_window(self.rt.ctx))
+
+    @history_window.setter
+    def history_window(self, n: int) -> None:
+        if not self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)):
+            limit = int(self.rt.lib.noma_history_limit(3))
+            raise ValueError(f"history_window must be between 1 and {limit}")
 
     # ------------------------------------------------------------------ undo, reset, checkpoints
 
@@ -473,8 +479,10 @@ class Session:
         """Forget everything: a fresh runtime context and symbol tables (compiled code is kept)."""
         from noma.rt import runtime
 
+        window = self.history_window
         self.rt = runtime.Runtime(self.dtype, capture=self.rt.capture)
         self.rt.lib.noma_probe_enable(self.rt.ctx, int(self._measure_output_change))
+        self.history_window = window
         self.symbols = SymbolTable()
         self.compiled = {}
         self.cell_cache.clear()

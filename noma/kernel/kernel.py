@@ -183,7 +183,7 @@ class NomaKernel(Kernel):
 
     def _event_count(self) -> int:
         try:
-            return len(self.noma.history.events)
+            return len(self.noma.events())  # not .history: that also copies the loss history
         except Exception:
             return 0
 
@@ -233,7 +233,7 @@ class NomaKernel(Kernel):
     def _show_diagram(self, events_before: int) -> None:
         """After a cell that resized parameters: the network with added/removed units."""
         try:
-            events = self.noma.history.events[events_before:]
+            events = self.noma.events()[events_before:]
             from noma.kernel.diagram import diagram_for
 
             png = diagram_for(self.noma, events)

@@ -8,10 +8,11 @@ ready, so the main thread never waits for a drawing:
 - progress text (`step 12,000  loss 0.031  450,000 steps/s`) as a display_data with its own
   display_id, updated in place (update_display_data) at most `text_rate` times per second;
 - plot frames: once the cell has trained for `first_frame_after` seconds, the tick hands a
-  snapshot of the history to the painter (noma.kernel.painter: a process of its own renders it
-  with noma.plots.history_png), and a later tick publishes the finished PNG (display_data with a
-  display_id, then update_display_data), at most `max_rate` frames per second and spaced by four
-  times the last frame's drawing time (drawing takes at most a quarter of one core).
+  snapshot of the history to the painter (its bounded summary, plus the exact losses while there
+  are few: a frame costs the same however long the session trained; noma.kernel.painter: a process
+  of its own renders it with noma.plots.history_png), and a later tick publishes the finished PNG
+  (display_data with a display_id, then update_display_data), at most `max_rate` frames per second
+  and spaced by four times the last frame's drawing time (drawing takes at most a quarter of a core).
 `finish(interrupted)` publishes the final state: the progress text, and a final frame for every
 cell that trained (a short cell gets only this one); after an interrupt it draws nothing more, so
 the reply is not held up by a drawing (a finished frame is shown, else the last live one stays).
@@ -98,10 +99,13 @@ class LiveDisplay:
         return self.painter
 
     def _request_frame(self, steps: int) -> None:
+        from noma.plots import MAX_POINTS
+
         painter = self._painter()
         if painter is None:
             return
-        history = self.session.history  # a snapshot, taken here: the painter never reads the session
+        # a snapshot, taken here (the painter never reads the session), of bounded size
+        history = self.session.read_history(recent=steps <= MAX_POINTS)
         painter.submit(steps, history, dict(self.session.dims))
         self.drawn_steps = steps
 

@@ -4,8 +4,9 @@
  * The runtime is split into several C files compiled together (see
  * noma/rt/native_lib.py: c_sources()):
  *   noma_rt.c         context, errors/invoke, arena, tape, broadcasting, printing,
- *                     globals, training log, events, interrupt, executables,
+ *                     globals, events, interrupt, executables,
  *                     test hooks
+ *   noma_rt_history.c the loss history in bounded memory (exact window + summary)
  *   noma_rt_rng.c     the seeded generator: uniform and normal draws, fills
  *   noma_rt_params.c  parameter store, dims, resize policies, deferred resizes,
  *                     optimizers
@@ -200,9 +201,7 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->dims);
     noma__dim_names_free(c);
     free(c->dq);
-    free(c->log);
-    for (int64_t i = 0; i < c->log_nretired; i++) free(c->log_retired[i]);
-    free(c->log_retired);
+    noma__history_free(c);
     free(c->events);
     noma__probe_free(c);
     if (g_cur == c) g_cur = NULL;
@@ -223,6 +222,7 @@ NomaCtx *noma__cur(void) {
 NomaCtx *noma_ctx_current(void) { return noma__cur(); }
 
 static NomaCtx *ctx_or_cur(NomaCtx *c) { return c ? c : noma__cur(); }
+NomaCtx *noma__ctx_or_cur(NomaCtx *c) { return ctx_or_cur(c); }
 
 /* ======================================================================== */
 /* Errors and invoke                                                        */
@@ -963,42 +963,8 @@ int32_t noma_global_defined(int64_t slot) {
 /* Training log and events                                                  */
 /* ======================================================================== */
 
-void noma_log_loss(real loss) {
-    NomaCtx *c = noma__cur();
-    if (c->log_len == c->log_cap) {
-        /* Grow by copying, not realloc: Python may be reading the old buffer from another
-           thread (live plots), so old buffers are retired and freed with the context. */
-        int64_t nc = c->log_cap ? c->log_cap * 2 : 1024;
-        real *p = (real *)malloc((size_t)nc * sizeof(real));
-        void **r = (void **)realloc(c->log_retired, (size_t)(c->log_nretired + 1) * sizeof(void *));
-        if (!p || !r) {
-            free(p);
-            if (r) c->log_retired = r;
-            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
-            return;
-        }
-        if (c->log_len) memcpy(p, c->log, (size_t)c->log_len * sizeof(real));
-        c->log_retired = r;
-        c->log_retired[c->log_nretired++] = c->log;
-        c->log = p;
-        c->log_cap = nc;
-    }
-    c->log[c->log_len++] = loss;
-    c->step++;
-}
-
+/* The loss log itself is noma_rt_history.c. */
 int64_t noma_global_step(void) { return noma__cur()->step; }
-int64_t noma_log_len(NomaCtx *c) { return ctx_or_cur(c)->log_len; }
-const real *noma_log_data(NomaCtx *c) { return ctx_or_cur(c)->log; }
-void noma_log_clear(NomaCtx *c) { ctx_or_cur(c)->log_len = 0; }
-
-/* Keeps the first n losses and sets the global step to n (undo, checkpoint restore). */
-void noma_log_truncate(NomaCtx *c, int64_t n) {
-    c = ctx_or_cur(c);
-    if (n < 0) n = 0;
-    if (n < c->log_len) c->log_len = n;
-    c->step = n;
-}
 
 void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t old_rank,
                  const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux) {
