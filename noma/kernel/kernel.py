@@ -173,13 +173,11 @@ class NomaKernel(Kernel):
         self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
 
-    def _print_live(self, kind: str, text: str) -> None:
+    def _print_live(self, kind: str, payload: Any) -> None:
         if kind == "warning":
-            from noma.diagnostics import Diagnostic, Kind
-
-            self._stream("stderr", Diagnostic(Kind.WARNING, text).render(color=True) + "\n")
+            self._stream("stderr", payload.render(color=True) + "\n")
         else:
-            self._stream("stdout", text)
+            self._stream("stdout", payload)
 
     def _event_count(self) -> int:
         try:
