@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from noma.diagnostics import Diagnostic, Kind, NomaError, Source
+from noma.diagnostics import Kind, NomaError, Source
 
 
 def _read(path: str) -> Source:
@@ -43,13 +43,13 @@ def _format_value(value: object) -> str:
     return format_value(value)
 
 
-def _print_live(kind: str, text: str) -> None:
+def _print_live(kind: str, payload: Any) -> None:
     """Session.output_sink of `noma run`: printed text to stdout, warnings to stderr, as they come."""
     if kind == "warning":
         sys.stdout.flush()
-        print(Diagnostic(Kind.WARNING, text).render(color=_color()), file=sys.stderr, flush=True)
+        print(payload.render(color=_color()), file=sys.stderr, flush=True)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(payload)
         sys.stdout.flush()
 
 

@@ -72,7 +72,7 @@ class _LiveOutput:
     whole lines of text and each warning, in program order; the text and warnings are kept for
     the ExecResult."""
 
-    def __init__(self, sink: Callable[[str, str], None]):
+    def __init__(self, sink: Callable[[str, Any], None]):
         self.sink = sink
         self.pending = b""  # an unfinished line
         self.parts: list[str] = []
@@ -98,13 +98,21 @@ class _LiveOutput:
             self._emit("stdout", data[:end].decode("utf-8", "replace"))
         self.pending += data[end:]
 
+    def emit_warning(self, diag: Diagnostic) -> None:
+        """A warning of the compiler's, before the code runs (kept in the result by the caller)."""
+        self._send("warning", diag)
+
     def _emit(self, kind: str, text: str) -> None:
         if kind == "warning":
             self.warnings.append(text)
+            self._send(kind, Diagnostic(Kind.WARNING, text))
         else:
             self.parts.append(text)
+            self._send(kind, text)
+
+    def _send(self, kind: str, payload: Any) -> None:
         try:
-            self.sink(kind, text)
+            self.sink(kind, payload)
         except Exception:
             pass  # a front end's display must never disturb the cell
 
@@ -157,9 +165,9 @@ class Session:
         self.progress: Optional[Callable[["Session"], None]] = None
         self.progress_interval = 0.2
         #: where printed text goes while a cell runs: sink("stdout", text) with whole lines (the
-        #: rest at the end), sink("warning", message), in program order, every stream_interval
-        #: seconds; None: ExecResult.output and its warnings only
-        self.output_sink: Optional[Callable[[str, str], None]] = None
+        #: rest at the end), sink("warning", Diagnostic) (the compiler's before the code runs), in
+        #: program order, every stream_interval seconds; None: ExecResult.output and its warnings only
+        self.output_sink: Optional[Callable[[str, Any], None]] = None
         self.stream_interval = 0.05
         #: True while the progress hook is called for native code still running (False for its
         #: last call, after the code finished)
@@ -275,8 +283,7 @@ class Session:
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run(module, entry, has_value)
-        result.diagnostics[:0] = located_warnings(module.spans, module.warnings)
+        result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -297,8 +304,8 @@ class Session:
         self.cell_count += 1
         self.last_module = cell.module
         self.last_source = source
-        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source))
-        result.diagnostics[:0] = located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source))
+        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source),
+                           located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result
@@ -322,13 +329,17 @@ class Session:
         self.last_source = source
 
     def _run(self, module: Any, address: int, has_value: bool,
-             rebind: Optional[tuple[Source, Source]] = None) -> ExecResult:
+             rebind: Optional[tuple[Source, Source]] = None,
+             warnings: Optional[list[Diagnostic]] = None) -> ExecResult:
         """Run a cell's native function; `rebind` (cached source, this run's source) names the
-        cell as this run does in the location of a runtime error."""
+        cell as this run does in the location of a runtime error; `warnings` (the compiler's)
+        come first in the result, and to the output sink before the code runs."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
         live = _LiveOutput(self.output_sink) if self.output_sink is not None else None
         if live is not None:
+            for diag in warnings or []:
+                live.emit_warning(diag)
             self.rt.set_live(True)
         try:
             status = self._invoke_with_progress(address, live)
@@ -337,11 +348,13 @@ class Session:
                 self.rt.set_live(False)
         result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
         result.steps = self.rt.global_step() - steps_before
-        warnings = self.rt.take_warnings()
+        result.diagnostics.extend(warnings or [])
+        runtime_warnings = self.rt.take_warnings()
         if live is not None:
             live.drain(self.rt, final=True)
-            result.output, warnings, result.streamed = live.text + result.output, live.warnings + warnings, True
-        for message in warnings:
+            result.output, result.streamed = live.text + result.output, True
+            runtime_warnings = live.warnings + runtime_warnings
+        for message in runtime_warnings:
             result.diagnostics.append(Diagnostic(Kind.WARNING, message))
         if status == 0:
             if has_value:

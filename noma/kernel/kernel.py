@@ -22,6 +22,7 @@ from ipykernel.kernelbase import Kernel
 import noma
 from noma.kernel import introspect
 from noma.kernel.live import LiveDisplay
+from noma.kernel.painter import shared_painter
 
 #: Diagnostic kind → the `ename` of Jupyter error messages.
 ENAMES = {"syntax": "NomaSyntaxError", "name": "NomaNameError", "type": "NomaTypeError",
@@ -84,6 +85,7 @@ class NomaKernel(Kernel):
         self._dispatched = 0.0  # when the shell request being handled arrived
         self._last_sigint = -1.0  # when the last SIGINT arrived
         signal.signal(signal.SIGINT, self._on_sigint)
+        shared_painter()  # the plot process starts (and imports matplotlib) while the kernel is idle
 
     # ------------------------------------------------------------------ session and output
 
@@ -171,13 +173,11 @@ class NomaKernel(Kernel):
         self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
 
-    def _print_live(self, kind: str, text: str) -> None:
+    def _print_live(self, kind: str, payload: Any) -> None:
         if kind == "warning":
-            from noma.diagnostics import Diagnostic, Kind
-
-            self._stream("stderr", Diagnostic(Kind.WARNING, text).render(color=True) + "\n")
+            self._stream("stderr", payload.render(color=True) + "\n")
         else:
-            self._stream("stdout", text)
+            self._stream("stdout", payload)
 
     def _event_count(self) -> int:
         try:

@@ -8,111 +8,40 @@ ready, so the main thread never waits for a drawing:
 - progress text (`step 12,000  loss 0.031  450,000 steps/s`) as a display_data with its own
   display_id, updated in place (update_display_data) at most `text_rate` times per second;
 - plot frames: once the cell has trained for `first_frame_after` seconds, the tick hands a
-  snapshot of the history (its bounded summary, plus the exact losses while there are few: a
-  frame costs the same however long the session trained) to a Painter, whose thread renders it (noma.plots.history_png, matplotlib
-  Agg; only that thread touches the figure); a later tick publishes the finished PNG (display_data
-  with a display_id, then update_display_data), at most `max_rate` frames per second.
+  snapshot of the history to the painter (its bounded summary, plus the exact losses while there
+  are few: a frame costs the same however long the session trained; noma.kernel.painter: a process
+  of its own renders it with noma.plots.history_png), and a later tick publishes the finished PNG
+  (display_data with a display_id, then update_display_data), at most `max_rate` frames per second
+  and spaced by four times the last frame's drawing time (drawing takes at most a quarter of a core).
 `finish(interrupted)` publishes the final state: the progress text, and a final frame for every
-cell that trained (a short cell gets only this one); after an interrupt it waits for that frame
-only `interrupt_wait` seconds, so the reply is not held up by a drawing (the last live frame stays).
-Imports: noma.progress, noma.plots (lazily, in the painter); publishing goes through callables the
-kernel passes in.
+cell that trained (a short cell gets only this one); after an interrupt it draws nothing more, so
+the reply is not held up by a drawing (a finished frame is shown, else the last live one stays).
+Imports: noma.progress, noma.kernel.painter; publishing goes through callables the kernel passes in.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any, Callable, Optional
 
+from noma.kernel.painter import Painter, shared_painter
 from noma.progress import Rate, global_step, status_text
 
 Publish = Callable[[str, dict], None]
-
-
-class Painter:
-    """A thread that renders history snapshots to PNG, one at a time, newest request first."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._request: Optional[tuple[int, Any, dict]] = None  # (steps, history, dims)
-        self._ready: Optional[tuple[int, bytes]] = None
-        self._busy = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="noma-painter", daemon=True)
-        self._thread.start()
-
-    @property
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._busy and self._request is None
-
-    def submit(self, steps: int, history: Any, dims: dict) -> None:
-        """Draw this snapshot next (replacing a request not yet started)."""
-        with self._cond:
-            self._request = (steps, history, dims)
-            self._cond.notify_all()
-
-    def take(self) -> Optional[tuple[int, bytes]]:
-        """The newest finished frame (steps, PNG), once; None when none is ready."""
-        with self._cond:
-            ready, self._ready = self._ready, None
-            return ready
-
-    def wait(self, timeout: Optional[float]) -> bool:
-        """Wait until nothing is requested or being drawn; False when the timeout ran out first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._busy or self._request is not None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def close(self) -> None:
-        """Stop after the frame being drawn (its result is dropped)."""
-        with self._cond:
-            self._closed = True
-            self._request = None
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        from noma.plots import history_png
-
-        while True:
-            with self._cond:
-                while self._request is None and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                steps, history, dims = self._request  # type: ignore[misc]
-                self._request = None
-                self._busy = True
-            try:
-                png: Optional[bytes] = history_png(history, dims)
-            except Exception:
-                png = None
-            with self._cond:
-                self._busy = False
-                if png is not None and not self._closed:
-                    self._ready = (steps, png)
-                self._cond.notify_all()
 
 
 class LiveDisplay:
     """Progress-hook state for one code segment of a cell."""
 
     def __init__(self, session: Any, publish: Publish, enabled: bool = True, max_rate: float = 4.0,
-                 text_rate: float = 5.0, first_frame_after: float = 0.25, interrupt_wait: float = 0.05):
+                 text_rate: float = 5.0, first_frame_after: float = 0.25):
         self.session = session
         self.publish = publish
         self.enabled = enabled
         self.min_gap = 1.0 / max_rate
         self.text_gap = 1.0 / text_rate
         self.first_frame_after = first_frame_after
-        self.interrupt_wait = interrupt_wait
         self.display_id: Optional[str] = None
         self.text_id: Optional[str] = None
         self.updates = 0
@@ -150,7 +79,9 @@ class LiveDisplay:
             self.last_text = now
         if now - self.run_started >= self.first_frame_after and now - self.last_frame >= self.min_gap:
             painter = self._painter()
-            if painter.idle:
+            # drawing takes at most a quarter of the time (of one core): frames follow each
+            # other no sooner than 4 drawing times apart
+            if painter is not None and painter.idle and now - self.last_frame >= 4 * painter.last_seconds:
                 self._request_frame(steps)
                 self.last_frame = now
 
@@ -160,17 +91,22 @@ class LiveDisplay:
         except Exception:
             return 0
 
-    def _painter(self) -> Painter:
+    def _painter(self) -> Optional[Painter]:
         if self.painter is None:
-            self.painter = Painter()
+            self.painter = shared_painter()
+            if self.painter is not None:
+                self.painter.discard()  # nothing of an earlier cell
         return self.painter
 
     def _request_frame(self, steps: int) -> None:
         from noma.plots import MAX_POINTS
 
+        painter = self._painter()
+        if painter is None:
+            return
         # a snapshot, taken here (the painter never reads the session), of bounded size
         history = self.session.read_history(recent=steps <= MAX_POINTS)
-        self._painter().submit(steps, history, dict(self.session.dims))
+        painter.submit(steps, history, dict(self.session.dims))
         self.drawn_steps = steps
 
     def _publish_frame(self) -> None:
@@ -203,8 +139,9 @@ class LiveDisplay:
     def finish(self, interrupted: bool = False) -> None:
         """The final state: the progress text (when it was shown) with the cell's overall rate, and
         a plot for every cell that trained (also one too short for a live frame), or an update of
-        the live plot when steps ran since its last frame. After an interrupt the final frame is
-        waited for at most interrupt_wait seconds (else the last live frame stays)."""
+        the live plot when steps ran since its last frame. After an interrupt (also one arriving
+        while the final frame is drawn) the reply does not wait for a drawing: a frame already
+        finished is shown, the last live frame stays."""
         if not self.enabled:
             self._close()
             return
@@ -212,24 +149,23 @@ class LiveDisplay:
             steps = self._steps()
             if self.text_id is not None:
                 self._show_text(steps, self.rate.overall(steps))
-            if steps > self.start_steps and steps != self.drawn_steps:
-                painter = self._painter()
-                interrupted = not self._wait(painter, interrupted) or interrupted  # an older frame
-                self._request_frame(steps)
+            painter = self._painter() if steps > self.start_steps and not interrupted else self.painter
+            if painter is not None and steps > self.start_steps and steps != self.drawn_steps:
+                if not interrupted and self._wait(painter):  # an older frame first
+                    self._publish_frame()
+                    self._request_frame(steps)
             if self.painter is not None:
-                self._wait(self.painter, interrupted)
+                if not interrupted:
+                    self._wait(self.painter)
                 self._publish_frame()
         finally:
             self._close()
 
-    def _wait(self, painter: Painter, interrupted: bool) -> bool:
-        """Wait for the painter: without limit, unless the cell was interrupted or an interrupt
-        arrives meanwhile (then interrupt_wait seconds). False when it gave up."""
-        if interrupted:
-            return painter.wait(self.interrupt_wait)
+    def _wait(self, painter: Painter) -> bool:
+        """Wait for the painter, unless an interrupt arrives meanwhile. False when it gave up."""
         while not painter.wait(0.02):
             if self._interrupt_pending():
-                return painter.wait(self.interrupt_wait)
+                return False
         return True
 
     def _interrupt_pending(self) -> bool:
@@ -240,4 +176,4 @@ class LiveDisplay:
 
     def _close(self) -> None:
         if self.painter is not None:
-            self.painter.close()
+            self.painter.discard()  # a frame still being drawn belongs to no cell now

@@ -5,7 +5,7 @@ progress_interval seconds while native code runs in a worker thread) and as `Ses
 (what the cell prints, every 50 ms). It reads the runtime's counters cheaply (noma.progress),
 redraws one status line on a terminal (`\\r` + erase) from the first 0.1 s of a loop, writes
 printed lines and warnings above it, and prints each new resize / free event on its own line.
-Imports: noma.progress, noma.meta (event text), noma.diagnostics. No prompt_toolkit.
+Imports: noma.progress, noma.meta (event text). No prompt_toolkit.
 """
 
 from __future__ import annotations
@@ -72,13 +72,11 @@ class Progress:
         except Exception:
             pass  # the display must never disturb training
 
-    def output(self, kind: str, text: str) -> None:
-        """Session.output_sink: printed text and warnings, above the status line."""
-        from noma.diagnostics import Diagnostic, Kind
-
+    def output(self, kind: str, payload: Any) -> None:
+        """Session.output_sink: printed text and warnings (Diagnostic), above the status line."""
         self.clear()
-        if kind == "warning":  # warnings go where the REPL shows them after a cell: its output
-            text = Diagnostic(Kind.WARNING, text).render(color=self.color) + "\n"
+        # warnings go where the REPL shows them after a cell: its output
+        text = payload.render(color=self.color) + "\n" if kind == "warning" else payload
         self.out.write(text)
         self.out.flush()
 
