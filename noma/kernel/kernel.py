@@ -265,7 +265,8 @@ class NomaKernel(Kernel):
                             result.text.splitlines())
         if self._silent:
             return None
-        self._show_diagram(events_before)
+        if line.split()[0] not in (":undo", ":load", ":reset"):  # their runtime events are not resizes
+            self._show_diagram(events_before)  # of the user's (`:run FILE` may resize)
         self._shown.append(result.text)
         if result.png is not None:
             self._publish("display_data", {"data": {"image/png": result.png, "text/plain": result.text},
