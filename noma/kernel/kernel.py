@@ -7,7 +7,7 @@ execute_result, NOMA diagnostics as error messages with a caret traceback), meta
 a step boundary; the state is kept), completion, inspection, is_complete and history.
 Input: Jupyter messages (through ipykernel). Output: replies and IOPub messages.
 Imports: ipykernel (only under noma.kernel), noma.session, noma.meta, noma.display,
-noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
+noma.kernel.{introspect, live, painter, diagram}, noma.compiler.parse (completeness).
 """
 
 from __future__ import annotations
