@@ -292,6 +292,9 @@ class OptimizeOp:
     #: slots used alternately (even/odd steps) to keep the value alive across the per-step arena
     #: release (lowering stores the step's value with noma_global_store and reloads it).
     carry_slots: list[Optional[tuple[int, int]]] = field(default_factory=list)
+    #: The global slot the loss is bound to after the loop (a top-level `minimize loss` of a cell),
+    #: else -1: the runtime stores the last computed loss there when the loop is interrupted or fails.
+    result_slot: int = -1
 
 
 Operation = Union[Instr, IfOp, WhileOp, OptimizeOp]
@@ -416,11 +419,15 @@ class Builder:
 
 
 def walk_blocks(block: Block) -> Iterator[Block]:
-    """block and every block nested in it, outermost first."""
-    yield block
-    for op in block.ops:
-        for inner in child_blocks(op):
-            yield from walk_blocks(inner)
+    """block and every block nested in it, outermost first (pre-order, blocks in program order).
+    An explicit stack, not nested generators: those cost each block its depth in frames, which
+    made deeply nested IR (a function of many early returns) quadratic to walk."""
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        yield current
+        inner = [b for op in current.ops for b in child_blocks(op)]
+        stack.extend(reversed(inner))
 
 
 def child_blocks(op: Operation) -> list[Block]:

@@ -117,11 +117,17 @@ static NomaParam *param_live(NomaCtx *c, int64_t slot, int64_t span) {
 }
 
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v) {
-    noma_param_set_at(slot, name, v, -1);
+    noma__param_set(noma__cur(), slot, name, v, 1, -1);
 }
 
 void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int64_t span) {
-    NomaCtx *c = noma__cur();
+    noma__param_set(noma__cur(), slot, name, v, 1, span);
+}
+
+/* Defines or re-initialises a parameter; `record`: a re-initialisation is an event (the history
+   starts a new run segment there). Checkpoint loading does not record. `span` locates a failure. */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int record,
+                     int64_t span) {
     if (!noma__check_tensor(v, span, "parameter")) return;
     NomaTensor src = *v; /* v may be this parameter's own descriptor */
     int64_t n = noma__numel(&src);
@@ -143,6 +149,8 @@ void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int6
     }
     if (n) memcpy(d, src.data, (size_t)n * sizeof(real));
     else d[0] = 0;
+    if (record && p->defined)
+        noma__event(c, NOMA_EV_PARAM_INIT, 0, slot, p->t.rank, p->t.dims, src.rank, src.dims, 0);
     noma__xfree(p->t.data);
     p->t.data = d;
     p->t.rank = src.rank;
