@@ -56,8 +56,15 @@ def _print_live(kind: str, payload: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from noma.session import Session
 
+    from noma.compiler.defines import make_defines, parse_with_defines
+
     source = _read(args.file)
-    session = Session(dtype=args.dtype)
+    try:  # a malformed define, one naming nothing or of the wrong kind stops before anything runs
+        parse_with_defines(source, make_defines(args.define))
+    except NomaError as exc:  # (the program's own syntax error is reported by the run below)
+        if any(d.span is not None and d.span.source.name == "-D" for d in exc.diagnostics):
+            return _print_diagnostics(exc)
+    session = Session(dtype=args.dtype, defines=args.define)
     session.output_sink = _print_live  # `print` inside training loops shows as it happens
     result = session.execute(source.text, name=source.name, run_main=True)
     if result.value is not None and result.ok:
@@ -124,7 +131,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     source = _read(args.file)
     try:
-        build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu)
+        build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu,
+                         defines=args.define)
     except NomaError as exc:
         return _print_diagnostics(exc)
     return 0
@@ -158,6 +166,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="compile and run a program")
     run.add_argument("file")
     run.add_argument("--plot", metavar="PNG", help="write the loss and layer-size plot to this file")
+    run.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                     help="replace the value of the top-level `let` or `dim` NAME (repeatable)")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="compile a program without running it")
     check.add_argument("file")
@@ -174,6 +184,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", required=True)
     build.add_argument("-O", "--opt", type=int, default=2, choices=(0, 1, 2, 3))
     build.add_argument("--cpu", default="host", help="host (default) or a portable target such as x86-64-v3")
+    build.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                       help="replace the value of the top-level `let` or `dim` NAME (repeatable)")
     build.set_defaults(func=cmd_build)
     repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
     repl.set_defaults(func=cmd_repl)

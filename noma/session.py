@@ -149,7 +149,8 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
-    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True):
+    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True,
+                 defines: Optional[Any] = None):
         from noma.compiler.jit import JIT
         from noma.rt import runtime
 
@@ -185,6 +186,10 @@ class Session:
         self.compilations = 0
         self.cache_hits = 0
         self._measure_output_change = True
+        #: values from outside (noma.compiler.defines): replace top-level let/dim values of every cell
+        self.defines = defines
+        #: the define names some cell replaced
+        self.defines_used: set[str] = set()
 
     # ------------------------------------------------------------------ compile
 
@@ -197,12 +202,28 @@ class Session:
 
         return self._compile(source, run_main, self.symbols.clone(), read_ranks)
 
+    @property
+    def defines(self) -> dict[str, Any]:
+        """Defines by name (noma.compiler.defines.Define)."""
+        return self._defines
+
+    @defines.setter
+    def defines(self, defines: Optional[Any]) -> None:
+        """Set from {name: value} or `NAME=VALUE` strings (NomaError when one is malformed). Cells
+        run later use them; compiled cells stay cached per set of defines."""
+        from noma.compiler.defines import make_defines
+
+        self._defines = make_defines(defines)
+        self._defines_key = "".join(f"\n//-D {d.name}={d.value}" for d in sorted(self._defines.values(),
+                                                                               key=lambda d: d.name))
+
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
         from noma.compiler.frontend import check
 
         cell = f"__cell{self.cell_count}"
-        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell)
+        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell,
+                                  self._defines, self.defines_used)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -244,7 +265,8 @@ class Session:
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
-        hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
+        key = text + self._defines_key  # the same text with other defines is other code
+        hit = self.cell_cache.lookup(key, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
             return self._replay(hit, source, started)
         try:
@@ -277,7 +299,7 @@ class Session:
                     for n, done in specs.items()]
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
-        self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
+        self.cell_cache.add(key, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
@@ -408,6 +430,12 @@ class Session:
     @property
     def dims(self) -> dict[str, int]:
         return {name: self.rt.dim(dim) for name, dim in self.symbols.dims.items()}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report("name", value);`) by name: noma.rt.metrics.Metric records (held
+        (global step, value) samples and a summary of every value reported)."""
+        return self.rt.metrics()
 
     def optimizer_state(self, name: str) -> dict[str, np.ndarray]:
         """Moment buffers and per-entry step counts of a parameter."""

@@ -570,7 +570,7 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.PARAM_RESIZE: OpLowering.op_param_resize, Op.DIM_LOAD: OpLowering.op_dim_load,
     Op.DIM_SET: OpLowering.op_dim_set, Op.DIM_RESIZE: OpLowering.op_dim_resize,
     Op.GLOBAL_LOAD: OpLowering.op_global_load, Op.GLOBAL_STORE: OpLowering.op_global_store,
-    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.LOAD_CSV: OpLowering.op_load_csv,
+    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.REPORT: OpLowering.op_report, Op.LOAD_CSV: OpLowering.op_load_csv,
     Op.SAVE_CSV: OpLowering.op_save_csv, Op.LOAD_ST: OpLowering.op_load_st,
     Op.SAVE_ST: OpLowering.op_save_st, Op.OPT_RESET: OpLowering.op_opt_reset,
     Op.SAVE_CKPT: OpLowering.op_save_ckpt, Op.LOAD_CKPT: OpLowering.op_load_ckpt,

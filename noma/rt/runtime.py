@@ -113,6 +113,22 @@ class Runtime:
         finally:
             self.lib.noma_live_free(data)
 
+    def set_stop_at(self, step: int) -> None:
+        """Training loops stop (status 2) at the step boundary where the global step reaches
+        `step`; -1: never (noma.tune advances training this way)."""
+        self.lib.noma_set_stop_at(self.ctx, step)
+
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report`), by name: noma.rt.metrics.Metric records."""
+        from noma.rt.metrics import read_metrics
+
+        return read_metrics(self.lib, self.ctx)
+
+    def restore_metrics(self, metrics: dict[str, Any]) -> None:
+        from noma.rt.metrics import restore_metrics
+
+        restore_metrics(self.lib, self.ctx, metrics)
+
     def interrupt_pending(self) -> bool:
         """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
         return bool(self.lib.noma_poll_interrupt())

@@ -170,6 +170,7 @@ NomaCtx *noma_ctx_new(void) {
     c->cur_chunk = -1;
     c->arena_cap = (int64_t)8 << 30; /* 8 GiB */
     c->result_slot = -1;
+    c->stop_at = -1;
     noma__rng_seed(c, 0.0);
     return c;
 }
@@ -202,6 +203,7 @@ void noma_ctx_free(NomaCtx *c) {
     noma__dim_names_free(c);
     free(c->dq);
     noma__history_free(c);
+    noma__metrics_free(c);
     free(c->events);
     noma__probe_free(c);
     if (g_cur == c) g_cur = NULL;
@@ -1025,14 +1027,16 @@ void noma_request_interrupt(void) { g_interrupted = 1; }
 
 /* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
-    if (!g_interrupted) return;
-    g_interrupted = 0;
     NomaCtx *c = noma__cur();
+    if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
+    g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;
     c->err_span = span;
     snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
     fail_jump(c, 2);
 }
+
+void noma_set_stop_at(NomaCtx *c, int64_t step) { noma__ctx_or_cur(c)->stop_at = step < 0 ? -1 : step; }
 
 /* Unconditionally unwinds to noma_invoke with status 2 (a training loop calls it at a step
    boundary after noma_poll_interrupt() returned 1). */

@@ -256,6 +256,18 @@ void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
 void noma_stop_interrupted(void);
+/* A training loop of context c stops at the step boundary where the global step reaches `step`
+   (status 2, as an interrupt; -1: never): noma.tune advances training by a number of steps. */
+void noma_set_stop_at(NomaCtx *c, int64_t step);
+/* Named metrics (noma_rt_metrics.c): `report("name", value);` records a value at the global step. */
+void noma_report(const char *name, real value);
+int32_t noma_metric_count(NomaCtx *c);
+int64_t noma_metric_get(NomaCtx *c, int32_t i, char *name, double *summary, int64_t *steps,
+                        double *values, int64_t cap);
+int32_t noma_metric_set(NomaCtx *c, const char *name, const double *summary, int64_t n,
+                        const int64_t *steps, const double *values);
+void noma_metrics_clear(NomaCtx *c);
+int64_t noma_metric_limit(int32_t which); /* 0 names, 1 samples held per name, 2 name bytes */
 void noma_opt_result_begin(int64_t slot);
 void noma_opt_result_set(real loss);
 void noma_opt_result_end(void);

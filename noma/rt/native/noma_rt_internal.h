@@ -154,6 +154,8 @@ struct NomaCtx {
     /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
     _Atomic(NomaHistory *) hist;
     int64_t step;
+    int64_t stop_at; /* a training loop stops (status 2) at the step boundary where step reaches it; -1 never */
+    struct NomaMetrics *metrics; /* named metrics (noma_rt_metrics.c), allocated on first report */
     NomaEvent *events;
     int64_t nevents, events_cap;
     /* output change of resizes (noma_rt_probe.c) */
@@ -173,6 +175,13 @@ struct NomaCtx {
 
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
+
+/* noma_rt_metrics.c */
+#define NOMA_METRICS_MAX 32
+#define NOMA_METRIC_WINDOW 4096
+#define NOMA_METRIC_NAME 64
+struct NomaMetrics;
+void noma__metrics_free(NomaCtx *c);
 
 /* noma_rt_history.c */
 void noma__history_free(NomaCtx *c);
