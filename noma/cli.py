@@ -138,6 +138,31 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("error: noma tune needs Ray Tune: pip install 'noma[ray]' (or: pip install 'ray[tune]')",
+              file=sys.stderr)
+        return 2
+    from noma.tune.runner import TuneOptions, run
+    from noma.tune.space import parse_param
+
+    try:
+        params = [parse_param(p) for p in args.param]
+        opts = TuneOptions(args.file, trials=args.trials, scheduler=args.scheduler, params=params,
+                           metric=args.metric, mode=args.mode, steps_per_report=args.steps_per_report,
+                           max_steps=args.max_steps, address=args.address, out=args.out,
+                           perturbation_interval=args.perturbation_interval, seed=args.seed, dtype=args.dtype)
+        results = run(opts)
+    except NomaError as exc:
+        return _print_diagnostics(exc)
+    except OSError as exc:
+        print(f"error[io]: {exc}", file=sys.stderr)
+        return 1
+    return 1 if results.errors else 0
+
+
 def cmd_repl(args: argparse.Namespace) -> int:
     from noma.repl import main as repl_main
 
@@ -187,6 +212,23 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
                        help="replace the value of the top-level `let` or `dim` NAME (repeatable)")
     build.set_defaults(func=cmd_build)
+    tune = sub.add_parser("tune", help="train a population of a program's networks on Ray Tune")
+    tune.add_argument("file")
+    tune.add_argument("--trials", type=int, default=4, help="number of trials (default 4)")
+    tune.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default="fifo")
+    tune.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
+                      help="search space of a top-level let or dim: loguniform:LOW:HIGH, uniform:LOW:HIGH, "
+                           "randint:LOW:HIGH, choice:A,B,C or a number (repeatable)")
+    tune.add_argument("--metric", default="loss", help="loss or a `report`ed metric (default loss)")
+    tune.add_argument("--mode", choices=("min", "max"), default="min")
+    tune.add_argument("--steps-per-report", type=int, default=100, help="training steps per report")
+    tune.add_argument("--max-steps", type=int, default=1000, help="training steps per trial")
+    tune.add_argument("--perturbation-interval", type=int, default=2, help="pbt: reports between exploits")
+    tune.add_argument("--seed", type=int, default=None, help="pbt: seed of its random choices")
+    tune.add_argument("--address", default=None,
+                      help="an existing Ray cluster (HOST:PORT); default: a local one with this machine's CPUs")
+    tune.add_argument("--out", default="noma_tune_out", help="results directory (default noma_tune_out)")
+    tune.set_defaults(func=cmd_tune)
     repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
     repl.set_defaults(func=cmd_repl)
     lsp = sub.add_parser("lsp", help="the language server (LSP over stdin/stdout) for editors")

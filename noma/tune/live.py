@@ -58,7 +58,6 @@ class LiveTrial:
         self.session.measure_output_change = False
         self.events: list[TrialEvent] = []
         self.finished = False
-        self.steps_trained = 0   # steps this trial computed itself (not those a checkpoint brought)
         self.start()
 
     # ------------------------------------------------------------------ running
@@ -80,11 +79,11 @@ class LiveTrial:
         self.session.rt.restore_metrics({})
         self.events.clear()
         self.finished = False
-        self.steps_trained = 0
         self._run(self.program.setup, "the program's setup")
 
     def advance(self, steps: int) -> dict[str, Any]:
-        """Train `steps` more steps (fewer when the loop ends by its own `until`); the metrics."""
+        """Train `steps` more steps (fewer when the loop ends by its own `until`); the metrics,
+        with `steps`: the steps computed by this call."""
         rt = self.session.rt
         before = rt.global_step()
         if not self.finished:
@@ -96,15 +95,15 @@ class LiveTrial:
             if result.status == "ok":  # the loop ended by its own condition
                 self.finished = True
                 self._run(self.program.after, "the statements after the training loop")
-        self.steps_trained += rt.global_step() - before
-        return self.metrics()
+        out = self.metrics()
+        out["steps"] = out["global_step"] - before
+        return out
 
     def metrics(self) -> dict[str, Any]:
         """Loss, every named metric's last value, global step and dims (flat, for Tune)."""
         loss = self.session.rt.last_loss()
         out: dict[str, Any] = {"loss": math.nan if loss is None else loss,
                                "global_step": self.session.rt.global_step(),
-                               "steps_trained": self.steps_trained,
                                "compilations": self.session.compilations}
         for name, m in self.session.metrics.items():
             out[name] = m.last
@@ -114,26 +113,31 @@ class LiveTrial:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, directory: str) -> str:
+    def save(self, directory: str, owner: str = "") -> str:
+        """A checkpoint in `directory` (`owner`: the trial's id, to tell an exploit from a restore)."""
         path = os.path.join(directory, CHECKPOINT_FILE)
         self.session.save_checkpoint(path)
         with open(os.path.join(directory, "noma_trial.json"), "w") as f:
-            json.dump({"finished": self.finished, "steps_trained": self.steps_trained}, f)
+            json.dump({"finished": self.finished, "owner": owner}, f)
         return path
 
-    def load(self, directory: str) -> None:
+    def load(self, directory: str, owner: str = "") -> None:
         """Continue from a checkpoint of any trial of the same program (its sizes, values and
-        optimizer state; its scalar globals, history position and metrics)."""
+        optimizer state; its scalar globals, history position and metrics). A checkpoint of
+        another owner than `owner` is an exploit (a TrialEvent naming the dims that changed)."""
         from noma import session_state
 
         path = os.path.join(directory, CHECKPOINT_FILE)
         before = dict(self.session.dims)
         session_state.load_checkpoint_values(self.session, path)
         with open(os.path.join(directory, "noma_trial.json")) as f:
-            self.finished = bool(json.load(f)["finished"])
+            info = json.load(f)
+        self.finished = bool(info["finished"])
+        if info.get("owner") == owner and owner:
+            return  # this trial's own checkpoint (Ray paused and resumed it)
         after = self.session.dims
         detail = ", ".join(f"{n} {before.get(n)}→{after[n]}" for n in after if before.get(n) != after[n])
-        self.events.append(TrialEvent(self.session.rt.global_step(), "exploit", detail))
+        self.events.append(TrialEvent(self.session.rt.global_step(), "exploit", detail or "same sizes"))
 
     def apply_config(self, config: Mapping[str, Any]) -> None:
         """Follow a (mutated) configuration: dims by `realloc` (preserve), numbers by assignment."""
