@@ -466,7 +466,7 @@ class Session:
         data = self.rt.history(recent)
         summary = LossSummary.from_levels(data.start, data.counts, data.bmin, data.bmax, data.bsum)
         return History(data.recent, self.events(), summary, data.step - len(data.recent) + 1, data.step,
-                       int(self.rt.lib.noma_history_window(self.rt.ctx)))
+                       int(self.rt.lib.noma_history_window(self.rt.ctx)), self.metrics)
 
     def events(self) -> list[Event]:
         """Resizes, frees, optimizer changes, resets and re-initialisations, oldest first (exact)."""

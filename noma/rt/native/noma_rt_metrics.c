@@ -4,8 +4,9 @@
  * value reported, and a ring of the last NOMA_METRIC_WINDOW (global step, value) samples. The
  * table is allocated on first use and never grows. A report records the value at the current
  * global step (the number of training steps logged so far), next to the loss history
- * (noma_rt_history.c). Readers (Session.metrics, a checkpoint) run on the training thread or
- * while no code runs.
+ * (noma_rt_history.c). Readers (Session.metrics, a checkpoint) run while no code runs; a live
+ * plot may copy while training runs (a new name is published after it is written; a sample being
+ * written at that moment may be copied half-old: the plot is a frame behind, never out of bounds).
  */
 #include "noma_rt_internal.h"
 
@@ -48,11 +49,12 @@ static NomaMetric *find(NomaCtx *c, const char *name, int create) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "report: more than %d metric names", NOMA_METRICS_MAX);
         return NULL;
     }
-    NomaMetric *m = &t->m[t->n++];
+    NomaMetric *m = &t->m[t->n];
     memset(m, 0, sizeof *m);
     strncpy(m->name, name, NOMA_METRIC_NAME - 1);
     m->min = INFINITY;
     m->max = -INFINITY;
+    __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE); /* a reader sees the name written */
     return m;
 }
 
