@@ -3,8 +3,8 @@
 `TuneOptions` holds the command's options; `run(options)` checks the program and the search
 space (located diagnostics, before Ray starts), starts or joins Ray (`--address`: an existing
 cluster; default: a local one with this machine's CPUs, no dashboard), runs the trials with the
-chosen scheduler (fifo, asha, or pbt whose mutations are the same search spaces: a mutated dim is
-a `realloc` of the live network), and writes to OUT: trials.csv (every report of every trial),
+chosen scheduler (fifo, asha, or synchronous pbt whose mutations are the same search spaces: a
+mutated dim is a `realloc` of the live network), and writes to OUT: trials.csv (every report of every trial),
 trials.json (each trial's configuration and last report), best.json, population.png (loss over
 steps per trial, exploits and resizes marked). Imports Ray lazily.
 """
@@ -38,6 +38,8 @@ class TuneOptions:
     seed: Optional[int] = None
     dtype: str = "f64"
     verbose: int = 1
+    #: pbt: the spaces its explore draws from (default: `params`), e.g. start small, grow large
+    mutations: Optional[list[Param]] = None
 
 
 def _scheduler(opts: TuneOptions, max_reports: int) -> Any:
@@ -48,8 +50,12 @@ def _scheduler(opts: TuneOptions, max_reports: int) -> Any:
     if opts.scheduler == "pbt":
         return PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=opts.perturbation_interval,
-            hyperparam_mutations={p.name: p.mutation() for p in opts.params if p.kind != "const"},
-            quantile_fraction=0.25, resample_probability=0.25)
+            hyperparam_mutations={p.name: p.mutation() for p in (opts.mutations or opts.params)
+                                  if p.kind != "const"},
+            quantile_fraction=0.25, resample_probability=0.25,
+            # synchronous: trials exploit donors at the same report, so no trial skips the steps a
+            # donor trained ahead (every trial computes exactly --max-steps, as with fifo)
+            synch=True)
     return FIFOScheduler()
 
 

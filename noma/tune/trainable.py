@@ -31,14 +31,19 @@ class NomaTrainable(tune.Trainable):
     dtype: str = "f64"
     workdir: str = ""  # relative file paths of the program (load_csv) resolve here, on every node
 
-    def setup(self, config: dict[str, Any]) -> None:
+    def _enter_workdir(self) -> None:
+        """Ray moves an actor into each trial's directory (also when it reuses the actor)."""
         if self.workdir and os.path.isdir(self.workdir):
             os.chdir(self.workdir)
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self._enter_workdir()
         self.trial = LiveTrial(self.program_text, self.program_name, config, dtype=self.dtype)
         self._pending: Optional[dict[str, Any]] = None
         self._reported_events = 0
 
     def step(self) -> dict[str, Any]:
+        self._enter_workdir()
         if self._pending is not None:  # reset_config for a new trial, with no checkpoint after it
             self.trial.config = self._pending
             self._pending = None
@@ -54,10 +59,11 @@ class NomaTrainable(tune.Trainable):
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        self.trial.save(checkpoint_dir, self.trial_id)
+        self.trial.save(os.path.abspath(checkpoint_dir), self.trial_id)
 
     def load_checkpoint(self, checkpoint: Any) -> None:
-        directory = checkpoint if isinstance(checkpoint, str) else checkpoint["checkpoint_dir"]
+        directory = os.path.abspath(checkpoint if isinstance(checkpoint, str) else checkpoint["checkpoint_dir"])
+        self._enter_workdir()
         self.trial.load(directory, self.trial_id)
         if self._pending is not None:
             self.trial.apply_config(self._pending)
