@@ -1,7 +1,7 @@
 """Demo: population-based training of 8 digits networks that start small and may grow, against
-random search with the same step budget, on this machine's CPUs (examples/tune_digits.noma).
+random search with the same step budget, on this machine's CPUs (examples/tune/digits.noma).
 
-    PYTHONPATH=. nice python examples/tune_digits_demo.py [--steps 1500] [--out demo_out]
+    PYTHONPATH=. nice python examples/tune/digits_demo.py [--steps 1500] [--out demo_out]
 
 PBT: 8 trials start with hidden 4 or 8 and lr in [1e-3, 3e-2]; every 2 reports (of 100 steps)
 the worst quarter loads a checkpoint of the best quarter (sizes, values, optimizer state) and
@@ -23,7 +23,7 @@ from collections import Counter
 from noma.tune.runner import TuneOptions, run
 from noma.tune.space import parse_param
 
-PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tune_digits.noma")
+PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.noma")
 
 
 def one(name: str, scheduler: str, params: list[str], mutations: list[str] | None, args) -> dict:
