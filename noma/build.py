@@ -231,8 +231,8 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
     """Compile `source` and link it into the executable `output` (returned as a Path).
 
     Raises NomaError: the program's own diagnostics (the same as `noma run`/`noma check` give at
-    compile time; `defines` as for `noma run -D`), no C compiler (naming the package to install), a failed link, an unwritable
-    output path.
+    compile time; `defines` as for `noma run -D`), no C compiler (naming the package to install),
+    a failed link, an unwritable output path.
     """
     from noma.compiler import jit
     from noma.emit import compile_program
