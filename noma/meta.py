@@ -342,9 +342,10 @@ def cmd_load(session: Any, arg: str, color: bool) -> MetaResult:
 
 
 def cmd_undo(session: Any, arg: str, color: bool) -> MetaResult:
-    if not session.undo():
+    undone = session.undo()
+    if undone is None:
         return MetaResult("nothing to undo", ok=False)
-    return MetaResult("undone: the session is as before the last cell")
+    return MetaResult(f"undone {undone}: the session is as before it")
 
 
 def cmd_reset(session: Any, arg: str, color: bool) -> MetaResult:

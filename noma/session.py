@@ -61,6 +61,15 @@ class ExecResult:
         return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
 
 
+def _cell_label(source: Source) -> str:
+    """`<cell 3> `realloc h = 4;`` (the first line of its code, shortened)."""
+    lines = [line.strip() for line in source.text.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if len(first) > 50 or len(lines) > 1:
+        first = first[:47].rstrip() + " …"
+    return f"{source.name} `{first}`"
+
+
 def _cancelled(compile_seconds: float) -> ExecResult:
     """The result of a cell an interrupt cancelled before it ran (nothing changed)."""
     return ExecResult(status="interrupted", compile_seconds=compile_seconds, diagnostics=[Diagnostic(
@@ -180,6 +189,7 @@ class Session:
         self.hidden_events: list[tuple[int, int]] = []
         self.restored_events: list[dict] = []
         self.undo_stack: list[Any] = []
+        self.undo_labels: list[str] = []  # which cell each undo_stack entry was taken before
         self.undo_depth = 20
         #: compiled cells by text (see noma.cell_cache); compilations done / cells replayed from it
         self.cell_cache = CellCache()
@@ -292,7 +302,7 @@ class Session:
             self.pointer_globals |= own
             return _cancelled(compile_seconds)
         self.compilations += 1
-        self._push_undo()
+        self._push_undo(_cell_label(source))
         self._commit(module, symbols, names, own, patch, source)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
@@ -312,7 +322,7 @@ class Session:
         if self.rt.interrupt_pending():
             return _cancelled(compile_seconds)
         self.cache_hits += 1
-        self._push_undo()
+        self._push_undo(_cell_label(source))
         self.compiled.update(cell.specs)
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
@@ -489,19 +499,22 @@ class Session:
 
     # ------------------------------------------------------------------ undo, reset, checkpoints
 
-    def _push_undo(self) -> None:
+    def _push_undo(self, label: str) -> None:
         from noma import session_state
 
         self.undo_stack.append(session_state.capture(self))
-        del self.undo_stack[:-self.undo_depth]
+        self.undo_labels.append(label)
+        del self.undo_stack[:-self.undo_depth], self.undo_labels[:-self.undo_depth]
 
-    def undo(self) -> bool:
+    def undo(self) -> Optional[str]:
         """Restore parameters, optimizer state, dims, globals, definitions and history to before
-        the last cell. False when there is nothing to undo."""
+        the last cell. Which cell that was (`<cell 3> `realloc h = 4;``), or None when there is
+        nothing to undo."""
         from noma import session_state
 
         if not self.undo_stack:
-            return False
+            return None
+        label = self.undo_labels.pop() if len(self.undo_labels) == len(self.undo_stack) else "the last cell"
         counters = (self.symbols.next_global, self.symbols.next_param, self.symbols.next_dim)
         pointers = set(self.pointer_globals)
         session_state.restore(self, self.undo_stack.pop())
@@ -511,7 +524,7 @@ class Session:
         table = self.symbols
         table.next_global, table.next_param, table.next_dim = (
             max(a, b) for a, b in zip((table.next_global, table.next_param, table.next_dim), counters))
-        return True
+        return label
 
     def reset(self) -> None:
         """Forget everything: a fresh runtime context and symbol tables (compiled code is kept)."""
@@ -524,7 +537,7 @@ class Session:
         self.symbols = SymbolTable()
         self.compiled = {}
         self.cell_cache.clear()
-        self.hidden_events, self.restored_events, self.undo_stack = [], [], []
+        self.hidden_events, self.restored_events, self.undo_stack, self.undo_labels = [], [], [], []
 
     def save_checkpoint(self, path: str) -> str:
         """Parameters, optimizer state, dims, globals, definitions and history to PATH (+ PATH.json)."""
@@ -538,11 +551,12 @@ class Session:
         `load_checkpoint` statement does. Raises NomaError on a bad file, changing nothing."""
         from noma import session_state
 
-        self._push_undo()
+        self._push_undo(f"`:load {path}`")
         try:
             session_state.load_checkpoint(self, path)
         except NomaError:
             self.undo_stack.pop()  # nothing changed
+            self.undo_labels.pop()
             raise
 
     def globals(self) -> dict[str, Any]:

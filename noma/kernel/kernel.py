@@ -7,7 +7,7 @@ execute_result, NOMA diagnostics as error messages with a caret traceback), meta
 a step boundary; the state is kept), completion, inspection, is_complete and history.
 Input: Jupyter messages (through ipykernel). Output: replies and IOPub messages.
 Imports: ipykernel (only under noma.kernel), noma.session, noma.meta, noma.display,
-noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
+noma.kernel.{introspect, live, painter, diagram}, noma.compiler.parse (completeness).
 """
 
 from __future__ import annotations
@@ -265,7 +265,8 @@ class NomaKernel(Kernel):
                             result.text.splitlines())
         if self._silent:
             return None
-        self._show_diagram(events_before)
+        if line.split()[0] not in (":undo", ":load", ":reset"):  # their runtime events are not resizes
+            self._show_diagram(events_before)  # of the user's (`:run FILE` may resize)
         self._shown.append(result.text)
         if result.png is not None:
             self._publish("display_data", {"data": {"image/png": result.png, "text/plain": result.text},

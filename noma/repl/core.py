@@ -104,6 +104,8 @@ class ReplCore:
         if result.session is not None:
             self.session = result.session
             self._attach(self.session)
+        if line.split()[0] in (":undo", ":load", ":reset"):  # restoring state records runtime
+            self.progress.begin(self.session)  # events of its own: not the user's resizes
         self.progress.end(self.session)
         if result.text:
             self._write(self.out if result.ok else self.err, result.text.rstrip("\n") + "\n")

@@ -243,14 +243,14 @@ def test_undo_restores_the_generator():
 
 def test_undo_of_several_cells_and_empty_stack():
     s = noma.Session()
-    assert s.undo() is False
+    assert s.undo() is None
     run(s, "learn w = tensor [1, 2];")
     run(s, "realloc w = [3] init zeros;")
     run(s, "realloc w = [5] init zeros;")
-    assert s.undo() and s.params["w"].shape == (3,)
+    assert s.undo() == "<cell 3> `realloc w = [5] init zeros;`" and s.params["w"].shape == (3,)
     assert s.undo() and s.params["w"].shape == (2,)
     assert s.undo() and s.params == {}
-    assert s.undo() is False
+    assert s.undo() is None
     run(s, "learn w = tensor [7];")  # the name is free again
     np.testing.assert_array_equal(s.params["w"], [7])
 
