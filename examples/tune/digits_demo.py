@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 
-from noma.tune.runner import TuneOptions, run
+from noma.tune.runner import TuneOptions, report_rows, run
 from noma.tune.space import parse_param
 
 PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.noma")
@@ -39,8 +39,9 @@ def one(name: str, scheduler: str, params: list[str], mutations: list[str] | Non
     return {"run": name, "wall_s": round(wall, 1), "best_val_accuracy": best.metrics["val_accuracy"],
             "best_test_accuracy": best.metrics["test_accuracy"], "best_hidden": best.metrics["dim_hidden"],
             "best_lr": best.config["lr"], "final_sizes": dict(sorted(sizes.items())),
-            "steps_computed": sum(int(r.metrics_dataframe["steps"].sum()) for r in results
-                                  if r.metrics_dataframe is not None)}
+            "steps_computed": sum(int(row["steps"]) for row in report_rows(results)),
+            "exploits": sum(int(row["exploits"]) for row in report_rows(results)),
+            "resizes": sum(int(row["resizes"]) for row in report_rows(results))}
 
 
 def main() -> int:
@@ -56,7 +57,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['run']:>6}: test accuracy {r['best_test_accuracy']:.4f} (val {r['best_val_accuracy']:.4f}, "
               f"hidden {r['best_hidden']}, lr {r['best_lr']:.4g}), wall {r['wall_s']} s, "
-              f"{r['steps_computed']} steps computed, final sizes {r['final_sizes']}", file=sys.stderr)
+              f"{r['steps_computed']} steps computed, {r['exploits']} exploits, {r['resizes']} resizes, "
+              f"final sizes {r['final_sizes']}", file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,8 @@ def save_population_png(path: str, rows: list[dict[str, Any]], metric: str = "lo
     panels = ["loss"] + ([metric] if metric != "loss" else []) + (["dims"] if dim_keys else [])
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
     for t in trials:
-        mine = sorted((r for r in rows if r["trial"] == t), key=lambda r: r.get("training_iteration", 0))
+        mine = sorted((r for r in rows if r["trial"] == t), key=lambda r: (r.get("global_step", 0),
+                                                                           r.get("training_iteration", 0)))
         steps = [r.get("global_step", 0) for r in mine]
         for ax, panel in zip(axes[:, 0], panels):
             if panel == "dims":

@@ -115,10 +115,16 @@ def run(opts: TuneOptions) -> Any:
     return results
 
 
-def _rows(results: Any) -> list[dict[str, Any]]:
+def report_rows(results: Any) -> list[dict[str, Any]]:
+    """Every report of every trial (key `trial`: its index), from each trial's progress.csv when
+    the results are on this machine (Ray's metrics_dataframe leaves out reports of a trial that
+    was restored from a checkpoint), else from metrics_dataframe."""
+    import pandas as pd
+
     rows = []
     for i, r in enumerate(results):
-        df = r.metrics_dataframe
+        progress = os.path.join(r.path, "progress.csv") if r.path else ""
+        df = pd.read_csv(progress) if progress and os.path.exists(progress) else r.metrics_dataframe
         if df is None:
             continue
         for rec in df.to_dict("records"):
@@ -134,7 +140,7 @@ def write_results(results: Any, opts: TuneOptions, out: str) -> dict[str, Any]:
 
     from noma.tune.population import save_population_png
 
-    rows = _rows(results)
+    rows = report_rows(results)
     keys = sorted({k for r in rows for k in r})
     with open(os.path.join(out, "trials.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
