@@ -5,7 +5,8 @@ same 1000 steps in a plain Session (the training cell run with a stop at +1000 s
 
 Prints the median seconds per 1000 steps of each and the difference (the Ray actor round trip,
 Ray's result handling, the report's metrics copy). Each side is warmed up first (compilation is
-not timed). Starts a local Ray with 1 CPU and no dashboard.
+not timed). Starts a local Ray with 1 CPU and no dashboard. BLAS and OpenMP use one thread on
+both sides (Ray sets OMP_NUM_THREADS=1 in its workers; this script sets it for the plain side too).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import statistics
 import sys
 import time
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in a Ray worker of 1 CPU (before NumPy loads)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STEPS = 1000
