@@ -59,7 +59,7 @@ RUNTIME_SIGS = {
     "noma_print_tensor": "v:p",
     "noma_print_sep": "v:",
     "noma_print_end": "v:",
-    "noma_report": "v:pr",
+    "noma_report": "v:prl",
     "noma_warn": "v:p",
     "noma_seed": "v:r",
     "noma_rand": "r:",

@@ -137,7 +137,7 @@ class StateOps:
         self.rt("noma_print_end")
 
     def op_report(self, ins: ir.Instr) -> None:
-        self.rt("noma_report", self.cstr(ins.attr("name")), self.get(ins.args[0]))
+        self.rt("noma_report", self.cstr(ins.attr("name")), self.get(ins.args[0]), self.span_c())
 
     def op_load_csv(self, ins: ir.Instr) -> ll.Value:
         slot = self.empty_tensor_slot()

@@ -375,7 +375,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_poll_interrupt": (_I32, []),
     "noma_clear_interrupt": (None, []),
     "noma_set_stop_at": (None, [_P, _I64]),
-    "noma_report": (None, [ctypes.c_char_p, _R]),
+    "noma_report": (None, [ctypes.c_char_p, _R, _I64]),
     "noma_metric_count": (_I32, [_P]),
     "noma_metric_get": (_I64, [_P, _I32, _P, _P, _P, _P, _I64]),
     "noma_metric_set": (_I32, [_P, ctypes.c_char_p, _P, _I64, _P, _P]),

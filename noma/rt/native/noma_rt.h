@@ -260,7 +260,7 @@ void noma_stop_interrupted(void);
    (status 2, as an interrupt; -1: never): noma.tune advances training by a number of steps. */
 void noma_set_stop_at(NomaCtx *c, int64_t step);
 /* Named metrics (noma_rt_metrics.c): `report("name", value);` records a value at the global step. */
-void noma_report(const char *name, real value);
+void noma_report(const char *name, real value, int64_t span);
 int32_t noma_metric_count(NomaCtx *c);
 int64_t noma_metric_get(NomaCtx *c, int32_t i, char *name, double *summary, int64_t *steps,
                         double *values, int64_t cap);

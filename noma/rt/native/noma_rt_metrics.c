@@ -32,12 +32,12 @@ void noma__metrics_free(NomaCtx *c) {
     c->metrics = NULL;
 }
 
-static NomaMetric *find(NomaCtx *c, const char *name, int create) {
+static NomaMetric *find(NomaCtx *c, const char *name, int create, int64_t span) {
     if (!c->metrics) {
         if (!create) return NULL;
         c->metrics = (struct NomaMetrics *)calloc(1, sizeof *c->metrics);
         if (!c->metrics) {
-            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (metrics)");
+            noma__failf(NOMA_ERR_RUNTIME, span, "out of memory (metrics)");
             return NULL;
         }
     }
@@ -46,7 +46,7 @@ static NomaMetric *find(NomaCtx *c, const char *name, int create) {
         if (strncmp(t->m[i].name, name, NOMA_METRIC_NAME - 1) == 0) return &t->m[i];
     if (!create) return NULL;
     if (t->n == NOMA_METRICS_MAX) {
-        noma__failf(NOMA_ERR_RUNTIME, -1, "report: more than %d metric names", NOMA_METRICS_MAX);
+        noma__failf(NOMA_ERR_RUNTIME, span, "report: more than %d metric names", NOMA_METRICS_MAX);
         return NULL;
     }
     NomaMetric *m = &t->m[t->n];
@@ -68,10 +68,11 @@ static void put(NomaMetric *m, int64_t step, double value) {
     m->sum += value;
 }
 
-/* `report("name", value);`: the value at the current global step. */
-void noma_report(const char *name, real value) {
+/* `report("name", value);`: the value at the current global step (span: the statement's, for the
+   error of a 33rd name). */
+void noma_report(const char *name, real value, int64_t span) {
     NomaCtx *c = noma__cur();
-    NomaMetric *m = find(c, name, 1);
+    NomaMetric *m = find(c, name, 1, span);
     if (m) put(m, c->step, (double)value);
 }
 
@@ -108,7 +109,7 @@ int32_t noma_metric_set(NomaCtx *c, const char *name, const double *summary, int
                         const int64_t *steps, const double *values) {
     c = noma__ctx_or_cur(c);
     if (n < 0 || summary[0] < (double)n) return 0;
-    NomaMetric *m = find(c, name, 1);
+    NomaMetric *m = find(c, name, 1, -1);
     if (!m) return 0;
     m->count = m->head = 0;
     for (int64_t k = n > NOMA_METRIC_WINDOW ? n - NOMA_METRIC_WINDOW : 0; k < n; k++) put(m, steps[k], values[k]);
