@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import re
 import signal
 import threading
 import time
@@ -224,8 +225,15 @@ class Session:
         from noma.compiler.defines import make_defines
 
         self._defines = make_defines(defines)
-        self._defines_key = "".join(f"\n//-D {d.name}={d.value}" for d in sorted(self._defines.values(),
-                                                                               key=lambda d: d.name))
+
+    def _defines_key(self, text: str) -> str:
+        """What the cell cache keys a cell's text with: the defines it may use (those named by a
+        `let NAME` or `dim NAME` in it; a cell with none, like a training loop, is the same code
+        under every set of defines)."""
+        if not self._defines:
+            return ""
+        used = sorted(n for n in self._defines if re.search(rf"\b(?:let|dim)\s+{re.escape(n)}\b", text))
+        return "".join(f"\n//-D {n}={self._defines[n].value}" for n in used)
 
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
@@ -275,7 +283,7 @@ class Session:
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
-        key = text + self._defines_key  # the same text with other defines is other code
+        key = text + self._defines_key(text)  # the same text with other defines is other code
         hit = self.cell_cache.lookup(key, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
             return self._replay(hit, source, started)
