@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -160,12 +160,16 @@ class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
     def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True,
-                 defines: Optional[Any] = None):
+                 defines: Optional[Any] = None, memory_limit: Optional[Union[int, str]] = None):
+        """`defines`: values that replace top-level `let`/`dim` declarations of the same name
+        (`noma run -D`). `memory_limit`: bytes (or "512M", "8G": NOMA_MEMORY_LIMIT's syntax) that
+        every allocation of the session's runtime together may use; default NOMA_MEMORY_LIMIT,
+        else 8 GiB. Change it later with `session.rt.memory_limit = ...`."""
         from noma.compiler.jit import JIT
         from noma.rt import runtime
 
         self.dtype = dtype
-        self.rt = runtime.Runtime(dtype, capture=capture)
+        self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
         self.cell_count = 0
@@ -501,7 +505,10 @@ class Session:
 
     @history_window.setter
     def history_window(self, n: int) -> None:
-        if not self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)):
+        ok = int(self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)))
+        if ok == -1:  # over the memory limit (or out of memory): the runtime's message
+            raise NomaError(Diagnostic(Kind.RUNTIME, self.rt.error()[2]))
+        if not ok:
             limit = int(self.rt.lib.noma_history_limit(3))
             raise ValueError(f"history_window must be between 1 and {limit}")
 

@@ -154,7 +154,8 @@ class BuiltinContext:
         x, axis = self._reduce(e)
         if x.rank == 0:
             return x
-        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), self.count(x, axis))
+        count = self.op(Op.CHECK, self.count(x, axis), rule="mean_count")  # warns when 0 (NumPy)
+        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), count)
 
     # -------------------------------------------------------------- linear algebra and shape
 
@@ -251,6 +252,7 @@ class BuiltinContext:
         onehot = self.targets_one_hot(logits, targets, e)
         total = self.op(Op.SUM, self.op(Op.MUL, onehot, self.log_softmax(logits)), axis=None, keepdims=False)
         rows = self.op(Op.DIM, logits, axis=0) if logits.rank == 2 else self.c(1.0)
+        rows = self.op(Op.CHECK, rows, rule="mean_count")  # a mean over no rows: nan, warned
         return self.op(Op.NEG, self.op(Op.DIV, total, rows))
 
     def b_argmax(self, e: ast.Call) -> ir.Value:
@@ -265,7 +267,8 @@ class BuiltinContext:
         hits = self.op(Op.EQ, pred, labels)
         if hits.rank == 0:
             return hits
-        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), self.count(hits, None))
+        count = self.op(Op.CHECK, self.count(hits, None), rule="mean_count")
+        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), count)
 
     # -------------------------------------------------------------- effects
 
