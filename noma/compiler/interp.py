@@ -321,6 +321,10 @@ class Interpreter:
     def _pack(self, ins: Instr, args: list[Any]) -> Any:
         return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
 
+    def _const_tensor(self, ins: Instr, args: list[Any]) -> Any:
+        data = np.frombuffer(ins.attr("data"), dtype="<f8")
+        return data.astype(self.dt).reshape(tuple(ins.attr("shape")))
+
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
         return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
 
@@ -507,7 +511,11 @@ class Interpreter:
         return float(self.state.dims[ins.attr("dim")])
 
     def _dim_set(self, ins: Instr, args: list[Any]) -> None:
-        self.state.dims[ins.attr("dim")] = self._int(args[0], ins.span)
+        v = float(args[0])
+        if not (0 <= v < 2.0 ** 62 and v == math.floor(v)):
+            raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {format_scalar(v)})",
+                        self._span(ins.span))
+        self.state.dims[ins.attr("dim")] = int(v)
 
     def _global_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("slot") not in self.state.globals:
@@ -613,6 +621,11 @@ class Interpreter:
         if info["dtype"] == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.dt).reshape(info["shape"])
+
+    def _load_st_globals(self, ins: Instr, args: list[Any]) -> None:
+        for name, slot in zip(ins.attr("names"), ins.attr("slots")):
+            one = Instr(Op.LOAD_ST, (), None, (("name", name), ("path", ins.attr("path"))), ins.span)
+            self.state.globals[slot] = self._load_st(one, [])
 
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")
