@@ -9,7 +9,7 @@ Imports: noma.compiler (parse, irgen, autodiff, passes, ir), noma.diagnostics.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from noma.compiler.symbols import SymbolTable
 from noma.diagnostics import Source
