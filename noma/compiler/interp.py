@@ -56,6 +56,8 @@ class InterpState:
     warnings: list[str] = field(default_factory=list)
     warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)
     loss_log: list[float] = field(default_factory=list)
+    #: `report`: name -> [(global step, value)]
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tape: list[Any] = field(default_factory=list)
     rng: Any = field(default_factory=NumpyRng)
 
@@ -533,6 +535,9 @@ class Interpreter:
         values = iter(args)
         parts = [format_value(next(values)) if p is None else p for p in ins.attr("parts", ())]
         self.state.output.append(" ".join(parts))
+
+    def _report(self, ins: Instr, args: list[Any]) -> None:
+        self.state.metrics.setdefault(ins.attr("name"), []).append((len(self.state.loss_log), float(args[0])))
 
     def _opt_reset(self, ins: Instr, args: list[Any]) -> None:
         self.state.opt.clear()

@@ -113,6 +113,7 @@ class Op(Enum):
     GLOBAL_STORE = "global_store"  # (v) attrs slot, name
     SEED = "seed"              # (v)
     PRINT = "print"            # (*vals) attrs parts:tuple[Optional[str]] (None = next operand)
+    REPORT = "report"          # (v) attrs name:str (a named metric at the current global step)
     LOAD_CSV = "load_csv"      # () attrs path:str -> rank 2
     SAVE_CSV = "save_csv"      # (v) attrs path
     LOAD_ST = "load_st"        # () attrs path, name, rank -> tensor
@@ -139,7 +140,8 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 #: Ops with effects on the session/program state or the outside world: never removed or reordered.
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
-    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL, Op.LOAD_ST_GLOBALS,
+    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
+    Op.LOAD_ST_GLOBALS,
     Op.SAVE_CKPT, Op.LOAD_CKPT,
     Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,
 })

@@ -68,6 +68,7 @@ RUNTIME_SIGS = {
     "noma_print_tensor": "v:p",
     "noma_print_sep": "v:",
     "noma_print_end": "v:",
+    "noma_report": "v:prl",
     "noma_warn": "v:p",
     "noma_warn_once": "v:lp",
     "noma_seed": "v:r",

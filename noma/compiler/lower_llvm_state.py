@@ -146,6 +146,9 @@ class StateOps:
             self.new_stage()
         self.rt("noma_print_end")
 
+    def op_report(self, ins: ir.Instr) -> None:
+        self.rt("noma_report", self.cstr(ins.attr("name")), self.get(ins.args[0]), self.span_c())
+
     def op_load_csv(self, ins: ir.Instr) -> ll.Value:
         slot = self.empty_tensor_slot()
         self.rt("noma_load_csv", self.cstr(ins.attr("path")), slot, self.span_c())

@@ -87,7 +87,7 @@ class Runtime:
 
     @property
     def memory_used(self) -> int:
-        """Bytes the context holds now (arena chunks, parameters, optimizer state, globals, log)."""
+        """Bytes the context holds now (arena chunks, parameters, optimizer state, globals, history)."""
         return int(self.lib.noma_memory_used(self.ctx))
 
     def __del__(self) -> None:
@@ -149,6 +149,22 @@ class Runtime:
             return ctypes.string_at(data.value, n)
         finally:
             self.lib.noma_live_free(data)
+
+    def set_stop_at(self, step: int) -> None:
+        """Training loops stop (status 2) at the step boundary where the global step reaches
+        `step`; -1: never (noma.tune advances training this way)."""
+        self.lib.noma_set_stop_at(self.ctx, step)
+
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report`), by name: noma.rt.metrics.Metric records."""
+        from noma.rt.metrics import read_metrics
+
+        return read_metrics(self.lib, self.ctx)
+
+    def restore_metrics(self, metrics: dict[str, Any]) -> None:
+        from noma.rt.metrics import restore_metrics
+
+        restore_metrics(self.lib, self.ctx, metrics)
 
     def interrupt_pending(self) -> bool:
         """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
@@ -242,6 +258,8 @@ class Runtime:
         arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (data.bmin, data.bmax, data.bsum)]
         ok = self.lib.noma_history_set(self.ctx, data.step, len(counts), counts.ctypes.data,
                                        *[a.ctypes.data for a in arrays], len(recent), recent.ctypes.data)
+        if ok == -1:  # over the memory limit (or out of memory)
+            raise MemoryError(self.error()[2])
         if not ok:
             raise ValueError("not a valid loss history")
 

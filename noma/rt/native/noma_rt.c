@@ -110,6 +110,9 @@ static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
     else snprintf(buf, cap, "%.3g %s", x, units[u]);
 }
 
+static void failf_on(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, ...);
+
+/* Records on c (the context whose memory refused, not necessarily the current one). */
 void noma__fail_alloc(NomaCtx *c, int64_t span, uint64_t bytes, const char *what) {
     char need[32], lim[32], used[32];
     fmt_bytes(need, sizeof need, bytes);
@@ -117,12 +120,12 @@ void noma__fail_alloc(NomaCtx *c, int64_t span, uint64_t bytes, const char *what
         c->mem->refused = 0;
         fmt_bytes(lim, sizeof lim, (uint64_t)c->mem->limit);
         fmt_bytes(used, sizeof used, (uint64_t)(c->mem->used > 0 ? c->mem->used : 0));
-        noma__failf(NOMA_ERR_RUNTIME, span,
-                    "cannot allocate %s for %s: over the memory limit of %s (%s in use; set "
-                    "NOMA_MEMORY_LIMIT to change it)",
-                    need, what, lim, used);
+        failf_on(c, NOMA_ERR_RUNTIME, span,
+                 "cannot allocate %s for %s: over the memory limit of %s (%s in use; set "
+                 "NOMA_MEMORY_LIMIT to change it)",
+                 need, what, lim, used);
     } else {
-        noma__failf(NOMA_ERR_RUNTIME, span, "cannot allocate %s for %s (out of memory)", need, what);
+        failf_on(c, NOMA_ERR_RUNTIME, span, "cannot allocate %s for %s (out of memory)", need, what);
     }
 }
 
@@ -258,6 +261,8 @@ NomaCtx *noma_ctx_new(void) {
     c->err_kind = NOMA_ERR_NONE;
     c->err_span = -1;
     c->cur_chunk = -1;
+    c->result_slot = -1;
+    c->stop_at = -1;
     c->mem = (NomaMem *)calloc(1, sizeof(NomaMem));
     if (!c->mem) {
         free(c);
@@ -266,7 +271,6 @@ NomaCtx *noma_ctx_new(void) {
     int64_t lim = noma_parse_memory_limit(getenv("NOMA_MEMORY_LIMIT"));
     c->mem->limit = lim >= 0 ? lim : NOMA_DEFAULT_MEMORY_LIMIT;
     if (lim == -2) c->mem_env_bad = 1; /* reported by noma_exe_main; a session checks it itself */
-    c->result_slot = -1;
     noma__rng_seed(c, 0.0);
     return c;
 }
@@ -299,6 +303,7 @@ void noma_ctx_free(NomaCtx *c) {
     noma__dim_names_free(c);
     free(c->dq);
     noma__history_free(c);
+    noma__metrics_free(c);
     free(c->events);
     free(c->warned);
     noma__st_cache_free(c);
@@ -333,18 +338,30 @@ static void fail_jump(NomaCtx *c, int value) {
     if (c->jb) longjmp(*c->jb, value);
 }
 
-void noma__failf(int32_t kind, int64_t span, const char *fmt, ...) {
-    NomaCtx *c = noma__cur();
+/* Records an error on c and unwinds c's run when one is armed. */
+static void vfail(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, va_list ap) {
     char tmp[NOMA_ERRMSG];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
     c->err_kind = kind;
     c->err_span = span;
     c->fail_count++;
     memcpy(c->err_msg, tmp, sizeof tmp);
     fail_jump(c, 1);
+}
+
+void noma__failf(int32_t kind, int64_t span, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(noma__cur(), kind, span, fmt, ap);
+    va_end(ap);
+}
+
+/* noma__failf on a given context (which need not be the current one). */
+static void failf_on(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, kind, span, fmt, ap);
+    va_end(ap);
 }
 
 void noma_fail(int32_t kind, int64_t span, const char *msg) {
@@ -965,6 +982,24 @@ void noma_warn(const char *msg) {
     }
 }
 
+/* Live output: while on (and capturing), prints and warnings go, in program order, to a buffer
+   that another thread takes with noma_live_take instead of to the output/warnings buffers. */
+void noma_set_live(NomaCtx *c, int32_t on) { ctx_or_cur(c)->live_on = on ? 1 : 0; }
+
+/* Hands over what was printed since the last call (*data: malloc'd, for noma_live_free; NULL
+   when empty); returns its length. Printed text as is; each warning as "\0MSG\n". */
+int64_t noma_live_take(NomaCtx *c, char **data) {
+    c = ctx_or_cur(c);
+    live_lock(c);
+    int64_t n = c->live.len;
+    *data = n ? c->live.data : NULL;
+    if (n) c->live.data = NULL, c->live.len = c->live.cap = 0;
+    live_unlock(c);
+    return n;
+}
+
+void noma_live_free(char *data) { free(data); }
+
 /* noma_warn the first time an op (its span) asks; later calls from the same span are silent
    (like Python's default warning filter: once per location). */
 void noma_warn_once(int64_t span, const char *msg) {
@@ -984,24 +1019,6 @@ void noma_warn_once(int64_t span, const char *msg) {
     c->warned[c->nwarned++] = span;
     noma_warn(msg);
 }
-
-/* Live output: while on (and capturing), prints and warnings go, in program order, to a buffer
-   that another thread takes with noma_live_take instead of to the output/warnings buffers. */
-void noma_set_live(NomaCtx *c, int32_t on) { ctx_or_cur(c)->live_on = on ? 1 : 0; }
-
-/* Hands over what was printed since the last call (*data: malloc'd, for noma_live_free; NULL
-   when empty); returns its length. Printed text as is; each warning as "\0MSG\n". */
-int64_t noma_live_take(NomaCtx *c, char **data) {
-    c = ctx_or_cur(c);
-    live_lock(c);
-    int64_t n = c->live.len;
-    *data = n ? c->live.data : NULL;
-    if (n) c->live.data = NULL, c->live.len = c->live.cap = 0;
-    live_unlock(c);
-    return n;
-}
-
-void noma_live_free(char *data) { free(data); }
 
 int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }
 const char *noma_warnings_data(NomaCtx *c) {
@@ -1192,14 +1209,16 @@ void noma_request_interrupt(void) { g_interrupted = 1; }
 
 /* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
-    if (!g_interrupted) return;
-    g_interrupted = 0;
     NomaCtx *c = noma__cur();
+    if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
+    g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;
     c->err_span = span;
     snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
     fail_jump(c, 2);
 }
+
+void noma_set_stop_at(NomaCtx *c, int64_t step) { noma__ctx_or_cur(c)->stop_at = step < 0 ? -1 : step; }
 
 /* Unconditionally unwinds to noma_invoke with status 2 (a training loop calls it at a step
    boundary after noma_poll_interrupt() returned 1). */

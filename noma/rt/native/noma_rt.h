@@ -133,7 +133,7 @@ void noma_arena_release(int64_t mark);
 void noma_set_arena_cap(int64_t bytes); /* = noma_set_memory_limit(NULL, bytes) */
 
 /* One memory limit per context for every allocation of the runtime (arena, parameters, optimizer
-   state, globals, loss log), checked before allocating. Default 8 GiB or NOMA_MEMORY_LIMIT. */
+   state, globals, loss history), checked before allocating. Default 8 GiB or NOMA_MEMORY_LIMIT. */
 void noma_set_memory_limit(NomaCtx *c, int64_t bytes);
 int64_t noma_memory_limit(NomaCtx *c);
 int64_t noma_memory_used(NomaCtx *c);
@@ -259,6 +259,8 @@ void noma_log_clear(NomaCtx *c);                           /* forget the losses,
 void noma_history_reset(NomaCtx *c, int64_t step);         /* empty history at global step `step` */
 int32_t noma_history_get(NomaCtx *c, int64_t *info, int64_t *counts, double *bmin, double *bmax,
                          double *bsum, real *recent, int64_t recent_cap);
+/* noma_history_set, noma_history_set_window: 1 done, 0 invalid arguments, -1 refused (over the
+   memory limit or out of memory: a runtime error recorded on c) */
 int32_t noma_history_set(NomaCtx *c, int64_t step, int64_t nlevels, const int64_t *counts,
                          const double *bmin, const double *bmax, const double *bsum,
                          int64_t nrecent, const real *recent);
@@ -274,6 +276,18 @@ void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
 void noma_stop_interrupted(void);
+/* A training loop of context c stops at the step boundary where the global step reaches `step`
+   (status 2, as an interrupt; -1: never): noma.tune advances training by a number of steps. */
+void noma_set_stop_at(NomaCtx *c, int64_t step);
+/* Named metrics (noma_rt_metrics.c): `report("name", value);` records a value at the global step. */
+void noma_report(const char *name, real value, int64_t span);
+int32_t noma_metric_count(NomaCtx *c);
+int64_t noma_metric_get(NomaCtx *c, int32_t i, char *name, double *summary, int64_t *steps,
+                        double *values, int64_t cap);
+int32_t noma_metric_set(NomaCtx *c, const char *name, const double *summary, int64_t n,
+                        const int64_t *steps, const double *values);
+void noma_metrics_clear(NomaCtx *c);
+int64_t noma_metric_limit(int32_t which); /* 0 names, 1 samples held per name, 2 name bytes */
 void noma_opt_result_begin(int64_t slot);
 void noma_opt_result_set(real loss);
 void noma_opt_result_end(void);

@@ -73,7 +73,7 @@ typedef struct {
 } NomaHyper;
 
 /* Memory accounting of one context: every heap block of the runtime (arena chunks, parameter
-   values, optimizer state, globals) and the loss log are charged here, and an allocation that
+   values, optimizer state, globals) and the loss history are charged here, and an allocation that
    would take `used` past `limit` is refused before anything is allocated. Separate from the
    context so a block freed after its context (none should be) never touches freed memory. */
 #define NOMA_DEFAULT_MEMORY_LIMIT ((int64_t)8 << 30) /* 8 GiB */
@@ -137,8 +137,6 @@ struct NomaCtx {
     /* output */
     int32_t capture;
     NomaBuf out, warn;
-    int64_t *warned;      /* spans noma_warn_once has warned for */
-    int64_t nwarned, warned_cap;
     /* live output (noma_live_take): prints and warnings in program order, filled by the thread
        running native code and drained by another under live_lock; warnings framed "\0MSG\n" */
     int32_t live_on;
@@ -149,6 +147,8 @@ struct NomaCtx {
     int64_t result_slot;
     int32_t result_set;
     real result_value;
+    int64_t *warned;      /* spans noma_warn_once has warned for */
+    int64_t nwarned, warned_cap;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
@@ -171,6 +171,8 @@ struct NomaCtx {
     /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
     _Atomic(NomaHistory *) hist;
     int64_t step;
+    int64_t stop_at; /* a training loop stops (status 2) at the step boundary where step reaches it; -1 never */
+    struct NomaMetrics *metrics; /* named metrics (noma_rt_metrics.c), allocated on first report */
     NomaEvent *events;
     int64_t nevents, events_cap;
     /* output change of resizes (noma_rt_probe.c) */
@@ -190,6 +192,13 @@ struct NomaCtx {
 
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
+
+/* noma_rt_metrics.c */
+#define NOMA_METRICS_MAX 32
+#define NOMA_METRIC_WINDOW 4096
+#define NOMA_METRIC_NAME 64
+struct NomaMetrics;
+void noma__metrics_free(NomaCtx *c);
 
 /* noma_rt_history.c */
 void noma__history_free(NomaCtx *c);
@@ -258,8 +267,8 @@ void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double st
 /* ---- parameters (noma_rt_params.c) ---- */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
-void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int record,
-                     int64_t span); /* noma_rt_params.c; record: a re-initialisation is an event */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int64_t span,
+                     int record); /* record: a re-initialisation is an event */
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */
 void noma__st_cache_free(NomaCtx *c);  /* noma_rt_io.c */
 

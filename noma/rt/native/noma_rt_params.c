@@ -117,17 +117,18 @@ static NomaParam *param_live(NomaCtx *c, int64_t slot, int64_t span) {
 }
 
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v) {
-    noma__param_set(noma__cur(), slot, name, v, 1, -1);
+    noma_param_set_at(slot, name, v, -1);
 }
 
 void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int64_t span) {
-    noma__param_set(noma__cur(), slot, name, v, 1, span);
+    noma__param_set(noma__cur(), slot, name, v, span, 1);
 }
 
-/* Defines or re-initialises a parameter; `record`: a re-initialisation is an event (the history
-   starts a new run segment there). Checkpoint loading does not record. `span` locates a failure. */
-void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int record,
-                     int64_t span) {
+/* Defines or re-initialises a parameter; errors are located at `span`; `record`: a
+   re-initialisation is an event (the history starts a new run segment there). Checkpoint loading
+   does not record. */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int64_t span,
+                     int record) {
     if (!noma__check_tensor(v, span, "parameter")) return;
     NomaTensor src = *v; /* v may be this parameter's own descriptor */
     int64_t n = noma__numel(&src);
