@@ -92,12 +92,24 @@ class InProcess:
         self.buffer = b""
         self.log = tempfile.NamedTemporaryFile(prefix="noma-fuzz-worker-", suffix=".log", delete=False)
         self.started = 0
+        self.work: Optional[str] = None  # the running worker's directory
+
+    def _stop(self) -> None:
+        """Kill the worker (if any) and remove its directory."""
+        if self.proc is not None:
+            _kill(self.proc)
+            self.proc = None
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work = None
 
     def _start(self) -> None:
+        self._stop()
+        self.work = tempfile.mkdtemp(prefix="noma-fuzz-worker-")
         self.buffer = b""
         self.log.seek(0)
         self.log.truncate()
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(DATA_DIR)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(DATA_DIR), self.work], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, env=environment(self.limits),
                                      preexec_fn=_preexec(self.limits))
         self.runs = 0
@@ -128,16 +140,12 @@ class InProcess:
         return json.loads(line)
 
     def close(self) -> None:
-        if self.proc is not None:
-            _kill(self.proc)
-            self.proc = None
+        self._stop()
         self.log.close()
         os.unlink(self.log.name)
 
     def run(self, program: bytes) -> tuple[Outcome, str]:
         if self.proc is None or self.runs >= self.limits.recycle_after:
-            if self.proc is not None:
-                _kill(self.proc)
             self._start()
         assert self.proc is not None and self.proc.stdin is not None
         self.runs += 1
@@ -151,13 +159,12 @@ class InProcess:
             if message is None:  # the worker died
                 code = self.proc.wait()
                 tail = self._log_tail()
-                self.proc = None
+                self._stop()
                 if code < 0:
                     return Outcome("signal", f"killed by signal {-code} in phase {phase}"), tail
                 return Outcome("worker-died", f"exit status {code} in phase {phase}: {tail[-300:]}"), tail
             if message.get("timeout"):
-                _kill(self.proc)
-                self.proc = None
+                self._stop()
                 return classify(None, "", program, timed_out=True, phase=phase), ""
             if message.get("phase") == "run":
                 phase = "run"

@@ -9,7 +9,8 @@ in a fresh directory holding a copy of DATA_DIR as data/; file descriptors 1 and
 too (what native code writes). A signal, a hang or running out of memory ends the process: the
 parent (fuzz_pool) sees that, records it and starts a new worker. The parent sets the limits.
 
-Usage: python fuzz_worker.py DATA_DIR
+Usage: python fuzz_worker.py DATA_DIR [WORK_DIR]   (WORK_DIR: where programs run; the parent
+removes it; without it, a new temporary directory)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
         return original_run(self, *args, **kwargs)
 
     Session._run = announced_run  # type: ignore[method-assign]
-    base = tempfile.mkdtemp(prefix="noma-fuzz-worker-")
+    base = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="noma-fuzz-worker-")
     capture_path = os.path.join(base, "fds.txt")
     send({"ready": True})
     for line in sys.stdin:
