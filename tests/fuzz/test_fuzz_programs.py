@@ -10,7 +10,7 @@ sample of the rest also run as `python -m noma run` in a subprocess under the sa
 Environment: NOMA_FUZZ_SEED (default 14), NOMA_FUZZ_SECONDS (time budget, default 80),
 NOMA_FUZZ_EXAMPLES (run exactly this many programs; with it, no time budget unless
 NOMA_FUZZ_SECONDS is set too), NOMA_FUZZ_ONLY (run only program i), NOMA_FUZZ_SAVE (a directory
-that receives each failing program as fail-S-i.noma).
+that receives each failing program as fail-S-i.noma, and the run's summary as summary-S.txt).
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ def test_fuzz_programs(tmp_path: Path) -> None:
                f"({worker.started} worker start(s)); in-process: {dict(counts)} (diagnostics: {dict(kinds)}); "
                f"`noma run` subprocesses: {dict(cli_counts)}; failing programs saved in {save}")
     print(summary)
+    (save / f"summary-{seed}.txt").write_text(summary + "\n")
     if failures:
         failures.sort(key=lambda f: f[0])
         shown = "\n".join(d for _, d in failures[:12])
