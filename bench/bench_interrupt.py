@@ -7,7 +7,8 @@ Measured (every figure from a real kernel through jupyter_client or a real REPL 
 - kernel interrupt latency: `trials` times, a training cell that would run for ever is sent, the
   kernel is interrupted at a random moment 0.05-2 s after the request (so some land during
   compilation, some before the loop, most in it), and the time from `interrupt_kernel()` to the
-  execute_reply is taken (median, p90, max; replies k/trials within 30 s). On a tiny net (the
+  execute_reply is taken (median, p90, max; replies k/trials within 30 s; the interrupts that
+  cancelled the cell while it compiled, listed apart: they wait for LLVM). On a tiny net (the
   XOR net 2-2-1, batch 4: ~1 M steps/s) and a 64-128-10 MLP (batch 64), in a fresh kernel and
   after a `history`-step history (trained first by the tiny net in the same kernel);
 - REPL Ctrl-C: `repl-trials` times, Ctrl-C at a random moment 0.05-2 s after Enter on a training
@@ -137,9 +138,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def interrupt_trials(k: Kernel, train: str, trials: int, rng: random.Random) -> tuple[list[float], int]:
-    """Latencies (s) of the interrupts that got a reply, and how many got one."""
+def interrupt_trials(k: Kernel, train: str, trials: int, rng: random.Random) -> tuple[list[float], int, list[float]]:
+    """Latencies (s) of the interrupts that got a reply, how many got one, and the latencies of
+    those that cancelled the cell before it ran (they waited for the compilation to end)."""
     latencies = []
+    cancelled = []
     replies = 0
     for _ in range(trials):
         k.drain()
@@ -151,21 +154,24 @@ def interrupt_trials(k: Kernel, train: str, trials: int, rng: random.Random) -> 
         if content is not None:
             replies += 1
             latencies.append(time.monotonic() - sent)
+            if "before the cell ran" in content.get("evalue", ""):
+                cancelled.append(latencies[-1])
             if content["status"] == "ok":  # finished before the interrupt (cannot happen: FOREVER)
                 print("  (a cell finished before its interrupt)", file=sys.stderr)
         else:
             print("  no reply within 30 s", file=sys.stderr)
             k.km.interrupt_kernel()
             k.reply(msg_id, 60)
-    return latencies, replies
+    return latencies, replies, cancelled
 
 
-def row(name: str, latencies: list[float], replies: int, trials: int) -> str:
+def row(name: str, latencies: list[float], replies: int, trials: int, cancelled: list[float]) -> str:
     if not latencies:
-        return f"| {name} | - | - | - | 0/{trials} |"
+        return f"| {name} | - | - | - | 0/{trials} | - |"
     ms = [x * 1e3 for x in latencies]
+    during = ", ".join(f"{x * 1e3:.0f}" for x in cancelled) or "-"
     return (f"| {name} | {statistics.median(ms):.0f} ms | {percentile(ms, 0.9):.0f} ms | {max(ms):.0f} ms | "
-            f"{replies}/{trials} |")
+            f"{replies}/{trials} | {len(cancelled)}: {during} |")
 
 
 def ten_step_cells(kernels: list[Kernel], runs: int = 7) -> list[float]:
@@ -252,8 +258,9 @@ def main() -> None:
     if args.quick:
         args.trials, args.repl_trials, args.history = 3, 3, 100_000
     rng = random.Random(15)
-    lines = ["| kernel interrupt (random moment 0.05-2 s after the request) | median | p90 | max | replies |",
-             "|---|---|---|---|---|"]
+    lines = ["| kernel interrupt (random moment 0.05-2 s after the request) | median | p90 | max | replies "
+             "| cancelled while compiling: n, their ms |",
+             "|---|---|---|---|---|---|"]
     fresh, aged = Kernel(), Kernel()
     try:
         for k in (fresh, aged):
@@ -265,8 +272,8 @@ def main() -> None:
         for name, k, train in (("tiny 2-2-1, fresh", fresh, TINY_TRAIN), ("64-128-10, fresh", fresh, MID_TRAIN),
                                (f"tiny 2-2-1, after {args.history:,} steps", aged, TINY_TRAIN),
                                (f"64-128-10, after {args.history:,} steps", aged, MID_TRAIN)):
-            lat, replies = interrupt_trials(k, train.format(steps=FOREVER), args.trials, rng)
-            lines.append(row(name, lat, replies, args.trials))
+            lat, replies, cancelled = interrupt_trials(k, train.format(steps=FOREVER), args.trials, rng)
+            lines.append(row(name, lat, replies, args.trials, cancelled))
             print(lines[-1], flush=True)
     finally:
         fresh.close()
