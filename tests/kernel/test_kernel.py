@@ -202,6 +202,9 @@ def test_is_complete(kernel):
     assert content["status"] == "incomplete" and content["indent"] == "    "
     assert shell_reply(kc, kc.is_complete("let x = (1 +"))["content"]["status"] == "incomplete"
     assert shell_reply(kc, kc.is_complete(":params"))["content"]["status"] == "complete"
+    # no further line can complete it: the parser stopped before its end
+    assert shell_reply(kc, kc.is_complete("let y = (1.0 + ;"))["content"]["status"] == "invalid"
+    assert shell_reply(kc, kc.is_complete("let x = 5"))["content"]["status"] == "complete"  # `;` optional
 
 
 def test_history(kernel):
