@@ -9,7 +9,8 @@ after 10^4 training steps and after `--steps` steps in the same process, and the
 (target: at most 64 MB each).
 - REPL and kernel: one cell of 10^4 steps, then cells of `--chunk` steps (the same text, so the
   cell cache replays it; each cell still takes an undo snapshot) until `--steps`; RSS is read from
-  /proc/PID/status (VmRSS) after a cell's output arrived, with the process idle.
+  /proc/PID/status (VmRSS) after a cell's output arrived, with the process idle; the kernel's
+  figure is the kernel process plus its children (the painter process that draws the frames).
 - `noma run` and the executable: one program that trains 10^4 steps, prints a marker (RSS read
   then, while it goes on training), trains the rest and exits; "after" is the process's peak RSS
   (VmHWM, polled until it exits), an upper bound of its RSS at the end.
@@ -62,6 +63,28 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError(f"no {key} for {pid}")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of a process plus its descendants (the kernel's painter process draws its frames)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += rss_mb(p)
+        except (OSError, RuntimeError):
+            continue
+        todo.extend(children.get(p, []))
+    return total
 
 
 class Lines:
@@ -191,12 +214,12 @@ def bench_kernel(total: int, chunk: int) -> tuple[float, float]:
                 raise RuntimeError(f"kernel cell failed: {reply['content']}")
 
         cell(DECLS + train(FIRST))
-        time.sleep(0.5)  # the live display's thread finishes its last frame
-        early = rss_mb(pid)
+        time.sleep(0.5)  # the painter finishes its last frame
+        early = tree_rss_mb(pid)
         for n in cells(total, chunk):
             cell(train(n))
         time.sleep(0.5)
-        late = rss_mb(pid)
+        late = tree_rss_mb(pid)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -144,7 +144,7 @@ def _draw_losses(ax: Any, history: Any) -> None:
     for segment in segments[1:]:  # where a re-initialisation started a new run
         ax.axvline(segment.first - 0.5, color="#555", ls=":", lw=1.2)
     if len(segments) > 1:
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="best")
     span = (float(buckets.first[0]) if len(buckets) else 0.0, float(max(history.total_steps, 1)))
     groups = resize_groups(history, span)
     drawn = 0

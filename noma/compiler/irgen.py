@@ -97,8 +97,6 @@ class IRGen:
         self.value_rank = 0
         self.const_values: dict[int, float] = {}
         self.saved_headers: dict[str, dict[str, int]] = {}
-        #: globals assigned inside an optimize body, also bound as SSA values in that block
-        self.global_shadows: set[str] = set()
         #: locals bound by a load_safetensors of several tensors: (name, value id) -> the file's tensor names
         self.local_models: dict[tuple[str, int], tuple[str, ...]] = {}
         self.builtins = BuiltinContext(self)

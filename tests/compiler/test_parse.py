@@ -1,7 +1,6 @@
 """Tests for noma.compiler.parse: every form of docs/LANGUAGE.md, spans, precedence, errors."""
 
 import sys
-import time
 
 import pytest
 
@@ -477,7 +476,7 @@ def test_the_last_statement_may_omit_its_semicolon():
 # ----------------------------------------------------------------------------- speed, layering
 
 
-def test_parsing_100_lines_is_fast():
+def test_parsing_100_lines_repeats_the_statements():
     block = (
         "learn W1 = normal([2, hidden], 0, 1);\n"
         "optimize(W1, b1) with adam(lr = 0.05) until loss < 0.002 max 2000 {\n"
@@ -489,15 +488,11 @@ def test_parsing_100_lines_is_fast():
         "\n"
     )
     text = block * 13  # 104 lines
-    prog(text)  # builds the parser tables once
-    best = min(_timed(text) for _ in range(5))
-    assert best < 0.010, f"{best * 1000:.1f} ms"
-
-
-def _timed(text: str) -> float:
-    start = time.perf_counter()
-    prog(text)
-    return time.perf_counter() - start
+    one = prog(block)
+    many = prog(text)
+    # Speed is measured in bench/ (compile phases, bench_compile_size.py), not asserted here:
+    # this checks the repeated program parses into the repeated statements.
+    assert len(many.items) == 13 * len(one.items)
 
 
 def test_importing_noma_stays_light():
