@@ -20,6 +20,7 @@ try:
 except ImportError:  # running without the project root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from noma.rt import native_lib as nl
+from noma.display import format_print  # noqa: E402
 
 NAN = float("nan")
 KIND_SHAPE, KIND_NAME, KIND_RUNTIME, KIND_IO = 3, 1, 4, 5
@@ -498,7 +499,11 @@ def test_broadcast_mismatch(lib, ctx):
         (0.1, "0.1"),
         (-2.5, "-2.5"),
         (1e-7, "1e-07"),
-        (123456789.0, "1.23457e+08"),
+        (123456789.0, "123456789"),  # integers up to 2^53 in full
+        (123456789.5, "1.23457e+08"),
+        (2.0 ** 53, "9007199254740992"),
+        (2.0 ** 53 + 2, "9.0072e+15"),
+        (-1e15, "-1000000000000000"),
         (1 / 3, "0.333333"),
         (NAN, "nan"),
         (-NAN, "nan"),
@@ -506,7 +511,7 @@ def test_broadcast_mismatch(lib, ctx):
         (float("-inf"), "-inf"),
         (-0.0, "0"),
         (100000.0, "100000"),
-        (1e6, "1e+06"),
+        (1e6, "1000000"),
     ],
 )
 def test_print_scalar(lib, ctx, x, text):
@@ -524,10 +529,14 @@ def print_tensor(lib, c, arr):
 def test_print_tensors(lib, ctx):
     assert print_tensor(lib, ctx, [[1, 2], [3, 4.5]]) == "[[1, 2], [3, 4.5]]"
     assert print_tensor(lib, ctx, np.arange(12.0)) == "[" + ", ".join(str(i) for i in range(12)) + "]"
-    assert print_tensor(lib, ctx, np.arange(13.0)) == "[0, 1, 2, ..., 10, 11, 12]"
-    assert print_tensor(lib, ctx, np.arange(20.0)) == "[0, 1, 2, ..., 17, 18, 19]"
-    big = np.arange(40.0).reshape(20, 2)
-    assert print_tensor(lib, ctx, big) == "[[0, 1], [2, 3], [4, 5], ..., [34, 35], [36, 37], [38, 39]]"
+    # whole up to 1000 elements (NumPy's threshold), each axis longer than 6 elided beyond it
+    assert print_tensor(lib, ctx, np.arange(1000.0)) == "[" + ", ".join(str(i) for i in range(1000)) + "]"
+    assert print_tensor(lib, ctx, np.arange(1001.0)) == "[0, 1, 2, ..., 998, 999, 1000]"
+    big = np.arange(2002.0).reshape(1001, 2)
+    assert print_tensor(lib, ctx, big) == "[[0, 1], [2, 3], [4, 5], ..., [1996, 1997], [1998, 1999], [2000, 2001]]"
+    for shape in [(13,), (20, 2), (1001,), (40, 30), (3, 7, 50)]:  # the front ends' rule is the same
+        arr = np.arange(float(np.prod(shape))).reshape(shape)
+        assert print_tensor(lib, ctx, arr) == format_print(arr)
     assert print_tensor(lib, ctx, np.arange(8.0).reshape(2, 2, 2)) == "[[[0, 1], [2, 3]], [[4, 5], [6, 7]]]"
     assert print_tensor(lib, ctx, np.ones((1, 1, 1, 1))) == "[[[[1]]]]"
     assert print_tensor(lib, ctx, np.array(3.25)) == "3.25"  # rank 0: the scalar
