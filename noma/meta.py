@@ -275,6 +275,10 @@ def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
     segments = [s for s in history.segments() if s.last >= s.first]
     if len(segments) > 1:
         lines.append("runs: " + "; ".join(f"{s.label}: steps {s.first}-{s.last}" for s in segments))
+    for name, m in getattr(history, "metrics", {}).items():
+        lines.append(f"metric {name}: last {format_scalar(m.last)} at step {int(m.steps[-1]) if len(m.steps) else 0}, "
+                     f"{m.count} reports, min {format_scalar(m.min)}, max {format_scalar(m.max)}, "
+                     f"mean {format_scalar(m.mean)}")
     if history.events:
         lines.append("events:")
         lines.extend("  " + event_text(e) for e in history.events)
@@ -372,13 +376,13 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
     path = _one_arg(arg)
     if not path:
         return MetaResult("usage: :run FILE", ok=False)
+    from noma import source_file
+    from noma.diagnostics import NomaError
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        return MetaResult(f"cannot read {path}: {exc.strerror}", ok=False)
-    except UnicodeDecodeError:
-        return MetaResult(f"{path} is not UTF-8 text", ok=False)
+        text = source_file.read(path).text
+    except NomaError as exc:
+        return MetaResult("\n".join(d.render(color) for d in exc.diagnostics), ok=False)
     result = session.execute(text, name=path, run_main=True)
     return MetaResult(render_result(result, color), ok=result.status == "ok", result=result)
 

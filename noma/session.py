@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import re
 import signal
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -155,15 +156,33 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
     return found
 
 
+def _lower(module: Any, source: Source, names: dict[str, str], own: set[str], cell: str, shared: Any) -> str:
+    from noma.compiler.budget import run_stage
+    from noma.compiler.lower_llvm import lower_module
+
+    return run_stage(source, lower_module, module, symbols=names, own_pointers=own, name=cell, shared=shared)
+
+
+def _declared_global_slots(before: SymbolTable, after: SymbolTable) -> list[int]:
+    """Global slots a cell (re)declares: names that are new or got another slot."""
+    return [var.slot for name, var in after.globals.items()
+            if name not in before.globals or before.globals[name].slot != var.slot]
+
+
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
-    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True):
+    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True,
+                 defines: Optional[Any] = None, memory_limit: Optional[Union[int, str]] = None):
+        """`defines`: values that replace top-level `let`/`dim` declarations of the same name
+        (`noma run -D`). `memory_limit`: bytes (or "512M", "8G": NOMA_MEMORY_LIMIT's syntax) that
+        every allocation of the session's runtime together may use; default NOMA_MEMORY_LIMIT,
+        else 8 GiB. Change it later with `session.rt.memory_limit = ...`."""
         from noma.compiler.jit import JIT
         from noma.rt import runtime
 
         self.dtype = dtype
-        self.rt = runtime.Runtime(dtype, capture=capture)
+        self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
         self.cell_count = 0
@@ -195,6 +214,10 @@ class Session:
         self.compilations = 0
         self.cache_hits = 0
         self._measure_output_change = True
+        #: values from outside (noma.compiler.defines): replace top-level let/dim values of every cell
+        self.defines = defines
+        #: the define names some cell replaced
+        self.defines_used: set[str] = set()
 
     # ------------------------------------------------------------------ compile
 
@@ -207,12 +230,35 @@ class Session:
 
         return self._compile(source, run_main, self.symbols.clone(), read_ranks)
 
+    @property
+    def defines(self) -> dict[str, Any]:
+        """Defines by name (noma.compiler.defines.Define)."""
+        return self._defines
+
+    @defines.setter
+    def defines(self, defines: Optional[Any]) -> None:
+        """Set from {name: value} or `NAME=VALUE` strings (NomaError when one is malformed). Cells
+        run later use them; compiled cells stay cached per set of defines."""
+        from noma.compiler.defines import make_defines
+
+        self._defines = make_defines(defines)
+
+    def _defines_key(self, text: str) -> str:
+        """What the cell cache keys a cell's text with: the defines it may use (those named by a
+        `let NAME` or `dim NAME` in it; a cell with none, like a training loop, is the same code
+        under every set of defines)."""
+        if not self._defines:
+            return ""
+        used = sorted(n for n in self._defines if re.search(rf"\b(?:let|dim)\s+{re.escape(n)}\b", text))
+        return "".join(f"\n//-D {n}={self._defines[n].value}" for n in used)
+
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
         from noma.compiler.frontend import check
 
         cell = f"__cell{self.cell_count}"
-        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell)
+        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell,
+                                  self._defines, self.defines_used)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -254,7 +300,8 @@ class Session:
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
-        hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
+        key = text + self._defines_key(text)  # the same text with other defines is other code
+        hit = self.cell_cache.lookup(key, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
             return self._replay(hit, source, started)
         try:
@@ -262,10 +309,9 @@ class Session:
             module, cell, has_value, _ = self._compile(source, run_main, table, table.header_reader(read_ranks))
             symbols = table.plain()
             names, own, patch = self._plan_symbols(module, symbols)
-            from noma.compiler.lower_llvm import lower_module
 
             lowering_started = time.perf_counter()
-            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell, shared=self.jit.defines)
+            llvm_text = _lower(module, source, names, own, cell, self.jit.defines)
             lowered = time.perf_counter()
             self.jit.last_phases = {}
             self.jit.add_ir(llvm_text, cell)
@@ -274,6 +320,12 @@ class Session:
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
+        except RecursionError:  # the last resort (parse.MAX_NESTING and run_stage catch what they can)
+            from noma.compiler.budget import too_deep
+
+            first_line = Span(source, 0, len(text.split("\n", 1)[0]))
+            return ExecResult(diagnostics=too_deep(first_line).diagnostics, status="error",
+                              compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
         if self.rt.interrupt_pending():  # cancelled: nothing changes, but the JIT keeps what it defined
             self.cell_count += 1  # (the cell's symbol names and pointer globals are taken)
@@ -281,14 +333,16 @@ class Session:
             return _cancelled(compile_seconds)
         self.compilations += 1
         self._push_undo(_cell_label(source))
+        before = self.symbols
         self._commit(module, symbols, names, own, patch, source)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
                     for n, done in specs.items()]
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
-        self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
+        self.cell_cache.add(key, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
+        result = self._run_declaring(before, module, entry, has_value,
+                                     warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -305,12 +359,13 @@ class Session:
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
         self.pointer_globals |= set(cell.specs)
+        before = self.symbols
         self.symbols = hit.symbols
         self.cell_count += 1
         self.last_module = cell.module
         self.last_source = source
-        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source),
-                           located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
+        result = self._run_declaring(before, cell.module, cell.entry, cell.has_value, (cell.source, source),
+                                     located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result
@@ -332,6 +387,21 @@ class Session:
         self.cell_count += 1
         self.last_module = module
         self.last_source = source
+
+    def _run_declaring(self, before: SymbolTable, module: Any, address: int, has_value: bool,
+                       rebind: Optional[tuple[Source, Source]] = None,
+                       warnings: Optional[list[Diagnostic]] = None) -> ExecResult:
+        """Run a committed cell whose symbol table was `before`; when it fails (or is interrupted),
+        the declarations it did not reach are taken back: a failed cell keeps what it completed."""
+        self.rt.activate()
+        for slot in _declared_global_slots(before, self.symbols):
+            self.rt.lib.noma_global_forget(slot)
+        result = self._run(module, address, has_value, rebind, warnings)
+        if not result.ok:
+            from noma.session_state import keep_reached_declarations
+
+            self.symbols = keep_reached_declarations(self, before, self.symbols)
+        return result
 
     def _run(self, module: Any, address: int, has_value: bool,
              rebind: Optional[tuple[Source, Source]] = None,
@@ -419,6 +489,12 @@ class Session:
     def dims(self) -> dict[str, int]:
         return {name: self.rt.dim(dim) for name, dim in self.symbols.dims.items()}
 
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report("name", value);`) by name: noma.rt.metrics.Metric records (held
+        (global step, value) samples and a summary of every value reported)."""
+        return self.rt.metrics()
+
     def optimizer_state(self, name: str) -> dict[str, np.ndarray]:
         """Moment buffers and per-entry step counts of a parameter."""
         return self.rt.optimizer_state(self.symbols.params[name].slot)
@@ -448,7 +524,7 @@ class Session:
         data = self.rt.history(recent)
         summary = LossSummary.from_levels(data.start, data.counts, data.bmin, data.bmax, data.bsum)
         return History(data.recent, self.events(), summary, data.step - len(data.recent) + 1, data.step,
-                       int(self.rt.lib.noma_history_window(self.rt.ctx)))
+                       int(self.rt.lib.noma_history_window(self.rt.ctx)), self.metrics)
 
     def events(self) -> list[Event]:
         """Resizes, frees, optimizer changes, resets and re-initialisations, oldest first (exact)."""
@@ -465,7 +541,10 @@ class Session:
 
     @history_window.setter
     def history_window(self, n: int) -> None:
-        if not self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)):
+        ok = int(self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)))
+        if ok == -1:  # over the memory limit (or out of memory): the runtime's message
+            raise NomaError(Diagnostic(Kind.RUNTIME, self.rt.error()[2]))
+        if not ok:
             limit = int(self.rt.lib.noma_history_limit(3))
             raise ValueError(f"history_window must be between 1 and {limit}")
 

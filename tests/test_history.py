@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import noma
+from noma.diagnostics import NomaError
 from noma.history import History, LossSummary
 from noma.rt import native_lib
 
@@ -172,6 +173,35 @@ def test_no_memory_per_step_once_the_window_is_full():
     assert len(h.summary) <= 128 * 17 and int(h.summary.count.sum()) == 120_000
 
 
+def test_the_history_is_charged_to_the_memory_limit():
+    """The history's blocks count against the context's memory limit (and are given back); a
+    history or window over the limit is a runtime error naming the limit, not a crash."""
+    from noma.rt.runtime import Runtime
+
+    rt = Runtime()
+    rt.activate()
+    before = rt.memory_used
+    rt.lib.noma_log_loss(1.0)
+    assert rt.history_bytes() > 0 and rt.memory_used - before == rt.history_bytes()
+    assert rt.lib.noma_history_set_window(rt.ctx, 1000) == 1  # the old ring is given back
+    assert rt.memory_used - before == rt.history_bytes()
+    rt.memory_limit = rt.memory_used + 1000
+    assert rt.lib.noma_history_set_window(rt.ctx, 10**6) == -1 and rt.lib.noma_history_window(rt.ctx) == 1000
+    kind, _, message = rt.error()
+    assert native_lib.ERROR_KINDS[kind] == "runtime" and "loss history window" in message
+    assert "over the memory limit" in message
+
+    s = noma.Session(memory_limit=200_000)  # room for w, not for the history
+    r = s.execute("learn w = 5.0;\noptimize(w) with sgd(lr = 0.1) max 3 { let loss = (w - 3) ^ 2; minimize loss; }")
+    assert r.status == "error" and r.diagnostics[0].kind.name == "RUNTIME"
+    assert "for the loss history: over the memory limit" in r.diagnostics[0].message
+    with pytest.raises(NomaError, match="over the memory limit"):
+        s.history_window = 100
+    s.rt.memory_limit = 8 << 20
+    s.history_window = 100
+    assert s.execute("print(w);").ok
+
+
 def test_session_history_is_exact_for_short_runs():
     s = noma.Session()
     r = s.execute("learn w = 5.0;\noptimize(w) with sgd(lr = 0.1) max 300 { let loss = (w - 3) ^ 2; minimize loss; }")
@@ -304,10 +334,10 @@ def test_plot_draws_segments_apart_and_few_points():
     assert len(plots.loss_buckets(h)) <= plots.MAX_POINTS  # else thinned
     fig = plots._figure(h, plots.layer_sizes(h, {"hidden": 402}))
     ax_loss, ax_size = fig.axes
-    lines = [l for l in ax_loss.get_lines() if len(l.get_xdata()) > 2]
+    lines = [line for line in ax_loss.get_lines() if len(line.get_xdata()) > 2]
     assert len(lines) == 2  # one curve per run segment, not joined
     assert max(lines[0].get_xdata()) <= 5000 < min(lines[1].get_xdata())
-    assert sum(len(l.get_xdata()) for l in lines) <= plots.MAX_POINTS
+    assert sum(len(line.get_xdata()) for line in lines) <= plots.MAX_POINTS
     assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == ["run 1", "run 2 (learn w)"]
     labels = [t.get_text() for t in ax_loss.texts]
     assert labels == ["hidden 10→…→13 (3 resizes)", "hidden 400→401"]  # close resizes share a label
@@ -321,7 +351,7 @@ def test_plot_of_a_long_summary_has_bounded_points():
 
     n = 10**6
     counts = np.array([128] * 12 + [60])  # a summary as the runtime keeps it
-    widths = np.concatenate([np.full(c, 1 << l) for l, c in reversed(list(enumerate(counts)))])
+    widths = np.concatenate([np.full(c, 1 << level) for level, c in reversed(list(enumerate(counts)))])
     total = int(widths.sum())
     mean = np.linspace(1, 0.1, len(widths))
     summary = LossSummary.from_levels(0, counts, mean * 0.9, mean * 1.1, mean * widths)
@@ -341,7 +371,8 @@ def test_reading_while_training_sees_consistent_histories():
     def hook(session: noma.Session) -> None:
         h = session.read_history()
         summary = h.summary
-        assert int(summary.count.sum()) == h.total_steps - (int(summary.first[0]) - 1 if len(summary) else h.total_steps)
+        before_summary = int(summary.first[0]) - 1 if len(summary) else h.total_steps
+        assert int(summary.count.sum()) == h.total_steps - before_summary
         assert np.array_equal(summary.first[1:], summary.first[:-1] + summary.count[:-1])
         if len(summary):
             assert summary.last[-1] == h.total_steps

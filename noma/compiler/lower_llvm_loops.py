@@ -16,6 +16,8 @@ llvmlite.ir.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -25,6 +27,7 @@ from noma.compiler.lower_llvm_kernels import Kernels
 from noma.compiler.lower_llvm_math import InlineMath
 from noma.compiler.lower_llvm_vector import VectorLoops
 from noma.compiler.lower_llvm_types import (
+    ERR_RUNTIME,
     ERR_SHAPE,
     I1,
     I8,
@@ -35,10 +38,14 @@ from noma.compiler.lower_llvm_types import (
     descriptor,
 )
 
+#: The largest size of one axis (the runtime's bound on a parameter's entries, 2^40).
+MAX_AXIS = 1 << 40
+
 #: Runtime functions generated code may call: name -> signature "ret:args" with
 #: r = real, p = pointer, l = int64, i = int32, v = void.
 RUNTIME_SIGS = {
     "noma_alloc": "p:l",
+    "noma_alloc_at": "p:ll",
     "noma_arena_bump": "p:",
     "noma_arena_mark": "l:",
     "noma_arena_release": "v:l",
@@ -50,6 +57,8 @@ RUNTIME_SIGS = {
     "noma_fail": "v:ilp",
     "noma_fail_shape": "v:lppp",
     "noma_fail_index": "v:lll",
+    "noma_fail_check": "v:prl",
+    "noma_check_int_cast": "v:pil",
     "noma_enter": "v:l",
     "noma_leave": "v:",
     "noma_broadcast_dims": "v:lpppp",
@@ -59,16 +68,20 @@ RUNTIME_SIGS = {
     "noma_print_tensor": "v:p",
     "noma_print_sep": "v:",
     "noma_print_end": "v:",
+    "noma_report": "v:prl",
     "noma_warn": "v:p",
+    "noma_warn_once": "v:lp",
     "noma_seed": "v:r",
     "noma_rand": "r:",
     "noma_randn": "r:",
     "noma_fill": "v:plirr",
     "noma_global": "p:l",
     "noma_global_store": "v:lp",
+    "noma_global_store_at": "v:lpl",
     "noma_global_load_s": "r:l",
     "noma_global_store_s": "v:lr",
     "noma_param_set": "v:lpp",
+    "noma_param_set_at": "v:lppl",
     "noma_param": "p:l",
     "noma_param_free": "v:l",
     "noma_param_bind_dim": "v:lil",
@@ -85,6 +98,7 @@ RUNTIME_SIGS = {
     "noma_probe_replay": "v:p",
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
+    "noma_opt_begin_at": "v:lipl",
     "noma_opt_step": "v:lp",
     "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
@@ -97,12 +111,13 @@ RUNTIME_SIGS = {
     "noma_load_csv": "v:ppl",
     "noma_save_csv": "v:ppl",
     "noma_st_load": "v:pplpl",
+    "noma_st_load_globals": "v:plpppl",
     "noma_st_save": "v:plppl",
     "noma_dim_set_name": "v:lp",
     "noma_checkpoint_save": "v:plppl",
     "noma_checkpoint_load": "v:pil",
 }
-NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index"})
+NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
 
 def _mangle(t: ll.Type) -> str:
@@ -120,6 +135,19 @@ def _mangle(t: ll.Type) -> str:
     raise TypeError(f"no intrinsic suffix for {t}")
 
 
+class _Bytes(ll.Constant):
+    """An i8 array constant written as LLVM's `c"\\xx..."` text in one C-level pass (llvmlite
+    formats a bytearray byte by byte in Python: seconds for the 8 MB of a 10^6-entry literal)."""
+
+    def __init__(self, typ: ll.ArrayType, raw: bytes):
+        self.type = typ
+        self.constant = raw
+        self._text = 'c"\\' + raw.hex("\\") + '"'
+
+    def _get_reference(self) -> str:
+        return self._text
+
+
 class ModuleContext:
     """One llvmlite module under construction and its module-level declarations."""
 
@@ -135,6 +163,7 @@ class ModuleContext:
             tensor.set_body(PTR, I64, ll.ArrayType(I64, 4))
         self.tensor = tensor
         self._strings: dict[str, ll.GlobalVariable] = {}
+        self._data: dict[bytes, ll.GlobalVariable] = {}
         self._fn_pointers: dict[str, ll.GlobalVariable] = {}
         #: IR function name -> (param ranks, result rank), for this module's and extern functions.
         self.signatures: dict[str, tuple[tuple[int, ...], Optional[int]]] = {}
@@ -163,7 +192,7 @@ class ModuleContext:
         if name in NORETURN:
             fn.attributes.add("noreturn")
             fn.attributes.add("cold")
-        if name == "noma_alloc":
+        if name in ("noma_alloc", "noma_alloc_at"):
             fn.return_value.add_attribute("noalias")
             fn.return_value.attributes.align = 64
         return fn
@@ -186,6 +215,40 @@ class ModuleContext:
         if existing is not None:
             return existing
         return ll.Function(self.module, ll.FunctionType(ret, list(args)), full)
+
+    def bytes_global(self, raw: bytes) -> ll.GlobalVariable:
+        """A private constant array of raw bytes (names, native-endian integer arrays)."""
+        gv = self._data.get(b"raw:" + raw)
+        if gv is not None:
+            return gv
+        gv = ll.GlobalVariable(self.module, ll.ArrayType(I8, len(raw)), f"noma.bytes.{len(self._data)}")
+        gv.global_constant = True
+        gv.linkage = "private"
+        gv.unnamed_addr = True
+        gv.align = 8
+        gv.initializer = _Bytes(gv.value_type, raw)
+        self._data[b"raw:" + raw] = gv
+        return gv
+
+    def data_global(self, data: bytes) -> ll.GlobalVariable:
+        """A private constant array holding the f64 values `data` (little-endian) in the module's
+        dtype: a numeric tensor literal is data in the object file, copied once when it runs."""
+        gv = self._data.get(data)
+        if gv is None:
+            raw = data if self.dtype == "f64" else array("f", array("d", data)).tobytes()
+            if sys.byteorder != "little":
+                swapped = array("d" if self.dtype == "f64" else "f", raw)
+                swapped.byteswap()
+                raw = swapped.tobytes()
+            typ = ll.ArrayType(I8, len(raw))
+            gv = ll.GlobalVariable(self.module, typ, f"noma.data.{len(self._data)}")
+            gv.global_constant = True
+            gv.linkage = "private"
+            gv.unnamed_addr = True
+            gv.align = 64
+            gv.initializer = _Bytes(typ, raw)
+            self._data[data] = gv
+        return gv
 
     def cstring(self, text: str) -> ll.GlobalVariable:
         """A private NUL-terminated constant holding `text` (UTF-8)."""
@@ -311,6 +374,12 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         fn = self.mc.intrinsic("llvm.fptosi.sat", I64, [self.real], [I64, self.real])
         return self.b.call(fn, [x])
 
+    def whole(self, x: ll.Value) -> ll.Value:
+        """real -> i64 for an index, a size or a bound: like to_index, but a NaN fails (runtime
+        error at the current span) instead of becoming 0."""
+        self.fail_if(self.b.fcmp_unordered("uno", x, x), ERR_RUNTIME, "expected a whole number, got nan")
+        return self.to_index(x)
+
     def to_real(self, i: ll.Value) -> ll.Value:
         return self.b.sitofp(i, self.real)
 
@@ -401,9 +470,9 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         once per function) by a helper shared by the session's modules (`noma.k.alloc`, a direct
         call), 64-byte rounded as the runtime does; noma_alloc when it does not fit (new chunk,
         errors)."""
-        fn = self.shared_helper("noma.k.alloc", ll.FunctionType(PTR, [PTR, I64]), self._emit_alloc)
+        fn = self.shared_helper("noma.k.alloc_at", ll.FunctionType(PTR, [PTR, I64, I64]), self._emit_alloc)
         fn.return_value.add_attribute("noalias")
-        return self.b.call(fn, [self._bump_window(), n])
+        return self.b.call(fn, [self._bump_window(), n, self.span_c()])
 
     def _bump_window(self) -> ll.Value:
         """This function's pointer to the context's NomaBump (a call at the top of its code)."""
@@ -418,7 +487,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def _emit_alloc(self, fn: ll.Function) -> None:
         b = self.b
-        window, n = fn.args
+        window, n, span = fn.args
         size = b.select(b.icmp_unsigned("==", n, self.i64(0)), self.i64(1), n)
         nbytes = b.and_(b.add(b.mul(size, self.i64(self.mc.elem_size)), self.i64(63)), self.i64(-64))
         end_slot = b.gep(window, [self.i64(1)], inbounds=True, source_etype=PTR)
@@ -426,7 +495,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         room = b.sub(b.ptrtoint(b.load(end_slot, typ=PTR), I64), b.ptrtoint(cur, I64))
         fits = b.and_(b.icmp_unsigned("<", n, self.i64(1 << 40)), b.icmp_unsigned("<=", nbytes, room))
         with b.if_then(b.not_(fits), likely=False):
-            b.ret(self.rt("noma_alloc", n))
+            b.ret(self.rt("noma_alloc_at", n, span))
         b.store(b.gep(cur, [nbytes], source_etype=I8), window)
         b.ret(cur)
 
@@ -468,14 +537,15 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         self.b.call(fn, [dst, ll.Constant(I8, 0), nbytes, ll.Constant(I1, 0)])
 
     def checked_dims(self, reals: Sequence[ll.Value], what: str) -> list[ll.Value]:
-        """Convert run-time sizes to i64; negative or overflowing sizes fail (shape error)."""
-        dims = [self.to_index(x) for x in reals]
+        """Convert run-time sizes to i64; negative or overflowing sizes, and a size past MAX_AXIS
+        even when another axis is 0 (`zeros([0, 1e308])`), fail (shape error)."""
+        dims = [self.whole(x) for x in reals]
         bad: ll.Value = ll.Constant(I1, 0)
         n: ll.Value = self.i64(1)
         mul = self.mc.intrinsic("llvm.umul.with.overflow", ll.LiteralStructType([I64, I1]),
                                 [I64, I64], [I64])
         for d in dims:
-            bad = self.b.or_(bad, self.b.icmp_signed("<", d, self.i64(0)))
+            bad = self.b.or_(bad, self.b.icmp_unsigned(">", d, self.i64(MAX_AXIS)))  # also < 0
             r = self.b.call(mul, [n, d])
             bad = self.b.or_(bad, self.b.extract_value(r, 1))
             n = self.b.extract_value(r, 0)
