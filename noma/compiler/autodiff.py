@@ -6,7 +6,9 @@ The per-op derivatives live in autodiff_rules.py; this module owns the sweep.
 
 How it works
 ------------
-* Calls reachable from an optimize body are inlined first (passes.inline_calls).
+* Calls reachable from an optimize body are inlined first (passes.inline_calls), then the
+  globals the step writes become SSA values (globals_ssa.promote_globals), so a loss computed
+  from a global written earlier in the step, at any depth or in a called function, depends on it.
 * Activity: a value is active when it depends, through differentiable operands, on a PARAM_LOAD
   of a listed parameter. Only active values get adjoints; zero adjoints are implicit (None) and
   are materialised (ZEROS_LIKE of the primal) only where branches or loops must merge them.
@@ -21,14 +23,14 @@ How it works
 * While: the forward loop gets an iteration counter (an extra carried value and result); the
   reverse is a loop counting it down, each iteration popping its forward iteration's residuals and
   carrying the adjoints of the loop-carried values and of the outside values the body uses.
-Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.autodiff_rules.
+Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_ssa, noma.compiler.autodiff_rules.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Union
 
-from noma.compiler import ir, passes
+from noma.compiler import globals_ssa, ir, passes
 from noma.compiler.autodiff_rules import RULES, differentiable_args
 from noma.compiler.ir import Block, Builder, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
@@ -42,6 +44,7 @@ def differentiate(module: ir.Module) -> None:
     for op in targets:
         if op.grad is None:
             passes.inline_calls(module, op.body)
+            globals_ssa.promote_globals(module, op.body)
             _differentiate_optimize(module, op)
 
 

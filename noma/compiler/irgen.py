@@ -91,8 +91,6 @@ class IRGen:
         self.value_rank = 0
         self.const_values: dict[int, float] = {}
         self.saved_headers: dict[str, dict[str, int]] = {}
-        #: globals assigned inside an optimize body, also bound as SSA values in that block
-        self.global_shadows: set[str] = set()
         self.builtins = BuiltinContext(self)
 
     # ------------------------------------------------------------------ entry points

@@ -45,15 +45,11 @@ def gen_let(g: "IRGen", s: ast.Let) -> None:
 
 def gen_assign(g: "IRGen", s: ast.Assign) -> None:
     value = g.gen_expr(s.value)
-    if g.lookup_local(s.name) is not None and s.name not in g.global_shadows:
+    if g.lookup_local(s.name) is not None:
         g.set_local(s.name, value)
         return
     sym = g.symbols
     if s.name in sym.globals:
-        if g.fn.optimize_body is not None:
-            # later reads in this block use the SSA value, so the loss keeps its derivative path
-            g.global_shadows.add(s.name)
-            g.fn.scopes[-1][s.name] = value
         var = sym.globals[s.name]
         if var.rank != value.rank:
             if not g.at_global_scope():
