@@ -6,9 +6,11 @@ The per-op derivatives live in autodiff_rules.py; this module owns the sweep.
 
 How it works
 ------------
-* Calls reachable from an optimize body are inlined first (passes.inline_calls), then the
-  globals the step writes become SSA values (globals_ssa.promote_globals), so a loss computed
-  from a global written earlier in the step, at any depth or in a called function, depends on it.
+* Calls reachable from an optimize body are inlined first (passes.inline_calls), except calls
+  of recursive functions: they stay calls and are differentiated through an adjoint pair of
+  functions that use the runtime tape (autodiff_calls.py). Then the globals the step writes
+  become SSA values (globals_ssa.promote_globals), so a loss computed from a global written
+  earlier in the step, at any depth or in a called function, depends on it.
 * Activity: a value is active when it depends, through differentiable operands, on a PARAM_LOAD
   of a listed parameter. Only active values get adjoints; zero adjoints are implicit (None) and
   are materialised (ZEROS_LIKE of the primal) only where branches or loops must merge them.
@@ -23,7 +25,8 @@ How it works
 * While: the forward loop gets an iteration counter (an extra carried value and result); the
   reverse is a loop counting it down, each iteration popping its forward iteration's residuals and
   carrying the adjoints of the loop-carried values and of the outside values the body uses.
-Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_ssa, noma.compiler.autodiff_rules.
+Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_ssa, noma.compiler.autodiff_rules,
+noma.compiler.autodiff_calls.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 from noma.compiler import globals_ssa, ir, passes
+from noma.compiler.autodiff_calls import CallContext, reverse_call
 from noma.compiler.autodiff_rules import RULES, differentiable_args
 from noma.compiler.ir import Block, Builder, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
@@ -49,7 +53,8 @@ def differentiate(module: ir.Module) -> None:
 
 
 def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
-    top = _Sweep(_Analysis(module, opt), opt.body)
+    params = {p.slot: p for p in opt.params}
+    top = _Sweep(_Analysis(module, params, opt.body, CallContext(module, params)), opt.body)
     loss = opt.body.yields[0]
     if loss.id in top.an.active:  # a non-scalar loss is summed: its seed is ones of its shape
         one = top.const(1.0)
@@ -60,16 +65,19 @@ def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
 
 
 class _Analysis:
-    """Facts about one optimize body: values by id, the active set and provable shape equalities."""
+    """Facts about one optimize body (or a recursive function's body, whose `inputs` are
+    active): values by id, the active set and provable shape equalities."""
 
-    def __init__(self, module: ir.Module, opt: OptimizeOp):
+    def __init__(self, module: ir.Module, params: dict[int, ir.ParamRef], body: Block, calls: CallContext,
+                 inputs: tuple[Value, ...] | list[Value] = ()):
         self.module = module
-        self.params = {p.slot: p for p in opt.params}
+        self.params = params
+        self.calls = calls
         self.values: dict[int, Value] = {}
-        self.active: set[int] = set()
+        self.active: set[int] = {v.id for v in inputs}
         self._parent: dict[int, int] = {}
-        self._index(opt.body)
-        while self._mark(opt.body):
+        self._index(body)
+        while self._mark(body):
             pass
 
     def _index(self, block: Block) -> None:
@@ -138,6 +146,9 @@ class _Analysis:
     def _instr_active(self, ins: Instr) -> bool:
         if ins.op is Op.PARAM_LOAD:
             return ins.attr("slot") in self.params
+        if ins.op is Op.CALL:
+            return ins.result is not None and (any(a.id in self.active for a in ins.args)
+                                               or bool(self.calls.slots_reached(ins.attr("callee"))))
         return any(ins.args[i].id in self.active for i in differentiable_args(ins))
 
 
@@ -215,6 +226,9 @@ class _Sweep:
             return
         if ins.op is Op.PARAM_LOAD:
             self.accum(("param", ins.attr("slot")), g)
+            return
+        if ins.op is Op.CALL:
+            reverse_call(self, ins, g, self.an.calls)
             return
         grads = RULES[ins.op](self, ins, g)
         for i in differentiable_args(ins):

@@ -17,11 +17,13 @@ from typing import Callable, Optional
 from noma.compiler import ast, ir
 from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.symbols import VALUE_SLOT, ParamVar, SymbolTable
-from noma.diagnostics import Kind, Span, error
+from noma.diagnostics import Kind, NomaError, Span, error
 
 BRK, CONT, RET, RETVAL = "$brk", "$cont", "$ret", "$retval"
 MAGIC_LR = ("learning_rate", "lr")
 MAGIC_MAX = ("max_iterations", "max_iter", "iterations")
+#: Result ranks tried, in order, for a recursive function (None: it returns no value).
+RANK_CANDIDATES: tuple[Optional[int], ...] = (0, 1, 2, 3, 4, None)
 
 #: Reads a safetensors header at compile time: path -> {tensor name: rank}.
 HeaderReader = Callable[[str], dict[str, int]]
@@ -87,6 +89,9 @@ class IRGen:
         self.fn = FnState(cell_name, toplevel=True)
         self.specs: dict[tuple[str, tuple[int, ...]], Optional[int]] = {}
         self.in_progress: set[tuple[str, tuple[int, ...]]] = set()
+        #: result rank assumed for recursive calls of a specialisation being generated
+        self.rank_guess: dict[tuple[str, tuple[int, ...]], Optional[int]] = {}
+        self.guess_used: set[tuple[str, tuple[int, ...]]] = set()
         self.has_value = False
         self.value_rank = 0
         self.const_values: dict[int, float] = {}
@@ -362,10 +367,37 @@ class IRGen:
         spec = spec_name(fn.name, ranks)
         if key not in self.specs and key not in self.in_progress:
             self.specialise(fn, ranks, spec)
-        result_rank = self.specs.get(key, 0) if key in self.specs else 0
+        if key in self.specs:
+            result_rank = self.specs[key]
+        else:  # a recursive call while its body is generated: the rank being tried
+            result_rank = self.rank_guess[key]
+            self.guess_used.add(key)
         return self.b.emit(ir.Op.CALL, args, self.span(name_span), callee=spec, result_rank=result_rank)
 
     def specialise(self, fn: ast.FnDef, ranks: tuple[int, ...], spec: str) -> None:
+        """Generate `fn` for argument ranks. A recursive function's inner calls need its result rank
+        before the body is known: the body is generated with each candidate rank (scalar first,
+        then tensors, then no result) until the rank it returns is the one assumed."""
+        key = (fn.name, ranks)
+        first_error: Optional[NomaError] = None
+        for guess in RANK_CANDIDATES:
+            specs, functions = dict(self.specs), dict(self.module.functions)
+            self.rank_guess[key] = guess
+            self.guess_used.discard(key)
+            try:
+                result_rank = self._specialise_once(fn, ranks, spec)
+            except NomaError as exc:
+                if key not in self.guess_used:
+                    raise
+                first_error = first_error or exc
+                result_rank = -1
+            if key not in self.guess_used or result_rank == guess:
+                return
+            self.specs, self.module.functions = specs, functions  # drop what the wrong guess made
+        assert first_error is not None
+        raise first_error
+
+    def _specialise_once(self, fn: ast.FnDef, ranks: tuple[int, ...], spec: str) -> Optional[int]:
         key = (fn.name, ranks)
         self.in_progress.add(key)
         saved = (self.b, self.fn)
@@ -389,6 +421,7 @@ class IRGen:
             self.in_progress.discard(key)
         self.specs[key] = result_rank
         self.module.functions[spec] = ir.Function(spec, params, body, result_rank, self.span(fn.name_span))
+        return result_rank
 
     # ------------------------------------------------------------------ optimize helpers
 

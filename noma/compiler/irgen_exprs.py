@@ -38,6 +38,8 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         return g.const(e.value, g.span(e.span))
     if isinstance(e, ast.Name):
         return g.load_name(e.id, e.span)
+    if isinstance(e, ast.Binary) and e.op in ("&&", "||"):
+        return gen_logical(g, e)
     if isinstance(e, ast.Binary):
         left, right = gen_expr(g, e.left), gen_expr(g, e.right)
         return g.b.value(BINARY[e.op], left, right, span=g.span(e.span))
@@ -66,6 +68,34 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         raise error(Kind.TYPE, "a list `[...]` is only allowed as a shape (e.g. `zeros([2, 3])`); "
                     "write `tensor [...]` for a tensor", e.span)
     raise error(Kind.SYNTAX, "unsupported expression", e.span)
+
+
+def gen_logical(g: "IRGen", e: ast.Binary) -> ir.Value:
+    """`a && b` / `a || b` with a scalar `a`: an IfOp on `a` whose one branch evaluates `b`, so
+    `b` (and its effects) runs only when it decides the result; the value is 1.0 or 0.0.
+    With a tensor `a` the operator is elementwise and evaluates both sides."""
+    sid = g.span(e.span)
+    left = gen_expr(g, e.left)
+    if left.rank > 0:
+        return g.b.value(BINARY[e.op], left, gen_expr(g, e.right), span=sid)
+    is_and = e.op == "&&"
+    temp = f"$logic{sid}"
+    g.declare_local(temp, g.const(0.0 if is_and else 1.0))
+
+    def evaluate_right() -> None:
+        right = gen_expr(g, e.right)
+        if right.rank > 0:
+            raise error(Kind.TYPE, f"`{e.op}` with a scalar left side short-circuits, so its right side must "
+                        f"be a scalar too, got a rank-{right.rank} tensor", e.right.span)
+        g.set_local(temp, g.b.value(ir.Op.NE, right, g.const(0.0), span=sid))
+
+    if is_and:
+        g.gen_if(left, evaluate_right, None, sid, e.span)
+    else:
+        g.gen_if(left, lambda: None, evaluate_right, sid, e.span)
+    result = g.lookup_local(temp)
+    assert result is not None
+    return result
 
 
 def gen_tensor(g: "IRGen", e: ast.TensorLit) -> ir.Value:

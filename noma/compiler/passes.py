@@ -1,7 +1,8 @@
 """IR → IR passes: call inlining, constant folding, common-subexpression elimination and
 dead-code elimination, and the value renaming / block cloning utilities they share with autodiff.
 
-Owns: substitute(), clone_block(), inline_calls(), fold_constants(), cse(), dce(), optimize_module().
+Owns: substitute(), clone_block(), the call graph (reachable_functions, is_recursive), inline_calls(),
+fold_constants(), cse(), dce(), optimize_module().
 Every pass rewrites the module in place and keeps ir.verify() passing.
 Imports: the standard library, noma.compiler.ir, noma.diagnostics.
 """
@@ -99,37 +100,57 @@ def _span(module: ir.Module, span: int) -> Any:
     return module.spans[span] if 0 <= span < len(module.spans) else None
 
 
-def inline_calls(module: ir.Module, block: Block, _stack: tuple[str, ...] = ()) -> None:
+def inline_calls(module: ir.Module, block: Block) -> None:
     """Replace every CALL in block (and its nested blocks) by a renamed copy of the callee's body,
-    recursively. A callee missing from the module or a recursive call is a type error."""
+    recursively, except calls of recursive functions (a function that may call itself, directly or
+    through others), which stay calls. A callee missing from the module is a type error."""
     renames: Mapping = {}
     ops: list[ir.Operation] = []
     for op in block.ops:
-        if isinstance(op, Instr) and op.op is Op.CALL:
-            ops.extend(_inline_one(module, op, _stack, renames))
+        if isinstance(op, Instr) and op.op is Op.CALL and not is_recursive(module, op.attr("callee")):
+            ops.extend(_inline_one(module, op, renames))
             continue
         for child in ir.child_blocks(op):
-            inline_calls(module, child, _stack)
+            inline_calls(module, child)
         ops.append(op)
     block.ops = ops
     substitute(block, renames)
 
 
-def _inline_one(module: ir.Module, call: Instr, stack: tuple[str, ...], renames: Mapping) -> list[ir.Operation]:
+def reachable_functions(module: ir.Module, name: str) -> set[str]:
+    """Names of the functions a call of `name` may run, through any chain of calls (`name` itself
+    only when it is recursive); callees missing from the module are included but not followed."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        fn = module.functions.get(todo.pop())
+        if fn is None:
+            continue
+        for block in ir.walk_blocks(fn.body):
+            for op in block.ops:
+                if isinstance(op, Instr) and op.op is Op.CALL and (callee := op.attr("callee")) not in seen:
+                    seen.add(callee)
+                    todo.append(callee)
+    return seen
+
+
+def is_recursive(module: ir.Module, name: str) -> bool:
+    """Whether the module's function `name` may call itself (directly or through others)."""
+    return name in module.functions and name in reachable_functions(module, name)
+
+
+def _inline_one(module: ir.Module, call: Instr, renames: Mapping) -> list[ir.Operation]:
     name = call.attr("callee")
     fn = module.functions.get(name)
     where, shown = _span(module, call.span), name.split(".", 1)[0]  # `f.s.t2` is irgen's `f` at ranks (0, 2)
     if fn is None:
         raise error(Kind.TYPE, f"the function '{shown}' is defined in another cell or file, so it cannot be "
                     "used inside an optimize body (its code must be visible to be differentiated)", where)
-    if name in stack:
-        raise error(Kind.TYPE, f"the function '{shown}' calls itself; recursive functions cannot be used inside "
-                    "an optimize body, because the compiler differentiates by inlining them", where)
     if len(fn.params) != len(call.args):
         raise error(Kind.TYPE, f"'{shown}' takes {len(fn.params)} arguments, got {len(call.args)}", where)
     mapping: Mapping = {p.id: a for p, a in zip(fn.params, call.args)}
     body = clone_block(module, fn.body, mapping)
-    inline_calls(module, body, stack + (name,))
+    inline_calls(module, body)
     if call.result is not None:
         if not body.yields:
             raise error(Kind.TYPE, f"the function '{shown}' returns no value", where)

@@ -524,18 +524,41 @@ def test_inlined_user_functions(r: int, c: int, seed: int) -> None:
     assert "call" not in ir.print_function(p.m, "main")
 
 
-def test_recursion_and_missing_callee_are_type_errors() -> None:
-    for callee in ("rec", "missing"):
-        p = Prog()
-        rx = p.m.new_value(0)
-        rb = Builder(p.m, Block())
-        rb.block.yields = [rb.value(Op.CALL, rx, callee="rec", result_rank=0)]
-        p.m.functions["rec"] = ir.Function("rec", [rx], rb.block, 0)
-        p.finish_loss(p.b.value(Op.CALL, p.param(1.0), callee=callee, result_rank=0))
-        with pytest.raises(NomaError) as info:
-            differentiate(p.m)
-        assert info.value.diagnostics[0].kind is Kind.TYPE
-        assert callee in info.value.diagnostics[0].message
+def test_missing_callee_is_a_type_error() -> None:
+    p = Prog()
+    p.finish_loss(p.b.value(Op.CALL, p.param(1.0), callee="missing", result_rank=0))
+    with pytest.raises(NomaError) as info:
+        differentiate(p.m)
+    assert info.value.diagnostics[0].kind is Kind.TYPE
+    assert "missing" in info.value.diagnostics[0].message
+
+
+def _power(m: ir.Module, rank: int) -> None:
+    """pw(x, n) = n <= 0 ? x·0 + 1 : x · pw(x, n - 1) (elementwise, recursive)."""
+    x, n = m.new_value(rank), m.new_value(0)
+    b = Builder(m, Block())
+    op = ir.IfOp(b.value(Op.LE, n, b.const(0.0)), Block(), Block(), [m.new_value(rank)])
+    tb, eb = Builder(m, op.then), Builder(m, op.else_)
+    op.then.yields = [tb.value(Op.ADD, tb.value(Op.MUL, x, tb.const(0.0)), tb.const(1.0))]
+    inner = eb.value(Op.CALL, x, eb.value(Op.SUB, n, eb.const(1.0)), callee="pw", result_rank=rank)
+    op.else_.yields = [eb.value(Op.MUL, x, inner)]
+    b.block.ops.append(op)
+    b.block.yields = list(op.results)
+    m.functions["pw"] = ir.Function("pw", [x, n], b.block, rank)
+
+
+@FEW
+@given(shape=shapes(0, 2), depth=st.integers(0, 4), seed=st.integers(0, 2**16))
+def test_recursive_call_is_differentiated_through_the_tape(shape: tuple, depth: int, seed: int) -> None:
+    p = Prog(seed)
+    _power(p.m, len(shape))
+    x = p.param(p.rng.uniform(0.5, 1.5, size=shape))
+    w = p.param(p.rng.normal())
+    y = p.b.value(Op.CALL, p.b.value(Op.MUL, x, w), p.data(float(depth)), callee="pw", result_rank=len(shape))
+    y2, = p.if_(p.b, p.data(1.0), lambda b: [b.value(Op.CALL, y, b.const(2.0), callee="pw", result_rank=len(shape))],
+                lambda b: [y])
+    check(p.finish(y2, shape), optimize=True)
+    assert "call" in ir.print_function(p.m, "main")  # recursive calls stay calls
 
 
 def test_parameter_loaded_in_several_places_sums() -> None:

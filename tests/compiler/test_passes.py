@@ -181,13 +181,17 @@ def test_inline_calls() -> None:
     assert Interpreter(m).call("main", 0.3) == expected
 
 
-def test_inline_recursion_is_a_type_error() -> None:
+def test_inline_keeps_recursive_calls() -> None:
+    """g and h call each other: their calls stay calls; the rest is inlined."""
     m = _calls_module()
     h = m.functions["h"]
     h.body.yields = [Builder(m, h.body).value(Op.CALL, h.params[0], callee="g", result_rank=0)]
-    with pytest.raises(NomaError) as info:
-        passes.inline_calls(m, m.functions["main"].body)
-    assert info.value.diagnostics[0].kind is Kind.TYPE and "recursive" in info.value.diagnostics[0].message
+    assert passes.is_recursive(m, "g") and passes.is_recursive(m, "h") and not passes.is_recursive(m, "main")
+    assert passes.reachable_functions(m, "main") == {"g", "h"}
+    passes.inline_calls(m, m.functions["main"].body)
+    ir.verify(m)
+    calls = [o.attr("callee") for o in m.functions["main"].body.ops if isinstance(o, ir.Instr) and o.op is Op.CALL]
+    assert calls == ["g", "g"]
 
 
 def test_passes_after_autodiff_keep_training_identical() -> None:
