@@ -46,6 +46,8 @@ class Outcome:
     opt: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
     state: bool = True
+    #: top-level variables by name (interpreter and JIT only)
+    globals: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
@@ -79,18 +81,43 @@ def _location(diag: Any) -> tuple[str, int, int]:
 # ----------------------------------------------------------------------------- interpreter
 
 
-def run_interp(text: str, name: str, dtype: str = "f64") -> Outcome:
-    """The interpreter on the IR `noma run` compiles (compile errors come from the shared front end)."""
+def global_slots(module: Any) -> dict[str, int]:
+    """Names of the module's global slots, from the GLOBAL_STORE / GLOBAL_LOAD instructions."""
+    from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
+
+    out: dict[str, int] = {}
+    stack: list[Any] = [fn.body for fn in module.functions.values()]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Block):
+            stack.extend(node.ops)
+        elif isinstance(node, Instr):
+            if node.op in (Op.GLOBAL_STORE, Op.GLOBAL_LOAD) and node.attr("name") not in (None, "_"):
+                out[node.attr("name")] = node.attr("slot")
+        elif isinstance(node, IfOp):
+            stack += [node.then, node.else_]
+        elif isinstance(node, WhileOp):
+            stack += [node.cond, node.body]
+        elif isinstance(node, OptimizeOp):
+            stack += [b for b in (node.body, node.grad) if b is not None]
+    return out
+
+
+def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None) -> Outcome:
+    """The interpreter on the IR `noma run` compiles (compile errors come from the shared front end);
+    `interpreter` replaces the Interpreter class (e.g. one that perturbs parameters)."""
     from noma.compiler.interp import InterpState, Interpreter
     from noma.compiler.symbols import VALUE_SLOT
     from noma.display import format_value
     from noma.emit import ENTRY, compile_ir
 
+    interpreter = interpreter or Interpreter
     out = Outcome()
     state = InterpState()
+    module = None
     try:
         module, has_value = compile_ir(Source(name, text), dtype)
-        Interpreter(module, state).call(ENTRY)
+        interpreter(module, state).call(ENTRY)
         if has_value and VALUE_SLOT in state.globals:
             state.output.append(format_value(state.globals[VALUE_SLOT]))
     except NomaError as exc:
@@ -104,6 +131,8 @@ def run_interp(text: str, name: str, dtype: str = "f64") -> Outcome:
         if s is not None:
             out.opt[pname] = {"m": s.m, "v": s.v, "step": s.step, "pow1": s.pow1, "pow2": s.pow2}
     out.losses = np.asarray(state.loss_log, dtype=np.float64)
+    if module is not None:
+        out.globals = {g: state.globals[slot] for g, slot in global_slots(module).items() if slot in state.globals}
     return out
 
 
@@ -131,6 +160,7 @@ def run_jit(text: str, name: str, dtype: str = "f64") -> Outcome:
             if st:
                 out.opt[pname] = st
     out.losses = np.asarray(session.history.losses, dtype=np.float64)
+    out.globals = {g: v for g, v in session.globals().items() if g != "_"}
     return out
 
 
@@ -191,7 +221,7 @@ def read_checkpoint(path: Path, out: Outcome) -> None:
 # ----------------------------------------------------------------------------- comparing
 
 
-def _close(a: np.ndarray, b: np.ndarray, rtol: float, scale_floor: float = 0.0) -> bool:
+def close(a: np.ndarray, b: np.ndarray, rtol: float, scale_floor: float = 0.0) -> bool:
     """a and b within rtol of b's largest magnitude (or scale_floor, when larger); NaN and inf alike."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -206,7 +236,7 @@ def _close(a: np.ndarray, b: np.ndarray, rtol: float, scale_floor: float = 0.0) 
     return bool(np.all(np.abs(fa - fb) <= rtol * scale))
 
 
-def _numbers_close(x: str, y: str, rtol: float) -> bool:
+def numbers_close(x: str, y: str, rtol: float = RTOL) -> bool:
     """Two printed lines agree: the same text, or the same words with numbers within rtol (the
     last printed digit of `%.6g` may differ when the values differ in their last bits)."""
     if x == y:
@@ -229,7 +259,7 @@ def _numbers_close(x: str, y: str, rtol: float) -> bool:
 def differences(a: Outcome, b: Outcome, la: str, lb: str, rtol: float = RTOL, state: bool = True) -> list[str]:
     """Every way the outcomes a (labelled la) and b disagree."""
     diffs = []
-    if len(a.output) != len(b.output) or not all(_numbers_close(x, y, rtol) for x, y in zip(a.output, b.output)):
+    if len(a.output) != len(b.output) or not all(numbers_close(x, y, rtol) for x, y in zip(a.output, b.output)):
         diffs.append(f"stdout: {la} {a.output!r} vs {lb} {b.output!r}")
     if a.error != b.error:
         diffs.append(f"error: {la} {a.error} vs {lb} {b.error}")
@@ -240,11 +270,11 @@ def differences(a: Outcome, b: Outcome, la: str, lb: str, rtol: float = RTOL, st
     if sorted(a.params) != sorted(b.params):
         diffs.append(f"parameters: {la} {sorted(a.params)} vs {lb} {sorted(b.params)}")
     for name in sorted(set(a.params) & set(b.params)):
-        if not _close(a.params[name], b.params[name], rtol):
+        if not close(a.params[name], b.params[name], rtol):
             diffs.append(f"parameter {name}: {la} {a.params[name]!r} vs {lb} {b.params[name]!r}")
     for name in sorted(set(a.opt) | set(b.opt)):
         diffs += _opt_differences(name, a.opt.get(name, {}), b.opt.get(name, {}), la, lb, rtol)
-    if not _close(a.losses, b.losses, rtol):
+    if not close(a.losses, b.losses, rtol):
         diffs.append(f"loss log: {la} {a.losses!r} vs {lb} {b.losses!r}")
     return diffs
 
@@ -267,7 +297,7 @@ def _opt_differences(name: str, sa: dict[str, np.ndarray], sb: dict[str, np.ndar
             used = np.asarray(steps) > 0
             x, y = x[used], y[used]
         floor = float(np.sqrt(np.max(np.abs(sb["v"])))) if key == "m" and "v" in sb else 0.0
-        if not _close(x, y, rtol, floor):
+        if not close(x, y, rtol, floor):
             diffs.append(f"optimizer state {name}/{key}: {la} {sa[key]!r} vs {lb} {sb[key]!r}")
     return diffs
 
