@@ -48,7 +48,7 @@ def differentiate(module: ir.Module) -> None:
     for op in targets:
         if op.grad is None:
             passes.inline_calls(module, op.body)
-            globals_ssa.promote_globals(module, op.body)
+            globals_ssa.promote_globals(module, op.body, frozenset(p.slot for p in op.params))
             _differentiate_optimize(module, op)
 
 

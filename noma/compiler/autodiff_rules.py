@@ -38,7 +38,7 @@ def differentiable_args(ins: Instr) -> list[int]:
         return []
     if ins.op is Op.SELECT:
         return [1, 2]
-    if ins.op in (Op.MOD, Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.FILL):
+    if ins.op in (Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.FILL):
         return [0]
     return list(range(len(ins.args)))
 
@@ -158,13 +158,20 @@ def _pow(e: Any, ins: Instr, g: Value) -> Grads:  # d a^b = (b a^(b-1), a^b log 
 
 
 @_rule(Op.MOD)
-def _mod(e: Any, ins: Instr, g: Value) -> Grads:  # d fmod(a, b) = (1, treated as 0)
-    a = ins.args[0]
-    return [e.unbroadcast(g, a, ins.result) if e.wants(a) else None, None]
+def _mod(e: Any, ins: Instr, g: Value) -> Grads:  # d fmod(a, b) = (1, -trunc(a / b)), as PyTorch's fmod
+    # fmod(a, b) = a - trunc(a / b) b, with trunc(q) = sign(q) floor(|q|) held constant
+    a, b = ins.args
+
+    def db() -> Value:
+        q = e.op(Op.DIV, a, b)
+        trunc = e.op(Op.MUL, e.op(Op.SIGN, q), e.op(Op.FLOOR, e.op(Op.ABS, q)))
+        return e.op(Op.NEG, e.op(Op.MUL, g, trunc))
+    return _pair(e, ins, lambda: g, db)
 
 
 def _minmax(e: Any, ins: Instr, g: Value, cmp: Op) -> Grads:
-    """The gradient goes to the selected operand; ties go to the first."""
+    """The gradient goes to the selected operand; ties go to the first (so `clip(x, lo, hi)`,
+    which is min(max(x, lo), hi), passes the gradient to x at its bounds, like PyTorch's clamp)."""
     first = e.op(cmp, ins.args[0], ins.args[1])
     zero = e.const(0.0)
     return _pair(e, ins, lambda: e.op(Op.SELECT, first, g, zero), lambda: e.op(Op.SELECT, first, zero, g))

@@ -12,57 +12,71 @@ stores, a WhileOp one more carried value per slot its condition or body stores.
 Every GLOBAL_STORE stays, so memory always holds what the SSA value says (the invariant the
 pass keeps: `known[slot]` is the value the slot holds at that point of the block). A load with
 nothing known before it (the slot's value from before the step) stays a GLOBAL_LOAD. A CALL
-that is still there (a callee that could not be inlined) may write any global: afterwards
-nothing is known until the next store or load. A WhileOp condition that stores a global leaves
-that slot unknown at the start of the body and after the loop (the condition's writes happen
-after the carried values are chosen), so such values are read back from memory.
+that is still there (a recursive function, which autodiff differentiates as a call) forgets
+the slots the functions it runs may write (every slot, if one of them is missing from the
+module); globals_calls then refuses the step if a gradient would have to cross such a call
+through a global. A WhileOp whose condition stores a global (a function called in
+`while f() { }`) is first rotated: the condition is evaluated once before the loop and again at
+the end of each iteration, its flag carried, so its stores are ordinary statements of the
+enclosing block and of the body.
 
 The forward semantics do not change (tests run the interpreter on the IR before this pass);
 only the data flow autodiff sees does.
-Imports: noma.compiler.ir, noma.compiler.passes.
+Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_calls.
 """
 
 from __future__ import annotations
 
 from noma.compiler import ir, passes
+from noma.compiler.globals_calls import Site, check_kept_calls, reachable
 from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
 Known = dict[int, Value]
 
 
 class _Writes:
-    """What a region may write: global slots stored (with a rank and name each) and calls."""
+    """What a region may write: global slots stored (with a rank and name each), also by the
+    functions its kept calls run; `calls`: a call of a function missing from the module."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: ir.Module) -> None:
+        self.module = module
         self.slots: dict[int, tuple[int, str]] = {}
         self.calls = False
 
-    def scan(self, block: Block) -> "_Writes":
+    def scan(self, block: Block, follow_calls: bool = True) -> "_Writes":
         for op in block.ops:
             if isinstance(op, Instr):
                 if op.op is Op.GLOBAL_STORE:
                     self.slots.setdefault(int(op.attr("slot")), (op.args[0].rank, str(op.attr("name"))))
-                elif op.op is Op.CALL:
-                    self.calls = True
+                elif op.op is Op.CALL and follow_calls:
+                    for name in sorted(reachable(self.module, str(op.attr("callee")))):
+                        fn = self.module.functions.get(name)
+                        if fn is None:
+                            self.calls = True
+                        else:
+                            self.scan(fn.body, follow_calls=False)
                 continue
             if isinstance(op, OptimizeOp):
                 self.calls = True  # not expected inside a body; treat it as writing anything
             for child in ir.child_blocks(op):
-                self.scan(child)
+                self.scan(child, follow_calls)
         return self
 
 
-def promote_globals(module: ir.Module, body: Block) -> None:
-    """Rewrite an (inlined) optimize body in place so reads of globals it wrote use SSA values."""
+def promote_globals(module: ir.Module, body: Block, params: frozenset[int] = frozenset()) -> None:
+    """Rewrite an (inlined) optimize body in place so reads of globals it wrote use SSA values.
+    `params`: the listed parameter slots, for the check of calls that stay calls (globals_calls)."""
     p = _Promoter(module)
     p.block(body, {})
     passes.substitute(body, p.renames)
+    check_kept_calls(module, body, set(params), p.sites)
 
 
 class _Promoter:
     def __init__(self, module: ir.Module):
         self.module = module
         self.renames: passes.Mapping = {}
+        self.sites: list[Site] = []
 
     def _load(self, block: Block, slot: int, rank: int, name: str) -> Value:
         """Append a GLOBAL_LOAD of slot to block (the slot's value at the block's end so far)."""
@@ -97,12 +111,17 @@ class _Promoter:
             known[slot] = op.result
         elif op.op is Op.GLOBAL_STORE:
             known[int(op.attr("slot"))] = op.args[0]
-        elif op.op is Op.CALL:
-            known.clear()
+        elif op.op is Op.CALL:  # a kept call: forget what the functions it runs may write
+            self.sites.append((op, dict(known)))
+            writes = _Writes(self.module).scan(Block([], [op], []))
+            if writes.calls:
+                known.clear()
+            for slot in writes.slots:
+                known.pop(slot, None)
         block.ops.append(op)
 
     def _if(self, block: Block, op: IfOp, known: Known) -> Known:
-        writes = _Writes()
+        writes = _Writes(self.module)
         for branch in (op.then, op.else_):
             writes.scan(branch)
         ends = [self.block(branch, dict(known)) for branch in (op.then, op.else_)]
@@ -116,30 +135,54 @@ class _Promoter:
             after[slot] = result
         return after
 
+    def _rotate(self, op: WhileOp) -> Block:
+        """`while c(x) { x = b(x) }` → `f = c(x0); while f { x = b(x); f = c(x) }`, in place:
+        the condition's effects move where the SSA values are threaded. Returns the block of
+        ops to run before the loop (the first evaluation of the condition)."""
+        def inline_cond(into: Block, args: list[Value]) -> Value:
+            mapping: passes.Mapping = {p.id: a for p, a in zip(op.cond.params, args)}
+            into.ops.extend(passes.clone_op(self.module, c, mapping) for c in op.cond.ops)
+            return mapping.get(op.cond.yields[0].id, op.cond.yields[0])
+
+        pre = Block()
+        first = inline_cond(pre, list(op.inits))
+        op.body.params.append(self.module.new_value(0))
+        op.body.yields.append(inline_cond(op.body, list(op.body.yields)))
+        op.inits.append(first)
+        flag = self.module.new_value(0)
+        op.cond = Block([self.module.new_value(v.rank) for v in op.inits[:-1]] + [flag], [], [flag])
+        op.results.append(self.module.new_value(0))
+        if op.carry_slots:
+            op.carry_slots.append(None)
+        return pre
+
     def _while(self, block: Block, op: WhileOp, known: Known) -> Known:
-        in_cond, in_body = _Writes().scan(op.cond), _Writes().scan(op.body)
-        slots = sorted({**in_body.slots, **in_cond.slots}.items())
-        calls = in_cond.calls or in_body.calls
+        if _Writes(self.module).scan(op.cond).slots:
+            pre = self._rotate(op)
+            known = self.block(pre, known)
+            block.ops.extend(pre.ops)
+        cond_calls = _Writes(self.module).scan(op.cond).calls
+        in_body = _Writes(self.module).scan(op.body)
+        slots = sorted(in_body.slots.items())
         for slot, info in slots:
             op.inits.append(self._value(block, known, slot, info))
         block.ops.append(op)
-        outside: Known = {} if calls else {s: v for s, v in known.items() if s not in dict(slots)}
+        # what holds at every evaluation of the condition and at the start of every iteration
+        stored = {s for s, _ in slots}
+        outside = {} if cond_calls or in_body.calls else {s: v for s, v in known.items() if s not in stored}
         cond_params = [self.module.new_value(info[0]) for _, info in slots]
         body_params = [self.module.new_value(info[0]) for _, info in slots]
         op.cond.params.extend(cond_params)
         op.body.params.extend(body_params)
         self.block(op.cond, {**outside, **{s: p for (s, _), p in zip(slots, cond_params)}})
-        entry: Known = {} if in_cond.calls else {**outside, **{s: p for (s, _), p in zip(slots, body_params)}}
-        for s in in_cond.slots:
-            entry.pop(s, None)
+        entry = {} if cond_calls else {**outside, **{s: p for (s, _), p in zip(slots, body_params)}}
         end = self.block(op.body, entry)
-        results = []
+        results = [self.module.new_value(info[0]) for _, info in slots]
         for slot, info in slots:
             op.body.yields.append(self._value(op.body, end, slot, info))
-            results.append(self.module.new_value(info[0]))
         op.results.extend(results)
         if op.carry_slots:  # only loops outside training steps release the arena per iteration
             op.carry_slots.extend([None] * len(slots))
-        after: Known = {} if in_cond.calls else dict(outside)
-        after.update({s: r for (s, _), r in zip(slots, results) if s not in in_cond.slots})
-        return after
+        if cond_calls:  # the last evaluation of the condition may have written anything
+            return {}
+        return {**outside, **{s: r for (s, _), r in zip(slots, results)}}

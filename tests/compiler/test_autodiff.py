@@ -209,17 +209,18 @@ def test_binary_broadcasting(op: Op, pair: tuple, seed: int) -> None:
     if op is Op.MOD:
         q = a / b
         assume(np.min(np.abs(q - np.round(q)), initial=1.0) > 0.01)
-    rhs = p.data(b) if op is Op.MOD else p.param(b)  # fmod: b is treated as non-differentiable
-    check(p.finish(p.b.value(op, p.param(a), rhs), np.broadcast_shapes(sa, sb)))
+    check(p.finish(p.b.value(op, p.param(a), p.param(b)), np.broadcast_shapes(sa, sb)))
 
 
-def test_mod_passes_no_gradient_to_its_divisor() -> None:
+def test_mod_gradients_are_pytorchs_fmod() -> None:
+    """d fmod(a, b) = (1, -trunc(a / b)): torch.fmod's derivatives."""
     p = Prog()
-    a, b = p.param([5.5, -3.0]), p.param([2.0, 2.5])
-    p.finish(p.b.value(Op.MOD, a, b), (2,))
+    a, b = p.param([5.5, -3.0, 0.5]), p.param([2.0, 2.5, -0.2])
+    p.finish(p.b.value(Op.MOD, a, b), (3,))
     differentiate(p.m)
     _, (ga, gb) = Interpreter(p.m, p.state).gradients(p.opt)
-    assert np.array_equal(ga, p.state.globals[p.slot]) and gb.tolist() == [0.0, 0.0]
+    c = p.state.globals[p.slot]
+    assert np.array_equal(ga, c) and np.array_equal(gb, -np.array([2.0, -1.0, -2.0]) * c)
 
 
 def test_pow_negative_base_constant_exponent() -> None:

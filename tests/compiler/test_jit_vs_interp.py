@@ -70,6 +70,21 @@ PROGRAMS = {
         }
         print(W);
     """,
+    "globals_through_loops_and_calls": """
+        learn w = tensor [0.4, -0.3];
+        let acc = tensor [0, 0];
+        let n = 0;
+        fn grow(x) { acc = acc * x + 1; n = n + 1; return sum(acc); }
+        optimize(w) with adam(lr = 0.05) max 40 {
+            acc = w;
+            let total = 0;
+            for i in 0..3 { if i == 1 { total = total + grow(w); } else { acc = tanh(acc + w); } }
+            while n % 4 != 0 { total = total + grow(w * 0.5); }
+            let loss = sum(acc * acc) + 0.1 * total * total;
+            minimize loss;
+        }
+        print(w, acc, n);
+    """,
 }
 
 
