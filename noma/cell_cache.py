@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from noma.compiler.symbols import GlobalVar, ParamVar, SymbolTable
 
-TABLES = ("globals", "params", "dims", "functions", "freed", "known_constants")
+TABLES = ("globals", "params", "dims", "functions", "freed", "known_constants", "whole_models")
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 MAX_TEXTS = 64  # distinct cell texts remembered per session (least recently used dropped)
 MAX_VARIANTS = 4  # compilations remembered per text (different symbol-table contexts)
@@ -237,7 +237,7 @@ class CachedCell:
                 return False
         for path, ranks in self.headers:
             try:
-                if dict(read_header(path)) != ranks:
+                if list(dict(read_header(path)).items()) != list(ranks.items()):  # order: the first tensor
                     return False
             except Exception:  # noqa: BLE001 - unreadable now: compiling would report it
                 return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 
 class Kind(str, Enum):
@@ -91,6 +91,19 @@ class NomaError(Exception):
             diagnostics = [diagnostics]
         self.diagnostics = list(diagnostics)
         super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+def located_warnings(spans: Sequence[Any], warnings: Sequence[tuple[int, str, Optional[str]]],
+                     rebind: Optional[tuple[Source, Source]] = None) -> list[Diagnostic]:
+    """Compile-time warnings (span id, message, note) as diagnostics located by `spans`;
+    `rebind` (cached source, this run's source) names a re-run cell as this run does."""
+    out = []
+    for span_id, message, note in warnings:
+        span = spans[span_id] if 0 <= span_id < len(spans) else None
+        if span is not None and rebind is not None and span.source is rebind[0]:
+            span = Span(rebind[1], span.start, span.end)
+        out.append(Diagnostic(Kind.WARNING, message, span, note))
+    return out
 
 
 def error(kind: Kind, message: str, span: Optional[Span] = None, note: Optional[str] = None) -> NomaError:

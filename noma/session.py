@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span
+from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
 from noma.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
@@ -229,6 +229,7 @@ class Session:
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run(module, entry, has_value)
+        result.diagnostics[:0] = located_warnings(module.spans, module.warnings)
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -248,6 +249,7 @@ class Session:
         self.last_module = cell.module
         self.last_source = source
         result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source))
+        result.diagnostics[:0] = located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 from noma.compiler import globals_ssa, ir, passes
-from noma.compiler.autodiff_calls import CallContext, reverse_call
+from noma.compiler.autodiff_calls import CallContext, check_globals, reverse_call
 from noma.compiler.autodiff_rules import RULES, differentiable_args
 from noma.compiler.ir import Block, Builder, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
@@ -54,7 +54,9 @@ def differentiate(module: ir.Module) -> None:
 
 def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
     params = {p.slot: p for p in opt.params}
-    top = _Sweep(_Analysis(module, params, opt.body, CallContext(module, params)), opt.body)
+    calls = CallContext(module, params)
+    top = _Sweep(_Analysis(module, params, opt.body, calls), opt.body)
+    check_globals(calls, opt.body, top.an.active, module.spans)
     loss = opt.body.yields[0]
     if loss.id in top.an.active:  # a non-scalar loss is summed: its seed is ones of its shape
         one = top.const(1.0)

@@ -653,7 +653,11 @@ class Interpreter:
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")
         header, blobs, offset = {}, [], 0
-        for name, v in sorted(zip(ins.attr("names"), args)):
+        names = list(ins.attr("names"))
+        for name in names:
+            if names.count(name) > 1:
+                raise self._io(ins, f"{ins.attr('path')}: tensor name '{name}' given twice")
+        for name, v in zip(names, args):  # the statement's order, as the runtime writes it
             blob = np.asarray(v, dtype=kind).tobytes()
             header[name] = {"dtype": tag, "shape": list(np.shape(v)), "data_offsets": [offset, offset + len(blob)]}
             blobs.append(blob)

@@ -283,6 +283,8 @@ class Module:
     entry: Optional[str] = None
     #: callee name -> (param ranks, result rank) of functions defined in other modules.
     externs: dict[str, tuple[tuple[int, ...], Optional[int]]] = field(default_factory=dict)
+    #: compile-time warnings: (span id, message, note); front ends show them, executables print them
+    warnings: list[tuple[int, str, Optional[str]]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count())
 
     def new_value(self, rank: int) -> Value:

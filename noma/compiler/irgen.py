@@ -5,7 +5,8 @@ top-level statements; specialising user functions per argument ranks; turning mu
 and `break`/`continue`/`return` into structured SSA (if results, loop-carried values, flags);
 the `optimize` statement's parameters, optimizer, stop test and carried state.
 Input: ast.Program + a SymbolTable (changed in place: pass a clone). Output: ir.Module.
-Imports: ast, ir, symbols, irgen_builtins, diagnostics. The only module that knows AST and IR.
+Imports: ast, ir, passes (the call graph), symbols, irgen_builtins, diagnostics. The only module that
+knows AST and IR.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from noma.compiler import ast, ir
+from noma.compiler import ast, ir, passes
 from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, NomaError, Span, error
@@ -96,6 +97,8 @@ class IRGen:
         self.value_rank = 0
         self.const_values: dict[int, float] = {}
         self.saved_headers: dict[str, dict[str, int]] = {}
+        #: locals bound by a load_safetensors of several tensors: (name, value id) -> the file's tensor names
+        self.local_models: dict[tuple[str, int], tuple[str, ...]] = {}
         self.builtins = BuiltinContext(self)
 
     # ------------------------------------------------------------------ entry points
@@ -115,6 +118,9 @@ class IRGen:
                 self.b.emit(ir.Op.PRINT, (value,), self.span(main.name_span), parts=(None,))
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
         self.module.entry = self.cell_name
+        for fn in self.module.functions.values():
+            if passes.is_recursive(self.module, fn.name):
+                _keep_reentered_loops(fn.body)
         return self.module
 
     def span(self, span: Optional[Span]) -> int:
@@ -329,9 +335,13 @@ class IRGen:
     def load_name(self, name: str, span: Span) -> ir.Value:
         local = self.lookup_local(name)
         if local is not None:
+            if (name, local.id) in self.local_models:
+                self.warn_whole_model(name, self.local_models[name, local.id], span)
             return local
         sid = self.span(span)
         sym = self.symbols
+        if name in sym.whole_models and name in sym.globals:
+            self.warn_whole_model(name, sym.whole_models[name], span)
         if name in sym.freed and name not in sym.params:
             at = sym.freed[name]
             raise error(Kind.NAME, f"`{name}` was freed at line {at.line}, column {at.column}", span)
@@ -346,6 +356,15 @@ class IRGen:
         if name in sym.functions or name in BUILTINS:
             raise error(Kind.TYPE, f"`{name}` is a function; call it with parentheses", span)
         raise self.undefined(name, span, "variable")
+
+    def warn_whole_model(self, name: str, tensors: tuple[str, ...], span: Span) -> None:
+        """The original NOMA's use of a loaded file of several tensors as one tensor value."""
+        listed = ", ".join(f"`{t}`" for t in tensors)
+        self.module.warnings.append((
+            self.span(span),
+            f"`{name}` holds {len(tensors)} tensors ({listed}); as in the original NOMA, `{name}` alone "
+            f"is the first one in the file, `{tensors[0]}`",
+            f"write `{name}.{tensors[0]}` (or `{name}.NAME` for another tensor) to say which one"))
 
     def undefined(self, name: str, span: Span, what: str) -> Exception:
         known = list(self.symbols.globals) + list(self.symbols.params) + list(self.symbols.dims)
@@ -379,7 +398,7 @@ class IRGen:
         before the body is known: the body is generated with each candidate rank (scalar first,
         then tensors, then no result) until the rank it returns is the one assumed."""
         key = (fn.name, ranks)
-        first_error: Optional[NomaError] = None
+        errors: list[NomaError] = []
         for guess in RANK_CANDIDATES:
             specs, functions = dict(self.specs), dict(self.module.functions)
             self.rank_guess[key] = guess
@@ -389,13 +408,16 @@ class IRGen:
             except NomaError as exc:
                 if key not in self.guess_used:
                     raise
-                first_error = first_error or exc
+                errors.append(exc)
                 result_rank = -1
             if key not in self.guess_used or result_rank == guess:
                 return
             self.specs, self.module.functions = specs, functions  # drop what the wrong guess made
-        assert first_error is not None
-        raise first_error
+        if not errors:
+            raise error(Kind.TYPE, f"`{fn.name}` returns a different rank than its recursive calls assume, "
+                        "for every rank", fn.name_span)
+        # an error that no rank explains (e.g. an undefined name) before the rank errors of wrong guesses
+        raise next((e for e in errors if e.diagnostics[0].kind is not Kind.TYPE), errors[0])
 
     def _specialise_once(self, fn: ast.FnDef, ranks: tuple[int, ...], spec: str) -> Optional[int]:
         key = (fn.name, ranks)
@@ -455,6 +477,18 @@ class IRGen:
             if isinstance(item, ast.Name) and item.id in self.symbols.dims and self.lookup_local(item.id) is None:
                 var.dims[axis] = item.id
                 self.b.emit(ir.Op.PARAM_BIND_DIM, (), sid, slot=var.slot, axis=axis, dim=self.symbols.dims[item.id])
+
+
+def _keep_reentered_loops(block: ir.Block) -> None:
+    """In a recursive function, a loop whose iteration calls a function may run again (in a
+    deeper activation) before its iteration ends: it must not keep its carried tensors in its
+    fixed global slots (the deeper loop would overwrite them), so it keeps them in the arena."""
+    for b in ir.walk_blocks(block):
+        for op in b.ops:
+            if isinstance(op, ir.WhileOp) and op.carry_slots and any(
+                    isinstance(o, ir.Instr) and o.op is ir.Op.CALL
+                    for inner in (op.cond, op.body) for blk in ir.walk_blocks(inner) for o in blk.ops):
+                op.carry_slots = []
 
 
 def spec_name(name: str, ranks: tuple[int, ...]) -> str:

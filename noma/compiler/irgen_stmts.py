@@ -28,6 +28,7 @@ DEFAULT_MAX_ITER = 1000.0
 def bind(g: "IRGen", name: str, value: ir.Value, span_id: int) -> None:
     """`let name = value`: a global at the top level of a cell, else a local."""
     if g.at_global_scope():
+        g.symbols.whole_models.pop(name, None)
         var = g.symbols.global_slot(name, value.rank)
         g.b.emit(ir.Op.GLOBAL_STORE, (value,), span_id, slot=var.slot, name=name)
         const = g._const_of(value)
@@ -51,6 +52,7 @@ def gen_assign(g: "IRGen", s: ast.Assign) -> None:
     sym = g.symbols
     if s.name in sym.globals:
         var = sym.globals[s.name]
+        sym.whole_models.pop(s.name, None)
         if var.rank != value.rank:
             if not g.at_global_scope():
                 raise error(Kind.TYPE, f"`{s.name}` holds {_rank_words(var.rank)}; cannot assign "
@@ -293,11 +295,20 @@ def gen_load_st(g: "IRGen", s: ast.LoadSafetensors) -> None:
         except ValueError as exc:
             raise error(Kind.IO, f"`{s.path.value}` is not a valid safetensors file: {exc}", s.path.span) from None
     sid = g.span(s.path.span)
+    loaded = {}
     for name, rank in sorted(header.items()):
-        value = g.b.value(ir.Op.LOAD_ST, span=sid, path=s.path.value, name=name, rank=rank)
-        bind(g, f"{s.name}.{name}", value, sid)
-        if len(header) == 1:
-            bind(g, s.name, value, sid)
+        loaded[name] = g.b.value(ir.Op.LOAD_ST, span=sid, path=s.path.value, name=name, rank=rank)
+        bind(g, f"{s.name}.{name}", loaded[name], sid)
+    if not loaded:
+        return
+    first = next(iter(header))  # the file's order (NOMA and the original write the statement's order)
+    bind(g, s.name, loaded[first], sid)
+    if len(header) > 1:  # the original NOMA's `m` for a file of several tensors: its first, with a warning
+        names = tuple(header)
+        if g.at_global_scope():
+            g.symbols.whole_models[s.name] = names
+        else:
+            g.local_models[s.name, loaded[first].id] = names
 
 
 def gen_save_st(g: "IRGen", s: ast.SaveSafetensors) -> None:

@@ -48,6 +48,9 @@ class SymbolTable:
     freed: dict[str, Span] = field(default_factory=dict)
     #: Values of top-level scalars known at compile time (for the optimizer magic names).
     known_constants: dict[str, float] = field(default_factory=dict)
+    #: Globals bound by `load_safetensors m = ...` to a file of several tensors: m -> the file's
+    #: tensor names in the file's order (`m` itself holds the first, as in the original NOMA).
+    whole_models: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_global: int = 1
     next_param: int = 0
     next_dim: int = 0
@@ -61,6 +64,7 @@ class SymbolTable:
         twin.functions = dict(self.functions)
         twin.freed = dict(self.freed)
         twin.known_constants = dict(self.known_constants)
+        twin.whole_models = dict(self.whole_models)
         return twin
 
     def global_slot(self, name: str, rank: int) -> GlobalVar:

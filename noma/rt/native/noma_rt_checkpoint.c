@@ -252,7 +252,7 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
         out_tensor(&ts[k++], extra_names[i], extras[i], extras[i]->data, 0);
     }
     char msg[NOMA_ERRMSG];
-    if (!noma__st_write(path, k, ts, m, meta, msg, sizeof msg)) noma__failf(NOMA_ERR_IO, span, "%s", msg);
+    if (!noma__st_write(path, k, ts, m, meta, 1, msg, sizeof msg)) noma__failf(NOMA_ERR_IO, span, "%s", msg);
 }
 
 /* ======================================================================== */

@@ -239,9 +239,9 @@ int64_t noma__st_numel(const NomaStEntry *e); /* -1 for unsupported dtypes */
 /* Reads an entry converted to real (as_i64 = 0) or int64 (as_i64 = 1); 1 ok, 0 read error. */
 int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, void *dst,
                   int as_i64);
-/* Writes tensors (sorted by name; duplicates rejected) and nmeta key/value string pairs as
-   __metadata__, to PATH.tmp then renamed over PATH. */
+/* Writes tensors (sorted by name when `sorted`, else in the given order; duplicates rejected)
+   and nmeta key/value string pairs as __metadata__, to PATH.tmp then renamed over PATH. */
 int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nmeta,
-                   const char *const *meta, char *msg, size_t cap);
+                   const char *const *meta, int sorted, char *msg, size_t cap);
 
 #endif /* NOMA_RT_INTERNAL_H */

@@ -937,7 +937,7 @@ static int64_t out_numel(const NomaStOut *t) {
 }
 
 int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nmeta,
-                   const char *const *meta, char *msg, size_t cap) {
+                   const char *const *meta, int sorted, char *msg, size_t cap) {
     if (!path) {
         snprintf(msg, cap, "missing file name");
         return 0;
@@ -969,6 +969,8 @@ int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nme
             return 0;
         }
     }
+    if (!sorted) /* header and data in the caller's order (save_safetensors: the statement's) */
+        for (int64_t i = 0; i < n; i++) ord[i] = i;
     const char *realname = sizeof(real) == 8 ? "F64" : "F32";
     NomaBuf h = {0, 0, 0};
     nb_add(&h, "{", 1);
@@ -1067,7 +1069,7 @@ void noma_st_save(const char *path, int64_t n, const char **names, const NomaTen
         outs[i].data = ts[i]->data;
     }
     char msg[NOMA_ERRMSG];
-    int ok = noma__st_write(path, n, outs, 0, NULL, msg, sizeof msg);
+    int ok = noma__st_write(path, n, outs, 0, NULL, 0, msg, sizeof msg);
     free(outs);
     if (!ok) noma__failf(NOMA_ERR_IO, span, "%s", msg);
 }
