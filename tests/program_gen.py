@@ -88,6 +88,7 @@ class Gen:
     counter: itertools.count = field(default_factory=itertools.count)
     in_batch: Optional[str] = None
     max_depth: int = 2
+    no_globals: bool = False  # inside a recursive function: no global reads or writes
 
     # ------------------------------------------------------------------ basics
 
@@ -154,7 +155,7 @@ class Gen:
             makers += [self.reduce_axis, self.softmax, self.index_row, self.matvec]
         if len(shape) == 2:
             makers += [self.matmul, self.transpose, self.reshape, self.slice_rows]
-        if any(f.result == shape for f in self.fns):
+        if any(f.result == shape for f in self.fns) and not self.no_globals:
             makers.append(self.call)
         text = self.pick(makers)(shape, depth - 1)
         return text if text is not None else self.leaf(shape)
@@ -291,10 +292,10 @@ class Gen:
 
     def stmt(self, depth: int, indent: int, in_fn: bool) -> str:
         pad = " " * indent
-        kinds = ["let", "global", "loss", "loss"]
+        kinds = ["let"] if self.no_globals else ["let", "global", "loss", "loss"]
         if any(v.kind == "local" for v in self.assignable()):
             kinds.append("local")
-        if self.fns:
+        if self.fns and not self.no_globals:
             kinds.append("call")
         if depth > 0:
             kinds += ["if", "for", "while"] + ([] if in_fn or self.in_batch else ["batch"])
@@ -360,11 +361,16 @@ class Gen:
         return f"{pad}batch {xb}, {bi} in X with {self.draw(st.integers(1, 3))} {{\n{body}{pad}}}\n"
 
     def function(self) -> str:
+        """A function of one argument `a`: plain (it may read and write globals and `loss`), or
+        recursive `(n, a)`, reading only parameters and data: a gradient through a global into or
+        out of a recursive call is refused with a located error (LANGUAGE.md), not computed."""
         name = self.fresh("f")
         recursive = self.chance(0.35)
         arg = self.pick(self.shapes())
         result = arg if recursive else self.pick(self.shapes())
-        saved, self.scopes = self.scopes, [self.scopes[0], [Var("a", arg, "local")]]
+        outer = [v for v in self.scopes[0] if not recursive or v.kind != "global"]
+        saved, self.scopes = self.scopes, [outer, [Var("a", arg, "local")]]
+        self.no_globals = recursive
         try:
             body = self.block(1, 4, self.draw(st.integers(0, 2)), in_fn=True)
             if recursive:
@@ -378,6 +384,7 @@ class Gen:
                 self.fns.append(Fn(name, arg, result, False))
         finally:
             self.scopes = saved
+            self.no_globals = False
         return text
 
 
