@@ -89,7 +89,7 @@ class _Forward:
     def __init__(self, text: str):
         from noma.emit import compile_ir
 
-        self.module, _ = compile_ir(Source("<forward>", text))
+        self.module, _ = compile_ir(Source("<forward>", text), optimize=False)
         self.loss_slot = global_slots(self.module)["loss"]
 
     def loss(self, delta: dict[str, np.ndarray]) -> float:

@@ -104,7 +104,8 @@ def global_slots(module: Any) -> dict[str, int]:
 
 
 def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None) -> Outcome:
-    """The interpreter on the IR `noma run` compiles (compile errors come from the shared front end);
+    """The interpreter on the IR `noma run` compiles, before the IR passes (constant folding, CSE,
+    DCE), so that their mistakes show; compile errors come from the shared front end.
     `interpreter` replaces the Interpreter class (e.g. one that perturbs parameters)."""
     from noma.compiler.interp import InterpState, Interpreter
     from noma.compiler.symbols import VALUE_SLOT
@@ -116,14 +117,14 @@ def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None
     state = InterpState()
     module = None
     try:
-        module, has_value = compile_ir(Source(name, text), dtype)
+        module, has_value = compile_ir(Source(name, text), dtype, optimize=False)
         interpreter(module, state).call(ENTRY)
         if has_value and VALUE_SLOT in state.globals:
             state.output.append(format_value(state.globals[VALUE_SLOT]))
     except NomaError as exc:
         out.error = _location(exc.diagnostics[0])
     out.output = list(state.output)
-    out.warnings = list(state.warnings)
+    out.warnings = ([message for _, message, _ in module.warnings] if module is not None else []) + state.warnings
     for slot, value in state.params.items():
         pname = state.param_names[slot]
         out.params[pname] = np.asarray(value, dtype=np.float64)
