@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 Shape = tuple[int, ...]
 
-UNARY = ["sigmoid", "tanh", "relu", "abs", "sin", "cos", "exp", "log", "sqrt", "tan", "neg", "floor"]
-BINARY = ["+", "-", "*", "/", "^", "min", "max", "%"]
+UNARY = ["sigmoid", "tanh", "relu", "abs", "sin", "cos", "exp", "log", "sqrt", "tan", "neg", "floor", "ceil"]
+BINARY = ["+", "-", "*", "/", "^", "pow", "min", "max", "%"]
 
 
 @dataclass
@@ -65,7 +65,7 @@ def tensor_text(a: np.ndarray) -> str:
 class Var:
     name: str
     shape: Shape
-    kind: str  # param | global | local | counter | data
+    kind: str  # param | global | local | counter
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Gen:
 
     def shapes(self) -> list[Shape]:
         n, m = self.n, self.m
-        return list(dict.fromkeys([(), (n,), (m,), (m, n), (n, m), (m, 1), (n, 1)]))
+        return list(dict.fromkeys([(), (n,), (m,), (m, n), (n, m), (m, 1), (n, 1), (1, n)]))
 
     def pick(self, options: list[Any]) -> Any:
         return options[self.draw(st.integers(0, len(options) - 1))]
@@ -154,7 +154,7 @@ class Gen:
         if len(shape) == 1:
             makers += [self.reduce_axis, self.softmax, self.index_row, self.matvec]
         if len(shape) == 2:
-            makers += [self.matmul, self.transpose, self.reshape, self.slice_rows]
+            makers += [self.matmul, self.transpose, self.reshape, self.slice_rows, self.concat]
         if any(f.result == shape for f in self.fns) and not self.no_globals:
             makers.append(self.call)
         text = self.pick(makers)(shape, depth - 1)
@@ -184,6 +184,8 @@ class Gen:
             return self.pick([f"({a} ^ 2)", f"({a} ** 3)", f"(({a} * {a} + 0.5) ^ 1.5)", f"(({a} * {a} + 0.5) ^ 0.5)"])
         if op in ("min", "max"):
             return f"{op}({a}, {b})"
+        if op == "pow":  # a positive base, a bounded exponent: both get gradients
+            return f"pow({a} * {a} + 0.5, tanh({b}))"
         if op == "%":
             return f"({a} % 1.75)"
         return f"({a} {op} {b})"
@@ -193,7 +195,7 @@ class Gen:
         if kind == "dot":
             return f"dot({self.expr((self.n,), depth)}, {self.expr((self.n,), depth)})"
         if kind == "ce":
-            return f"cross_entropy({self.expr((self.m, self.n), depth)}, Y)"
+            return f"cross_entropy({self.expr((self.m, self.n), depth)}, {self.pick(['Y', 'C'])})"
         if kind == "clip":
             return f"sum(clip({self.expr(self.pick(self.shapes()[1:]), depth)}, -0.8, 0.9))"
         return f"{kind}({self.expr(self.pick(self.shapes()[1:]), depth)})"
@@ -254,6 +256,14 @@ class Gen:
         a = self.draw(st.integers(0, s[0] - p))
         return f"slice({self.expr(s, depth)}, {a}, {a + p})"
 
+    def concat(self, shape: Shape, depth: int) -> Optional[str]:
+        p, q = shape
+        options = [(a, p - a) for a in range(1, p) if (a, q) in self.shapes() and (p - a, q) in self.shapes()]
+        if not options:
+            return None
+        a, b = self.pick(options)
+        return f"concat({self.expr((a, q), depth)}, {self.expr((b, q), depth)})"
+
     def call(self, shape: Shape, depth: int) -> str:
         f = self.pick([f for f in self.fns if f.result == shape])
         arg = self.expr(f.arg, depth)
@@ -270,7 +280,7 @@ class Gen:
     def condition(self) -> str:
         counters = [v.name for scope in self.scopes for v in scope if v.kind == "counter"]
         left = f"{self.expr((), 1)} > {literal(self.values(()))}"
-        if counters and self.chance(0.5):
+        if counters and self.chance(0.7):
             i = self.pick(counters)
             c = f"{i} {self.pick(['<', '>=', '==', '!='])} {self.draw(st.integers(0, 2))}"
             vectors = [v for scope in self.scopes for v in scope if len(v.shape) == 1 and v.kind != "data"]
@@ -298,7 +308,7 @@ class Gen:
         if self.fns and not self.no_globals:
             kinds.append("call")
         if depth > 0:
-            kinds += ["if", "for", "while"] + ([] if in_fn or self.in_batch else ["batch"])
+            kinds += ["if", "if", "for", "while"] + ([] if in_fn or self.in_batch else ["batch"])
         kind = self.pick(kinds)
         if kind == "let":
             shape = self.pick(self.shapes())
@@ -324,7 +334,7 @@ class Gen:
             if self.chance(0.5):
                 text += f"{pad}loss = loss + sum({name}) * 0.5;\n"
             return text
-        inner = self.draw(st.integers(1, 2))
+        inner = self.draw(st.integers(1, 3))
         if kind == "if":
             cond = self.condition()
             then = self.block(depth - 1, indent + 4, inner, in_fn)
@@ -372,7 +382,7 @@ class Gen:
         saved, self.scopes = self.scopes, [outer, [Var("a", arg, "local")]]
         self.no_globals = recursive
         try:
-            body = self.block(1, 4, self.draw(st.integers(0, 2)), in_fn=True)
+            body = self.block(1, 4, self.draw(st.integers(1, 3)), in_fn=True)
             if recursive:
                 base = self.expr(result, 1)
                 step = self.expr(arg, 1)
@@ -397,6 +407,7 @@ def training_programs(draw: Callable[..., Any]) -> GenProgram:
     prelude = f"let X = {tensor_text(g.values((rows, g.n)))};\n"
     onehot = np.eye(g.n)[[draw(st.integers(0, g.n - 1)) for _ in range(g.m)]]
     prelude += f"let Y = {tensor_text(onehot)};\n"
+    prelude += f"let C = {tensor_text(np.argmax(onehot, axis=1).astype(float))};\n"
     params = {}
     for _ in range(draw(st.integers(1, 2))):
         name, shape = g.fresh("w"), g.pick(g.shapes())
@@ -410,9 +421,9 @@ def training_programs(draw: Callable[..., Any]) -> GenProgram:
         top.append(Var(name, shape, "global"))
         names.append(name)
     prelude += "let loss = 0;\n"
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.integers(1, 3))):
         prelude += g.function()
-    body = "    loss = 0;\n" + g.block(g.max_depth, 4, draw(st.integers(1, 4)))
+    body = "    loss = 0;\n" + g.block(g.max_depth, 4, draw(st.integers(2, 6)))
     w = g.pick([v for v in top if v.kind == "param"])
     body += f"    loss = loss + sum({w.name} * {w.name}) * 0.1 + {g.expr((), 2)};\n"
     return GenProgram(prelude, body, params, names)
