@@ -1,4 +1,4 @@
-"""The `noma` command: run, check, emit, build, repl, kernel install.
+"""The `noma` command: run, check, emit, build, repl, lsp, kernel install.
 
 Owns: argument parsing, exit codes (0 success, 1 a diagnostic, 2 usage) and printing results.
 Imports: noma.session, noma.diagnostics, compiler stages for `emit`, noma.repl / noma.kernel lazily.
@@ -125,6 +125,15 @@ def cmd_repl(args: argparse.Namespace) -> int:
     return repl_main(dtype=args.dtype)
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from noma.lsp.server import main as lsp_main
+    except ImportError as exc:  # an install without its dependencies (pygls is in install_requires)
+        print(f"error[io]: `noma lsp` needs pygls (pip install pygls): {exc}", file=sys.stderr)
+        return 1
+    return lsp_main(dtype=args.dtype)
+
+
 def cmd_kernel(args: argparse.Namespace) -> int:
     from noma.kernel.install import main as install_main
 
@@ -157,6 +166,10 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_build)
     repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
     repl.set_defaults(func=cmd_repl)
+    lsp = sub.add_parser("lsp", help="the language server (LSP over stdin/stdout) for editors")
+    lsp.add_argument("--stdio", action="store_true",
+                     help="accepted for editors that pass it (stdio is the only transport)")
+    lsp.set_defaults(func=cmd_lsp)
     kernel = sub.add_parser("kernel", help="Jupyter kernel: `noma kernel install [--user]`")
     kernel.add_argument("kernel_args", nargs=argparse.REMAINDER)
     kernel.set_defaults(func=cmd_kernel)

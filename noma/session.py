@@ -149,15 +149,10 @@ class Session:
 
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
-        from noma.compiler import autodiff, ir, irgen, passes
-        from noma.compiler.parse import parse
+        from noma.compiler.frontend import check
 
-        program = parse(source)
         cell = f"__cell{self.cell_count}"
-        module, has_value = irgen.generate(program, symbols, self.dtype, read_header, run_main, cell)
-        autodiff.differentiate(module)
-        passes.optimize_module(module)
-        ir.verify(module)
+        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:

@@ -10,7 +10,9 @@ How it works
   of recursive functions: they stay calls and are differentiated through an adjoint pair of
   functions that use the runtime tape (autodiff_calls.py). Then the globals the step writes
   become SSA values (globals_ssa.promote_globals), so a loss computed from a global written
-  earlier in the step, at any depth or in a called function, depends on it.
+  earlier in the step, at any depth or in an inlined function, depends on it; a recursive call
+  gets the globals it only reads as arguments, and a gradient that would cross one through a
+  global it writes is a located type error (globals_calls).
 * Activity: a value is active when it depends, through differentiable operands, on a PARAM_LOAD
   of a listed parameter. Only active values get adjoints; zero adjoints are implicit (None) and
   are materialised (ZEROS_LIKE of the primal) only where branches or loops must merge them.
@@ -25,8 +27,8 @@ How it works
 * While: the forward loop gets an iteration counter (an extra carried value and result); the
   reverse is a loop counting it down, each iteration popping its forward iteration's residuals and
   carrying the adjoints of the loop-carried values and of the outside values the body uses.
-Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_ssa, noma.compiler.autodiff_rules,
-noma.compiler.autodiff_calls.
+Imports: noma.compiler.ir, noma.compiler.passes, noma.compiler.globals_ssa,
+noma.compiler.autodiff_rules, noma.compiler.autodiff_calls.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 from noma.compiler import globals_ssa, ir, passes
-from noma.compiler.autodiff_calls import CallContext, check_globals, reverse_call
+from noma.compiler.autodiff_calls import CallContext, reverse_call
 from noma.compiler.autodiff_rules import RULES, differentiable_args
 from noma.compiler.ir import Block, Builder, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
@@ -56,7 +58,6 @@ def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
     params = {p.slot: p for p in opt.params}
     calls = CallContext(module, params)
     top = _Sweep(_Analysis(module, params, opt.body, calls), opt.body)
-    check_globals(calls, opt.body, top.an.active, module.spans)
     loss = opt.body.yields[0]
     if loss.id in top.an.active:  # a non-scalar loss is summed: its seed is ones of its shape
         one = top.const(1.0)

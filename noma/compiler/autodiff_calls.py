@@ -25,8 +25,10 @@ treated as active inside the pair (one pair per callee and optimize loop, whatev
 site); adjoints of inactive arguments are computed and dropped by the caller.
 The pair's names encode the parameter slots and ranks (`p.s.s.fwd.p0r0`), so the same callee
 differentiated for the same parameters is the same function in every cell.
-Imports: noma.compiler.ir, noma.compiler.passes, noma.diagnostics (autodiff's sweep is imported
-where it is used).
+Globals: before this, globals_ssa passes the globals a recursive call only reads as arguments
+(so they are ordinary arguments here) and globals_calls refuses gradients through the globals
+it writes.
+Imports: noma.compiler.ir, noma.compiler.passes (autodiff's sweep is imported where it is used).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from noma.compiler import ir, passes
 from noma.compiler.ir import Instr, Op, Value
-from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
     from noma.compiler.autodiff import _Sweep
@@ -84,54 +85,6 @@ class CallContext:
         self.pairs[callee] = pair
         _generate(self, fn, pair)
         return pair
-
-
-def _global_ops(block: ir.Block, op: Op) -> list[Instr]:
-    return [o for b in ir.walk_blocks(block) for o in b.ops if isinstance(o, Instr) and o.op is op]
-
-
-def check_globals(ctx: CallContext, body: ir.Block, active: set[int], spans: list[Any]) -> None:
-    """Refuse, with a located type error, what the adjoint pairs cannot differentiate: a gradient
-    that would have to flow through a global into or out of a recursive function (the step would
-    silently lose it). Into: the body stores a parameter-dependent value in a global a recursive
-    callee reads. Out of: a recursive callee stores a value that depends on its arguments or the
-    parameters in a global the body reads."""
-    from noma.compiler.autodiff import _Analysis
-
-    module = ctx.module
-    stored = {o.attr("slot") for o in _global_ops(body, Op.GLOBAL_STORE) if o.args[0].id in active}
-    read = {o.attr("slot") for o in _global_ops(body, Op.GLOBAL_LOAD)}
-    for call in _global_ops(body, Op.CALL):
-        callee = call.attr("callee")
-        fns = [module.functions[n] for n in {callee} | passes.reachable_functions(module, callee)
-               if n in module.functions]
-        for fn in fns:
-            for load in _global_ops(fn.body, Op.GLOBAL_LOAD):
-                if load.attr("slot") in stored:
-                    _refuse(module, call, load.attr("name"), "reads", spans)
-        if not (any(a.id in active for a in call.args) or ctx.slots_reached(callee)):
-            continue
-        for fn in fns:
-            an = _Analysis(module, ctx.params, fn.body, ctx, inputs=fn.params)
-            for store in _global_ops(fn.body, Op.GLOBAL_STORE):
-                if store.attr("slot") in read and store.args[0].id in an.active:
-                    _refuse(module, call, store.attr("name"), "assigns", spans)
-
-
-def _refuse(module: ir.Module, call: Instr, name: str, how: str, spans: list[Any]) -> None:
-    shown = call.attr("callee").split(".", 1)[0]
-    where = spans[call.span] if 0 <= call.span < len(spans) else None
-    if how == "reads":
-        message = (f"the recursive function `{shown}` reads the global `{name}`, which this training step "
-                   "computes from the parameters: the gradient cannot flow through a global into a recursive "
-                   "function")
-        note = f"pass `{name}` to `{shown}` as an argument"
-    else:
-        message = (f"the recursive function `{shown}` assigns the global `{name}` a value that depends on the "
-                   "parameters, and this training step reads it: the gradient cannot flow out of a recursive "
-                   "function through a global")
-        note = f"return the value from `{shown}` instead"
-    raise error(Kind.TYPE, message, where, note)
 
 
 def _generate(ctx: CallContext, fn: ir.Function, pair: Pair) -> None:

@@ -1,11 +1,12 @@
 """Refuses a training step whose gradient would have to cross a kept call through a global.
 
 Owns: check_kept_calls(). globals_ssa turns the globals of a training step into SSA values, so
-their gradient flows wherever calls are inlined. A call that stays a call (a recursive function)
-reads and writes globals as memory, where autodiff cannot follow them. Rather than leave such a
-gradient silently out, the step is a located type error when
+their gradient flows wherever calls are inlined, and passes the globals a kept call (a recursive
+function) only reads as extra arguments. What is left is memory autodiff cannot follow: a global
+such a call writes. Rather than leave a gradient silently out, the step is a located type error
+when
 * a kept call (or a function it calls) reads a global whose value at the call depends on the
-  listed parameters; or
+  listed parameters (left only when the called functions also write that global); or
 * it writes to a global a value that depends on the parameters, and the step reads that global
   again (after the call, or inside the called functions).
 Dependence is a conservative forward analysis over the body and every function the kept calls
@@ -14,14 +15,14 @@ argument that depends on them, from the result of a call given such an argument 
 such a load, or from a global such a value was written to. Counters and other values computed
 from constants pass.
 Input: an optimize body after globals_ssa, its listed parameter slots, and the kept calls with
-what globals_ssa knew at each. Imports: noma.compiler.ir, noma.diagnostics.
+what globals_ssa knew at each. Imports: noma.compiler.ir, noma.compiler.passes, noma.diagnostics.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from noma.compiler import ir
+from noma.compiler import ir, passes
 from noma.compiler.ir import Block, Instr, Op, Value
 from noma.diagnostics import Kind, error
 
@@ -31,15 +32,7 @@ Site = tuple[Instr, dict[int, Value]]
 
 def reachable(module: ir.Module, name: str) -> set[str]:
     """`name` and every function a call of it may run (callees missing from the module included)."""
-    seen, todo = {name}, [name]
-    while todo:
-        fn = module.functions.get(todo.pop())
-        for block in ir.walk_blocks(fn.body) if fn is not None else ():
-            for op in block.ops:
-                if isinstance(op, Instr) and op.op is Op.CALL and op.attr("callee") not in seen:
-                    seen.add(op.attr("callee"))
-                    todo.append(op.attr("callee"))
-    return seen
+    return {name} | passes.reachable_functions(module, name)
 
 
 class _Dependence:
@@ -151,12 +144,20 @@ def check_kept_calls(module: ir.Module, body: Block, params: set[int], sites: li
         shown = callee.split(".", 1)[0]
         where = module.spans[call.span] if 0 <= call.span < len(module.spans) else None
         for slot in sorted(reads):
-            if (slot in known and known[slot].id in dep.values) or slot in dep.written:
-                raise error(Kind.TYPE, f"the function '{shown}' stays a call here (it is recursive) and reads the "
-                            f"global `{_name(module, slot)}`, whose value depends on the parameters: gradients do "
-                            "not flow through globals into such a call; pass the value as an argument", where)
+            name = _name(module, slot)
+            if slot in dep.written:
+                raise error(Kind.TYPE, f"the recursive function `{shown}` assigns the global `{name}` a value that "
+                            "depends on the parameters and reads it back: the gradient cannot flow through a "
+                            "global that a recursive function assigns", where,
+                            f"pass the value to `{shown}` as an argument and return the new value")
+            if slot in known and known[slot].id in dep.values:
+                raise error(Kind.TYPE, f"the recursive function `{shown}` reads and assigns the global `{name}`, "
+                            "which this training step computes from the parameters: the gradient cannot flow "
+                            "through a global that a recursive function assigns", where,
+                            f"pass `{name}` to `{shown}` as an argument and return the new value")
         for slot in sorted(_slots(module, reached, Op.GLOBAL_STORE) & dep.written & body_loads):
-            raise error(Kind.TYPE, f"the function '{shown}' stays a call here (it is recursive) and writes the "
-                        f"global `{_name(module, slot)}` a value that depends on the parameters, which this step "
-                        "reads afterwards: gradients do not flow through globals out of such a call; return the "
-                        "value instead", where)
+            name = _name(module, slot)
+            raise error(Kind.TYPE, f"the recursive function `{shown}` assigns the global `{name}` a value that "
+                        "depends on the parameters, and this training step reads it: the gradient cannot flow "
+                        "out of a recursive function through a global", where,
+                        f"return the value from `{shown}` instead")

@@ -12,13 +12,17 @@ stores, a WhileOp one more carried value per slot its condition or body stores.
 Every GLOBAL_STORE stays, so memory always holds what the SSA value says (the invariant the
 pass keeps: `known[slot]` is the value the slot holds at that point of the block). A load with
 nothing known before it (the slot's value from before the step) stays a GLOBAL_LOAD. A CALL
-that is still there (a recursive function, which autodiff differentiates as a call) forgets
-the slots the functions it runs may write (every slot, if one of them is missing from the
-module); globals_calls then refuses the step if a gradient would have to cross such a call
-through a global. A WhileOp whose condition stores a global (a function called in
-`while f() { }`) is first rotated: the condition is evaluated once before the loop and again at
-the end of each iteration, its flag carried, so its stores are ordinary statements of the
-enclosing block and of the body.
+that is still there (a recursive function, which autodiff differentiates as a call) reads the
+globals the step computed that its functions only read as extra arguments: it calls copies of
+its functions (`f.gl.7` for slot 7) whose loads of those slots are the arguments, so their
+gradient flows through the call's arguments. It forgets the slots its functions may write (every
+slot, if one of them is missing from the module); globals_calls then refuses the step if a
+gradient would have to cross such a call through a global it writes.
+
+A WhileOp whose condition stores a global (a function called in `while f() { }`) is first
+rotated: the condition is evaluated once before the loop and again at the end of each
+iteration, its flag carried, so its stores are ordinary statements of the enclosing block and
+of the body.
 
 The forward semantics do not change (tests run the interpreter on the IR before this pass);
 only the data flow autodiff sees does.
@@ -61,6 +65,11 @@ class _Writes:
             for child in ir.child_blocks(op):
                 self.scan(child, follow_calls)
         return self
+
+
+def _slots(fns: list[ir.Function], kind: Op) -> set[int]:
+    return {int(op.attr("slot")) for fn in fns for b in ir.walk_blocks(fn.body) for op in b.ops
+            if isinstance(op, Instr) and op.op is kind}
 
 
 def promote_globals(module: ir.Module, body: Block, params: frozenset[int] = frozenset()) -> None:
@@ -112,6 +121,7 @@ class _Promoter:
         elif op.op is Op.GLOBAL_STORE:
             known[int(op.attr("slot"))] = op.args[0]
         elif op.op is Op.CALL:  # a kept call: forget what the functions it runs may write
+            op = self._pass_read_globals(op, known)
             self.sites.append((op, dict(known)))
             writes = _Writes(self.module).scan(Block([], [op], []))
             if writes.calls:
@@ -119,6 +129,53 @@ class _Promoter:
             for slot in writes.slots:
                 known.pop(slot, None)
         block.ops.append(op)
+
+    def _pass_read_globals(self, call: Instr, known: Known) -> Instr:
+        """A kept call whose functions read, and none writes, globals this step computed: call a
+        copy of them that takes those values as extra arguments instead (`f` → `f.gl.7`), so
+        their gradient reaches the copy's arguments. Nothing changes when the copy would read
+        nothing this step knows."""
+        names = reachable(self.module, str(call.attr("callee")))
+        if any(n not in self.module.functions for n in names):
+            return call
+        fns = [self.module.functions[n] for n in names]
+        slots = sorted((_slots(fns, Op.GLOBAL_LOAD) - _slots(fns, Op.GLOBAL_STORE)) & set(known))
+        if not slots:
+            return call
+        suffix = ".gl" + "".join(f".{s}" for s in slots)
+        for name in sorted(names):
+            self._copy_taking_globals(name, slots, suffix, names, [known[s].rank for s in slots])
+        attrs = dict(call.attrs)
+        attrs["callee"] = str(call.attr("callee")) + suffix
+        return Instr(Op.CALL, call.args + tuple(known[s] for s in slots), call.result,
+                     tuple(sorted(attrs.items())), call.span)
+
+    def _copy_taking_globals(self, name: str, slots: list[int], suffix: str, names: set[str],
+                             ranks: list[int]) -> None:
+        if name + suffix in self.module.functions:
+            return
+        fn = self.module.functions[name]
+        params = [self.module.new_value(p.rank) for p in fn.params]
+        extra = [self.module.new_value(r) for r in ranks]
+        body = passes.clone_block(self.module, fn.body, {p.id: q for p, q in zip(fn.params, params)})
+        by_slot = dict(zip(slots, extra))
+        renames: passes.Mapping = {}
+        for block in ir.walk_blocks(body):
+            ops: list[ir.Operation] = []
+            for op in block.ops:
+                if isinstance(op, Instr) and op.op is Op.GLOBAL_LOAD and int(op.attr("slot")) in by_slot:
+                    assert op.result is not None
+                    renames[op.result.id] = by_slot[int(op.attr("slot"))]
+                    continue
+                if isinstance(op, Instr) and op.op is Op.CALL and op.attr("callee") in names:
+                    attrs = dict(op.attrs)
+                    attrs["callee"] = str(op.attr("callee")) + suffix
+                    op = Instr(Op.CALL, op.args + tuple(extra), op.result, tuple(sorted(attrs.items())), op.span)
+                ops.append(op)
+            block.ops = ops
+        passes.substitute(body, renames)
+        self.module.functions[name + suffix] = ir.Function(name + suffix, params + extra, body,
+                                                           fn.result_rank, fn.span)
 
     def _if(self, block: Block, op: IfOp, known: Known) -> Known:
         writes = _Writes(self.module)

@@ -1,0 +1,40 @@
+"""The compiler's front end as one call: source text to a checked, differentiated IR module.
+
+Owns: the sequence parse → irgen → autodiff → passes → verify that `noma check`, the session
+and the language server (`noma lsp`) all run, so every one of them reports the same
+diagnostics (same messages, same spans). Nothing here executes a program; the only file access
+is the `read_header` callback that irgen calls for `load_safetensors` (callers choose it).
+Imports: noma.compiler (parse, irgen, autodiff, passes, ir), noma.diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from noma.compiler.symbols import SymbolTable
+from noma.diagnostics import Source
+
+HeaderReader = Callable[[str], Any]
+
+
+def check(source: Source, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],
+          run_main: bool, cell: str) -> tuple[Any, bool]:
+    """Parse and compile `source` against `symbols` (changed in place) → (IR module, has_value).
+
+    Raises NomaError for user mistakes (the first one found).
+    """
+    from noma.compiler.parse import parse
+
+    return check_program(parse(source), symbols, dtype, read_header, run_main, cell)
+
+
+def check_program(program: Any, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],
+                  run_main: bool, cell: str) -> tuple[Any, bool]:
+    """The stages after parsing, for a caller that keeps the AST (the language server)."""
+    from noma.compiler import autodiff, ir, irgen, passes
+
+    module, has_value = irgen.generate(program, symbols, dtype, read_header, run_main, cell)
+    autodiff.differentiate(module)
+    passes.optimize_module(module)
+    ir.verify(module)
+    return module, has_value
