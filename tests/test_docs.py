@@ -4,17 +4,20 @@ Blocks are found by their fences. `noma` blocks of one file run in order in one 
 of a notebook: a later block may use what an earlier one defined) and must give no error; the
 checks below hold them to what the text states (converging examples converge, stated outputs are
 printed). `python` blocks run with exec; the REPL transcript (lines after `noma> `) runs through
-a Session and the meta-commands as the REPL runs them; `bash` lines are run when they are safe to
-run in a test (`noma run`, `noma build`, the kernelspec installer into a temporary Jupyter data
-directory), and otherwise checked for what they rely on (`pip install -e ".[test]"`, whose
-`python -m pytest -q` would run this suite again; `jupyter lab`, which starts a server). A block
-or shell command without a check here fails the test, so new documentation gets one.
+a Session and the meta-commands as the REPL runs them; the `json` block (jupyterlab-lsp's server
+declaration) is parsed and its command run; `bash` lines are run when they are safe to run in a
+test (`noma run`, `noma build`, the kernelspec installer into a temporary Jupyter data
+directory), and otherwise checked for what they rely on (`pip install`: the `noma` console script
+and the `test` extra, whose `python -m pytest -q` would run this suite again; `npm ci`, `vsce`,
+`code`: the extension's package files; `jupyter lab`, which starts a server: the notebooks). A
+block or shell command without a check here fails the test, so new documentation gets one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -181,7 +184,34 @@ def _bash_build(cmd: str, tmp_path: Path) -> None:
     assert run.returncode == 0 and "converged" in run.stdout, run.stderr
 
 
+def _bash_pip_install(cmd: str, tmp_path: Path) -> None:
+    assert re.search(r"console_scripts\s*=\s*\n\s*noma = noma\.cli:main", (ROOT / "setup.cfg").read_text())
+
+
+def _bash_vscode_package(cmd: str, tmp_path: Path) -> None:
+    """npm and VS Code are not run here (tests/lsp/test_vscode_extension.py builds the .vsix when
+    Node is installed): the package `npm ci` and `vsce package` read must be there."""
+    package = json.loads((ROOT / "editors" / "vscode" / "package.json").read_text())
+    assert (ROOT / "editors" / "vscode" / "package-lock.json").exists()
+    assert any(lang["id"] == "noma" for lang in package["contributes"]["languages"])
+
+
+def _check_json(block: CodeBlock, tmp_path: Path) -> None:
+    """The jupyterlab-lsp server declaration: valid JSON whose command is `noma lsp`, the language
+    and MIME type the kernel declares."""
+    server = json.loads(block.text)["LanguageServerManager"]["language_servers"]["noma"]
+    assert server["argv"] == ["noma", "lsp"] and server["languages"] == ["noma"]
+    proc = _noma(["lsp", "--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from noma.kernel.kernel import NomaKernel
+
+    assert NomaKernel.language_info["mimetype"] in server["mime_types"]
+
+
 BASH: dict[str, Callable[[str, Path], None]] = {
+    "pip install -e .                      # NOMA itself: puts `noma` on PATH": _bash_pip_install,
+    "cd editors/vscode && npm ci && npx vsce package --skip-license --out noma-language.vsix": _bash_vscode_package,
+    "code --install-extension noma-language.vsix": _bash_vscode_package,
     "pip install -e . && noma run examples/grow_xor.noma --plot grow_xor.png": _bash_noma_run,
     'pip install -e ".[test]" && python -m pytest -q': _bash_test_extra,
     "python -m noma.kernel install --user     # or: noma kernel install --user": _bash_kernel_install,
@@ -198,6 +228,8 @@ def test_other_blocks(block: CodeBlock, tmp_path: Path) -> None:
         _check_python(block, tmp_path)
     elif block.lang == "" and block.text.startswith("noma> "):
         _check_repl(block, tmp_path)
+    elif block.lang == "json":
+        _check_json(block, tmp_path)
     elif block.lang == "bash":
         for cmd in block.text.strip().splitlines():
             assert cmd in BASH, f"{block.path.name}:{block.line}: no check for the shell command {cmd!r}"
