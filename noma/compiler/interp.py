@@ -2,8 +2,18 @@
 
 Owns: Interpreter (every op and region, the tape, optimize loops), InterpState (parameters,
 optimizer state, globals, dims, printed lines, loss log, RNG) and the print format; the optimizer
-formulas are in interp_optimizers. It is never the product's execution path
+formulas are in interp_optimizers, the generator in interp_rng, resizes in interp_resize,
+checkpoints in interp_checkpoint. It is never the product's execution path
 (that is lower_llvm and the native runtime); tests compare the two.
+
+An oracle independent of the lowering: every semantic comes from the IR and the documented
+runtime contracts, never from the lowering's machinery. Globals are InterpState.globals by slot
+(GLOBAL_LOAD / GLOBAL_STORE only; the lowering's carry slots and arena are ignored), calls run
+the callee's IR body (CALL, with the 10000-call limit), control flow is the IfOp / WhileOp /
+OptimizeOp regions as ir.py defines them (an optimize step: body, loss logged, stop test,
+gradient block, update, queued resizes). What it shares with the product is the front end
+(parse, irgen, autodiff): tests run it on the IR before the IR passes, and check the front end
+itself against programs that take other paths through it (tests/test_generated_programs.py).
 Values: tensors are np.ndarray (float64, or float32 when module.dtype == "f32"), scalars floats.
 Imports: the standard library, numpy, noma.compiler.ir, noma.diagnostics.
 """
