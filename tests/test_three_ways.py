@@ -10,10 +10,14 @@ not define `main`; the interpreter and the JIT run the same text). The interpret
 expectation check is tests/test_programs.py's job for the JIT and tests/test_build.py's for
 executables; this test is about the three agreeing, numbers included.
 
+Every F32_EVERY-th program also runs in f32 through the interpreter and the JIT (≤ 1e-4 relative
+to each array's scale: single precision, and training amplifies the last-bit differences of
+exp/tanh implementations); all of them with NOMA_DIFF_ALL=1.
+
 Cost: the executables reuse the cached runtime object, so a build is one LLVM compile and one link
-(about 0.2-0.6 s here); the whole module takes about two minutes on the 2-core CI machine. Set
-NOMA_DIFF_SAMPLE=N to build executables for every N-th program only (the interpreter and JIT legs
-always run on all of them).
+(about 0.2-0.6 s here); the whole module takes 1.5-2.5 minutes on the shared 2-core machine (about
+40 s of CPU). Set NOMA_DIFF_SAMPLE=N to build executables for every N-th program only (the
+interpreter and JIT legs always run on all of them).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from test_programs import DATA_DIR, PROGRAMS, parse_expectations
 from three_ways import build, differences, run_exe, run_interp, run_jit, with_final_checkpoint, workdir
 
 SAMPLE = max(1, int(os.environ.get("NOMA_DIFF_SAMPLE", "1")))
+F32_EVERY = 1 if os.environ.get("NOMA_DIFF_ALL") else 4
+F32_RTOL = 1e-4
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
@@ -40,6 +46,14 @@ def test_interpreter_jit_and_executable_agree(path: Path, tmp_path: Path) -> Non
     assert jit.error == expected, f"{name}: the JIT gave {jit.error}, the program expects {expected}"
     diffs = differences(oracle, jit, "interpreter", "JIT")
     assert not diffs, f"{name}:\n" + "\n".join(diffs)
+
+    if PROGRAMS.index(path) % F32_EVERY == 0:
+        with workdir(tmp_path / "interp32", DATA_DIR):
+            oracle32 = run_interp(text, name, "f32")
+        with workdir(tmp_path / "jit32", DATA_DIR):
+            jit32 = run_jit(text, name, "f32")
+        diffs = differences(oracle32, jit32, "interpreter (f32)", "JIT (f32)", rtol=F32_RTOL)
+        assert not diffs, f"{name}:\n" + "\n".join(diffs)
 
     if PROGRAMS.index(path) % SAMPLE:
         return
