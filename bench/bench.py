@@ -240,6 +240,25 @@ def two_threaded(args, log) -> dict:
 # ----------------------------------------------------------------------------- main
 
 
+
+KEEP_MARK = "<!-- kept by bench.py -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The sections of RESULTS.md that other scripts wrote (a `## ` section holding KEEP_MARK,
+    e.g. bench_session_memory.py's), kept when this script rewrites the file."""
+    if not path.exists():
+        return ""
+    sections, current = [], []
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("## ") and current:
+            sections.append("".join(current))
+            current = []
+        current.append(line)
+    sections.append("".join(current))
+    kept = [sec for sec in sections if sec.startswith("## ") and KEEP_MARK in sec]
+    return "".join("\n" + sec.rstrip("\n") + "\n" for sec in kept)
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short run (fewer steps and rounds)")
@@ -413,7 +432,7 @@ def main() -> int:
                                                                                              "JAX skipped"))]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + kept_sections(HERE / "RESULTS.md")
     if THREADS == 1:
         print()
         print(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from noma.diagnostics import Kind, NomaError, Source
 
@@ -43,18 +43,29 @@ def _format_value(value: object) -> str:
     return format_value(value)
 
 
+def _print_live(kind: str, payload: Any) -> None:
+    """Session.output_sink of `noma run`: printed text to stdout, warnings to stderr, as they come."""
+    if kind == "warning":
+        sys.stdout.flush()
+        print(payload.render(color=_color()), file=sys.stderr, flush=True)
+    else:
+        sys.stdout.write(payload)
+        sys.stdout.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from noma.session import Session
 
     source = _read(args.file)
     session = Session(dtype=args.dtype)
+    session.output_sink = _print_live  # `print` inside training loops shows as it happens
     result = session.execute(source.text, name=source.name, run_main=True)
-    sys.stdout.write(result.output)
     if result.value is not None and result.ok:
         print(_format_value(result.value))
     sys.stdout.flush()
     for diag in result.diagnostics:
-        print(diag.render(color=_color()), file=sys.stderr)
+        if not (result.streamed and diag.kind is Kind.WARNING):
+            print(diag.render(color=_color()), file=sys.stderr)
     if args.plot:
         from noma.plots import save_history_png
 

@@ -254,6 +254,8 @@ def event_text(event: Any) -> str:
         body = f"optimizer {event.name}: new state"
     elif kind in ("reset", "opt_reset"):
         body = "reset_optimizer()"
+    elif kind in ("init", "param_init"):
+        body = f"learn {event.name} {shape_text(event.new_shape)} (re-initialised: a new run starts)"
     else:
         body = f"{kind} {event.name}"
     return f"step {event.step:>7}  {body}"
@@ -261,12 +263,18 @@ def event_text(event: Any) -> str:
 
 def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
     history = session.history
-    losses = np.asarray(history.losses)
-    lines = [f"{len(losses)} training steps"]
-    if len(losses):
-        finite = losses[np.isfinite(losses)]
-        best = format_scalar(float(finite.min())) if len(finite) else "nan"
-        lines[0] += f", last loss {format_scalar(float(losses[-1]))}, best {best}"
+    total = int(history.total_steps)
+    lines = [f"{total} training steps"]
+    last = history.last_loss
+    if last is not None:
+        best = history.best_loss()
+        lines[0] += f", last loss {format_scalar(last)}, best {format_scalar(best) if best is not None else 'nan'}"
+    if total and not history.complete:
+        lines.append(f"exact losses of the last {len(history.losses)} steps; every step in a min/max/mean "
+                     f"summary of {len(history.summary)} buckets")
+    segments = [s for s in history.segments() if s.last >= s.first]
+    if len(segments) > 1:
+        lines.append("runs: " + "; ".join(f"{s.label}: steps {s.first}-{s.last}" for s in segments))
     if history.events:
         lines.append("events:")
         lines.extend("  " + event_text(e) for e in history.events)
@@ -276,19 +284,19 @@ def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
 
 
 def cmd_plot(session: Any, arg: str, color: bool) -> MetaResult:
-    from noma.plots import history_png
+    from noma.plots import MAX_POINTS, history_png
 
     path = _one_arg(arg) or "noma_plot.png"
     if not path.lower().endswith(".png"):
         path += ".png"
-    history = session.history
+    history = session.read_history(recent=session.rt.global_step() <= MAX_POINTS)
     data = history_png(history, session.dims)
     try:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as exc:
         return MetaResult(f"cannot write {path}: {exc.strerror}", png=data, ok=False)
-    steps = len(history.losses)
+    steps = int(history.total_steps)
     return MetaResult(f"plot written to {os.path.abspath(path)} ({steps} steps)", png=data, path=path)
 
 
@@ -330,9 +338,10 @@ def cmd_load(session: Any, arg: str, color: bool) -> MetaResult:
 
 
 def cmd_undo(session: Any, arg: str, color: bool) -> MetaResult:
-    if not session.undo():
+    undone = session.undo()
+    if undone is None:
         return MetaResult("nothing to undo", ok=False)
-    return MetaResult("undone: the session is as before the last cell")
+    return MetaResult(f"undone {undone}: the session is as before it")
 
 
 def cmd_reset(session: Any, arg: str, color: bool) -> MetaResult:

@@ -25,6 +25,7 @@ from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, So
 from noma.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler import ast
 from noma.compiler.symbols import VALUE_SLOT, SymbolTable
+from noma.history import Event, History, LossSummary  # noqa: F401  (part of the session's API)
 
 
 @dataclass
@@ -43,6 +44,9 @@ class ExecResult:
     #: where compile_seconds went (seconds): front_end (parse, IR, autodiff, IR passes),
     #: lowering (NOMA IR to LLVM IR text), llvm_parse, llvm_optimise, llvm_codegen
     compile_phases: dict[str, float] = field(default_factory=dict)
+    #: `output` and the warnings were already delivered, as they were printed, to the session's
+    #: output_sink (front ends then show only the value and the errors)
+    streamed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,25 +61,69 @@ class ExecResult:
         return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
 
 
-@dataclass
-class Event:
-    """A resize, free, optimizer change or reset, at a global step."""
-
-    kind: str
-    step: int
-    name: str
-    old_shape: tuple[int, ...]
-    new_shape: tuple[int, ...]
-    policy: str
-    output_change: Optional[float] = None
+def _cell_label(source: Source) -> str:
+    """`<cell 3> `realloc h = 4;`` (the first line of its code, shortened)."""
+    lines = [line.strip() for line in source.text.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if len(first) > 50 or len(lines) > 1:
+        first = first[:47].rstrip() + " …"
+    return f"{source.name} `{first}`"
 
 
-@dataclass
-class History:
-    """Loss per global step across all cells, and the events."""
+def _cancelled(compile_seconds: float) -> ExecResult:
+    """The result of a cell an interrupt cancelled before it ran (nothing changed)."""
+    return ExecResult(status="interrupted", compile_seconds=compile_seconds, diagnostics=[Diagnostic(
+        Kind.RUNTIME, "interrupted before the cell ran; nothing changed")])
 
-    losses: np.ndarray
-    events: list[Event]
+
+class _LiveOutput:
+    """What a running cell printed, taken from the runtime (noma_live_take) and handed to a sink:
+    whole lines of text and each warning, in program order; the text and warnings are kept for
+    the ExecResult."""
+
+    def __init__(self, sink: Callable[[str, Any], None]):
+        self.sink = sink
+        self.pending = b""  # an unfinished line
+        self.parts: list[str] = []
+        self.warnings: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def drain(self, rt: Any, final: bool) -> None:
+        data = self.pending + rt.take_live()
+        self.pending = b""
+        pieces = data.split(b"\0")
+        self._text(pieces[0], final or len(pieces) > 1)
+        for piece in pieces[1:]:
+            message, _, rest = piece.partition(b"\n")
+            self._emit("warning", message.decode("utf-8", "replace"))
+            self._text(rest, final or piece is not pieces[-1])
+
+    def _text(self, data: bytes, whole: bool) -> None:
+        end = len(data) if whole else data.rfind(b"\n") + 1
+        if end:
+            self._emit("stdout", data[:end].decode("utf-8", "replace"))
+        self.pending += data[end:]
+
+    def emit_warning(self, diag: Diagnostic) -> None:
+        """A warning of the compiler's, before the code runs (kept in the result by the caller)."""
+        self._send("warning", diag)
+
+    def _emit(self, kind: str, text: str) -> None:
+        if kind == "warning":
+            self.warnings.append(text)
+            self._send(kind, Diagnostic(Kind.WARNING, text))
+        else:
+            self.parts.append(text)
+            self._send(kind, text)
+
+    def _send(self, kind: str, payload: Any) -> None:
+        try:
+            self.sink(kind, payload)
+        except Exception:
+            pass  # a front end's display must never disturb the cell
 
 
 @dataclass
@@ -125,10 +173,22 @@ class Session:
         self.last_source: Optional[Source] = None
         self.progress: Optional[Callable[["Session"], None]] = None
         self.progress_interval = 0.2
+        #: where printed text goes while a cell runs: sink("stdout", text) with whole lines (the
+        #: rest at the end), sink("warning", Diagnostic) (the compiler's before the code runs), in
+        #: program order, every stream_interval seconds; None: ExecResult.output and its warnings only
+        self.output_sink: Optional[Callable[[str, Any], None]] = None
+        self.stream_interval = 0.05
+        #: True while the progress hook is called for native code still running (False for its
+        #: last call, after the code finished)
+        self.running = False
+        #: execute() forgets an earlier interrupt request (a front end that clears it itself when
+        #: a request starts, like the kernel, turns this off)
+        self.clear_interrupt_on_execute = True
         #: ranges [start, end) of runtime events hidden by undo/load; events restored from a checkpoint
         self.hidden_events: list[tuple[int, int]] = []
         self.restored_events: list[dict] = []
         self.undo_stack: list[Any] = []
+        self.undo_labels: list[str] = []  # which cell each undo_stack entry was taken before
         self.undo_depth = 20
         #: compiled cells by text (see noma.cell_cache); compilations done / cells replayed from it
         self.cell_cache = CellCache()
@@ -191,7 +251,8 @@ class Session:
         from noma.rt.safetensors_header import read_ranks
 
         source = Source(name or f"<cell {self.cell_count + 1}>", text)
-        self.rt.clear_interrupt()  # a request from now on (even while compiling) stops this cell's training
+        if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
+            self.rt.clear_interrupt()
         started = time.perf_counter()
         hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
@@ -214,8 +275,12 @@ class Session:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
+        if self.rt.interrupt_pending():  # cancelled: nothing changes, but the JIT keeps what it defined
+            self.cell_count += 1  # (the cell's symbol names and pointer globals are taken)
+            self.pointer_globals |= own
+            return _cancelled(compile_seconds)
         self.compilations += 1
-        self._push_undo()
+        self._push_undo(_cell_label(source))
         self._commit(module, symbols, names, own, patch, source)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
@@ -223,8 +288,7 @@ class Session:
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run(module, entry, has_value)
-        result.diagnostics[:0] = located_warnings(module.spans, module.warnings)
+        result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -233,8 +297,10 @@ class Session:
         """Run a cached cell: its effects on the symbol table and specialisations, then its code."""
         cell = hit.cell
         compile_seconds = time.perf_counter() - started
+        if self.rt.interrupt_pending():
+            return _cancelled(compile_seconds)
         self.cache_hits += 1
-        self._push_undo()
+        self._push_undo(_cell_label(source))
         self.compiled.update(cell.specs)
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
@@ -243,8 +309,8 @@ class Session:
         self.cell_count += 1
         self.last_module = cell.module
         self.last_source = source
-        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source))
-        result.diagnostics[:0] = located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source))
+        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source),
+                           located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result
@@ -268,15 +334,32 @@ class Session:
         self.last_source = source
 
     def _run(self, module: Any, address: int, has_value: bool,
-             rebind: Optional[tuple[Source, Source]] = None) -> ExecResult:
+             rebind: Optional[tuple[Source, Source]] = None,
+             warnings: Optional[list[Diagnostic]] = None) -> ExecResult:
         """Run a cell's native function; `rebind` (cached source, this run's source) names the
-        cell as this run does in the location of a runtime error."""
+        cell as this run does in the location of a runtime error; `warnings` (the compiler's)
+        come first in the result, and to the output sink before the code runs."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
-        status = self._invoke_with_progress(address)
+        live = _LiveOutput(self.output_sink) if self.output_sink is not None else None
+        if live is not None:
+            for diag in warnings or []:
+                live.emit_warning(diag)
+            self.rt.set_live(True)
+        try:
+            status = self._invoke_with_progress(address, live)
+        finally:
+            if live is not None:
+                self.rt.set_live(False)
         result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
         result.steps = self.rt.global_step() - steps_before
-        for message in self.rt.take_warnings():
+        result.diagnostics.extend(warnings or [])
+        runtime_warnings = self.rt.take_warnings()
+        if live is not None:
+            live.drain(self.rt, final=True)
+            result.output, result.streamed = live.text + result.output, True
+            runtime_warnings = live.warnings + runtime_warnings
+        for message in runtime_warnings:
             result.diagnostics.append(Diagnostic(Kind.WARNING, message))
         if status == 0:
             if has_value:
@@ -300,18 +383,28 @@ class Session:
         self.rt.release_arena()
         return result
 
-    def _invoke_with_progress(self, address: int) -> int:
-        """Run native code; while it runs, call the progress hook every progress_interval seconds,
-        and once more when it has finished (even when it finishes before the first interval)."""
-        if self.progress is None:
+    def _invoke_with_progress(self, address: int, live: Optional["_LiveOutput"] = None) -> int:
+        """Run native code. With a progress hook or an output sink, it runs in a worker thread
+        (ctypes releases the GIL) while this thread streams printed output every stream_interval
+        seconds and calls the hook every progress_interval seconds, and once more when the code
+        has finished (even when it finishes before the first interval)."""
+        if self.progress is None and live is None:
             return self.rt.invoke(address)
         outcome: list[int] = []
         worker = threading.Thread(target=lambda: outcome.append(self.rt.invoke(address)), daemon=True)
         worker.start()
-        while True:  # at least one call, and the last one after the worker has finished
-            worker.join(self.progress_interval)
+        tick = self.progress_interval if live is None else min(self.progress_interval, self.stream_interval)
+        next_progress = time.monotonic() + self.progress_interval
+        while True:  # at least one hook call, and the last one after the worker has finished
+            worker.join(tick)
             finished = not worker.is_alive()
-            self.progress(self)
+            if live is not None:
+                live.drain(self.rt, final=False)
+            if self.progress is not None and (finished or time.monotonic() >= next_progress):
+                next_progress = time.monotonic() + self.progress_interval
+                self.running = not finished
+                self.progress(self)
+                self.running = False
             if finished:
                 return outcome[0]
 
@@ -344,27 +437,56 @@ class Session:
 
     @property
     def history(self) -> History:
+        """The training history in bounded memory: the exact losses of the last steps (every step
+        while the session trained at most `history_window` steps), a min/max/mean summary of
+        every step, the events. Cheap: its size does not depend on the steps trained."""
+        return self.read_history()
+
+    def read_history(self, recent: bool = True) -> History:
+        """`history`; without `recent` the exact window is left out (`losses` is empty), what a
+        plot needs (it draws from the summary)."""
+        data = self.rt.history(recent)
+        summary = LossSummary.from_levels(data.start, data.counts, data.bmin, data.bmax, data.bsum)
+        return History(data.recent, self.events(), summary, data.step - len(data.recent) + 1, data.step,
+                       int(self.rt.lib.noma_history_window(self.rt.ctx)))
+
+    def events(self) -> list[Event]:
+        """Resizes, frees, optimizer changes, resets and re-initialisations, oldest first (exact)."""
         names = {var.slot: n for n, var in self.symbols.params.items()}
         dims = {d: n for n, d in self.symbols.dims.items()}
         live = self.rt.events(names, dims)
         shown = [e for i, e in enumerate(live) if not any(a <= i < b for a, b in self.hidden_events)]
-        return History(self.rt.losses(), [Event(**e) for e in self.restored_events] + shown)
+        return [Event(**e) for e in self.restored_events] + shown
+
+    @property
+    def history_window(self) -> int:
+        """How many of the last losses `history.losses` holds exactly (65536 by default)."""
+        return int(self.rt.lib.noma_history_window(self.rt.ctx))
+
+    @history_window.setter
+    def history_window(self, n: int) -> None:
+        if not self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)):
+            limit = int(self.rt.lib.noma_history_limit(3))
+            raise ValueError(f"history_window must be between 1 and {limit}")
 
     # ------------------------------------------------------------------ undo, reset, checkpoints
 
-    def _push_undo(self) -> None:
+    def _push_undo(self, label: str) -> None:
         from noma import session_state
 
         self.undo_stack.append(session_state.capture(self))
-        del self.undo_stack[:-self.undo_depth]
+        self.undo_labels.append(label)
+        del self.undo_stack[:-self.undo_depth], self.undo_labels[:-self.undo_depth]
 
-    def undo(self) -> bool:
+    def undo(self) -> Optional[str]:
         """Restore parameters, optimizer state, dims, globals, definitions and history to before
-        the last cell. False when there is nothing to undo."""
+        the last cell. Which cell that was (`<cell 3> `realloc h = 4;``), or None when there is
+        nothing to undo."""
         from noma import session_state
 
         if not self.undo_stack:
-            return False
+            return None
+        label = self.undo_labels.pop() if len(self.undo_labels) == len(self.undo_stack) else "the last cell"
         counters = (self.symbols.next_global, self.symbols.next_param, self.symbols.next_dim)
         pointers = set(self.pointer_globals)
         session_state.restore(self, self.undo_stack.pop())
@@ -374,18 +496,20 @@ class Session:
         table = self.symbols
         table.next_global, table.next_param, table.next_dim = (
             max(a, b) for a, b in zip((table.next_global, table.next_param, table.next_dim), counters))
-        return True
+        return label
 
     def reset(self) -> None:
         """Forget everything: a fresh runtime context and symbol tables (compiled code is kept)."""
         from noma.rt import runtime
 
+        window = self.history_window
         self.rt = runtime.Runtime(self.dtype, capture=self.rt.capture)
         self.rt.lib.noma_probe_enable(self.rt.ctx, int(self._measure_output_change))
+        self.history_window = window
         self.symbols = SymbolTable()
         self.compiled = {}
         self.cell_cache.clear()
-        self.hidden_events, self.restored_events, self.undo_stack = [], [], []
+        self.hidden_events, self.restored_events, self.undo_stack, self.undo_labels = [], [], [], []
 
     def save_checkpoint(self, path: str) -> str:
         """Parameters, optimizer state, dims, globals, definitions and history to PATH (+ PATH.json)."""
@@ -399,11 +523,12 @@ class Session:
         `load_checkpoint` statement does. Raises NomaError on a bad file, changing nothing."""
         from noma import session_state
 
-        self._push_undo()
+        self._push_undo(f"`:load {path}`")
         try:
             session_state.load_checkpoint(self, path)
         except NomaError:
             self.undo_stack.pop()  # nothing changed
+            self.undo_labels.pop()
             raise
 
     def globals(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Whole-session state as data: snapshots for undo, checkpoints on disk.
 
 Owns: capturing and restoring parameters (values, dim bindings, optimizer kind, moments and
-per-entry step counts), dims, globals, the loss log and the symbol tables; checkpoints: the
+per-entry step counts), dims, globals, the loss history and the symbol tables; checkpoints: the
 runtime's checkpoint file (noma_rt_checkpoint.c, the format executables read and write) plus the
 session's tensor globals, and a JSON file with what only a session has (definitions, events);
 reading them back into a live or fresh session, or (without the JSON) into the declared params.
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from noma.session import Session
 
 STATE_KEYS = ("m", "v", "step", "pow1", "pow2")
-FORMAT = "noma-checkpoint-2"
+FORMAT = "noma-checkpoint-3"
+FORMATS = (FORMAT, "noma-checkpoint-2")  # PATH.json formats that load (2: before the bounded history)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Snapshot:
     params: dict[int, ParamState]
     dims: dict[int, int]
     globals: dict[int, Any]
-    losses: np.ndarray
+    history: Any  # noma.rt.runtime.HistoryData: the loss history (bounded), the global step
     events_seen: int
     compiled: dict[str, Any]
     pointer_globals: set[str]
@@ -69,7 +70,7 @@ def capture(session: "Session") -> Snapshot:
     return Snapshot(
         symbols=session.symbols.clone(), params=params,
         dims={d: rt.dim(d) for d in session.symbols.dims.values()},
-        globals=globals_, losses=rt.losses().copy(),
+        globals=globals_, history=rt.history(),
         events_seen=int(rt.lib.noma_event_count(rt.ctx)), compiled=dict(session.compiled),
         pointer_globals=set(session.pointer_globals), cell_count=session.cell_count,
         rng=rng_state(session),
@@ -116,7 +117,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
     for slot, value in snap.globals.items():
         if value is not None:
             write_global(session, slot, value)
-    write_losses(session, snap.losses)
+    rt.set_history(snap.history)
     set_rng_state(session, snap.rng)
     rt.lib.noma_probe_replay_put(rt.ctx, snap.replay)
     session.hidden_events = list(snap.hidden_events)
@@ -170,21 +171,10 @@ def write_global(session: "Session", slot: int, value: Any) -> None:
     del keep
 
 
-def write_losses(session: "Session", losses: np.ndarray) -> None:
-    rt = session.rt
-    current = rt.losses()
-    if len(current) >= len(losses) and np.array_equal(current[:len(losses)], losses):
-        rt.lib.noma_log_truncate(rt.ctx, len(losses))
-        return
-    rt.lib.noma_log_truncate(rt.ctx, 0)
-    for x in losses:
-        rt.lib.noma_log_loss(float(x))
-
-
 # ----------------------------------------------------------------------------- files
 #
 # The tensor part of a checkpoint is the native runtime's own format (noma_rt_checkpoint.c:
-# parameters, optimizer state, dims, loss log, global step, RNG), the same file the
+# parameters, optimizer state, dims, loss history, global step, RNG), the same file the
 # `save_checkpoint` / `load_checkpoint` statements write and read in executables. A session adds
 # its tensor globals to that file ("global/NAME") and writes PATH.json with what only a session
 # has: the definitions (functions, names and ranks of parameters, dims, globals) and the events.
@@ -226,7 +216,7 @@ def save_checkpoint(session: "Session", path: str) -> str:
         "dims": sorted(session.symbols.dims),
         "globals": globals_meta,
         "functions": {n: f.span.text() for n, f in session.symbols.functions.items()},
-        "events": [e.__dict__ for e in session.history.events],
+        "events": [e.__dict__ for e in session.events()],
     }
     meta_path = path + ".json"
     with open(meta_path, "w") as f:
@@ -263,7 +253,7 @@ def load_checkpoint(session: "Session", path: str) -> None:
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise error(Kind.IO, f"cannot load checkpoint {path}: {reason}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise error(Kind.IO, f"{meta_path} is not a NOMA checkpoint ({FORMAT})")
     try:
         plan = _plan_load(meta)
@@ -364,7 +354,7 @@ def _raise_runtime_error(session: "Session", path: str) -> None:
 def _plan_load(meta: dict) -> tuple:
     """The definitions PATH.json holds, checked (raises KeyError/ValueError/...)."""
     from noma.compiler.parse import parse
-    from noma.session import Event
+    from noma.history import Event
 
     params = {str(n): int(pm["rank"]) for n, pm in meta["params"].items()}
     if any(not 0 <= r <= 4 for r in params.values()):

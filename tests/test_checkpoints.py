@@ -91,7 +91,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 def session_view(s: noma.Session) -> tuple[dict[str, np.ndarray], dict[str, int], int]:
     """A session's training state under the checkpoint's tensor names, its dims and global step."""
-    out = {"history/losses": np.asarray(s.history.losses)}
+    h = s.history
+    out = {"history/losses": np.asarray(h.losses),
+           "history/summary": np.stack([h.summary.min, h.summary.max, h.summary.mean], axis=1).reshape(-1, 3)}
     for name, value in s.params.items():
         out[f"param/{name}"] = np.asarray(value, np.float64)
         for key, arr in s.optimizer_state(name).items():
@@ -162,7 +164,7 @@ def test_executable_checkpoint_continues_in_a_session(exes, tmp_path, name, how)
     path = tmp_path / "ck.safetensors"
     assert path.exists() and not (tmp_path / "ck.safetensors.json").exists()
     tensors, meta = read_checkpoint(path)
-    assert meta["format"] == "noma-checkpoint-2" and meta["step"] == str(N_FIRST)
+    assert meta["format"] == "noma-checkpoint-3" and meta["step"] == str(N_FIRST)
     assert tensors["opt/W1/step"].dtype == np.int64 and tensors["param/c"].shape == ()
 
     s = noma.Session()

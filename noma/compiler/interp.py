@@ -78,23 +78,17 @@ class InterpState:
 
 
 def format_scalar(x: float) -> str:
-    """`%.6g`, with nan, inf, -inf, and -0 printed as 0."""
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return "0" if x == 0 else format(x, ".6g")
+    """A scalar as `print` writes it (noma.display: the one rule shared with the runtime)."""
+    from noma.display import format_scalar as rule
+
+    return rule(x)
 
 
 def format_value(v: Any) -> str:
-    """A scalar, or a tensor on one line as nested brackets (axes over 12 long elided)."""
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return format_scalar(float(a))
-    items = [format_value(a[i]) for i in range(a.shape[0])]
-    if len(items) > 12:
-        items = items[:3] + ["..."] + items[-3:]
-    return "[" + ", ".join(items) + "]"
+    """A scalar, or a tensor on one line as nested brackets (noma.display.format_print)."""
+    from noma.display import format_print
+
+    return format_print(v)
 
 
 # ----------------------------------------------------------------------------- elementwise tables

@@ -257,6 +257,9 @@ class OptimizeOp:
     #: slots used alternately (even/odd steps) to keep the value alive across the per-step arena
     #: release (lowering stores the step's value with noma_global_store and reloads it).
     carry_slots: list[Optional[tuple[int, int]]] = field(default_factory=list)
+    #: The global slot the loss is bound to after the loop (a top-level `minimize loss` of a cell),
+    #: else -1: the runtime stores the last computed loss there when the loop is interrupted or fails.
+    result_slot: int = -1
 
 
 Operation = Union[Instr, IfOp, WhileOp, OptimizeOp]

@@ -25,8 +25,8 @@ HYPER_ALIASES = {
 DEFAULT_MAX_ITER = 1000.0
 
 
-def bind(g: "IRGen", name: str, value: ir.Value, span_id: int) -> None:
-    """`let name = value`: a global at the top level of a cell, else a local."""
+def bind(g: "IRGen", name: str, value: ir.Value, span_id: int) -> Optional[int]:
+    """`let name = value`: a global at the top level of a cell (its slot returned), else a local."""
     if g.at_global_scope():
         g.symbols.whole_models.pop(name, None)
         var = g.symbols.global_slot(name, value.rank)
@@ -36,8 +36,9 @@ def bind(g: "IRGen", name: str, value: ir.Value, span_id: int) -> None:
             g.symbols.known_constants.pop(name, None)
         else:
             g.symbols.known_constants[name] = const
-    else:
-        g.declare_local(name, value)
+        return var.slot
+    g.declare_local(name, value)
+    return None
 
 
 def gen_let(g: "IRGen", s: ast.Let) -> None:
@@ -422,8 +423,9 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
     carry_slots = [None if v.rank == 0 else (g.symbols.new_global_slot(), g.symbols.new_global_slot())
                    for v in inits]  # type: ignore[union-attr]
     until_text = s.until.span.text() if s.until is not None else ""
-    g.b.block.ops.append(ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,  # type: ignore[arg-type]
-                                       until_text=until_text, span=g.span(s.span), carry_slots=carry_slots))
+    op = ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,  # type: ignore[arg-type]
+                       until_text=until_text, span=g.span(s.span), carry_slots=carry_slots)
+    g.b.block.ops.append(op)
     for n, r in zip(carried, results[1:]):
         g.set_local(n, r)
     name = state["name"]
@@ -431,7 +433,9 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
         if g.lookup_local(name) is not None:
             g.set_local(name, results[0])
         else:
-            bind(g, name, results[0], g.span(s.span))
+            slot = bind(g, name, results[0], g.span(s.span))
+            # an interrupted or failed loop leaves its last computed loss there too
+            op.result_slot = -1 if slot is None else slot
 
 
 HANDLERS: dict[type, Callable] = {

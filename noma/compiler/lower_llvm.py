@@ -231,6 +231,9 @@ class FunctionLowering(OpLowering):
         for p in op.params:
             self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
         self.rt("noma_defer_begin")
+        self.rt("noma_check_interrupt", self.span_c())  # a request before the first step: no step runs
+        if op.result_slot >= 0:
+            self.rt("noma_opt_result_begin", self.i64(op.result_slot))
         max_iter = self.to_index(self.get(op.max_iter))
         inits = [self.get(v) for v in op.inits]
         slots = list(op.carry_slots) + [None] * (len(inits) - len(op.carry_slots))
@@ -270,6 +273,8 @@ class FunctionLowering(OpLowering):
         self.span = op.span
         self.new_stage()
         self.rt("noma_log_loss", loss)
+        if op.result_slot >= 0:
+            self.rt("noma_opt_result_set", loss)
         kept = self._keep_carried(op.inits, nxt, slots, b.trunc(step, ll.IntType(1)))
         b.cbranch(self.truth(stop), stopped, grad)
 
@@ -319,6 +324,8 @@ class FunctionLowering(OpLowering):
             out.add_incoming(value, stop_end)
             results.append(out)
         self.rt("noma_defer_end")
+        if op.result_slot >= 0:
+            self.rt("noma_opt_result_end")
         self.optimize_depth -= 1
         for r, v in zip(op.results, results):
             # slot-backed results are copied out: the slots are reused if this loop runs again

@@ -31,7 +31,8 @@ _END = "$END"
 
 
 def parse(source: Source) -> ast.Program:
-    """Parse a whole file or cell; raises NomaError (Kind.SYNTAX) on the first syntax error."""
+    """Parse a whole file or cell; raises NomaError (Kind.SYNTAX) on the first syntax error.
+    The last statement may omit its `;`."""
     return _run(_machine(), source, _Build(source))
 
 
@@ -107,6 +108,9 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             raise NomaError(_bad_character(source, pos))
         else:
             kind, tok = _END, _Tok(_END, "", last_end, last_end)
+            if not _viable(states, stack, _END) and _viable(states, stack, "_SEMI"):
+                # the last statement may omit its `;` (then the end of input comes next)
+                kind, tok, pos = "_SEMI", _Tok("_SEMI", ";", last_end, last_end), size
         if kind == "_MAX" and not _viable(states, stack, kind):  # a keyword only after optimize(..)
             kind = tok.type = "NAME"
         row, before = states[stack[-1]], stack[:]
@@ -511,10 +515,6 @@ def _display(terminal: str) -> str:
 
 # ----------------------------------------------------------------------------- REPL support
 
-_DANGLING = {"OROR", "ANDAND", "EQ", "NE", "LT", "LE", "GT", "GE", "PLUS", "MINUS", "STAR", "SLASH",
-             "PERCENT", "CARET", "STARSTAR", "BANG", "_ASSIGN", "_COMMA", "_DOT", "_DOTDOT", "_COLON"}
-_BLOCK_HEADS = {"_IF", "_ELSE", "_WHILE", "_FOR", "_OPTIMIZE", "_BATCH", "_FN"}
-
 
 class _ScanResult(NamedTuple):
     open: list  # [(bracket, offset)] still open at the end, innermost last
@@ -555,15 +555,24 @@ def _scan(text: str) -> _ScanResult:
         last = kind
 
 
-def is_complete(text: str) -> bool:
-    """False when more input could finish this text (open brackets or string, a dangling operator,
-    keyword or block header); True otherwise, including for errors more text would not fix."""
+def completeness(text: str) -> str:
+    """"complete" (it parses), "incomplete" (more lines could finish it: open brackets or string,
+    a dangling operator, keyword or block header) or "invalid" (no further line can: the parser
+    stopped at a token before the end, and an LALR parser never accepts a prefix no input extends)."""
     scan = _scan(text)
     if scan.broken:
-        return True
-    if scan.open_string or scan.open:
-        return False
-    needs_more = scan.last.startswith("_") and scan.last.lstrip("_").lower() in KEYWORDS
-    if scan.last in _DANGLING or (needs_more and scan.last not in ("_BREAK", "_CONTINUE")):
-        return False
-    return scan.head not in _BLOCK_HEADS
+        return "invalid"
+    if scan.open_string:
+        return "incomplete"
+    try:
+        parse(Source("<input>", text))
+    except NomaError as exc:
+        span = exc.diagnostics[0].span if exc.diagnostics else None
+        return "incomplete" if span is None or span.start >= len(text.rstrip()) else "invalid"
+    return "complete"
+
+
+def is_complete(text: str) -> bool:
+    """False when more input could finish this text; True when it parses, and for errors more
+    text would not fix (see completeness)."""
+    return completeness(text) != "incomplete"

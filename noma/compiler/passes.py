@@ -83,7 +83,7 @@ def clone_op(module: ir.Module, op: ir.Operation, mapping: Mapping) -> ir.Operat
     grad = None if op.grad is None else clone_block(module, op.grad, mapping)
     results = [_fresh(module, r, mapping) for r in op.results]
     return OptimizeOp(list(op.params), op.optimizer, hyper, max_iter, inits, body, results, grad,
-                      op.until_text, op.span, list(op.carry_slots))
+                      op.until_text, op.span, list(op.carry_slots), op.result_slot)
 
 
 def clone_block(module: ir.Module, block: Block, mapping: Mapping) -> Block:

@@ -7,12 +7,14 @@ execute_result, NOMA diagnostics as error messages with a caret traceback), meta
 a step boundary; the state is kept), completion, inspection, is_complete and history.
 Input: Jupyter messages (through ipykernel). Output: replies and IOPub messages.
 Imports: ipykernel (only under noma.kernel), noma.session, noma.meta, noma.display,
-noma.kernel.{introspect, live, diagram}, noma.compiler.parse (is_complete).
+noma.kernel.{introspect, live, painter, diagram}, noma.compiler.parse (completeness).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import signal
+import time
 from typing import Any, Optional
 
 from ipykernel.kernelbase import Kernel
@@ -20,6 +22,7 @@ from ipykernel.kernelbase import Kernel
 import noma
 from noma.kernel import introspect
 from noma.kernel.live import LiveDisplay
+from noma.kernel.painter import shared_painter
 
 #: Diagnostic kind → the `ename` of Jupyter error messages.
 ENAMES = {"syntax": "NomaSyntaxError", "name": "NomaNameError", "type": "NomaTypeError",
@@ -69,8 +72,9 @@ class NomaKernel(Kernel):
               "natively through LLVM, with growable parameters. Type :help for meta-commands.")
     help_links: list = []
 
-    #: Seconds between progress-hook calls while native code runs (live plots ≤ 4 per second).
-    progress_interval = 0.25
+    #: Seconds between progress-hook calls while native code runs (progress text ≤ 5 updates and
+    #: live plots ≤ 4 frames per second, drawn in a thread of their own).
+    progress_interval = 0.1
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -78,6 +82,10 @@ class NomaKernel(Kernel):
         self._records: list[tuple[int, str, str]] = []  # (execution count, input, output text)
         self._silent = False
         self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
+        self._dispatched = 0.0  # when the shell request being handled arrived
+        self._last_sigint = -1.0  # when the last SIGINT arrived
+        signal.signal(signal.SIGINT, self._on_sigint)
+        shared_painter()  # the plot process starts (and imports matplotlib) while the kernel is idle
 
     # ------------------------------------------------------------------ session and output
 
@@ -88,6 +96,9 @@ class NomaKernel(Kernel):
             from noma.session import Session
 
             self._noma = Session()
+            self._noma.clear_interrupt_on_execute = False  # pre_handler_hook does (see there)
+            if self._last_sigint >= self._dispatched:  # interrupted while the session started
+                self._noma.interrupt()
         return self._noma
 
     def _publish(self, msg_type: str, content: dict) -> None:
@@ -111,6 +122,9 @@ class NomaKernel(Kernel):
             run = self._run_meta if kind == "meta" else self._run_code
             try:
                 failure = run(text, last, count)
+            except KeyboardInterrupt:  # (SIGINT is a stop request here: never expected) still a reply
+                self.log.exception("KeyboardInterrupt in a NOMA cell")
+                failure = _interrupted("interrupted")
             except Exception as exc:  # e.g. the session cannot start: reply, never leave the client waiting
                 self.log.exception("NOMA cell failed")
                 failure = _failure("NomaInternalError", f"{type(exc).__name__}: {exc}")
@@ -125,16 +139,49 @@ class NomaKernel(Kernel):
             self._records.append((count, code, "\n".join(self._shown)))
         return reply
 
+    # ------------------------------------------------------------------ interrupts
+
+    async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
+        self._dispatched = time.monotonic()  # an interrupt from now on belongs to this request
+        await super().dispatch_shell(*args, **kwargs)
+
+    def pre_handler_hook(self) -> None:
+        """SIGINT (a Jupyter interrupt) asks the session to stop instead of raising
+        KeyboardInterrupt (ipykernel's default during a request) or being ignored (between
+        requests): it cancels a segment still compiling or about to run, and stops a training
+        loop at its next step boundary (the runtime's own handler takes over while native code
+        runs). A request that came before this message was received (an interrupt of an idle
+        kernel) is dropped; one that came since (the request's busy status was visible) is kept."""
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        if self._noma is not None and self._last_sigint < self._dispatched:
+            self._noma.rt.clear_interrupt()
+
+    def post_handler_hook(self) -> None:
+        """SIGINT stays a stop request between requests too (see pre_handler_hook)."""
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._last_sigint = time.monotonic()
+        if self._noma is not None:
+            self._noma.interrupt()
+
     def _watch(self, stream_output: bool) -> LiveDisplay:
-        live = LiveDisplay(self.noma, self._publish, self._stream, enabled=not self._silent,
-                           stream_output=stream_output)
+        """Progress text and plots from the session's hook; printed text (code segments) and
+        warnings streamed as the cell prints them."""
+        live = LiveDisplay(self.noma, self._publish, enabled=not self._silent)
         self.noma.progress = live.tick
         self.noma.progress_interval = self.progress_interval
+        self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
+
+    def _print_live(self, kind: str, payload: Any) -> None:
+        if kind == "warning":
+            self._stream("stderr", payload.render(color=True) + "\n")
+        else:
+            self._stream("stdout", payload)
 
     def _event_count(self) -> int:
         try:
-            return len(self.noma.history.events)
+            return len(self.noma.events())  # not .history: that also copies the loss history
         except Exception:
             return 0
 
@@ -144,21 +191,23 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=True)
         try:
-            with self.noma.sigint_stops_training():
-                result = session.execute(text, name=f"In[{count}]")
-        except KeyboardInterrupt:
-            return _interrupted("interrupted before the cell ran")
+            result = session.execute(text, name=f"In[{count}]")
         except Exception as exc:  # a compiler or runtime bug: say so, keep the kernel alive
+            live.finish(interrupted=True)
             return _failure("NomaInternalError", f"internal compiler error ({type(exc).__name__}: {exc}); "
                             "please report this cell")
         finally:
             session.progress = None
+            session.output_sink = None
         if not self._silent:
-            self._stream("stdout", live.remaining_output(result.output))
-            for warning in result.warnings:
-                self._stream("stderr", warning.render(color=True) + "\n")
-            live.finish()
+            if not result.streamed:
+                self._stream("stdout", result.output)
+                for warning in result.warnings:
+                    self._stream("stderr", warning.render(color=True) + "\n")
+            live.finish(interrupted=result.status == "interrupted")
             self._show_diagram(events_before)
+        else:
+            live.finish(interrupted=True)
         if result.status == "interrupted":
             message = result.diagnostics[-1].message if result.diagnostics else "interrupted"
             return _interrupted(message)
@@ -182,7 +231,7 @@ class NomaKernel(Kernel):
     def _show_diagram(self, events_before: int) -> None:
         """After a cell that resized parameters: the network with added/removed units."""
         try:
-            events = self.noma.history.events[events_before:]
+            events = self.noma.events()[events_before:]
             from noma.kernel.diagram import diagram_for
 
             png = diagram_for(self.noma, events)
@@ -200,8 +249,7 @@ class NomaKernel(Kernel):
         events_before = self._event_count()
         live = self._watch(stream_output=False)  # :time and :run print through their text
         try:
-            with self.noma.sigint_stops_training():
-                result = run_meta(self.noma, line)
+            result = run_meta(self.noma, line)
         except Exception as exc:  # run_meta reports user mistakes itself: this is a bug
             return _failure("NomaInternalError", f"internal error in {line.split()[0]} ({type(exc).__name__}: {exc})")
         finally:
@@ -209,6 +257,7 @@ class NomaKernel(Kernel):
                 self._noma.progress = None
         if result.session is not None:  # `:reset` made a new session
             self._noma = result.session
+            self._noma.clear_interrupt_on_execute = False
             self._noma.progress = None
         live.finish()
         if not result.ok:
@@ -216,7 +265,8 @@ class NomaKernel(Kernel):
                             result.text.splitlines())
         if self._silent:
             return None
-        self._show_diagram(events_before)
+        if line.split()[0] not in (":undo", ":load", ":reset"):  # their runtime events are not resizes
+            self._show_diagram(events_before)  # of the user's (`:run FILE` may resize)
         self._shown.append(result.text)
         if result.png is not None:
             self._publish("display_data", {"data": {"image/png": result.png, "text/plain": result.text},
@@ -265,11 +315,12 @@ class NomaKernel(Kernel):
             return None
 
     async def do_is_complete(self, code: str) -> dict:
-        from noma.compiler.parse import is_complete
+        from noma.compiler.parse import completeness
 
         text = "\n".join(line for line in code.split("\n") if not line.lstrip().startswith(":"))
-        if not text.strip() or is_complete(text):
-            return {"status": "complete"}
+        status = completeness(text) if text.strip() else "complete"
+        if status != "incomplete":  # "invalid": no further line can complete it
+            return {"status": status}
         depth = max(0, text.count("{") - text.count("}"))
         return {"status": "incomplete", "indent": "    " * depth}
 

@@ -31,13 +31,19 @@ class ReplCore:
         self.err = err or self.out
         self.color = _isatty(self.out) and not os.environ.get("NO_COLOR")
         self.failures = 0
-        self.progress = Progress(self.out, live=self.color)
+        self.progress = Progress(self.out, live=self.color, color=self.color)
         if session is None:
             from noma.session import Session
 
             session = Session(dtype=dtype)
         self.session = session
-        self.session.progress = self.progress
+        self._attach(session)
+
+    def _attach(self, session: Any) -> None:
+        """Live display of a session's cells: status line every 0.1 s, printed output as it comes."""
+        session.progress = self.progress
+        session.progress_interval = 0.1
+        session.output_sink = self.progress.output
 
     # ------------------------------------------------------------------ one input
 
@@ -79,11 +85,16 @@ class ReplCore:
     def _code(self, text: str) -> bool:
         result = self.session.execute(text)
         self.progress.end(self.session)
-        if result.output:
+        if result.streamed:  # printed text and warnings were shown as they came
+            if result.output and not result.output.endswith("\n"):
+                self._write(self.out, "\n")
+        elif result.output:
             self._write(self.out, result.output if result.output.endswith("\n") else result.output + "\n")
         if result.value is not None and result.status == "ok":
             self._write(self.out, format_value(result.value) + "\n")
         for diag in result.diagnostics:
+            if result.streamed and diag.kind.value == "warning":
+                continue
             stream = self.out if diag.kind.value == "warning" else self.err
             self._write(stream, diag.render(color=self.color) + "\n")
         return result.status == "ok"
@@ -92,7 +103,9 @@ class ReplCore:
         result = run_meta(self.session, line, color=self.color)
         if result.session is not None:
             self.session = result.session
-            self.session.progress = self.progress
+            self._attach(self.session)
+        if line.split()[0] in (":undo", ":load", ":reset"):  # restoring state records runtime
+            self.progress.begin(self.session)  # events of its own: not the user's resizes
         self.progress.end(self.session)
         if result.text:
             self._write(self.out if result.ok else self.err, result.text.rstrip("\n") + "\n")
@@ -105,6 +118,15 @@ class ReplCore:
         stream.flush()
 
     # ------------------------------------------------------------------ Ctrl-C
+
+    def cancelled(self) -> None:
+        """Report an input that Ctrl-C cancelled before it ran (nothing changed)."""
+        from noma.diagnostics import Diagnostic, Kind
+
+        self.failures += 1
+        self.progress.clear()
+        diag = Diagnostic(Kind.RUNTIME, "interrupted before the cell ran; nothing changed")
+        self._write(self.err, diag.render(color=self.color) + "\n")
 
     # ------------------------------------------------------------------ front-end helpers
 

@@ -1,45 +1,25 @@
-"""The live training display of the REPL: a progress line and growth events as they happen.
+"""The live training display of the REPL: a progress line, printed output and growth events as they happen.
 
 Owns: Progress, installed as `Session.progress` (called from the main thread every
-progress_interval seconds while native code runs in a worker thread). It reads the runtime's
-counters cheaply (global step, the last logged loss, the event count, the named dims) without
-copying the loss log, redraws one status line on a terminal (`\\r` + erase), and prints each new
-resize / free event on its own line. It also forwards a pending Ctrl-C to the session (see
-noma.repl.core), so an interrupt that arrived just before the native loop started still stops it.
-Imports: noma.meta (event text). No prompt_toolkit.
+progress_interval seconds while native code runs in a worker thread) and as `Session.output_sink`
+(what the cell prints, every 50 ms). It reads the runtime's counters cheaply (noma.progress),
+redraws one status line on a terminal (`\\r` + erase) from the first 0.1 s of a loop, writes
+printed lines and warnings above it, and prints each new resize / free event on its own line.
+Imports: noma.progress, noma.meta (event text). No prompt_toolkit.
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
 from typing import Any, Optional, TextIO
 
-from noma.display import format_scalar
+from noma.progress import Rate, event_count, global_step, status_text
 
 #: Event kinds shown live (optimizer changes and resets are listed by `:history` only).
 SHOWN_EVENTS = ("resize", "param_resize", "dim_resize", "free", "param_free")
 CLEAR_LINE = "\r\x1b[2K"
-
-
-def last_loss(session: Any) -> Optional[float]:
-    """The last logged loss, read in place (no copy of the whole log); None when nothing logged."""
-    rt = session.rt
-    n = int(rt.lib.noma_log_len(rt.ctx))
-    if n <= 0:
-        return None
-    address = rt.lib.noma_log_data(rt.ctx)
-    if address is not None and not isinstance(address, int):  # a typed ctypes pointer
-        address = ctypes.cast(address, ctypes.c_void_p).value
-    if not address:
-        return None
-    real = ctypes.c_float if rt.dtype == "f32" else ctypes.c_double
-    return float(real.from_address(address + (n - 1) * ctypes.sizeof(real)).value)
-
-
-def event_count(session: Any) -> int:
-    rt = session.rt
-    return int(rt.lib.noma_event_count(rt.ctx))
+#: no status line before a cell has run this long (a quick cell shows none)
+STATUS_AFTER = 0.1
 
 
 def events_since(session: Any, seen: int) -> list[Any]:
@@ -52,30 +32,29 @@ def events_since(session: Any, seen: int) -> list[Any]:
 
 
 class Progress:
-    """Session.progress hook: live status line plus growth events, for one REPL."""
+    """Session.progress hook and output sink: live status line, printed output, growth events."""
 
-    def __init__(self, out: TextIO, live: bool):
+    def __init__(self, out: TextIO, live: bool, color: bool = False):
         self.out = out
+        self.color = color
         self.live = live  # draw the status line (a terminal)
         self.events_seen = 0
         self.started = 0.0
         self.start_step = 0
-        self.last_step = 0
-        self.last_time = 0.0
-        self.rate = 0.0
+        self.rate = Rate(0)
         self.drawn = False
 
     # ------------------------------------------------------------------ around a cell
 
     def begin(self, session: Any) -> None:
         """Call before executing an input."""
-        self.started = self.last_time = time.perf_counter()
+        self.started = time.perf_counter()
         try:
-            self.start_step = self.last_step = int(session.rt.global_step())
+            self.start_step = global_step(session)
             self.events_seen = event_count(session)
         except Exception:
-            self.start_step = self.last_step = 0
-        self.rate = 0.0
+            self.start_step = 0
+        self.rate = Rate(self.start_step)
         self.drawn = False
 
     def end(self, session: Any) -> None:
@@ -83,7 +62,7 @@ class Progress:
         self.clear()
         self.flush_events(session)
 
-    # ------------------------------------------------------------------ the hook
+    # ------------------------------------------------------------------ the hook and the sink
 
     def __call__(self, session: Any) -> None:
         try:
@@ -92,6 +71,14 @@ class Progress:
                 self.draw(session)
         except Exception:
             pass  # the display must never disturb training
+
+    def output(self, kind: str, payload: Any) -> None:
+        """Session.output_sink: printed text and warnings (Diagnostic), above the status line."""
+        self.clear()
+        # warnings go where the REPL shows them after a cell: its output
+        text = payload.render(color=self.color) + "\n" if kind == "warning" else payload
+        self.out.write(text)
+        self.out.flush()
 
     def flush_events(self, session: Any) -> None:
         from noma.meta import event_text
@@ -110,25 +97,11 @@ class Progress:
         self.out.flush()
 
     def status_text(self, session: Any) -> Optional[str]:
-        now = time.perf_counter()
-        step = int(session.rt.global_step())
-        if step == self.start_step or now - self.started < 0.3:
+        step = global_step(session)
+        rate = self.rate.update(step)
+        if step == self.start_step or time.perf_counter() - self.started < STATUS_AFTER:
             return None
-        span = now - self.last_time
-        if span > 0:
-            current = (step - self.last_step) / span
-            self.rate = current if self.rate == 0 else 0.6 * current + 0.4 * self.rate
-        self.last_step, self.last_time = step, now
-        parts = [f"step {step:,}"]
-        loss = last_loss(session)
-        if loss is not None:
-            parts.append(f"loss {format_scalar(loss)}")
-        parts.append(f"{self.rate:,.0f} steps/s")
-        dims = session.dims
-        if dims:
-            parts.append(" ".join(f"{n}={v}" for n, v in dims.items()))
-        parts.append("(Ctrl-C stops)")
-        return "  " + "  ".join(parts)
+        return "  " + status_text(session, step, rate) + "  (Ctrl-C stops)"
 
     def draw(self, session: Any) -> None:
         text = self.status_text(session)

@@ -121,8 +121,29 @@ def make_prompt_session(core: ReplCore, history: Optional[History] = None) -> Pr
     )
 
 
+def typed_ctrl_c(prompt: PromptSession) -> bool:
+    """Whether Ctrl-C was pressed after Enter while prompt_toolkit still held the terminal in raw
+    mode (there it is a key, not SIGINT): read what was typed since, raw, without waiting. Keys
+    other than Ctrl-C stay typed ahead for the next prompt."""
+    from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+    from prompt_toolkit.keys import Keys
+
+    source = prompt.input
+    keys = list(get_typeahead(source))
+    try:
+        with source.raw_mode():
+            keys += source.read_keys()
+        keys += source.flush_keys()
+    except Exception:  # not a terminal we can read: nothing typed ahead
+        pass
+    pressed = any(k.key == Keys.ControlC for k in keys)
+    store_typeahead(source, [k for k in keys if k.key != Keys.ControlC])
+    return pressed
+
+
 def run_interactive(core: ReplCore) -> int:
-    """The prompt loop: read, run, repeat until Ctrl-D or `:quit`."""
+    """The prompt loop: read, run, repeat until Ctrl-D or `:quit`. Ctrl-C pressed right after
+    Enter (before the terminal left raw mode) cancels the input, as it would a moment later."""
     prompt = make_prompt_session(core)
     print(core.banner(), flush=True)
     while True:
@@ -132,7 +153,13 @@ def run_interactive(core: ReplCore) -> int:
             continue  # Ctrl-C at the prompt: clear the line
         except EOFError:
             break
-        if not core.handle(text):
-            break
+        try:
+            if text.strip() and typed_ctrl_c(prompt):
+                core.cancelled()
+                continue
+            if not core.handle(text):
+                break
+        except KeyboardInterrupt:  # between the prompt and the input's own handler
+            core.cancelled()
     print(flush=True)
     return 0

@@ -308,6 +308,9 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_warnings_len": (_I64, [_P]),
     "noma_warnings_data": (_P, [_P]),
     "noma_warnings_clear": (None, [_P]),
+    "noma_set_live": (None, [_P, _I32]),
+    "noma_live_take": (_I64, [_P, _P]),
+    "noma_live_free": (None, [_P]),
     # rng
     "noma_seed": (None, [_R]),
     "noma_rand": (_R, []),
@@ -355,10 +358,17 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_log_loss": (None, [_R]),
     "noma_global_step": (_I64, []),
     "noma_log_len": (_I64, [_P]),
-    "noma_log_data": (_RP, [_P]),
+    "noma_log_copy": (_I64, [_P, _P, _I64]),
+    "noma_log_last": (_R, [_P]),
+    "noma_history_reset": (None, [_P, _I64]),
+    "noma_history_get": (_I32, [_P, _P, _P, _P, _P, _P, _P, _I64]),
+    "noma_history_set": (_I32, [_P, _I64, _I64, _P, _P, _P, _P, _I64, _P]),
+    "noma_history_set_window": (_I32, [_P, _I64]),
+    "noma_history_window": (_I64, [_P]),
+    "noma_history_bytes": (_I64, [_P]),
+    "noma_history_limit": (_I64, [_I32]),
     "noma_rng_state_get": (None, [_P, ctypes.POINTER(ctypes.c_uint64)]),
     "noma_rng_state_set": (None, [_P, ctypes.POINTER(ctypes.c_uint64)]),
-    "noma_log_truncate": (None, [_P, _I64]),
     "noma_log_clear": (None, [_P]),
     "noma_event_count": (_I64, [_P]),
     "noma_event_get": (_I32, [_P, _I64, ctypes.POINTER(NomaEvent)]),
@@ -366,6 +376,9 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_clear_interrupt": (None, []),
     "noma_request_interrupt": (None, []),
     "noma_check_interrupt": (None, [_I64]),
+    "noma_opt_result_begin": (None, [_I64]),
+    "noma_opt_result_set": (None, [_R]),
+    "noma_opt_result_end": (None, []),
     "noma_stop_interrupted": (None, []),
     "noma_sigint_install": (None, []),
     "noma_sigint_restore": (None, []),
@@ -502,7 +515,7 @@ def load_runtime(dtype: str = "f64") -> ctypes.CDLL:
 
     Every function has argtypes/restype declared: ``real`` is c_double / c_float; tensor
     arguments are c_void_p (pass ``ctypes.byref(t)``); ``noma_param``/``noma_global`` return
-    ``POINTER(tensor_class(dtype))``; ``noma_log_data`` returns ``POINTER(real)``; other data
+    ``POINTER(tensor_class(dtype))``; other data
     pointers (``noma_alloc``, ``real*`` arguments, output buffers) are c_void_p (ints).
     """
     dtype = _norm_dtype(dtype)

@@ -11,7 +11,8 @@ import ctypes
 
 import numpy as np
 
-EVENT_KINDS = {0: "param_resize", 1: "dim_resize", 2: "param_free", 3: "opt_change", 4: "opt_reset"}
+EVENT_KINDS = {0: "param_resize", 1: "dim_resize", 2: "param_free", 3: "opt_change", 4: "opt_reset",
+               5: "param_init"}
 
 # ---------------------------------------------------------------------------
 # ctypes mirrors of the ABI structs

@@ -1,24 +1,45 @@
 """Python's handle on one native runtime context (see docs/RUNTIME_ABI.md).
 
 Owns: creating the context, invoking native entry points, and reading its state as NumPy:
-parameters, globals, dims, optimizer state, loss log, events, captured output, errors.
-Imports: numpy, noma.rt.native_lib. Not noma.compiler.
+parameters, globals, dims, optimizer state, the loss history (exact window and summary), events,
+captured output, errors.
+Imports: numpy, noma.rt.native_lib, noma.history (Event). Not noma.compiler.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
 from noma.rt import native_lib
 
-EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset"}
+EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init"}
 POLICY_NAMES = {0: "default", 1: "zeros", 2: "normal", 3: "uniform", 4: "xavier", 5: "he",
                 6: "copy", 7: "preserve"}
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
+
+
+@dataclass
+class HistoryData:
+    """The runtime's loss history as arrays (noma_history_get): the global step; `start`, the
+    steps before the summarised ones; buckets per level (level l: 2^l losses per bucket); each
+    bucket's min, max and sum, oldest first (highest level first); the exact window, oldest first."""
+
+    step: int
+    start: int
+    counts: np.ndarray
+    bmin: np.ndarray
+    bmax: np.ndarray
+    bsum: np.ndarray
+    recent: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.counts, self.bmin, self.bmax, self.bsum, self.recent))
 
 
 class Runtime:
@@ -76,6 +97,26 @@ class Runtime:
         n = self.lib.noma_output_len(self.ctx)
         return ctypes.string_at(self.lib.noma_output_data(self.ctx), n).decode("utf-8", "replace") if n else ""
 
+    def set_live(self, on: bool) -> None:
+        """Prints and warnings go to the live buffer (take_live) instead of output / warnings."""
+        self.lib.noma_set_live(self.ctx, 1 if on else 0)
+
+    def take_live(self) -> bytes:
+        """What was printed since the last call, safe while native code runs in another thread:
+        printed bytes as is, each warning as b"\\0MESSAGE\\n"."""
+        data = ctypes.c_void_p()
+        n = int(self.lib.noma_live_take(self.ctx, ctypes.byref(data)))
+        if not n or not data.value:
+            return b""
+        try:
+            return ctypes.string_at(data.value, n)
+        finally:
+            self.lib.noma_live_free(data)
+
+    def interrupt_pending(self) -> bool:
+        """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
+        return bool(self.lib.noma_poll_interrupt())
+
     def take_warnings(self) -> list[str]:
         n = self.lib.noma_warnings_len(self.ctx)
         text = ctypes.string_at(self.lib.noma_warnings_data(self.ctx), n).decode("utf-8", "replace") if n else ""
@@ -128,13 +169,51 @@ class Runtime:
         return int(self.lib.noma_global_step())
 
     def losses(self) -> np.ndarray:
+        """The exact window: the last losses (all of them up to the window's size), oldest first."""
         n = int(self.lib.noma_log_len(self.ctx))
-        if n == 0:
-            return np.zeros(0)
-        return np.ctypeslib.as_array(self.lib.noma_log_data(self.ctx), shape=(n,)).astype(np.float64)
+        out = np.zeros(n, self.np_dtype)
+        if n:
+            n = int(self.lib.noma_log_copy(self.ctx, out.ctypes.data, n))
+        return out[:n].astype(np.float64)
+
+    def last_loss(self) -> Optional[float]:
+        """The last logged loss (no copy of anything); None when none was logged."""
+        x = float(self.lib.noma_log_last(self.ctx))
+        return None if math.isnan(x) and int(self.lib.noma_log_len(self.ctx)) == 0 else x
+
+    def history(self, recent: bool = True) -> "HistoryData":
+        """A consistent copy of the loss history (safe while another thread trains); without
+        `recent` the exact window is left out (what a plot needs: the summary only)."""
+        lib = self.lib
+        nb = int(lib.noma_history_limit(0)) * int(lib.noma_history_limit(1))
+        info = np.zeros(5, np.int64)
+        counts = np.zeros(int(lib.noma_history_limit(0)), np.int64)
+        buckets = np.zeros((3, nb), np.float64)
+        cap = int(lib.noma_history_window(self.ctx)) if recent else 0
+        window = np.zeros(max(cap, 1), self.np_dtype)
+        lib.noma_history_get(self.ctx, info.ctypes.data, counts.ctypes.data, buckets[0].ctypes.data,
+                             buckets[1].ctypes.data, buckets[2].ctypes.data, window.ctypes.data, cap)
+        step, start, nlevels, nbuckets, nrecent = (int(v) for v in info)
+        return HistoryData(step, start, counts[:nlevels].copy(), buckets[0, :nbuckets].copy(),
+                           buckets[1, :nbuckets].copy(), buckets[2, :nbuckets].copy(),
+                           window[:nrecent].astype(np.float64))
+
+    def set_history(self, data: "HistoryData") -> None:
+        """Replace the loss history (and the global step) by a copy taken with `history()`."""
+        recent = np.ascontiguousarray(data.recent, dtype=self.np_dtype)
+        counts = np.ascontiguousarray(data.counts, dtype=np.int64)
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (data.bmin, data.bmax, data.bsum)]
+        ok = self.lib.noma_history_set(self.ctx, data.step, len(counts), counts.ctypes.data,
+                                       *[a.ctypes.data for a in arrays], len(recent), recent.ctypes.data)
+        if not ok:
+            raise ValueError("not a valid loss history")
+
+    def history_bytes(self) -> int:
+        """Heap bytes the runtime holds for the loss history (constant once allocated)."""
+        return int(self.lib.noma_history_bytes(self.ctx))
 
     def events(self, param_names: dict[int, str], dim_names: dict[int, str]) -> list[Any]:
-        from noma.session import Event
+        from noma.history import Event
 
         out = []
         for i in range(int(self.lib.noma_event_count(self.ctx))):

@@ -1,12 +1,11 @@
 """Tests for noma.compiler.parse: every form of docs/LANGUAGE.md, spans, precedence, errors."""
 
 import sys
-import time
 
 import pytest
 
 from noma.compiler import ast
-from noma.compiler.parse import is_complete, parse
+from noma.compiler.parse import completeness, is_complete, parse
 from noma.diagnostics import Kind, NomaError, Source
 
 
@@ -356,7 +355,6 @@ def test_keywords_prefixing_names_are_names():
 
 
 @pytest.mark.parametrize("text, words, line, col", [
-    ("let x = 5", "end of input: expected `;` after the statement", 1, 10),
     ("let x = 5\nlet y = 6;", "expected `;` after the statement, found `let`", 2, 1),
     ("fn f() {\n  let x = 1;\n", "unexpected end of input: a `}` is missing", 2, 13),
     ("let x = (1 + 2;", "unexpected `;`: expected `)`", 1, 15),
@@ -452,10 +450,33 @@ def test_is_complete(text, complete):
     assert is_complete(text) is complete
 
 
+@pytest.mark.parametrize("text, status", [
+    ("let y = (1.0 + ;", "invalid"),  # the parser stopped before the end: no line can fix it
+    ("let y = (1.0 +", "incomplete"),
+    ("let a = 1 $", "invalid"),
+    ("x)", "invalid"),
+    ("let x = 5\nlet y = 6;", "invalid"),
+    ("let x = 5", "complete"),
+    ("fn f(x)", "incomplete"),
+    ('print("a', "incomplete"),
+])
+def test_completeness(text, status):
+    assert completeness(text) == status
+
+
+def test_the_last_statement_may_omit_its_semicolon():
+    program = parse(Source("<cell>", "let a = 1;\nlearn w = 2"))
+    assert len(program.items) == 2
+    with pytest.raises(NomaError):  # only the last one
+        parse(Source("<cell>", "let a = 1\nlet b = 2"))
+    with pytest.raises(NomaError):  # and only at the end of the input, not of a block
+        parse(Source("<cell>", "while a { a = 1 }"))
+
+
 # ----------------------------------------------------------------------------- speed, layering
 
 
-def test_parsing_100_lines_is_fast():
+def test_parsing_100_lines_repeats_the_statements():
     block = (
         "learn W1 = normal([2, hidden], 0, 1);\n"
         "optimize(W1, b1) with adam(lr = 0.05) until loss < 0.002 max 2000 {\n"
@@ -467,15 +488,11 @@ def test_parsing_100_lines_is_fast():
         "\n"
     )
     text = block * 13  # 104 lines
-    prog(text)  # builds the parser tables once
-    best = min(_timed(text) for _ in range(5))
-    assert best < 0.010, f"{best * 1000:.1f} ms"
-
-
-def _timed(text: str) -> float:
-    start = time.perf_counter()
-    prog(text)
-    return time.perf_counter() - start
+    one = prog(block)
+    many = prog(text)
+    # Speed is measured in bench/ (compile phases, bench_compile_size.py), not asserted here:
+    # this checks the repeated program parses into the repeated statements.
+    assert len(many.items) == 13 * len(one.items)
 
 
 def test_importing_noma_stays_light():

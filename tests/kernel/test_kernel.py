@@ -215,25 +215,33 @@ def test_history(kernel):
 
 
 def test_live_plot_and_interrupt(kernel):
-    """A long training cell shows a plot, updates it in place, and stops on SIGINT with its state kept."""
+    """A long training cell shows progress text and a plot, updates both in place, and stops on
+    SIGINT with its state kept."""
     km, kc = kernel
     drain(kc)
     msg_id = kc.execute(LONG_TRAINING.format(steps=50_000_000))
-    shown: list[dict] = []
+    frames: list[dict] = []
+    texts: list[dict] = []
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         msg = kc.get_iopub_msg(timeout=TIMEOUT)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         if msg["msg_type"] in ("display_data", "update_display_data"):
-            shown.append(msg)
-            if msg["msg_type"] == "update_display_data":
+            (frames if "image/png" in msg["content"]["data"] else texts).append(msg)
+            if [m["msg_type"] for m in frames[:2]] == ["display_data", "update_display_data"]:
                 break
         assert msg["msg_type"] != "error", msg["content"]
-    assert [m["msg_type"] for m in shown[:2]] == ["display_data", "update_display_data"]
-    first, update = shown[0]["content"], shown[1]["content"]
+    assert [m["msg_type"] for m in frames[:2]] == ["display_data", "update_display_data"]
+    first, update = frames[0]["content"], frames[1]["content"]
     assert first["data"]["image/png"] and update["data"]["image/png"]
     assert first["transient"]["display_id"] == update["transient"]["display_id"]
+    # the progress text came first (before any frame), and is one display updated in place
+    assert texts and texts[0]["msg_type"] == "display_data"
+    assert texts[0]["header"]["date"] <= frames[0]["header"]["date"]
+    assert {m["content"]["transient"]["display_id"] for m in texts} == {texts[0]["content"]["transient"]["display_id"]}
+    progress = texts[-1]["content"]["data"]["text/plain"]
+    assert "step " in progress and "loss " in progress and "steps/s" in progress
     sent = time.monotonic()
     km.interrupt_kernel()
     reply = shell_reply(kc, msg_id, timeout=20)["content"]
@@ -265,8 +273,9 @@ def test_short_training_shows_one_plot_after_its_output(kernel):
     reply, msgs = run(kc, LONG_TRAINING.format(steps=3))
     assert reply["status"] == "ok"
     assert kinds(msgs) == ["stream", "stream", "display_data"]
-    assert msgs[0]["content"] == {"name": "stdout", "text": "trained 8\n"}
-    assert msgs[1]["content"]["name"] == "stderr" and "iteration bound" in msgs[1]["content"]["text"]
+    # in program order: the loop's warning, then what the cell printed after the loop
+    assert msgs[0]["content"]["name"] == "stderr" and "iteration bound" in msgs[0]["content"]["text"]
+    assert msgs[1]["content"] == {"name": "stdout", "text": "trained 8\n"}
     assert msgs[2]["content"]["data"]["image/png"]
 
 

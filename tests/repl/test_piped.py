@@ -82,3 +82,19 @@ def test_core_without_a_terminal(tmp_path):
     assert out.getvalue() == "42\n"
     assert "error[syntax]" in err.getvalue()
     assert core.handle(":quit") is False
+
+
+def test_undo_names_the_cell_and_shows_no_internal_events(tmp_path):
+    done = run_repl("dim h = 2;\nlearn W = zeros([2, h]);\nrealloc h = 4;\n:undo\n:undo\n", tmp_path)
+    lines = done.stdout.splitlines()
+    assert lines == ["  step       0  dim h 2 -> 4 (preserve)",
+                     "  step       0  resize W [2, 2] -> [2, 4] (preserve)",
+                     "undone <cell 3> `realloc h = 4;`: the session is as before it",
+                     "undone <cell 2> `learn W = zeros([2, h]);`: the session is as before it"], done.stdout
+
+
+def test_last_statement_without_semicolon_and_invalid_input_at_once(tmp_path):
+    done = run_repl("let a = 2\nprint(a * 1000000)\nlet y = (1.0 + ;\nprint(a)\n", tmp_path)
+    assert done.stdout.splitlines()[:1] == ["2000000"], done.stdout
+    assert done.stdout.splitlines()[-1] == "2", done.stdout  # the invalid line did not swallow the next
+    assert "error[syntax]" in done.stderr and "1:16" in done.stderr, done.stderr

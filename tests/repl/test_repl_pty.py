@@ -232,3 +232,52 @@ def test_ctrl_c_at_prompt_and_ctrl_d_exit(repl):
     repl.wait_prompt()
     assert repl.submit("print(8);").strip() == "8"
     assert repl.quit() == 0
+
+
+def interrupted_consistently(repl: Repl, out: str, before: int) -> int:
+    """The output of an interrupted input names the steps the session has (or changed nothing)."""
+    history = repl.submit(":history")
+    steps = int(history.split(" training steps")[0].split()[-1]) if "training steps" in history else 0
+    match = re.search(r"interrupted at step (\d+)", out)
+    if match:
+        assert int(match.group(1)) == steps >= before, (out, history)
+    else:
+        assert "interrupted before the cell ran" in out, out
+        assert steps == before, (out, history)
+    return steps
+
+
+def test_ctrl_c_during_compilation_first_step_and_mid_loop(repl):
+    """Every Ctrl-C after Enter is honoured: the input is cancelled (nothing changed) or its
+    training stops, and the session's state agrees with what was reported."""
+    setup_net(repl)
+    steps = 0
+    for tag in range(3):  # right after Enter: in raw mode still, while compiling, or at the first step
+        lines = train(1_000_000_000)
+        lines[0] = lines[0].replace("lr = 0.01", f"lr = 0.0{tag + 2}")  # a new text: it compiles
+        repl.type_lines(lines)
+        repl.child.expect_exact(PASTE_OFF)
+        repl.child.sendintr()
+        steps = interrupted_consistently(repl, repl.wait_prompt(), steps)
+    repl.type_lines(train(1_000_000_001))  # mid-loop: once the progress line shows
+    repl.child.expect_exact(PASTE_OFF)
+    repl.child.expect("steps/s", timeout=60)
+    repl.child.sendintr()
+    steps = interrupted_consistently(repl, repl.wait_prompt(), steps)
+    assert steps > 0
+    out = repl.submit(*train(10))  # the session goes on
+    assert "error" not in out
+    assert repl.submit(":history").startswith(f"{steps + 10} training steps")
+
+
+def test_print_in_a_training_loop_shows_while_it_runs(repl):
+    setup_net(repl)
+    repl.submit("let k = 0;")
+    lines = train(1_000_000_000)
+    lines.insert(1, 'k = k + 1; if k % 1000 == 0 { print("at", k); }')
+    repl.type_lines(lines)
+    repl.child.expect_exact(PASTE_OFF)
+    repl.child.expect_exact("at 2000", timeout=60)  # the loop (10^9 steps) still runs
+    repl.child.sendintr()
+    out = repl.wait_prompt()
+    assert "interrupted at step" in out

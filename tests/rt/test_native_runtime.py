@@ -336,13 +336,13 @@ def test_exe_main(lib, tmp_path):
 
 
 def test_typed_views(lib, lib32, ctx):
-    """noma_param/noma_global return typed descriptors; log data is a typed pointer."""
+    """noma_param/noma_global return typed descriptors; the last loss reads as a real."""
     lib.noma_param_set(0, b"w", ctypes.byref(T([1.5, 2.5])))
     t = lib.noma_param(0).contents
     assert isinstance(t, nl.NomaTensor) and t.data[1] == 2.5
     assert np.array_equal(np.ctypeslib.as_array(t.data, shape=(2,)), [1.5, 2.5])
     lib.noma_log_loss(0.25)
-    assert lib.noma_log_data(ctx)[0] == 0.25
+    assert lib.noma_log_last(ctx) == 0.25
     assert lib.noma_param(99).contents.rank == 0  # undefined: dummy (+ name error)
     assert nl.tensor_class("f32") is nl.NomaTensorF32 and ctypes.sizeof(nl.NomaTensorF32) == 48
     t32 = nl.NomaTensor.from_array([1.0, 2.0], "f32")
@@ -672,8 +672,8 @@ def test_log_and_events(lib, ctx):
     for v in [3.0, 2.0, 1.5]:
         lib.noma_log_loss(v)
     assert lib.noma_global_step() == 3 and lib.noma_log_len(ctx) == 3
-    data = ctypes.cast(lib.noma_log_data(ctx), ctypes.POINTER(ctypes.c_double))
-    assert [data[i] for i in range(3)] == [3.0, 2.0, 1.5]
+    data = (ctypes.c_double * 3)()
+    assert lib.noma_log_copy(ctx, data, 3) == 3 and list(data) == [3.0, 2.0, 1.5]
     lib.noma_param_set(0, b"w", ctypes.byref(T(np.ones(3))))
     resize(lib, 0, [5], 1)
     lib.noma_opt_begin(0, 1, None)

@@ -243,14 +243,14 @@ def test_undo_restores_the_generator():
 
 def test_undo_of_several_cells_and_empty_stack():
     s = noma.Session()
-    assert s.undo() is False
+    assert s.undo() is None
     run(s, "learn w = tensor [1, 2];")
     run(s, "realloc w = [3] init zeros;")
     run(s, "realloc w = [5] init zeros;")
-    assert s.undo() and s.params["w"].shape == (3,)
+    assert s.undo() == "<cell 3> `realloc w = [5] init zeros;`" and s.params["w"].shape == (3,)
     assert s.undo() and s.params["w"].shape == (2,)
     assert s.undo() and s.params == {}
-    assert s.undo() is False
+    assert s.undo() is None
     run(s, "learn w = tensor [7];")  # the name is free again
     np.testing.assert_array_equal(s.params["w"], [7])
 
@@ -590,8 +590,8 @@ def test_sigint_to_noma_run(tmp_path):
     assert elapsed < 5  # includes the interpreter's shutdown
 
 
-def test_interrupt_while_the_cell_compiles_stops_its_training() -> None:
-    """A Ctrl-C that arrives before native code starts is kept, not dropped."""
+def test_interrupt_while_the_cell_compiles_cancels_the_cell() -> None:
+    """A Ctrl-C that arrives before native code starts cancels the cell: nothing runs or changes."""
     s = noma.Session()
     assert s.execute("learn w = 1.0;").ok
     add_ir = s.jit.add_ir
@@ -601,8 +601,56 @@ def test_interrupt_while_the_cell_compiles_stops_its_training() -> None:
         s.interrupt()
 
     s.jit.add_ir = add_ir_then_ctrl_c
-    r = s.execute("optimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }")
-    assert r.status == "interrupted" and r.steps == 1, (r.status, r.steps)
+    train = "optimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }"
+    r = s.execute(train)
+    assert r.status == "interrupted" and r.steps == 0, (r.status, r.steps)
+    assert "before the cell ran" in r.diagnostics[-1].message
+    assert "loss" not in s.symbols.globals and s.rt.global_step() == 0 and s.params["w"] == 1.0
     s.jit.add_ir = add_ir
     later = s.execute("optimize(w) with sgd(lr = 0.001) max 5 { let loss = w * w; minimize loss; }")
     assert later.ok and later.steps == 5  # the request ended with its cell
+    lookup = s.cell_cache.lookup
+
+    def lookup_then_ctrl_c(*args, **kwargs):  # a cached cell (nothing to compile) is cancelled too
+        found = lookup(*args, **kwargs)
+        s.interrupt()
+        return found
+
+    s.cell_cache.lookup = lookup_then_ctrl_c
+    again = s.execute("optimize(w) with sgd(lr = 0.001) max 5 { let loss = w * w; minimize loss; }")
+    s.cell_cache.lookup = lookup
+    assert again.status == "interrupted" and again.steps == 0 and s.rt.global_step() == 5
+
+
+def test_interrupt_before_the_loop_starts_runs_no_step() -> None:
+    """A request that arrives once the cell's code runs but before its training loop: no step."""
+    s = noma.Session()
+    assert s.execute("learn w = 1.0;").ok
+    invoke = s.rt.invoke
+
+    def request_then_invoke(address: int) -> int:  # Ctrl-C just as native code starts
+        s.rt.request_interrupt()
+        return invoke(address)
+
+    s.rt.invoke = request_then_invoke
+    r = s.execute("let before = 1;\n"
+                  "optimize(w) with sgd(lr = 0.001) max 1000000000 { let loss = w * w; minimize loss; }")
+    s.rt.invoke = invoke
+    assert r.status == "interrupted" and r.steps == 0 and s.rt.global_step() == 0
+    assert s.globals()["before"] == 1.0 and s.params["w"] == 1.0
+
+
+def test_minimized_variable_holds_the_last_loss_after_an_interrupt_or_error() -> None:
+    s = noma.Session()
+    assert s.execute("learn w = 3.0; let loss = 100;").ok
+    stopper = threading.Timer(0.3, s.interrupt)
+    s.progress = lambda session: None
+    stopper.start()
+    r = s.execute("optimize(w) with sgd(lr = 0.0000001) max 1000000000 { let loss = w * w; minimize loss; }")
+    s.progress = None
+    assert r.status == "interrupted" and r.steps > 0
+    assert s.globals()["loss"] == s.history.losses[-1]  # the last computed loss, not 100
+    r = s.execute("let i = 0;\noptimize(w) with sgd(lr = 0.1) max 5 {\n i = i + 1;\n"
+                  " let loss = w * w + tensor [1, 2][i];\n minimize loss;\n}")
+    assert r.status == "error" and "out of range" in r.errors[0].message and r.steps == 1
+    assert s.globals()["loss"] == s.history.losses[-1]

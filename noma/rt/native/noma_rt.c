@@ -4,8 +4,9 @@
  * The runtime is split into several C files compiled together (see
  * noma/rt/native_lib.py: c_sources()):
  *   noma_rt.c         context, errors/invoke, arena, tape, broadcasting, printing,
- *                     globals, training log, events, interrupt, executables,
+ *                     globals, events, interrupt, executables,
  *                     test hooks
+ *   noma_rt_history.c the loss history in bounded memory (exact window + summary)
  *   noma_rt_rng.c     the seeded generator: uniform and normal draws, fills
  *   noma_rt_params.c  parameter store, dims, resize policies, deferred resizes,
  *                     optimizers
@@ -168,6 +169,7 @@ NomaCtx *noma_ctx_new(void) {
     c->err_span = -1;
     c->cur_chunk = -1;
     c->arena_cap = (int64_t)8 << 30; /* 8 GiB */
+    c->result_slot = -1;
     noma__rng_seed(c, 0.0);
     return c;
 }
@@ -187,6 +189,7 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->tape);
     free(c->out.data);
     free(c->warn.data);
+    free(c->live.data);
     for (int64_t i = 0; i < c->nglobals; i++) {
         if (c->globals[i]) {
             noma__xfree(c->globals[i]->t.data);
@@ -198,9 +201,7 @@ void noma_ctx_free(NomaCtx *c) {
     free(c->dims);
     noma__dim_names_free(c);
     free(c->dq);
-    free(c->log);
-    for (int64_t i = 0; i < c->log_nretired; i++) free(c->log_retired[i]);
-    free(c->log_retired);
+    noma__history_free(c);
     free(c->events);
     noma__probe_free(c);
     if (g_cur == c) g_cur = NULL;
@@ -221,6 +222,7 @@ NomaCtx *noma__cur(void) {
 NomaCtx *noma_ctx_current(void) { return noma__cur(); }
 
 static NomaCtx *ctx_or_cur(NomaCtx *c) { return c ? c : noma__cur(); }
+NomaCtx *noma__ctx_or_cur(NomaCtx *c) { return ctx_or_cur(c); }
 
 /* ======================================================================== */
 /* Errors and invoke                                                        */
@@ -297,6 +299,8 @@ static int32_t invoke_frame(InvokeFrame *fr, void (*fn)(void)) {
     g_cur = c;
     c->jb = fr->prev;
     c->depth = fr->depth;
+    if (c->result_slot >= 0 && c->result_set) noma_global_store_s(c->result_slot, c->result_value);
+    c->result_slot = -1;
     noma__defer_clear(c);
     noma__probe_free(c);
     return r == 2 ? 2 : 1;
@@ -681,13 +685,38 @@ void noma_expand(const NomaTensor *out, const NomaTensor *src) {
 /* ======================================================================== */
 /* Printing and warnings                                                    */
 /*                                                                          */
-/* Scalars: "%.6g", with nan / inf / -inf spelled so and -0 printed as 0.    */
-/* Tensors: one line, nested brackets, ", " between elements; an axis longer */
-/* than 12 shows its first 3 elements, "...", its last 3. Rank 0: scalar.    */
+/* Scalars: integers up to 2^53 in full ("1000000"), others "%.6g"; nan / inf  */
+/* / -inf spelled so, -0 printed as 0.                                       */
+/* Tensors: one line, nested brackets, ", " between elements, whole up to    */
+/* NOMA_PRINT_THRESHOLD elements (NumPy's threshold); a larger tensor shows  */
+/* each axis longer than 6 as its first 3 elements, "...", its last 3.       */
+/* noma/display.py formats values by the same rule.                          */
 /* ======================================================================== */
 
+#define NOMA_PRINT_THRESHOLD 1000
+#define NOMA_PRINT_EDGE 3
+
+static void live_lock(NomaCtx *c) {
+    while (__atomic_exchange_n(&c->live_lock, 1, __ATOMIC_ACQUIRE)) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+
+static void live_unlock(NomaCtx *c) { __atomic_store_n(&c->live_lock, 0, __ATOMIC_RELEASE); }
+
+/* Appends to the live buffer (another thread may be taking it). */
+static void live_append(NomaCtx *c, const char *s, int64_t n) {
+    live_lock(c);
+    buf_append(&c->live, s, n);
+    live_unlock(c);
+}
+
 static void emit(NomaCtx *c, const char *s, int64_t n) {
-    if (c->capture)
+    if (c->capture && c->live_on)
+        live_append(c, s, n);
+    else if (c->capture)
         buf_append(&c->out, s, n);
     else
         fwrite(s, 1, (size_t)n, stdout);
@@ -697,24 +726,25 @@ static int fmt_real(char *buf, size_t cap, double x) {
     if (isnan(x)) return snprintf(buf, cap, "nan");
     if (isinf(x)) return snprintf(buf, cap, x > 0 ? "inf" : "-inf");
     if (x == 0) return snprintf(buf, cap, "0");
+    if (fabs(x) <= 9007199254740992.0 && x == trunc(x)) return snprintf(buf, cap, "%lld", (long long)x);
     return snprintf(buf, cap, "%.6g", x);
 }
 
 static void fmt_tensor_rec(NomaBuf *b, const real *data, int64_t rank, const int64_t *dims,
-                           const int64_t *strides) {
+                           const int64_t *strides, int summarize) {
     char num[64];
     int64_t n = dims[0];
     buf_append(b, "[", 1);
     for (int64_t i = 0; i < n; i++) {
-        if (n > 12 && i == 3) {
+        if (summarize && n > 2 * NOMA_PRINT_EDGE && i == NOMA_PRINT_EDGE) {
             buf_append(b, "..., ", 5);
-            i = n - 3;
+            i = n - NOMA_PRINT_EDGE;
         }
         if (rank == 1) {
             int L = fmt_real(num, sizeof num, (double)data[i]);
             buf_append(b, num, L);
         } else {
-            fmt_tensor_rec(b, data + i * strides[0], rank - 1, dims + 1, strides + 1);
+            fmt_tensor_rec(b, data + i * strides[0], rank - 1, dims + 1, strides + 1, summarize);
         }
         if (i + 1 < n) buf_append(b, ", ", 2);
     }
@@ -746,7 +776,7 @@ void noma_print_tensor(const NomaTensor *t) {
         s *= t->dims[i];
     }
     NomaBuf b = {0, 0, 0};
-    fmt_tensor_rec(&b, t->data, t->rank, t->dims, strides);
+    fmt_tensor_rec(&b, t->data, t->rank, t->dims, strides, s > NOMA_PRINT_THRESHOLD);
     if (b.data) emit(c, b.data, b.len);
     free(b.data);
 }
@@ -781,7 +811,14 @@ void noma_output_clear(NomaCtx *c) {
 void noma_warn(const char *msg) {
     NomaCtx *c = noma__cur();
     if (!msg) msg = "";
-    if (c->capture) {
+    if (c->capture && c->live_on) {
+        /* the frame: a NUL byte (never part of printed text), the message, a newline */
+        live_lock(c);
+        buf_append(&c->live, "\0", 1);
+        buf_append(&c->live, msg, (int64_t)strlen(msg));
+        buf_append(&c->live, "\n", 1);
+        live_unlock(c);
+    } else if (c->capture) {
         buf_append(&c->warn, "warning: ", 9);
         buf_append(&c->warn, msg, (int64_t)strlen(msg));
         buf_append(&c->warn, "\n", 1);
@@ -790,6 +827,24 @@ void noma_warn(const char *msg) {
         fflush(stderr);
     }
 }
+
+/* Live output: while on (and capturing), prints and warnings go, in program order, to a buffer
+   that another thread takes with noma_live_take instead of to the output/warnings buffers. */
+void noma_set_live(NomaCtx *c, int32_t on) { ctx_or_cur(c)->live_on = on ? 1 : 0; }
+
+/* Hands over what was printed since the last call (*data: malloc'd, for noma_live_free; NULL
+   when empty); returns its length. Printed text as is; each warning as "\0MSG\n". */
+int64_t noma_live_take(NomaCtx *c, char **data) {
+    c = ctx_or_cur(c);
+    live_lock(c);
+    int64_t n = c->live.len;
+    *data = n ? c->live.data : NULL;
+    if (n) c->live.data = NULL, c->live.len = c->live.cap = 0;
+    live_unlock(c);
+    return n;
+}
+
+void noma_live_free(char *data) { free(data); }
 
 int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }
 const char *noma_warnings_data(NomaCtx *c) {
@@ -908,42 +963,8 @@ int32_t noma_global_defined(int64_t slot) {
 /* Training log and events                                                  */
 /* ======================================================================== */
 
-void noma_log_loss(real loss) {
-    NomaCtx *c = noma__cur();
-    if (c->log_len == c->log_cap) {
-        /* Grow by copying, not realloc: Python may be reading the old buffer from another
-           thread (live plots), so old buffers are retired and freed with the context. */
-        int64_t nc = c->log_cap ? c->log_cap * 2 : 1024;
-        real *p = (real *)malloc((size_t)nc * sizeof(real));
-        void **r = (void **)realloc(c->log_retired, (size_t)(c->log_nretired + 1) * sizeof(void *));
-        if (!p || !r) {
-            free(p);
-            if (r) c->log_retired = r;
-            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
-            return;
-        }
-        if (c->log_len) memcpy(p, c->log, (size_t)c->log_len * sizeof(real));
-        c->log_retired = r;
-        c->log_retired[c->log_nretired++] = c->log;
-        c->log = p;
-        c->log_cap = nc;
-    }
-    c->log[c->log_len++] = loss;
-    c->step++;
-}
-
+/* The loss log itself is noma_rt_history.c. */
 int64_t noma_global_step(void) { return noma__cur()->step; }
-int64_t noma_log_len(NomaCtx *c) { return ctx_or_cur(c)->log_len; }
-const real *noma_log_data(NomaCtx *c) { return ctx_or_cur(c)->log; }
-void noma_log_clear(NomaCtx *c) { ctx_or_cur(c)->log_len = 0; }
-
-/* Keeps the first n losses and sets the global step to n (undo, checkpoint restore). */
-void noma_log_truncate(NomaCtx *c, int64_t n) {
-    c = ctx_or_cur(c);
-    if (n < 0) n = 0;
-    if (n < c->log_len) c->log_len = n;
-    c->step = n;
-}
 
 void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t old_rank,
                  const int64_t *old_dims, int64_t new_rank, const int64_t *new_dims, int64_t aux) {
@@ -1019,6 +1040,23 @@ void noma_stop_interrupted(void) {
     g_interrupted = 1;
     noma_check_interrupt(-1);
 }
+
+/* The top-level variable the running training loop's loss is bound to: set before the loop
+   (slot), after each logged loss (value) and after the loop (none). An unwind (error, interrupt)
+   stores the last value, so the variable holds the last loss computed, as after a normal end. */
+void noma_opt_result_begin(int64_t slot) {
+    NomaCtx *c = noma__cur();
+    c->result_slot = slot;
+    c->result_set = 0;
+}
+
+void noma_opt_result_set(real loss) {
+    NomaCtx *c = noma__cur();
+    c->result_value = loss;
+    c->result_set = 1;
+}
+
+void noma_opt_result_end(void) { noma__cur()->result_slot = -1; }
 
 void noma_sigint_install(void) {
     if (g_installed) return;

@@ -74,7 +74,9 @@ enum {
     NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy */
     NOMA_EV_PARAM_FREE = 2,   /* id = param slot; old shape; new rank -1 */
     NOMA_EV_OPT_CHANGE = 3,   /* id = param slot; policy = new optimizer kind, aux = old kind */
-    NOMA_EV_OPT_RESET = 4     /* id = -1; reset_optimizer() */
+    NOMA_EV_OPT_RESET = 4,    /* id = -1; reset_optimizer() */
+    NOMA_EV_PARAM_INIT = 5    /* id = param slot; `learn` re-initialised a defined parameter:
+                                 old shape, new shape */
 };
 
 /* One recorded event. 120 bytes. Unused dims are 0. */
@@ -160,6 +162,9 @@ void noma_warn(const char *msg);
 int64_t noma_warnings_len(NomaCtx *c);
 const char *noma_warnings_data(NomaCtx *c);
 void noma_warnings_clear(NomaCtx *c);
+void noma_set_live(NomaCtx *c, int32_t on);
+int64_t noma_live_take(NomaCtx *c, char **data);
+void noma_live_free(char *data);
 
 /* ------------------------------------------------------------------------ */
 /* RNG                                                                       */
@@ -224,12 +229,26 @@ void noma_param_state_set(int64_t slot, int32_t which, const NomaTensor *v);
 /* ------------------------------------------------------------------------ */
 /* Training log, events, interrupt                                           */
 /* ------------------------------------------------------------------------ */
+/* The loss history in bounded memory (noma_rt_history.c): an exact window of the last losses and
+   a min/max/sum summary of the whole run in levels of buckets (2^l losses per bucket of level l).
+   Readers may run on another thread while one thread trains. */
 void noma_log_loss(real loss);
 int64_t noma_global_step(void);
-int64_t noma_log_len(NomaCtx *c);
-const real *noma_log_data(NomaCtx *c);
-void noma_log_clear(NomaCtx *c);
-void noma_log_truncate(NomaCtx *c, int64_t n);
+int64_t noma_log_len(NomaCtx *c);                          /* exact losses held (<= window) */
+int64_t noma_log_copy(NomaCtx *c, real *out, int64_t cap); /* the last <= cap, oldest first */
+real noma_log_last(NomaCtx *c);                            /* NaN when none */
+void noma_log_clear(NomaCtx *c);                           /* forget the losses, keep the step */
+void noma_history_reset(NomaCtx *c, int64_t step);         /* empty history at global step `step` */
+int32_t noma_history_get(NomaCtx *c, int64_t *info, int64_t *counts, double *bmin, double *bmax,
+                         double *bsum, real *recent, int64_t recent_cap);
+int32_t noma_history_set(NomaCtx *c, int64_t step, int64_t nlevels, const int64_t *counts,
+                         const double *bmin, const double *bmax, const double *bsum,
+                         int64_t nrecent, const real *recent);
+int32_t noma_history_set_window(NomaCtx *c, int64_t n);
+int64_t noma_history_window(NomaCtx *c);
+int64_t noma_history_bytes(NomaCtx *c);
+int64_t noma_history_limit(int32_t which); /* 0 levels, 1 buckets per level, 2 default window,
+                                              3 largest window */
 int64_t noma_event_count(NomaCtx *c);
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
 int32_t noma_poll_interrupt(void);
@@ -237,6 +256,9 @@ void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
 void noma_stop_interrupted(void);
+void noma_opt_result_begin(int64_t slot);
+void noma_opt_result_set(real loss);
+void noma_opt_result_end(void);
 void noma_sigint_install(void);
 void noma_sigint_restore(void);
 

@@ -6,16 +6,21 @@
  * Also owns the names of dims (the runtime knows dims by id; checkpoints match
  * them by name, as they match parameters).
  *
- * Format "noma-checkpoint-2" (docs/LANGUAGE.md has the user's view):
+ * Format "noma-checkpoint-3" (docs/LANGUAGE.md has the user's view):
  *   __metadata__ (strings): "format", "dtype" ("f64" / "f32"), "step" (global step),
  *     "rng" (6 decimal words: the xoshiro256** state, has_spare, the spare's bits),
  *     "dim/D" (size of dim D), "opt/P" (sgd / adam / rmsprop / adamw),
- *     "bind/P/AXIS" (the dim that sizes that axis of parameter P);
+ *     "bind/P/AXIS" (the dim that sizes that axis of parameter P),
+ *     "history/levels" (decimal words: the summary's buckets per level, level 0 first);
  *   tensors: "param/P" (values, the parameter's shape; a scalar has shape []),
  *     "opt/P/m", "opt/P/v", "opt/P/pow1", "opt/P/pow2" (like the parameter),
- *     "opt/P/step" (I64 per-entry step counts), "history/losses" ([n]), all real
+ *     "opt/P/step" (I64 per-entry step counts), "history/losses" ([n]: the exact
+ *     window, the last n losses), "history/summary" ([buckets, 3]: min, max, mean
+ *     per bucket, oldest first: the highest level's buckets first), all real
  *     tensors F64 (F32 in an f32 build). Other tensors (a session's "global/G")
  *     and metadata keys are ignored by the loader.
+ * Format "noma-checkpoint-2" (the previous one: the same without the summary, and
+ * "history/losses" the whole log) still loads: its losses are summarised again.
  *
  * Loading is all or nothing: the file is parsed, checked against the live
  * program (names, ranks, dims, dtype) and every tensor is read into the arena
@@ -30,7 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CKPT_FORMAT "noma-checkpoint-2"
+#define CKPT_FORMAT "noma-checkpoint-3"
+#define CKPT_FORMAT_V2 "noma-checkpoint-2" /* still loaded */
 #define LOAD_COMPLETE 1 /* flag: every live parameter must be in the checkpoint */
 #define NSTATE 5
 #define STEP_STATE 2
@@ -166,7 +172,7 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
     }
     for (int64_t i = 0; i < nextra; i++)
         if (!noma__check_tensor(extras[i], span, "checkpoint")) return;
-    int64_t ntens = 1 + nextra, nmeta = 4;
+    int64_t ntens = 2 + nextra, nmeta = 5;
     for (int64_t s = 0; s < c->nparams; s++) {
         NomaParam *p = live(c, s);
         if (!p) continue;
@@ -198,7 +204,13 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
     const char *step = arena_fmt(c, "%" PRId64, c->step);
     const char *rngs = arena_fmt(c, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
                                     " %" PRIu64, rng[0], rng[1], rng[2], rng[3], rng[4], rng[5]);
-    if (!ts || !meta || !step || !rngs) return;
+    NomaHistoryCopy hc;
+    if (!ts || !meta || !step || !rngs || !noma__history_export(c, &hc)) return;
+    char *levels = (char *)arena_bytes(c, (size_t)hc.nlevels * 24u + 1);
+    if (!levels) return;
+    levels[0] = 0;
+    for (int64_t l = 0, at = 0; l < hc.nlevels; l++)
+        at += snprintf(levels + at, 24, l ? " %" PRId64 : "%" PRId64, hc.counts[l]);
     int64_t k = 0, m = 0;
 #define META(K, V)                                                                                 \
     do {                                                                                           \
@@ -211,6 +223,7 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
     META("dtype", REAL_NAME);
     META("step", step);
     META("rng", rngs);
+    META("history/levels", levels);
     for (int64_t d = 0; d < c->ndim_names && d < c->ndims; d++)
         if (c->dim_names[d] && c->dims[d] >= 0)
             META(arena_fmt(c, "dim/%s", c->dim_names[d]), arena_fmt(c, "%" PRId64, c->dims[d]));
@@ -242,8 +255,10 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
         }
     }
 #undef META
-    NomaTensor losses = {c->log, 1, {c->log_len, 0, 0, 0}};
-    out_tensor(&ts[k++], "history/losses", &losses, c->log, 0);
+    NomaTensor losses = {hc.recent, 1, {hc.nrecent, 0, 0, 0}};
+    out_tensor(&ts[k++], "history/losses", &losses, hc.recent, 0);
+    NomaTensor summary = {hc.summary, 2, {hc.nbuckets, 3, 0, 0}};
+    out_tensor(&ts[k++], "history/summary", &summary, hc.summary, 0);
     for (int64_t i = 0; i < nextra; i++) {
         if (!extra_names[i]) {
             noma__failf(NOMA_ERR_IO, span, "%s: invalid tensor name", path);
@@ -275,7 +290,10 @@ typedef struct {
     int64_t nparams;
     int64_t *dim_ids, *dim_sizes;
     int64_t ndims;
-    NomaTensor losses;
+    NomaTensor losses;  /* the exact window (v3) or the whole log (v2) */
+    int32_t version;
+    int64_t nlevels, counts[NOMA_HIST_LEVELS];
+    double *bmin, *bmax, *bsum; /* v3 summary (arena) */
     int64_t step;
     uint64_t rng[6];
 } CkPlan;
@@ -335,8 +353,11 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
     if (!fmt)
         return ck_fail(err, NOMA_ERR_IO, "%s: not a NOMA checkpoint (no \"format\" in its metadata)",
                        path);
-    if (strcmp(fmt, CKPT_FORMAT) != 0)
-        return ck_fail(err, NOMA_ERR_IO, "%s: checkpoint format '%s' is not " CKPT_FORMAT, path, fmt);
+    if (strcmp(fmt, CKPT_FORMAT) != 0 && strcmp(fmt, CKPT_FORMAT_V2) != 0)
+        return ck_fail(err, NOMA_ERR_IO,
+                       "%s: checkpoint format '%s' is not " CKPT_FORMAT " (or " CKPT_FORMAT_V2 ")",
+                       path, fmt);
+    pl->version = strcmp(fmt, CKPT_FORMAT) == 0 ? 3 : 2;
     const char *dt = noma__st_meta(sf, "dtype");
     if (dt && strcmp(dt, OTHER_NAME) == 0)
         return ck_fail(err, NOMA_ERR_TYPE,
@@ -469,6 +490,31 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
     if (!le || le->rank != 1 || strcmp(le->dtype, REAL_DTYPE) != 0)
         return ck_fail(err, NOMA_ERR_IO, "%s: malformed checkpoint: no loss log 'history/losses'",
                        path);
+    const NomaStEntry *se = NULL;
+    if (!noma__history_alloc(c)) return 0; /* so that applying the plan cannot fail */
+    if (pl->version == 3) {
+        const char *lv = noma__st_meta(sf, "history/levels");
+        int lv_ok = lv != NULL;
+        while (lv_ok && *lv) {
+            while (*lv == ' ') lv++;
+            if (!*lv) break;
+            char *end = NULL;
+            errno = 0;
+            uint64_t cnt = strtoull(lv, &end, 10);
+            lv_ok = *lv >= '0' && *lv <= '9' && !errno && (*end == ' ' || *end == 0) &&
+                    pl->nlevels < NOMA_HIST_LEVELS && cnt <= (uint64_t)NOMA_HIST_K;
+            if (lv_ok) pl->counts[pl->nlevels++] = (int64_t)cnt;
+            lv = end;
+        }
+        int64_t total = lv_ok ? noma__history_total(pl->nlevels, pl->counts) : -1, nb = 0;
+        for (int64_t l = 0; l < pl->nlevels; l++) nb += pl->counts[l];
+        se = noma__st_find(sf, "history/summary");
+        if (total < 0 || total > pl->step || le->shape[0] > total || !se || se->rank != 2 ||
+            se->shape[0] != nb || se->shape[1] != 3 || strcmp(se->dtype, REAL_DTYPE) != 0)
+            return ck_fail(err, NOMA_ERR_IO,
+                           "%s: malformed checkpoint: the loss history ('history/summary', "
+                           "'history/levels', 'history/losses') does not fit together", path);
+    }
     if ((flags & LOAD_COMPLETE))
         for (int64_t s = 0; s < c->nparams; s++) {
             NomaParam *p = live(c, s);
@@ -486,6 +532,25 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
     if (!pl->losses.data) return 0;
     if (!noma__st_read(sf->path, sf->data_start, le, pl->losses.data, 0))
         return ck_fail(err, NOMA_ERR_IO, "%s: cannot read the data of tensor '%s'", path, le->name);
+    if (se) {
+        int64_t nb = se->shape[0];
+        real *rows = noma__alloc(c, nb * 3);
+        int64_t dn = (int64_t)((nb * sizeof(double) + sizeof(real) - 1) / sizeof(real));
+        pl->bmin = (double *)noma__alloc(c, dn);
+        pl->bmax = (double *)noma__alloc(c, dn);
+        pl->bsum = (double *)noma__alloc(c, dn);
+        if (!rows || !pl->bmin || !pl->bmax || !pl->bsum) return 0;
+        if (!noma__st_read(sf->path, sf->data_start, se, rows, 0))
+            return ck_fail(err, NOMA_ERR_IO, "%s: cannot read the data of tensor '%s'", path,
+                           se->name);
+        int64_t k = 0;
+        for (int64_t l = pl->nlevels - 1; l >= 0; l--)
+            for (int64_t i = 0; i < pl->counts[l]; i++, k++) {
+                pl->bmin[k] = (double)rows[3 * k];
+                pl->bmax[k] = (double)rows[3 * k + 1];
+                pl->bsum[k] = (double)rows[3 * k + 2] * (double)((int64_t)1 << l);
+            }
+    }
     for (int64_t i = 0; i < pl->nparams; i++) {
         CkParam *cp = &pl->params[i];
         const NomaStEntry *e = cp->entry;
@@ -518,7 +583,7 @@ static void ck_apply(NomaCtx *c, const CkPlan *pl) {
     for (int64_t i = 0; i < pl->ndims; i++) noma_dim_set(pl->dim_ids[i], pl->dim_sizes[i]);
     for (int64_t i = 0; i < pl->nparams; i++) {
         const CkParam *cp = &pl->params[i];
-        noma_param_set(cp->slot, NULL, &cp->value);
+        noma__param_set(c, cp->slot, NULL, &cp->value, 0);
         for (int a = 0; a < cp->value.rank; a++)
             if (cp->bind[a] >= 0) noma_param_bind_dim(cp->slot, a, cp->bind[a]);
         if (!cp->opt_kind) continue;
@@ -533,8 +598,11 @@ static void ck_apply(NomaCtx *c, const CkPlan *pl) {
         }
         if (p->n) memcpy(p->steps, cp->steps, (size_t)p->n * 8u);
     }
-    noma_log_truncate(c, 0);
-    for (int64_t i = 0; i < pl->losses.dims[0]; i++) noma_log_loss(pl->losses.data[i]);
+    if (pl->version == 3)
+        noma__history_put(c, pl->step, pl->nlevels, pl->counts, pl->bmin, pl->bmax, pl->bsum,
+                          pl->losses.dims[0], pl->losses.data);
+    else
+        noma__history_replay(c, pl->step, pl->losses.dims[0], pl->losses.data);
     c->step = pl->step;
     noma_rng_state_set(c, pl->rng);
 }

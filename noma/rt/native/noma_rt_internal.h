@@ -1,7 +1,7 @@
 /*
  * noma_rt_internal.h -- private declarations shared by the runtime's .c files
  * (noma_rt.c, noma_rt_rng.c, noma_rt_params.c, noma_rt_adam.c, noma_rt_linalg.c,
- * noma_rt_io.c, noma_rt_probe.c, noma_rt_checkpoint.c).
+ * noma_rt_io.c, noma_rt_probe.c, noma_rt_checkpoint.c, noma_rt_history.c).
  * Not part of the ABI; generated code never includes it.
  */
 #ifndef NOMA_RT_INTERNAL_H
@@ -52,6 +52,21 @@ typedef struct {
 } NomaGlobal;
 
 /* Optimizer hyper-parameters after defaults were applied. */
+/* The bounded loss history (noma_rt_history.c). */
+#define NOMA_HIST_LEVELS 64            /* levels of the summary (level l: buckets of 2^l losses) */
+#define NOMA_HIST_K 128                /* buckets per level before its two oldest merge */
+#define NOMA_HIST_WINDOW 65536         /* exact losses kept by default */
+#define NOMA_HIST_MAX_WINDOW ((int64_t)1 << 26)
+typedef struct NomaHistory NomaHistory;
+
+/* A copy of the history for the checkpoint writer (arena). */
+typedef struct {
+    int64_t nlevels, nbuckets, nrecent;
+    int64_t counts[NOMA_HIST_LEVELS]; /* buckets per level */
+    real *summary;                    /* [nbuckets, 3]: min, max, mean, oldest first */
+    real *recent;                     /* [nrecent]: the exact window, oldest first */
+} NomaHistoryCopy;
+
 typedef struct {
     real lr, beta1, beta2, eps, wd, momentum, alpha, dampening;
     int32_t nesterov;
@@ -107,6 +122,16 @@ struct NomaCtx {
     /* output */
     int32_t capture;
     NomaBuf out, warn;
+    /* live output (noma_live_take): prints and warnings in program order, filled by the thread
+       running native code and drained by another under live_lock; warnings framed "\0MSG\n" */
+    int32_t live_on;
+    volatile int32_t live_lock;
+    NomaBuf live;
+    /* the top-level variable a running training loop's loss is bound to (noma_opt_result_*):
+       on an unwind it receives the last loss computed */
+    int64_t result_slot;
+    int32_t result_set;
+    real result_value;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
@@ -126,11 +151,8 @@ struct NomaCtx {
     int32_t defer_on;
     NomaDeferred *dq;
     int64_t dq_len, dq_cap;
-    /* training log and events */
-    real *log;
-    int64_t log_len, log_cap;
-    void **log_retired; /* grown-out log buffers, kept so a concurrent reader never sees freed memory */
-    int64_t log_nretired;
+    /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
+    _Atomic(NomaHistory *) hist;
     int64_t step;
     NomaEvent *events;
     int64_t nevents, events_cap;
@@ -151,10 +173,21 @@ struct NomaCtx {
 
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
+
+/* noma_rt_history.c */
+void noma__history_free(NomaCtx *c);
+int32_t noma__history_alloc(NomaCtx *c); /* 1 when the history exists (allocated now if needed) */
+int64_t noma__history_total(int64_t nlevels, const int64_t *counts); /* -1: not a valid summary */
+int32_t noma__history_put(NomaCtx *c, int64_t step, int64_t nlevels, const int64_t *counts,
+                          const double *bmin, const double *bmax, const double *bsum,
+                          int64_t nrecent, const real *recent); /* 0: invalid or out of memory */
+void noma__history_replay(NomaCtx *c, int64_t step, int64_t n, const real *losses); /* old logs */
+int32_t noma__history_export(NomaCtx *c, NomaHistoryCopy *out);
 void noma__probe_before_resize(NomaCtx *c); /* a resize outside a training loop is about to apply */
 
 /* ---- shared helpers (defined in noma_rt.c) ---- */
 NomaCtx *noma__cur(void);
+NomaCtx *noma__ctx_or_cur(NomaCtx *c); /* c, or the current context when NULL */
 /* Record an error and longjmp to noma_invoke when armed; returns when not armed. */
 void noma__failf(int32_t kind, int64_t span, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -198,6 +231,8 @@ void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double st
 /* ---- parameters (noma_rt_params.c) ---- */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v,
+                     int record); /* noma_rt_params.c; record: a re-initialisation is an event */
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */
 
 /* ---- safetensors files (defined in noma_rt_io.c; used by noma_rt_checkpoint.c) ---- */

@@ -116,7 +116,12 @@ static NomaParam *param_live(NomaCtx *c, int64_t slot, int64_t span) {
 }
 
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v) {
-    NomaCtx *c = noma__cur();
+    noma__param_set(noma__cur(), slot, name, v, 1);
+}
+
+/* Defines or re-initialises a parameter; `record`: a re-initialisation is an event (the history
+   starts a new run segment there). Checkpoint loading does not record. */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int record) {
     if (!noma__check_tensor(v, -1, "parameter")) return;
     NomaTensor src = *v; /* v may be this parameter's own descriptor */
     int64_t n = noma__numel(&src);
@@ -136,6 +141,8 @@ void noma_param_set(int64_t slot, const char *name, const NomaTensor *v) {
     }
     if (n) memcpy(d, src.data, (size_t)n * sizeof(real));
     else d[0] = 0;
+    if (record && p->defined)
+        noma__event(c, NOMA_EV_PARAM_INIT, 0, slot, p->t.rank, p->t.dims, src.rank, src.dims, 0);
     noma__xfree(p->t.data);
     p->t.data = d;
     p->t.rank = src.rank;
