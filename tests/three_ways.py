@@ -28,6 +28,9 @@ import numpy as np
 from noma.diagnostics import NomaError, Source
 
 FINAL_CHECKPOINT = "__final__.safetensors"
+#: the runtime keeps the last HIST_WINDOW losses exactly (and a summary of the older ones)
+HIST_WINDOW = int(re.search(r"#define NOMA_HIST_WINDOW (\d+)", (Path(__file__).resolve().parent.parent / "noma" / "rt"
+                            / "native" / "noma_rt_internal.h").read_text()).group(1))  # type: ignore[union-attr]
 RTOL = 1e-12
 RUN_TIMEOUT_S = 60
 _LOCATION = re.compile(r"-->\s*.*:(\d+):(\d+)\s*$", re.MULTILINE)
@@ -275,9 +278,20 @@ def differences(a: Outcome, b: Outcome, la: str, lb: str, rtol: float = RTOL, st
             diffs.append(f"parameter {name}: {la} {a.params[name]!r} vs {lb} {b.params[name]!r}")
     for name in sorted(set(a.opt) | set(b.opt)):
         diffs += _opt_differences(name, a.opt.get(name, {}), b.opt.get(name, {}), la, lb, rtol)
-    if not close(a.losses, b.losses, rtol):
+    if not _losses_close(a.losses, b.losses, rtol):
         diffs.append(f"loss log: {la} {a.losses!r} vs {lb} {b.losses!r}")
     return diffs
+
+
+def _losses_close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    """The loss logs agree; where one holds only the runtime's exact window (HIST_WINDOW losses)
+    and the other the whole log (the oracle's), the window agrees with the log's tail."""
+    if len(a) != len(b):
+        n = min(len(a), len(b))
+        if n != HIST_WINDOW:
+            return False
+        a, b = a[-n:], b[-n:]
+    return close(a, b, rtol)
 
 
 def _opt_differences(name: str, sa: dict[str, np.ndarray], sb: dict[str, np.ndarray], la: str, lb: str,
