@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, located_warnings, location_text
 
@@ -227,12 +227,12 @@ def generate_main(span_texts: list[Optional[str]], entry_symbol: str, has_value:
 
 
 def build_executable(source: Union[Source, str], output: Union[str, Path], dtype: str = "f64",
-                     opt_level: int = 2, cpu: str = "host") -> Path:
+                     opt_level: int = 2, cpu: str = "host", defines: Optional[Any] = None) -> Path:
     """Compile `source` and link it into the executable `output` (returned as a Path).
 
     Raises NomaError: the program's own diagnostics (the same as `noma run`/`noma check` give at
-    compile time), no C compiler (naming the package to install), a failed link, an unwritable
-    output path.
+    compile time; `defines` as for `noma run -D`), no C compiler (naming the package to install),
+    a failed link, an unwritable output path.
     """
     from noma.compiler import jit
     from noma.emit import compile_program
@@ -242,7 +242,9 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
         source = Source("<program>", source)
     if dtype not in ("f64", "f32"):
         raise ValueError(f"unknown dtype {dtype!r} (expected 'f64' or 'f32')")
-    program = compile_program(source, dtype)
+    from noma.compiler.defines import make_defines, parse_with_defines
+
+    program = compile_program(source, dtype, program=parse_with_defines(source, make_defines(defines)))
     cc = _compiler()
     obj = jit.emit_object(program.llvm_text, opt_level=opt_level, cpu=cpu, pic=True)
     runtime = runtime_object(dtype, cpu)

@@ -56,8 +56,15 @@ def _print_live(kind: str, payload: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from noma.session import Session
 
+    from noma.compiler.defines import make_defines, parse_with_defines
+
     source = _read(args.file)
-    session = Session(dtype=args.dtype)
+    try:  # a malformed define, one naming nothing or of the wrong kind stops before anything runs
+        parse_with_defines(source, make_defines(args.define))
+    except NomaError as exc:  # (the program's own syntax error is reported by the run below)
+        if any(d.span is not None and d.span.source.name == "-D" for d in exc.diagnostics):
+            return _print_diagnostics(exc)
+    session = Session(dtype=args.dtype, defines=args.define)
     session.output_sink = _print_live  # `print` inside training loops shows as it happens
     result = session.execute(source.text, name=source.name, run_main=True)
     if result.value is not None and result.ok:
@@ -124,10 +131,36 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     source = _read(args.file)
     try:
-        build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu)
+        build_executable(source, args.output, dtype=args.dtype, opt_level=args.opt, cpu=args.cpu,
+                         defines=args.define)
     except NomaError as exc:
         return _print_diagnostics(exc)
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("error: noma tune needs Ray Tune: pip install 'noma[ray]' (or: pip install 'ray[tune]')",
+              file=sys.stderr)
+        return 2
+    from noma.tune.runner import TuneOptions, run
+    from noma.tune.space import parse_param
+
+    try:
+        params = [parse_param(p) for p in args.param]
+        opts = TuneOptions(args.file, trials=args.trials, scheduler=args.scheduler, params=params,
+                           metric=args.metric, mode=args.mode, steps_per_report=args.steps_per_report,
+                           max_steps=args.max_steps, address=args.address, out=args.out,
+                           perturbation_interval=args.perturbation_interval, seed=args.seed, dtype=args.dtype)
+        results = run(opts)
+    except NomaError as exc:
+        return _print_diagnostics(exc)
+    except OSError as exc:
+        print(f"error[io]: {exc}", file=sys.stderr)
+        return 1
+    return 1 if results.errors else 0
 
 
 def cmd_repl(args: argparse.Namespace) -> int:
@@ -158,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="compile and run a program")
     run.add_argument("file")
     run.add_argument("--plot", metavar="PNG", help="write the loss and layer-size plot to this file")
+    run.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                     help="replace the value of the top-level `let` or `dim` NAME (repeatable)")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="compile a program without running it")
     check.add_argument("file")
@@ -174,7 +209,26 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", required=True)
     build.add_argument("-O", "--opt", type=int, default=2, choices=(0, 1, 2, 3))
     build.add_argument("--cpu", default="host", help="host (default) or a portable target such as x86-64-v3")
+    build.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                       help="replace the value of the top-level `let` or `dim` NAME (repeatable)")
     build.set_defaults(func=cmd_build)
+    tune = sub.add_parser("tune", help="train a population of a program's networks on Ray Tune")
+    tune.add_argument("file")
+    tune.add_argument("--trials", type=int, default=4, help="number of trials (default 4)")
+    tune.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default="fifo")
+    tune.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
+                      help="search space of a top-level let or dim: loguniform:LOW:HIGH, uniform:LOW:HIGH, "
+                           "randint:LOW:HIGH, choice:A,B,C or a number (repeatable)")
+    tune.add_argument("--metric", default="loss", help="loss or a `report`ed metric (default loss)")
+    tune.add_argument("--mode", choices=("min", "max"), default="min")
+    tune.add_argument("--steps-per-report", type=int, default=100, help="training steps per report")
+    tune.add_argument("--max-steps", type=int, default=1000, help="training steps per trial")
+    tune.add_argument("--perturbation-interval", type=int, default=2, help="pbt: reports between exploits")
+    tune.add_argument("--seed", type=int, default=None, help="pbt: seed of its random choices")
+    tune.add_argument("--address", default=None,
+                      help="an existing Ray cluster (HOST:PORT); default: a local one with this machine's CPUs")
+    tune.add_argument("--out", default="noma_tune_out", help="results directory (default noma_tune_out)")
+    tune.set_defaults(func=cmd_tune)
     repl = sub.add_parser("repl", help="start the interactive REPL (also: noma with no arguments)")
     repl.set_defaults(func=cmd_repl)
     lsp = sub.add_parser("lsp", help="the language server (LSP over stdin/stdout) for editors")

@@ -11,7 +11,7 @@ Imports: numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -105,6 +105,8 @@ class History:
     first_step: int = 1
     total_steps: Optional[int] = None
     window: Optional[int] = None
+    #: named metrics (`report`): noma.rt.metrics.Metric by name
+    metrics: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.losses = np.asarray(self.losses, dtype=np.float64)

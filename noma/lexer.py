@@ -26,7 +26,7 @@ BUILTINS = (
     "sigmoid", "relu", "tanh", "exp", "log", "sqrt", "abs", "sin", "cos", "tan", "floor", "ceil",
     "pow", "min", "max", "clip", "sum", "mean", "dot", "matmul", "transpose", "shape", "rows",
     "cols", "reshape", "concat", "slice", "softmax", "log_softmax", "cross_entropy", "argmax",
-    "accuracy", "print", "seed", "reset_optimizer", "save_checkpoint", "load_checkpoint", "rand",
+    "accuracy", "print", "report", "seed", "reset_optimizer", "save_checkpoint", "load_checkpoint", "rand",
     "rand_uniform", "rand_normal",
     "rand_tensor", "rand_normal_tensor", "xavier_init", "he_init", "zeros", "ones", "full",
     "normal", "uniform", "xavier", "he",

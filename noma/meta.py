@@ -275,6 +275,10 @@ def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
     segments = [s for s in history.segments() if s.last >= s.first]
     if len(segments) > 1:
         lines.append("runs: " + "; ".join(f"{s.label}: steps {s.first}-{s.last}" for s in segments))
+    for name, m in getattr(history, "metrics", {}).items():
+        lines.append(f"metric {name}: last {format_scalar(m.last)} at step {int(m.steps[-1]) if len(m.steps) else 0}, "
+                     f"{m.count} reports, min {format_scalar(m.min)}, max {format_scalar(m.max)}, "
+                     f"mean {format_scalar(m.mean)}")
     if history.events:
         lines.append("events:")
         lines.extend("  " + event_text(e) for e in history.events)

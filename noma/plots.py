@@ -181,6 +181,18 @@ def _step_axis(axis: Any) -> None:
     axis.set_major_formatter(FuncFormatter(step_text))
 
 
+def _draw_metrics(ax_loss: Any, metrics: dict) -> None:
+    """Named metrics (`report`) as dashed lines against a right-hand axis of the loss panel."""
+    if not metrics:
+        return
+    ax = ax_loss.twinx()
+    for k, (name, m) in enumerate(metrics.items()):
+        ax.plot(m.steps, m.values, ls="--", lw=1.2, marker="." if len(m.steps) < 50 else None,
+                color=COLORS[(k + 3) % len(COLORS)], label=name)
+    ax.set_ylabel(", ".join(metrics), fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
+
+
 def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
     import matplotlib
 
@@ -198,6 +210,7 @@ def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
         ax_loss, ax_size = fig.subplots(1, 1), None
         fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.91)
     _draw_losses(ax_loss, history)
+    _draw_metrics(ax_loss, getattr(history, "metrics", {}))
     _step_axis(ax_loss.xaxis)
     if ax_size is not None:
         for name, points in sizes.items():

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import re
 import signal
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -158,12 +159,17 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
-    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True):
+    def __init__(self, dtype: str = "f64", opt_level: int = 2, capture: bool = True,
+                 defines: Optional[Any] = None, memory_limit: Optional[Union[int, str]] = None):
+        """`defines`: values that replace top-level `let`/`dim` declarations of the same name
+        (`noma run -D`). `memory_limit`: bytes (or "512M", "8G": NOMA_MEMORY_LIMIT's syntax) that
+        every allocation of the session's runtime together may use; default NOMA_MEMORY_LIMIT,
+        else 8 GiB. Change it later with `session.rt.memory_limit = ...`."""
         from noma.compiler.jit import JIT
         from noma.rt import runtime
 
         self.dtype = dtype
-        self.rt = runtime.Runtime(dtype, capture=capture)
+        self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
         self.cell_count = 0
@@ -195,6 +201,10 @@ class Session:
         self.compilations = 0
         self.cache_hits = 0
         self._measure_output_change = True
+        #: values from outside (noma.compiler.defines): replace top-level let/dim values of every cell
+        self.defines = defines
+        #: the define names some cell replaced
+        self.defines_used: set[str] = set()
 
     # ------------------------------------------------------------------ compile
 
@@ -207,12 +217,35 @@ class Session:
 
         return self._compile(source, run_main, self.symbols.clone(), read_ranks)
 
+    @property
+    def defines(self) -> dict[str, Any]:
+        """Defines by name (noma.compiler.defines.Define)."""
+        return self._defines
+
+    @defines.setter
+    def defines(self, defines: Optional[Any]) -> None:
+        """Set from {name: value} or `NAME=VALUE` strings (NomaError when one is malformed). Cells
+        run later use them; compiled cells stay cached per set of defines."""
+        from noma.compiler.defines import make_defines
+
+        self._defines = make_defines(defines)
+
+    def _defines_key(self, text: str) -> str:
+        """What the cell cache keys a cell's text with: the defines it may use (those named by a
+        `let NAME` or `dim NAME` in it; a cell with none, like a training loop, is the same code
+        under every set of defines)."""
+        if not self._defines:
+            return ""
+        used = sorted(n for n in self._defines if re.search(rf"\b(?:let|dim)\s+{re.escape(n)}\b", text))
+        return "".join(f"\n//-D {n}={self._defines[n].value}" for n in used)
+
     def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
                  read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
         from noma.compiler.frontend import check
 
         cell = f"__cell{self.cell_count}"
-        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell)
+        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell,
+                                  self._defines, self.defines_used)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -254,7 +287,8 @@ class Session:
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
-        hit = self.cell_cache.lookup(text, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
+        key = text + self._defines_key(text)  # the same text with other defines is other code
+        hit = self.cell_cache.lookup(key, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
         if hit is not None:
             return self._replay(hit, source, started)
         try:
@@ -287,7 +321,7 @@ class Session:
                     for n, done in specs.items()]
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
-        self.cell_cache.add(text, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
+        self.cell_cache.add(key, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
@@ -419,6 +453,12 @@ class Session:
     def dims(self) -> dict[str, int]:
         return {name: self.rt.dim(dim) for name, dim in self.symbols.dims.items()}
 
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report("name", value);`) by name: noma.rt.metrics.Metric records (held
+        (global step, value) samples and a summary of every value reported)."""
+        return self.rt.metrics()
+
     def optimizer_state(self, name: str) -> dict[str, np.ndarray]:
         """Moment buffers and per-entry step counts of a parameter."""
         return self.rt.optimizer_state(self.symbols.params[name].slot)
@@ -448,7 +488,7 @@ class Session:
         data = self.rt.history(recent)
         summary = LossSummary.from_levels(data.start, data.counts, data.bmin, data.bmax, data.bsum)
         return History(data.recent, self.events(), summary, data.step - len(data.recent) + 1, data.step,
-                       int(self.rt.lib.noma_history_window(self.rt.ctx)))
+                       int(self.rt.lib.noma_history_window(self.rt.ctx)), self.metrics)
 
     def events(self) -> list[Event]:
         """Resizes, frees, optimizer changes, resets and re-initialisations, oldest first (exact)."""
@@ -465,7 +505,10 @@ class Session:
 
     @history_window.setter
     def history_window(self, n: int) -> None:
-        if not self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)):
+        ok = int(self.rt.lib.noma_history_set_window(self.rt.ctx, int(n)))
+        if ok == -1:  # over the memory limit (or out of memory): the runtime's message
+            raise NomaError(Diagnostic(Kind.RUNTIME, self.rt.error()[2]))
+        if not ok:
             limit = int(self.rt.lib.noma_history_limit(3))
             raise ValueError(f"history_window must be between 1 and {limit}")
 

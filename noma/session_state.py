@@ -217,6 +217,7 @@ def save_checkpoint(session: "Session", path: str) -> str:
         "globals": globals_meta,
         "functions": {n: f.span.text() for n, f in session.symbols.functions.items()},
         "events": [e.__dict__ for e in session.events()],
+        "metrics": {n: m.to_json() for n, m in session.metrics.items()},  # `report` (absent before)
     }
     meta_path = path + ".json"
     with open(meta_path, "w") as f:
@@ -292,7 +293,7 @@ def _load_into_declared(session: "Session", path: str) -> None:
 
 def _replace(session: "Session", path: str, plan: tuple, new_slots: list[int]) -> None:
     """Load a checkpoint with its definitions: fresh tables, the runtime's loader fills the state."""
-    params, dims, globals_, functions, events = plan
+    params, dims, globals_, functions, events, metrics = plan
     rt, lib = session.rt, session.rt.lib
     rt.activate()  # the runtime calls below act on the current context
     old = session.symbols
@@ -334,6 +335,7 @@ def _replace(session: "Session", path: str, plan: tuple, new_slots: list[int]) -
     symbols.functions.update(functions)
     session.hidden_events.append((0, int(lib.noma_event_count(rt.ctx))))
     session.restored_events = events
+    rt.restore_metrics(metrics)
     session.symbols = symbols
     session.compiled = {}
 
@@ -380,4 +382,33 @@ def _plan_load(meta: dict) -> tuple:
         e["old_shape"], e["new_shape"] = tuple(e["old_shape"]), tuple(e["new_shape"])
         Event(**e)  # all fields, nothing else (TypeError otherwise)
         events.append(e)
-    return params, dims, globals_, functions, events
+    return params, dims, globals_, functions, events, plan_metrics(meta)
+
+
+def plan_metrics(meta: dict) -> dict[str, Any]:
+    """The named metrics (`report`) PATH.json holds (none in checkpoints written before them)."""
+    from noma.rt.metrics import Metric
+
+    return {str(n): Metric.from_json(str(n), m) for n, m in meta.get("metrics", {}).items()}
+
+
+def load_checkpoint_values(session: "Session", path: str) -> None:
+    """Load a session checkpoint's state into the running program without replacing its
+    definitions (so its compiled code stays valid): parameters, optimizer state and dims (the
+    runtime's loader: a parameter with other sizes than the running one is resized to the
+    checkpoint's), global step and history, and from PATH.json its scalar globals the session
+    also has and its named metrics (noma.tune's exploit). NomaError on a bad checkpoint."""
+    meta_path = path + ".json"
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        scalars = {str(n): float(g["value"]) for n, g in meta["globals"].items() if int(g["rank"]) == 0}
+        metrics = plan_metrics(meta)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise error(Kind.IO, f"cannot load checkpoint {path}: {meta_path}: {exc}") from None
+    _load_into_declared(session, path)
+    for name, value in scalars.items():
+        var = session.symbols.globals.get(name)
+        if var is not None and var.rank == 0:
+            write_global(session, var.slot, value)
+    session.rt.restore_metrics(metrics)

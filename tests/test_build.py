@@ -90,9 +90,9 @@ from noma.diagnostics import NomaError, Source
 job = json.load(sys.stdin)
 os.chdir(job["cwd"])
 out = {}
-for src, exe in job["items"]:
+for src, exe, defines in job["items"]:
     try:
-        build_executable(Source(src, Path(src).read_text()), exe)
+        build_executable(Source(src, Path(src).read_text()), exe, defines=defines)
         out[src] = None
     except NomaError as exc:
         out[src] = "\n".join(d.render() for d in exc.diagnostics)
@@ -109,7 +109,8 @@ def _build_many(paths: list[Path], out_dir: Path, cwd: Path) -> dict[str, str | 
     for share in shares:
         if not share:
             continue
-        job = {"cwd": str(cwd), "items": [[str(p), str(out_dir / p.stem)] for p in share]}
+        job = {"cwd": str(cwd), "items": [[str(p), str(out_dir / p.stem), parse_expectations(p.read_text()).defines]
+                                          for p in share]}
         proc = subprocess.Popen([sys.executable, "-c", _WORKER], cwd=cwd, env=_env(), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append((proc, json.dumps(job)))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import noma
+from noma.diagnostics import NomaError
 from noma.history import History, LossSummary
 from noma.rt import native_lib
 
@@ -170,6 +171,35 @@ def test_no_memory_per_step_once_the_window_is_full():
     h = s.history
     assert len(h.losses) == 1000 and h.first_step == 119_001 and h.total_steps == 120_000
     assert len(h.summary) <= 128 * 17 and int(h.summary.count.sum()) == 120_000
+
+
+def test_the_history_is_charged_to_the_memory_limit():
+    """The history's blocks count against the context's memory limit (and are given back); a
+    history or window over the limit is a runtime error naming the limit, not a crash."""
+    from noma.rt.runtime import Runtime
+
+    rt = Runtime()
+    rt.activate()
+    before = rt.memory_used
+    rt.lib.noma_log_loss(1.0)
+    assert rt.history_bytes() > 0 and rt.memory_used - before == rt.history_bytes()
+    assert rt.lib.noma_history_set_window(rt.ctx, 1000) == 1  # the old ring is given back
+    assert rt.memory_used - before == rt.history_bytes()
+    rt.memory_limit = rt.memory_used + 1000
+    assert rt.lib.noma_history_set_window(rt.ctx, 10**6) == -1 and rt.lib.noma_history_window(rt.ctx) == 1000
+    kind, _, message = rt.error()
+    assert native_lib.ERROR_KINDS[kind] == "runtime" and "loss history window" in message
+    assert "over the memory limit" in message
+
+    s = noma.Session(memory_limit=200_000)  # room for w, not for the history
+    r = s.execute("learn w = 5.0;\noptimize(w) with sgd(lr = 0.1) max 3 { let loss = (w - 3) ^ 2; minimize loss; }")
+    assert r.status == "error" and r.diagnostics[0].kind.name == "RUNTIME"
+    assert "for the loss history: over the memory limit" in r.diagnostics[0].message
+    with pytest.raises(NomaError, match="over the memory limit"):
+        s.history_window = 100
+    s.rt.memory_limit = 8 << 20
+    s.history_window = 100
+    assert s.execute("print(w);").ok
 
 
 def test_session_history_is_exact_for_short_runs():

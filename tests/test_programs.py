@@ -35,6 +35,7 @@ _EXPECT = re.compile(r"^\s*//\s*expect:(.*)$")
 _ERROR = re.compile(r"^\s*//\s*error\[(\w+)\]\s+(\d+):(\d+)\s*$")
 _WARNING = re.compile(r"^\s*//\s*warning:\s*(.*?)\s*$")
 _STDERR = re.compile(r"^\s*//\s*stderr:\s*(.*?)\s*$")
+_DEFINE = re.compile(r"^\s*//\s*define:\s*(\S+)\s*$")
 _LOCATION = re.compile(r"-->\s*(.*):(\d+):(\d+)\s*$", re.MULTILINE)
 
 
@@ -43,6 +44,7 @@ class Expectation:
     stdout: list[str] = field(default_factory=list)
     error: Optional[tuple[str, int, int]] = None
     stderr_contains: list[str] = field(default_factory=list)
+    defines: list[str] = field(default_factory=list)  # `// define: NAME=VALUE`: run with -D NAME=VALUE
 
 
 def parse_expectations(text: str) -> Expectation:
@@ -59,6 +61,10 @@ def parse_expectations(text: str) -> Expectation:
         if m:
             assert exp.error is None, "a program may expect only one error"
             exp.error = (m.group(1), int(m.group(2)), int(m.group(3)))
+            continue
+        m = _DEFINE.match(line)
+        if m:
+            exp.defines.append(m.group(1))
             continue
         m = _WARNING.match(line) or _STDERR.match(line)
         if m:
@@ -99,8 +105,9 @@ def _env() -> dict[str, str]:
 def run_program(path: Path, workdir: Path) -> subprocess.CompletedProcess:
     if DATA_DIR.is_dir():
         shutil.copytree(DATA_DIR, workdir / "data")
+    defines = [arg for d in parse_expectations(path.read_text()).defines for arg in ("-D", d)]
     return subprocess.run(
-        [sys.executable, "-m", "noma", "run", str(path)],
+        [sys.executable, "-m", "noma", "run", str(path), *defines],
         cwd=workdir,
         env=_env(),
         stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Execute the teaching notebooks with the NOMA kernel (nbclient) and save them with outputs.
+"""Execute the teaching notebooks with the NOMA kernel (04: Python) (nbclient) and save them with outputs.
 
     python tools/run_notebooks.py                 # run notebooks/*.ipynb, write outputs in place
     python tools/run_notebooks.py --check 02      # run, do not write (exit 1 on an error)
@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = ("01_tour.ipynb", "02_growing_xor.ipynb", "03_digits.ipynb")
+NOTEBOOKS = ("01_tour.ipynb", "02_growing_xor.ipynb", "03_digits.ipynb", "04_population_tune.ipynb")
 
 _prefix: Optional[tempfile.TemporaryDirectory] = None
 
@@ -47,13 +47,15 @@ def kernel_environment() -> str:
 
 
 def execute(path: Path, timeout: int = 300, write: bool = False, startup_timeout: int = 60):
-    """Run one notebook top to bottom with the noma kernel; the executed notebook."""
+    """Run one notebook top to bottom with its kernel (the noma kernel unless the notebook names
+    another, as 04 does: a Python notebook driving noma.tune); the executed notebook."""
     import nbformat
     from nbclient import NotebookClient
 
     kernel_environment()
     nb = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(nb, timeout=timeout, startup_timeout=startup_timeout, kernel_name="noma",
+    kernel = nb.metadata.get("kernelspec", {}).get("name", "noma")
+    client = NotebookClient(nb, timeout=timeout, startup_timeout=startup_timeout, kernel_name=kernel,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     if write:

@@ -18,14 +18,21 @@ HeaderReader = Callable[[str], Any]
 
 
 def check(source: Source, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],
-          run_main: bool, cell: str) -> tuple[Any, bool]:
+          run_main: bool, cell: str, defines: Optional[Mapping[str, Any]] = None,
+          used: Optional[set[str]] = None) -> tuple[Any, bool]:
     """Parse and compile `source` against `symbols` (changed in place) → (IR module, has_value).
+    `defines` (noma.compiler.defines) replace top-level let/dim values; the names replaced are
+    added to `used`.
 
     Raises NomaError for user mistakes (the first one found).
     """
+    from noma.compiler.defines import apply_defines
     from noma.compiler.parse import parse
 
-    return check_program(parse(source), symbols, dtype, read_header, run_main, cell)
+    program, replaced = apply_defines(parse(source), defines or {})
+    if used is not None:
+        used |= replaced
+    return check_program(program, symbols, dtype, read_header, run_main, cell)
 
 
 def check_program(program: Any, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],

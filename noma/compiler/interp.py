@@ -55,7 +55,10 @@ class InterpState:
     bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)
     loss_log: list[float] = field(default_factory=list)
+    #: `report`: name -> [(global step, value)]
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tape: list[Any] = field(default_factory=list)
     rng: Any = field(default_factory=RuntimeRng)
     #: resizes queued by a training step (None outside training loops): applied after its update
@@ -214,6 +217,8 @@ class Interpreter:
         for d in dims:
             if d < 0:
                 raise error(Kind.RUNTIME, f"a dimension cannot be negative (got {d})", self._span(span))
+            if d > 1 << 40:  # the native code's bound on one axis, also when another axis is 0
+                raise error(Kind.RUNTIME, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
         return dims
 
     def _shape_error(self, ins: Instr, *shapes: tuple[int, ...]) -> Exception:
@@ -325,7 +330,34 @@ class Interpreter:
             return np.where(arrays[0] != 0, arrays[1], arrays[2])
         to = ins.attr("to")  # CAST
         a = arrays[0]
-        return a.astype(np.float32) if to == "f32" else np.trunc(a) if to in ("i32", "i64") else a
+        if to in ir.INT_RANGES:
+            self._check_cast(ins, a, to)
+            return np.trunc(a)
+        return a.astype(np.float32) if to == "f32" else a
+
+    def _check_cast(self, ins: Instr, a: Any, to: str) -> None:
+        """`x as i32|i64` of a NaN or of a value whose truncation is out of the type's range fails."""
+        flat = np.asarray(a, dtype=np.float64).reshape(-1)
+        lo, hi = ir.INT_RANGES[to]
+        with np.errstate(invalid="ignore"):
+            t = np.trunc(flat)
+            bad = ~((t >= lo) & (t < hi))
+        if bad.any():
+            x = float(flat[int(np.argmax(bad))])
+            why = "" if math.isnan(x) else ": out of range"
+            raise error(Kind.RUNTIME, f"cannot convert {format_scalar(x)} to {to}{why}", self._span(ins.span))
+
+    def _check(self, ins: Instr, args: list[Any]) -> Any:
+        rule = ins.attr("rule")
+        if rule in ir.CHECK_WARNS:
+            if not ir.check_passes(rule, float(args[0])) and ins.span not in self.state.warned_spans:
+                self.state.warned_spans.add(ins.span)
+                self.state.warnings.append(ir.CHECK_RULES[rule])
+            return args[0]
+        if not ir.check_passes(rule, float(args[0])):
+            raise error(Kind.RUNTIME, f"{ir.CHECK_RULES[rule]} (got {format_scalar(float(args[0]))})",
+                        self._span(ins.span))
+        return args[0]
 
     def _const(self, ins: Instr, args: list[Any]) -> Any:
         return float(ins.attr("value"))
@@ -573,6 +605,9 @@ class Interpreter:
         parts = [format_value(next(values)) if p is None else p for p in ins.attr("parts", ())]
         self.state.output.append(" ".join(parts))
 
+    def _report(self, ins: Instr, args: list[Any]) -> None:
+        self.state.metrics.setdefault(ins.attr("name"), []).append((len(self.state.loss_log), float(args[0])))
+
     def _opt_reset(self, ins: Instr, args: list[Any]) -> None:
         self.state.opt.clear()
 
@@ -598,22 +633,30 @@ class Interpreter:
     def _load_csv(self, ins: Instr, args: list[Any]) -> Any:
         path, rows = ins.attr("path"), []
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
         except OSError as e:
             raise self._io(ins, f"cannot read '{path}': {e.strerror}") from None
+        if lines and lines[0].startswith("\ufeff"):
+            lines[0] = lines[0][1:]  # a UTF-8 byte order mark
         seen = False
         for n, line in enumerate(lines, 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
-            try:
-                row = [float(x) for x in text.split(",")]
-            except ValueError:
-                if seen:
-                    raise self._io(ins, f"{path}:{n}: not a number") from None
-                seen = True  # a header row
+            fields = [x.strip() for x in text.split(",")]
+            numbers = [_csv_number(x) for x in fields]
+            text_col = next((k for k, (x, v) in enumerate(zip(fields, numbers), 1) if x and v is None), 0)
+            if text_col and not seen:
+                seen = True  # a header row: text that is not a number
                 continue
+            empty_col = next((k for k, x in enumerate(fields, 1) if not x), 0)
+            if empty_col and (not text_col or empty_col < text_col):
+                raise self._io(ins, f"{path}: line {n}, column {empty_col} is empty")
+            if text_col:
+                raise self._io(ins, f"{path}: line {n}, column {text_col}: cannot read "
+                                    f"'{fields[text_col - 1]}' as a number")
+            row = [float(v) for v in numbers if v is not None]
             seen = True
             if rows and len(row) != len(rows[0]):
                 raise self._io(ins, f"{path}:{n}: expected {len(rows[0])} values, got {len(row)}")
@@ -673,6 +716,16 @@ class Interpreter:
                 f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
         except OSError as e:
             raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
+
+
+def _csv_number(field: str) -> Optional[float]:
+    """A CSV field as a number (what C's strtod reads whole), or None."""
+    if "_" in field:  # Python reads 1_000, strtod does not
+        return None
+    try:
+        return float(field)
+    except ValueError:
+        return None
 
 
 for _op in ir.ELEMENTWISE:

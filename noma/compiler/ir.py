@@ -23,6 +23,7 @@ Model
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator, Optional, Union
@@ -95,6 +96,8 @@ class Op(Enum):
     DIM = "dim"                # (x) attrs axis:int -> scalar size of that axis
     SHAPE = "shape"            # (x) -> rank-1 tensor of x's dims
     ZEROS_LIKE = "zeros_like"  # (x) -> zeros of x's shape
+    CHECK = "check"            # (x) attrs rule:str -> x unchanged; a runtime error at its span
+    #                            unless scalar x obeys the rule (CHECK_RULES)
     # --- session / program state (side effects; never differentiated)
     PARAM_LOAD = "param_load"  # () attrs slot:int, name:str -> rank of the parameter
     PARAM_SET = "param_set"    # (v) attrs slot, name  (learn / alloc; clears optimizer state)
@@ -108,6 +111,7 @@ class Op(Enum):
     GLOBAL_STORE = "global_store"  # (v) attrs slot, name
     SEED = "seed"              # (v)
     PRINT = "print"            # (*vals) attrs parts:tuple[Optional[str]] (None = next operand)
+    REPORT = "report"          # (v) attrs name:str (a named metric at the current global step)
     LOAD_CSV = "load_csv"      # () attrs path:str -> rank 2
     SAVE_CSV = "save_csv"      # (v) attrs path
     LOAD_ST = "load_st"        # () attrs path, name, rank -> tensor
@@ -133,10 +137,39 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 #: Ops with effects on the session/program state or the outside world: never removed or reordered.
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
-    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
+    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
     Op.SAVE_CKPT, Op.LOAD_CKPT,
     Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,
 })
+#: CHECK rules: the condition a scalar must meet, and the message when it does not.
+CHECK_RULES = {
+    "batch_size": "a batch size must be a positive whole number",
+    "mean_count": "mean of an empty tensor: the result is nan",
+}
+#: CHECK rules that warn (once per op: the runtime remembers the span) instead of failing.
+CHECK_WARNS = frozenset({"mean_count"})
+#: The range of each integer cast type: x converts when lo <= trunc(x) < hi (exact in doubles).
+INT_RANGES = {"i32": (-2.0 ** 31, 2.0 ** 31), "i64": (-2.0 ** 63, 2.0 ** 63)}
+
+
+def cast_fits(x: float, to: str) -> bool:
+    """Whether `x as to` (i32 / i64: truncation toward zero) is defined: not NaN, in range."""
+    lo, hi = INT_RANGES[to]
+    if math.isnan(x) or math.isinf(x):
+        return False
+    t = math.trunc(x)
+    return lo <= t < hi
+
+
+def check_passes(rule: str, x: float) -> bool:
+    """Whether scalar x obeys CHECK rule `rule`."""
+    if rule == "batch_size":
+        return x >= 1 and math.floor(x) == x and not math.isinf(x)
+    if rule == "mean_count":
+        return x != 0
+    raise ValueError(f"unknown check rule {rule!r}")
+
+
 #: Ops that read state that effectful ops may change (not CSE'd across effects).
 READS_STATE = frozenset({Op.PARAM_LOAD, Op.DIM_LOAD, Op.GLOBAL_LOAD})
 
@@ -332,7 +365,7 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
         return 2
     if op is Op.RESHAPE:
         return len(ranks) - 1
-    if op in (Op.CONCAT, Op.SLICE, Op.ZEROS_LIKE):
+    if op in (Op.CONCAT, Op.SLICE, Op.ZEROS_LIKE, Op.CHECK):
         return ranks[0]
     if op is Op.INDEX:
         if ranks[0] == 0:

@@ -33,7 +33,7 @@ BUILTINS.update({
     "cols": (1, 1, "cols"), "reshape": (2, 2, "reshape"), "concat": (2, 2, "concat"),
     "slice": (3, 3, "slice"), "softmax": (1, 1, "softmax"), "log_softmax": (1, 1, "log_softmax"),
     "cross_entropy": (2, 2, "cross_entropy"), "argmax": (1, 1, "argmax"),
-    "accuracy": (2, 2, "accuracy"), "print": (0, MANY, "print"), "seed": (1, 1, "seed"),
+    "accuracy": (2, 2, "accuracy"), "print": (0, MANY, "print"), "report": (2, 2, "report"), "seed": (1, 1, "seed"),
     "reset_optimizer": (0, 0, "reset_optimizer"), "save_checkpoint": (1, 1, "save_checkpoint"),
     "load_checkpoint": (1, 1, "load_checkpoint"), "rand": (0, 0, "rand"),
     "rand_uniform": (2, 2, "rand_uniform"), "rand_normal": (2, 2, "rand_normal"),
@@ -154,7 +154,8 @@ class BuiltinContext:
         x, axis = self._reduce(e)
         if x.rank == 0:
             return x
-        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), self.count(x, axis))
+        count = self.op(Op.CHECK, self.count(x, axis), rule="mean_count")  # warns when 0 (NumPy)
+        return self.op(Op.DIV, self.op(Op.SUM, x, axis=axis, keepdims=False), count)
 
     # -------------------------------------------------------------- linear algebra and shape
 
@@ -251,6 +252,7 @@ class BuiltinContext:
         onehot = self.targets_one_hot(logits, targets, e)
         total = self.op(Op.SUM, self.op(Op.MUL, onehot, self.log_softmax(logits)), axis=None, keepdims=False)
         rows = self.op(Op.DIM, logits, axis=0) if logits.rank == 2 else self.c(1.0)
+        rows = self.op(Op.CHECK, rows, rule="mean_count")  # a mean over no rows: nan, warned
         return self.op(Op.NEG, self.op(Op.DIV, total, rows))
 
     def b_argmax(self, e: ast.Call) -> ir.Value:
@@ -265,7 +267,8 @@ class BuiltinContext:
         hits = self.op(Op.EQ, pred, labels)
         if hits.rank == 0:
             return hits
-        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), self.count(hits, None))
+        count = self.op(Op.CHECK, self.count(hits, None), rule="mean_count")
+        return self.op(Op.DIV, self.op(Op.SUM, hits, axis=None, keepdims=False), count)
 
     # -------------------------------------------------------------- effects
 
@@ -280,6 +283,15 @@ class BuiltinContext:
                 values.append(self.g.gen_expr(node))
         self.g.b.emit(Op.PRINT, tuple(values), self.sid, parts=tuple(parts))
         return values[-1] if values else None
+
+    def b_report(self, e: ast.Call) -> None:
+        """`report("accuracy", acc);`: a named scalar metric at the current global step."""
+        name = e.args[0]
+        if not isinstance(name, ast.Str) or not name.value or len(name.value.encode("utf-8")) > 63:
+            raise error(Kind.TYPE, '`report` takes a metric name (a string of 1 to 63 bytes) and a scalar: '
+                        'report("accuracy", acc)', name.span)
+        self.g.b.emit(Op.REPORT, (self.scalar_arg(e, 1, "a metric value"),), self.sid, name=name.value)
+        return None
 
     def b_seed(self, e: ast.Call) -> None:
         self.g.b.emit(Op.SEED, (self.scalar_arg(e, 0, "a seed"),), self.sid)

@@ -227,7 +227,7 @@ def gen_batch(g: "IRGen", s: ast.Batch) -> None:
     data = g.gen_expr(s.data)
     if data.rank == 0:
         raise error(Kind.TYPE, "batch needs a tensor to split into row blocks, got a scalar", s.data.span)
-    size = g.scalar(s.size, "a batch size")
+    size = g.b.value(ir.Op.CHECK, g.scalar(s.size, "a batch size"), span=g.span(s.size.span), rule="batch_size")
     rows = g.b.value(ir.Op.DIM, data, axis=0)
     count = g.b.value(ir.Op.CEIL, g.b.value(ir.Op.DIV, rows, size))
     counter = "$batch" + str(sid)

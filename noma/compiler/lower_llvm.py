@@ -198,7 +198,7 @@ class FunctionLowering(OpLowering):
                 kept.append(value)
                 continue
             slot = b.select(odd, self.i64(s[1]), self.i64(s[0]))
-            self.rt("noma_global_store", slot, self.tensor_ptr(value))
+            self.rt("noma_global_store_at", slot, self.tensor_ptr(value), self.span_c())
             kept.append(self.load_tensor(self.rt("noma_global", slot)))
         return kept
 
@@ -229,7 +229,7 @@ class FunctionLowering(OpLowering):
         replay = self._replay_function(op)
         self.rt("noma_probe_replay", replay if replay is not None else ll.Constant(PTR, None))
         for p in op.params:
-            self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
+            self.rt("noma_opt_begin_at", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr, self.span_c())
         self.rt("noma_defer_begin")
         self.rt("noma_check_interrupt", self.span_c())  # a request before the first step: no step runs
         if op.result_slot >= 0:
@@ -556,6 +556,11 @@ def _is_alias(op: ir.Instr) -> bool:
     return op.op is ir.Op.STOP_GRAD or (op.op is ir.Op.CAST and op.attr("to") in ("f64", "f32"))
 
 
+def _is_checked(op: ir.Instr) -> bool:
+    """An integer cast: it checks its operand whole before converting, so it is its own loop."""
+    return op.op is ir.Op.CAST and op.attr("to") in ir.INT_RANGES
+
+
 def _fusible(fn: ir.Function) -> set[int]:
     """id() of elementwise instructions to compute inside the loop of their user.
 
@@ -582,7 +587,7 @@ def _fusible(fn: ir.Function) -> set[int]:
     def visit(block: ir.Block) -> None:
         pending: dict[int, tuple[ir.Instr, int]] = {}  # result id -> (instr, its leaf count)
         for op in block.ops:
-            if isinstance(op, ir.Instr) and op.op in ir.ELEMENTWISE and not _is_alias(op):
+            if isinstance(op, ir.Instr) and op.op in ir.ELEMENTWISE and not _is_alias(op) and not _is_checked(op):
                 fusable = [a for a in op.args if a.id in pending]
                 leaves = sum(pending[a.id][1] if a.id in pending else 1 for a in op.args)
                 if leaves > MAX_FUSED_LEAVES:

@@ -25,6 +25,7 @@ from noma.compiler.lower_llvm_kernels import Kernels
 from noma.compiler.lower_llvm_math import InlineMath
 from noma.compiler.lower_llvm_vector import VectorLoops
 from noma.compiler.lower_llvm_types import (
+    ERR_RUNTIME,
     ERR_SHAPE,
     I1,
     I8,
@@ -35,10 +36,14 @@ from noma.compiler.lower_llvm_types import (
     descriptor,
 )
 
+#: The largest size of one axis (the runtime's bound on a parameter's entries, 2^40).
+MAX_AXIS = 1 << 40
+
 #: Runtime functions generated code may call: name -> signature "ret:args" with
 #: r = real, p = pointer, l = int64, i = int32, v = void.
 RUNTIME_SIGS = {
     "noma_alloc": "p:l",
+    "noma_alloc_at": "p:ll",
     "noma_arena_bump": "p:",
     "noma_arena_mark": "l:",
     "noma_arena_release": "v:l",
@@ -50,6 +55,8 @@ RUNTIME_SIGS = {
     "noma_fail": "v:ilp",
     "noma_fail_shape": "v:lppp",
     "noma_fail_index": "v:lll",
+    "noma_fail_check": "v:prl",
+    "noma_check_int_cast": "v:pil",
     "noma_enter": "v:l",
     "noma_leave": "v:",
     "noma_broadcast_dims": "v:lpppp",
@@ -59,16 +66,20 @@ RUNTIME_SIGS = {
     "noma_print_tensor": "v:p",
     "noma_print_sep": "v:",
     "noma_print_end": "v:",
+    "noma_report": "v:prl",
     "noma_warn": "v:p",
+    "noma_warn_once": "v:lp",
     "noma_seed": "v:r",
     "noma_rand": "r:",
     "noma_randn": "r:",
     "noma_fill": "v:plirr",
     "noma_global": "p:l",
     "noma_global_store": "v:lp",
+    "noma_global_store_at": "v:lpl",
     "noma_global_load_s": "r:l",
     "noma_global_store_s": "v:lr",
     "noma_param_set": "v:lpp",
+    "noma_param_set_at": "v:lppl",
     "noma_param": "p:l",
     "noma_param_free": "v:l",
     "noma_param_bind_dim": "v:lil",
@@ -85,6 +96,7 @@ RUNTIME_SIGS = {
     "noma_probe_replay": "v:p",
     "noma_defer_end": "v:",
     "noma_opt_begin": "v:lip",
+    "noma_opt_begin_at": "v:lipl",
     "noma_opt_step": "v:lp",
     "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
@@ -102,7 +114,7 @@ RUNTIME_SIGS = {
     "noma_checkpoint_save": "v:plppl",
     "noma_checkpoint_load": "v:pil",
 }
-NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index"})
+NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
 
 def _mangle(t: ll.Type) -> str:
@@ -163,7 +175,7 @@ class ModuleContext:
         if name in NORETURN:
             fn.attributes.add("noreturn")
             fn.attributes.add("cold")
-        if name == "noma_alloc":
+        if name in ("noma_alloc", "noma_alloc_at"):
             fn.return_value.add_attribute("noalias")
             fn.return_value.attributes.align = 64
         return fn
@@ -311,6 +323,12 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         fn = self.mc.intrinsic("llvm.fptosi.sat", I64, [self.real], [I64, self.real])
         return self.b.call(fn, [x])
 
+    def whole(self, x: ll.Value) -> ll.Value:
+        """real -> i64 for an index, a size or a bound: like to_index, but a NaN fails (runtime
+        error at the current span) instead of becoming 0."""
+        self.fail_if(self.b.fcmp_unordered("uno", x, x), ERR_RUNTIME, "expected a whole number, got nan")
+        return self.to_index(x)
+
     def to_real(self, i: ll.Value) -> ll.Value:
         return self.b.sitofp(i, self.real)
 
@@ -401,9 +419,9 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         once per function) by a helper shared by the session's modules (`noma.k.alloc`, a direct
         call), 64-byte rounded as the runtime does; noma_alloc when it does not fit (new chunk,
         errors)."""
-        fn = self.shared_helper("noma.k.alloc", ll.FunctionType(PTR, [PTR, I64]), self._emit_alloc)
+        fn = self.shared_helper("noma.k.alloc_at", ll.FunctionType(PTR, [PTR, I64, I64]), self._emit_alloc)
         fn.return_value.add_attribute("noalias")
-        return self.b.call(fn, [self._bump_window(), n])
+        return self.b.call(fn, [self._bump_window(), n, self.span_c()])
 
     def _bump_window(self) -> ll.Value:
         """This function's pointer to the context's NomaBump (a call at the top of its code)."""
@@ -418,7 +436,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def _emit_alloc(self, fn: ll.Function) -> None:
         b = self.b
-        window, n = fn.args
+        window, n, span = fn.args
         size = b.select(b.icmp_unsigned("==", n, self.i64(0)), self.i64(1), n)
         nbytes = b.and_(b.add(b.mul(size, self.i64(self.mc.elem_size)), self.i64(63)), self.i64(-64))
         end_slot = b.gep(window, [self.i64(1)], inbounds=True, source_etype=PTR)
@@ -426,7 +444,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         room = b.sub(b.ptrtoint(b.load(end_slot, typ=PTR), I64), b.ptrtoint(cur, I64))
         fits = b.and_(b.icmp_unsigned("<", n, self.i64(1 << 40)), b.icmp_unsigned("<=", nbytes, room))
         with b.if_then(b.not_(fits), likely=False):
-            b.ret(self.rt("noma_alloc", n))
+            b.ret(self.rt("noma_alloc_at", n, span))
         b.store(b.gep(cur, [nbytes], source_etype=I8), window)
         b.ret(cur)
 
@@ -468,14 +486,15 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         self.b.call(fn, [dst, ll.Constant(I8, 0), nbytes, ll.Constant(I1, 0)])
 
     def checked_dims(self, reals: Sequence[ll.Value], what: str) -> list[ll.Value]:
-        """Convert run-time sizes to i64; negative or overflowing sizes fail (shape error)."""
-        dims = [self.to_index(x) for x in reals]
+        """Convert run-time sizes to i64; negative or overflowing sizes, and a size past MAX_AXIS
+        even when another axis is 0 (`zeros([0, 1e308])`), fail (shape error)."""
+        dims = [self.whole(x) for x in reals]
         bad: ll.Value = ll.Constant(I1, 0)
         n: ll.Value = self.i64(1)
         mul = self.mc.intrinsic("llvm.umul.with.overflow", ll.LiteralStructType([I64, I1]),
                                 [I64, I64], [I64])
         for d in dims:
-            bad = self.b.or_(bad, self.b.icmp_signed("<", d, self.i64(0)))
+            bad = self.b.or_(bad, self.b.icmp_unsigned(">", d, self.i64(MAX_AXIS)))  # also < 0
             r = self.b.call(mul, [n, d])
             bad = self.b.or_(bad, self.b.extract_value(r, 1))
             n = self.b.extract_value(r, 0)

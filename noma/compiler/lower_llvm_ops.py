@@ -463,7 +463,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
 
     def op_slice(self, ins: ir.Instr) -> ll.Value:
         x, r = self.get(ins.args[0]), ins.args[0].rank
-        start, end = self.to_index(self.get(ins.args[1])), self.to_index(self.get(ins.args[2]))
+        start, end = self.whole(self.get(ins.args[1])), self.whole(self.get(ins.args[2]))
         dims = self.dims(x, r)
         n = dims[0]
         self.fail_index_if(self.b.icmp_unsigned(">", start, n), start, n)
@@ -476,7 +476,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
     def op_slice_grad(self, ins: ir.Instr) -> ll.Value:
         g, rg = self.get(ins.args[0]), ins.args[0].rank
         like, rl = self.get(ins.args[1]), ins.args[1].rank
-        start = self.to_index(self.get(ins.args[2]))
+        start = self.whole(self.get(ins.args[2]))
         ld = self.dims(like, rl)
         data, t = self.new_tensor(ld)
         self.memzero(data, self.numel(ld))
@@ -489,7 +489,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
 
     def op_index(self, ins: ir.Instr) -> ll.Value:
         x, r = self.get(ins.args[0]), ins.args[0].rank
-        i = self.to_index(self.get(ins.args[1]))
+        i = self.whole(self.get(ins.args[1]))
         dims = self.dims(x, r)
         self.check_index(i, dims[0])
         if r == 1:
@@ -500,7 +500,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
     def op_index_grad(self, ins: ir.Instr) -> ll.Value:
         g, rg = self.get(ins.args[0]), ins.args[0].rank
         like, rl = self.get(ins.args[1]), ins.args[1].rank
-        i = self.to_index(self.get(ins.args[2]))
+        i = self.whole(self.get(ins.args[2]))
         ld = self.dims(like, rl)
         data, t = self.new_tensor(ld)
         self.memzero(data, self.numel(ld))
@@ -519,7 +519,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         if ri == 0:
             data, t = self.new_tensor([n])
             self.memzero(data, n)
-            k = self.to_index(idx)
+            k = self.whole(idx)
             self.check_index(k, n)
             self.store_elem(one, data, k)
             return t
@@ -529,7 +529,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         src = self.data(idx)
 
         def step(i: ll.Value, _c: list) -> None:
-            k = self.to_index(self.load_elem(src, i))
+            k = self.whole(self.load_elem(src, i))
             self.check_index(k, n)
             self.store_elem(one, data, self.b.add(self.b.mul(i, n), k))
         self.loop(self.i64(0), rows, step)
@@ -553,7 +553,47 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         return t
 
 
+    def op_cast(self, ins: ir.Instr) -> Optional[ll.Value]:
+        """`x as i32|i64` checks every element first (NaN or a truncation out of the type's range is
+        a runtime error at the cast; noma_check_int_cast words it), then truncates in its own loop
+        (never fused: the check reads the operand whole). Other casts are plain elementwise ops."""
+        to = ins.attr("to")
+        if to not in ir.INT_RANGES:
+            return self._elementwise(ins)
+        x, r = self.get(ins.args[0]), ins.args[0].rank
+        bits = self.i32(32 if to == "i32" else 64)
+        if r == 0:
+            lo, hi = ir.INT_RANGES[to]
+            t = self.intr("llvm.trunc", x)
+            ok = self.b.and_(self.b.fcmp_ordered(">=", t, self.rconst(lo)),
+                             self.b.fcmp_ordered("<", t, self.rconst(hi)))
+            with self._failing_when(self.b.not_(ok)):
+                self.rt("noma_check_int_cast", self.any_ptr(x, 0), bits, self.span_c())
+        else:
+            self.rt("noma_check_int_cast", self.tensor_ptr(x), bits, self.span_c())
+        return self._elementwise_tree(ins)
+
+    def op_check(self, ins: ir.Instr) -> ll.Value:
+        """CHECK: the scalar unchanged, or a runtime error at the op's span (ir.CHECK_RULES)."""
+        x = self.get(ins.args[0])
+        rule = ins.attr("rule")
+        b = self.b
+        if rule == "mean_count":
+            with b.if_then(b.fcmp_ordered("==", x, self.rconst(0.0)), likely=False):
+                self.rt("noma_warn_once", self.span_c(), self.cstr(ir.CHECK_RULES[rule]))
+            return x
+        if rule != "batch_size":
+            raise LoweringError(f"unknown check rule {rule!r}")
+        whole = b.fcmp_ordered("==", self.intr("llvm.floor", x), x)
+        ok = b.and_(b.and_(whole, b.fcmp_ordered(">=", x, self.rconst(1.0))),
+                    b.fcmp_ordered("<", x, self.rconst(math.inf)))
+        with self._failing_when(b.not_(ok)):
+            b.call(self.mc.runtime("noma_fail_check"), [self.cstr(ir.CHECK_RULES[rule]), x, self.span_c()])
+        return x
+
+
 _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
+    Op.CAST: OpLowering.op_cast, Op.CHECK: OpLowering.op_check,
     Op.CONST: OpLowering.op_const, Op.PACK: OpLowering.op_pack, Op.FILL: OpLowering.op_fill,
     Op.RANDOM: OpLowering.op_random, Op.RAND_SCALAR: OpLowering.op_rand_scalar,
     Op.SUM: OpLowering.op_reduce, Op.MAX_R: OpLowering.op_reduce, Op.MIN_R: OpLowering.op_reduce,
@@ -570,7 +610,7 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.PARAM_RESIZE: OpLowering.op_param_resize, Op.DIM_LOAD: OpLowering.op_dim_load,
     Op.DIM_SET: OpLowering.op_dim_set, Op.DIM_RESIZE: OpLowering.op_dim_resize,
     Op.GLOBAL_LOAD: OpLowering.op_global_load, Op.GLOBAL_STORE: OpLowering.op_global_store,
-    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.LOAD_CSV: OpLowering.op_load_csv,
+    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.REPORT: OpLowering.op_report, Op.LOAD_CSV: OpLowering.op_load_csv,
     Op.SAVE_CSV: OpLowering.op_save_csv, Op.LOAD_ST: OpLowering.op_load_st,
     Op.SAVE_ST: OpLowering.op_save_st, Op.OPT_RESET: OpLowering.op_opt_reset,
     Op.SAVE_CKPT: OpLowering.op_save_ckpt, Op.LOAD_CKPT: OpLowering.op_load_ckpt,

@@ -54,8 +54,8 @@ class StateOps:
 
     def op_param_set(self, ins: ir.Instr) -> None:
         v = ins.args[0]
-        self.rt("noma_param_set", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
-                self.any_ptr(self.get(v), v.rank))
+        self.rt("noma_param_set_at", self.i64(ins.attr("slot")), self.cstr(ins.attr("name")),
+                self.any_ptr(self.get(v), v.rank), self.span_c())
 
     def opt_steps(self, slots: list[int], grads: list[tuple[ll.Value, int]]) -> None:
         """One training step's optimizer updates: a single noma_opt_steps call with the slots (a
@@ -85,7 +85,7 @@ class StateOps:
 
     def op_param_resize(self, ins: ir.Instr) -> None:
         a, b = self.get(ins.args[0]), self.get(ins.args[1])
-        dims = [self.to_index(self.get(d)) for d in ins.args[2:]]
+        dims = [self.whole(self.get(d)) for d in ins.args[2:]]
         arr = self.dims_array(dims)
         self.rt("noma_param_resize", self.i64(ins.attr("slot")), self.i64(len(dims)), arr,
                 self.i32(ins.attr("policy", 0)), a, b, self.span_c())
@@ -99,7 +99,7 @@ class StateOps:
 
     def op_dim_resize(self, ins: ir.Instr) -> None:
         size, a, b = (self.get(x) for x in ins.args)
-        self.rt("noma_dim_resize", self.i64(ins.attr("dim")), self.to_index(size),
+        self.rt("noma_dim_resize", self.i64(ins.attr("dim")), self.whole(size),
                 self.i32(ins.attr("policy", 0)), a, b, self.span_c())
 
     def op_global_load(self, ins: ir.Instr) -> ll.Value:
@@ -115,7 +115,7 @@ class StateOps:
         if v.rank == 0:
             self.rt("noma_global_store_s", slot, self.get(v))
         else:
-            self.rt("noma_global_store", slot, self.tensor_ptr(self.get(v)))
+            self.rt("noma_global_store_at", slot, self.tensor_ptr(self.get(v)), self.span_c())
 
     def op_seed(self, ins: ir.Instr) -> None:
         self.rt("noma_seed", self.get(ins.args[0]))
@@ -135,6 +135,9 @@ class StateOps:
                 self.rt("noma_print_tensor", self.tensor_ptr(self.get(v)))
             self.new_stage()
         self.rt("noma_print_end")
+
+    def op_report(self, ins: ir.Instr) -> None:
+        self.rt("noma_report", self.cstr(ins.attr("name")), self.get(ins.args[0]), self.span_c())
 
     def op_load_csv(self, ins: ir.Instr) -> ll.Value:
         slot = self.empty_tensor_slot()

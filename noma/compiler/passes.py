@@ -199,6 +199,8 @@ def _fold_instr(ins: Instr, consts: dict[int, float], f32: bool) -> Optional[flo
     try:
         if ins.op is Op.CAST:
             to = ins.attr("to")
+            if to in ir.INT_RANGES and not ir.cast_fits(args[0], to):
+                return None  # a run-time error at the cast's span
             value = _f32(args[0]) if to == "f32" else _trunc(args[0]) if to in ("i32", "i64") else args[0]
         elif ins.op in _FOLD:
             value = float(_FOLD[ins.op](*args))

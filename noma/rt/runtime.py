@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
+import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -45,13 +47,48 @@ class HistoryData:
 class Runtime:
     """One NomaCtx of the native runtime library."""
 
-    def __init__(self, dtype: str = "f64", capture: bool = True):
+    def __init__(self, dtype: str = "f64", capture: bool = True,
+                 memory_limit: Optional[Union[int, str]] = None):
         self.dtype = dtype
         self.np_dtype = np.float32 if dtype == "f32" else np.float64
         self.lib = native_lib.load_runtime(dtype)
+        limit = None if memory_limit is None else self.parse_memory_limit(memory_limit)
         self.ctx = self.lib.noma_ctx_new()
         self.lib.noma_set_capture(self.ctx, 1 if capture else 0)
         self.capture = capture
+        env = os.environ.get("NOMA_MEMORY_LIMIT")
+        if limit is not None:
+            self.lib.noma_set_memory_limit(self.ctx, limit)
+        elif env is not None and self.lib.noma_parse_memory_limit(env.encode()) == -2:
+            print(f"warning: NOMA_MEMORY_LIMIT={env!r} is not a size (a number of bytes, optionally "
+                  "with K, M, G or T); using the default limit of 8 GiB", file=sys.stderr)
+
+    def parse_memory_limit(self, value: Union[int, str]) -> int:
+        """Bytes for a memory limit given as a number of bytes or a string like "512M" / "8GiB"
+        (the NOMA_MEMORY_LIMIT syntax, parsed by the runtime). ValueError when malformed."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError(f"a memory limit cannot be negative (got {value})")
+            return value
+        n = int(self.lib.noma_parse_memory_limit(str(value).encode())) if isinstance(value, str) else -2
+        if n < 0:
+            raise ValueError(f"{value!r} is not a memory size (a number of bytes, optionally with "
+                             "K, M, G or T)")
+        return n
+
+    @property
+    def memory_limit(self) -> int:
+        """The context's memory limit in bytes (every allocation of the runtime counts)."""
+        return int(self.lib.noma_memory_limit(self.ctx))
+
+    @memory_limit.setter
+    def memory_limit(self, value: Union[int, str]) -> None:
+        self.lib.noma_set_memory_limit(self.ctx, self.parse_memory_limit(value))
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes the context holds now (arena chunks, parameters, optimizer state, globals, history)."""
+        return int(self.lib.noma_memory_used(self.ctx))
 
     def __del__(self) -> None:
         try:
@@ -112,6 +149,22 @@ class Runtime:
             return ctypes.string_at(data.value, n)
         finally:
             self.lib.noma_live_free(data)
+
+    def set_stop_at(self, step: int) -> None:
+        """Training loops stop (status 2) at the step boundary where the global step reaches
+        `step`; -1: never (noma.tune advances training this way)."""
+        self.lib.noma_set_stop_at(self.ctx, step)
+
+    def metrics(self) -> dict[str, Any]:
+        """Named metrics (`report`), by name: noma.rt.metrics.Metric records."""
+        from noma.rt.metrics import read_metrics
+
+        return read_metrics(self.lib, self.ctx)
+
+    def restore_metrics(self, metrics: dict[str, Any]) -> None:
+        from noma.rt.metrics import restore_metrics
+
+        restore_metrics(self.lib, self.ctx, metrics)
 
     def interrupt_pending(self) -> bool:
         """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
@@ -205,6 +258,8 @@ class Runtime:
         arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (data.bmin, data.bmax, data.bsum)]
         ok = self.lib.noma_history_set(self.ctx, data.step, len(counts), counts.ctypes.data,
                                        *[a.ctypes.data for a in arrays], len(recent), recent.ctypes.data)
+        if ok == -1:  # over the memory limit (or out of memory)
+            raise MemoryError(self.error()[2])
         if not ok:
             raise ValueError("not a valid loss history")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from typing import Any
 
 MAX_HEADER = 100 * 1024 * 1024
 DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32"}
@@ -25,11 +26,12 @@ def read_ranks(path: str) -> dict[str, int]:
         if length > MAX_HEADER or length + 8 > size:
             raise ValueError(f"its header claims {length} bytes, more than the file holds")
         try:
-            header = json.loads(f.read(length).decode("utf-8"))
+            header = json.loads(f.read(length).decode("utf-8"), object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise ValueError("its header is not valid JSON") from None
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
+    check_layout(header, size - 8 - length)
     ranks: dict[str, int] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -43,3 +45,38 @@ def read_ranks(path: str) -> dict[str, int]:
             raise ValueError(f"tensor `{name}` has rank {rank}; NOMA tensors have rank 1 to 4")
         ranks[name] = rank
     return ranks
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a key given twice is an error (the reference implementation's rule)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"its header names `{key}` twice")
+        out[key] = value
+    return out
+
+
+def check_layout(header: dict[str, Any], data_len: int) -> None:
+    """The reference implementation's layout rule (the Rust safetensors crate): every tensor has
+    data_offsets [begin, end] of two whole numbers, and in the order of their offsets the tensors'
+    data are contiguous and cover the data region exactly (no overlap, no gap, nothing after)."""
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in offsets)
+                or offsets[1] < offsets[0]):
+            raise ValueError(f"tensor `{name}` has invalid data_offsets {offsets!r}")
+        spans.append((offsets[0], offsets[1], name))
+    at = 0
+    for begin, end, name in sorted(spans):
+        if begin != at:
+            how = "overlap" if begin < at else "leave a gap after"
+            raise ValueError(f"tensor `{name}`: data offsets [{begin}, {end}] {how} the previous "
+                             f"tensor's data (which ends at byte {at})")
+        at = end
+    if at != data_len:
+        raise ValueError(f"the tensors' data ends at byte {at} of a data region of {data_len} bytes")

@@ -820,7 +820,7 @@ def test_fused_chain_broadcasting(sess):
     for shapes in (((2, 3), (3,), (2, 1), ()), ((4, 5), (4, 5), (4, 5), (4, 5)), ((3,), (2, 3), (), (2, 1))):
         p = _chain_prog(sess, shapes)
         text = lower_module(p.m, symbols={"__t": "x"}, own_pointers=set(), name="x")
-        assert text.count('call ptr @"noma_alloc"') == 1  # one loop, one result buffer
+        assert text.count('call ptr @"noma_alloc_at"') == 1  # one loop, one result buffer
         assert sess.run(p.m) == 0, sess.error()
         a, b, c, d = (sess.get(k) for k in range(4))
         np.testing.assert_allclose(sess.get(OUT), np.exp((a + b) * c - d) / a, rtol=1e-13)

@@ -81,3 +81,15 @@ def test_digits():
     (before,) = numbers(r"before growing \(16 units\): " + NUMBER, out)
     assert abs(preserve - before) < 1e-6 and abs(copy - before) < 1e-6
     assert not run_notebooks.outputs_of_type(nb, "error")
+
+
+def test_population_tune():
+    """04 (a Python notebook): a 4-trial PBT population of digits networks on a 2-CPU Ray."""
+    pytest.importorskip("ray")
+    nb = run("04_population_tune.ipynb")
+    out = run_notebooks.stream_text(nb)
+    trials = re.findall(r"trial \d: hidden (\d+) \| val accuracy " + NUMBER + r" \| test accuracy " + NUMBER, out)
+    assert len(trials) == 4
+    assert all(int(h) in (4, 8, 16, 32) and 0.5 < float(v) <= 1 for h, v, _ in trials)
+    assert any("image/png" in o["data"] for o in run_notebooks.outputs_of_type(nb, "execute_result"))
+    assert not run_notebooks.outputs_of_type(nb, "error")

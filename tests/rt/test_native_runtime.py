@@ -212,22 +212,78 @@ def test_arena_mark_release(lib, ctx):
     assert lib.noma_error_kind(ctx) == -1
 
 
-def test_arena_cap_error(lib, ctx):
-    lib.noma_set_arena_cap(4 << 20)
+def test_memory_limit_on_the_arena(lib, ctx):
+    lib.noma_set_memory_limit(ctx, 4 << 20)
+    assert lib.noma_memory_limit(ctx) == 4 << 20
     assert lib.noma_alloc(1000) is not None
-    assert lib.noma_alloc(1_000_000) is None  # 8 MB > 4 MiB cap: error, no crash
+    assert lib.noma_alloc(1_000_000) is None  # 8 MB > 4 MiB limit: error, no crash
     kind, msg = err(lib, ctx)
-    assert kind == KIND_RUNTIME and "cannot allocate 1000000 elements" in msg
+    assert kind == KIND_RUNTIME and "cannot allocate 7.63 MiB for a tensor: over the memory limit of 4 MiB" in msg
     lib.noma_error_clear(ctx)
     assert lib.noma_alloc(-1) is None
     assert err(lib, ctx) == (KIND_RUNTIME, "cannot allocate -1 elements")
+    lib.noma_error_clear(ctx)
+    assert lib.noma_alloc_at(1_000_000, 7) is None  # located
+    assert lib.noma_error_span(ctx) == 7
     # under invoke the failure unwinds
     before = lib.noma_test_reached()
     assert lib.noma_invoke(ctx, fn_addr(lib, "noma_test_alloc_huge")) == 1
     assert lib.noma_test_reached() == before
     kind, msg = err(lib, ctx)
-    assert kind == KIND_RUNTIME and msg.startswith("cannot allocate 1125899906842624 elements")
+    assert kind == KIND_RUNTIME and msg.startswith("cannot allocate 8 PiB for a tensor: over the memory limit")
     assert lib.noma_alloc(1000)  # still usable
+    lib.noma_set_arena_cap(1 << 30)  # the former arena cap is the same limit
+    assert lib.noma_memory_limit(ctx) == 1 << 30
+
+
+def test_memory_limit_covers_parameters_state_globals_and_resizes(lib, ctx):
+    """One limit for every allocation, checked before allocating: a parameter, its resize, its
+    optimizer state and a global are refused with a located error and leave the state as it was."""
+    lib.noma_set_memory_limit(ctx, 64 << 20)
+    base = lib.noma_memory_used(ctx)
+    lib.noma_param_set_at(0, b"W", ctypes.byref(T(np.ones(1000))), 3)
+    assert lib.noma_error_kind(ctx) == -1 and lib.noma_memory_used(ctx) > base
+    resize(lib, 0, [3_037_000_500], 1)  # 24 GB: refused before anything is allocated
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and "for W: over the memory limit of 64 MiB" in msg, msg
+    assert param(lib, 0).shape == (1000,)
+    lib.noma_error_clear(ctx)
+    big = T(np.zeros(5_000_000))  # 40 MB: fits once, not twice
+    lib.noma_param_set_at(1, b"V", ctypes.byref(big), 5)
+    assert lib.noma_error_kind(ctx) == -1
+    lib.noma_opt_begin_at(1, 2, None, 9)  # Adam: 4 more buffers of V's size and its step counts
+    lib.noma_opt_step(1, ctypes.byref(big))
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and "for the optimizer state of V" in msg and lib.noma_error_span(ctx) == 9
+    lib.noma_error_clear(ctx)
+    lib.noma_global_store_at(0, ctypes.byref(big), 11)
+    assert err(lib, ctx)[0] == KIND_RUNTIME and lib.noma_error_span(ctx) == 11
+    lib.noma_error_clear(ctx)
+    lib.noma_param_free(1)  # freeing gives the bytes back
+    lib.noma_global_store_at(0, ctypes.byref(big), 11)
+    assert lib.noma_error_kind(ctx) == -1
+
+
+def test_memory_limit_covers_reading_csv(lib, ctx, tmp_path):
+    f = tmp_path / "big.csv"
+    f.write_text("1,2,3,4\n" * 100_000)  # 800 kB of text, 3.2 MB of values
+    lib.noma_set_memory_limit(ctx, 2 << 20)
+    used = lib.noma_memory_used(ctx)
+    out = load_csv(lib, f)
+    kind, msg = err(lib, ctx)
+    assert kind == KIND_RUNTIME and str(f) in msg and "over the memory limit of 2 MiB" in msg
+    assert not out.data and lib.noma_memory_used(ctx) == used  # everything given back
+    lib.noma_error_clear(ctx)
+    lib.noma_set_memory_limit(ctx, 64 << 20)
+    assert load_csv(lib, f).to_numpy().shape == (100_000, 4)
+
+
+def test_memory_limit_syntax(lib):
+    parse = lib.noma_parse_memory_limit
+    assert parse(b"100") == 100 and parse(b"8G") == 8 << 30 and parse(b"512MiB") == 512 << 20
+    assert parse(b"4kb") == 4096 and parse(b"1T") == 1 << 40 and parse(None) == -1
+    for bad in (b"", b"x", b"-1", b"1.5G", b"8Q", b"99999999999999999999", b"9999999999T"):
+        assert parse(bad) == -2, bad
 
 
 def test_invoke_failure_unwinds(lib, ctx):
@@ -818,12 +874,46 @@ def test_resize_copy_and_preserve_single(lib, ctx):
     assert param(lib, 2).tolist() == [1, 2, 0, 0]
 
 
+@pytest.mark.parametrize("kind", [1, 2, 3, 4])
+def test_resize_to_and_from_zero_keeps_optimizer_state_consistent(lib, ctx, kind):
+    """A trained parameter shrunk to an empty axis and grown back: every state buffer follows
+    (new entries at step 0, moments 0, powers read 1) and training continues as from fresh."""
+    lib.noma_param_set(0, b"W", ctypes.byref(T(np.ones((2, 3)))))
+    hyper = np.full(16, np.nan)
+    hyper[5] = 0.9  # momentum (SGD, RMSprop)
+    lib.noma_opt_begin(0, kind, hyper.ctypes.data)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 3)))))
+    assert state(lib, 0, 2).tolist() == [[1, 1, 1]] * 2  # one step each
+    resize(lib, 0, [2, 0], 1)
+    assert lib.noma_error_kind(ctx) == -1 and param(lib, 0).shape == (2, 0)
+    for which in range(5):
+        assert state(lib, 0, which).shape == (2, 0)
+    lib.noma_opt_step(0, ctypes.byref(T(np.ones((2, 0)))))  # a step of nothing is fine
+    assert lib.noma_error_kind(ctx) == -1
+    resize(lib, 0, [3, 2], 1)
+    assert param(lib, 0).tolist() == [[0, 0]] * 3
+    assert state(lib, 0, 2).tolist() == [[0, 0]] * 3  # every entry new: step 0
+    assert not state(lib, 0, 0).any() and not state(lib, 0, 1).any()
+    assert state(lib, 0, 3).tolist() == [[1, 1]] * 3 and state(lib, 0, 4).tolist() == [[1, 1]] * 3
+    # the next step is a first step: the same as a fresh parameter's
+    lib.noma_param_set(1, b"F", ctypes.byref(T(np.zeros((3, 2)))))
+    lib.noma_opt_begin(1, kind, hyper.ctypes.data)
+    g = T(np.full((3, 2), 0.5))
+    lib.noma_opt_step(0, ctypes.byref(g))
+    lib.noma_opt_step(1, ctypes.byref(g))
+    assert param(lib, 0).tolist() == param(lib, 1).tolist()
+    assert state(lib, 0, 2).tolist() == [[1, 1]] * 3
+
+
 def test_resize_errors(lib, ctx):
     lib.noma_param_set(0, b"W", ctypes.byref(T(np.ones((2, 3)))))
     resize(lib, 0, [2, 3, 1], 1)
     assert err(lib, ctx) == (KIND_SHAPE, "cannot resize W from rank 2 to rank 3")
-    resize(lib, 0, [2, 0], 1)
-    assert lib.noma_error_kind(ctx) == KIND_SHAPE
+    lib.noma_error_clear(ctx)
+    resize(lib, 0, [2, 0], 1)  # a zero-size axis is a valid shape (NumPy's semantics)
+    assert lib.noma_error_kind(ctx) == -1 and param(lib, 0).shape == (2, 0)
+    resize(lib, 0, [2, 3], 1)
+    assert param(lib, 0).shape == (2, 3) and not param(lib, 0).any()
     resize(lib, 0, [2, -4], 1)
     assert lib.noma_error_kind(ctx) == KIND_SHAPE
     resize(lib, 0, [1 << 40, 1 << 40], 1)
@@ -955,7 +1045,7 @@ def test_dim_resize_copy_noise_and_other_policies(lib, ctx):
     assert param(lib, 3).shape == (3,)  # b2 is not bound
     lib.noma_dim_resize(H, 7, 0, NAN, NAN, -1)  # same size: no-op, no event
     n_ev = lib.noma_event_count(ctx)
-    lib.noma_dim_resize(H, 0, 0, NAN, NAN, -1)
+    lib.noma_dim_resize(H, -1, 0, NAN, NAN, -1)
     assert lib.noma_error_kind(ctx) == KIND_SHAPE and lib.noma_event_count(ctx) == n_ev
     lib.noma_error_clear(ctx)
     lib.noma_dim_resize(50, 4, 0, NAN, NAN, -1)  # undeclared dim: just declared
@@ -1221,12 +1311,32 @@ def test_csv_load(lib, ctx, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"\xef\xbb\xbf1,2,3\n4,5,6\n", [[1, 2, 3], [4, 5, 6]]),  # a BOM is skipped, not a header
+        (b"\xef\xbb\xbfa,b\n1,2\n", [[1, 2]]),
+        (b"a,,b\n1,2,3\n", [[1, 2, 3]]),  # text in one field makes a header
+        (b"1,2\r\n3,4\r\n", [[1, 2], [3, 4]]),
+    ],
+)
+def test_csv_header_rule(lib, ctx, tmp_path, data, expected):
+    f = tmp_path / "h.csv"
+    f.write_bytes(data)
+    assert load_csv(lib, f).to_numpy().tolist() == expected
+
+
+@pytest.mark.parametrize(
     "text,needle",
     [
         ("1,2,3\n4,5\n", "line 2 has 2 values, expected 3"),
         ("a,b\n1,2\n# c\n3,4,5\n", "line 4 has 3 values, expected 2"),
-        ("1,2\nx,3\n", "line 2: cannot read 'x' as a number"),
-        ("1,2,3\n4,,6\n", "line 2: cannot read '' as a number"),
+        ("1,2\nx,3\n", "line 2, column 1: cannot read 'x' as a number"),
+        ("1,2,3\n4,,6\n", "line 2, column 2 is empty"),
+        ("1,,3\n4,5,6\n", "line 1, column 2 is empty"),  # an empty field does not make a header
+        ("\ufeff1,,3\n", "line 1, column 2 is empty"),
+        ("a,b\n1,2,\n", "line 2, column 3 is empty"),
+        ("a,,b\n1,x,\n", "line 2, column 2: cannot read 'x' as a number"),
+        (",,\n", "line 1, column 1 is empty"),
         ("h1,h2\n", "no numeric rows"),
         ("", "no numeric rows"),
     ],
@@ -1429,6 +1539,44 @@ HOSTILE = [
     ("missing_offsets", {"w": {"dtype": "F64", "shape": [1]}}, b"\0" * 8, None, "needs dtype, shape and"),
     ("bad_escape", b'{"w\\q": {}}', b"", None, "invalid escape"),
     ("trailing", b"{}  x", b"", None, "trailing characters"),
+    # the layout rules of the reference implementation (the Rust safetensors crate)
+    (
+        "overlapping_offsets",
+        {"w": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]},
+         "v": {"dtype": "F64", "shape": [1], "data_offsets": [8, 16]}},
+        b"\0" * 16,
+        None,
+        "overlap the previous tensor's data",
+    ),
+    (
+        "gap_in_offsets",
+        {"w": {"dtype": "F64", "shape": [1], "data_offsets": [8, 16]}},
+        b"\0" * 16,
+        None,
+        "leave a gap after",
+    ),
+    (
+        "data_after_last_tensor",
+        {"w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}},
+        b"\0" * 24,
+        None,
+        "ends at byte 8 of a data region of 24 bytes",
+    ),
+    (
+        "duplicate_name",
+        b'{"w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]},'
+        b' "w": {"dtype": "F64", "shape": [1], "data_offsets": [8, 16]}}',
+        b"\0" * 16,
+        None,
+        "tensor 'w' appears twice",
+    ),
+    (
+        "duplicate_metadata",
+        b'{"__metadata__": {}, "__metadata__": {}, "w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}',
+        b"\0" * 8,
+        None,
+        "__metadata__ appears twice",
+    ),
     (
         "f8_unsupported",
         {"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}},
@@ -1451,6 +1599,23 @@ def test_safetensors_hostile(lib, ctx, tmp_path, case):
     assert msg.startswith(str(f)) and needle in msg, msg
     assert lib.noma_error_span(ctx) == 4
     assert not out.data and lib.noma_arena_used(ctx) == used  # nothing allocated
+
+
+def test_safetensors_header_is_read_once_per_file_version(lib, ctx, tmp_path):
+    """Loading the tensors of one file one by one reuses its parsed header; a file replaced
+    since (another inode, size or modification time) is read again."""
+    f = tmp_path / "m.safetensors"
+    st_save(lib, f, {f"t{i}": [float(i)] for i in range(2000)})
+    for i in (0, 1999, 7):
+        assert st_load(lib, f, f"t{i}").to_numpy().tolist() == [float(i)]
+    st_save(lib, f, {"t7": [70.0, 71.0]})  # written to f.tmp and renamed: a new file
+    assert st_load(lib, f, "t7").to_numpy().tolist() == [70.0, 71.0]
+    st_load(lib, f, "t0")
+    assert "no tensor named 't0'" in err(lib, ctx)[1]
+    lib.noma_error_clear(ctx)
+    f.unlink()
+    st_load(lib, f, "t7")
+    assert err(lib, ctx)[0] == KIND_IO
 
 
 def test_safetensors_short_file_and_save_errors(lib, ctx, tmp_path):

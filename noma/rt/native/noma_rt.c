@@ -51,17 +51,39 @@ static NomaCtx *g_default = NULL; /* created lazily when nothing was activated *
 typedef struct {
     void *base;    /* what malloc returned, or the mapping's start */
     size_t mapped; /* length of the mapping, 0 for a malloc block */
+    NomaMem *mem;  /* the accounting it is charged to */
+    size_t charged;
 } BlockHeader;
 
+int noma__mem_admit(NomaCtx *c, uint64_t bytes) {
+    NomaMem *m = c->mem;
+    int64_t room = m->limit > m->used ? m->limit - m->used : 0;
+    if (bytes > (uint64_t)room) {
+        m->refused = bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
+        return 0;
+    }
+    return 1;
+}
+
+void noma__mem_charge(NomaCtx *c, int64_t bytes) { c->mem->used += bytes; }
+
 static void *block_alloc(size_t bytes, int zero) {
+    NomaCtx *c = noma__cur();
     if (bytes == 0) bytes = 1;
     size_t rounded = (bytes + 63u) & ~(size_t)63u;
-    if (rounded < bytes || rounded > SIZE_MAX - 2 * BLOCK_HEADER - 4096) return NULL;
+    if (rounded < bytes || rounded > SIZE_MAX - 2 * BLOCK_HEADER - 4096) {
+        c->mem->refused = INT64_MAX;
+        return NULL;
+    }
+    size_t page = 4096;
+    size_t charge = rounded >= BIG_BLOCK ? (rounded + BLOCK_HEADER + page - 1) & ~(page - 1)
+                                         : rounded + BLOCK_HEADER;
+    if (!noma__mem_admit(c, charge)) return NULL; /* over the limit: nothing allocated */
+    c->mem->refused = 0;
     char *base;
     size_t mapped = 0;
     if (rounded >= BIG_BLOCK) {
-        size_t page = 4096;
-        mapped = (rounded + BLOCK_HEADER + page - 1) & ~(page - 1);
+        mapped = charge;
         base = (char *)mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (base == (char *)MAP_FAILED) return NULL;
     } else {
@@ -72,8 +94,76 @@ static void *block_alloc(size_t bytes, int zero) {
     BlockHeader *h = (BlockHeader *)base;
     h->base = base;
     h->mapped = mapped;
+    h->mem = c->mem;
+    h->charged = charge;
+    c->mem->used += (int64_t)charge;
     return base + BLOCK_HEADER;
 }
+
+/* "8 GiB"-style rendering of a byte count for messages (exact bytes are given too). */
+static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
+    const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double x = (double)b;
+    int u = 0;
+    while (x >= 1024 && u < 6) x /= 1024, u++;
+    if (u == 0) snprintf(buf, cap, "%llu bytes", (unsigned long long)b);
+    else snprintf(buf, cap, "%.3g %s", x, units[u]);
+}
+
+static void failf_on(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, ...);
+
+/* Records on c (the context whose memory refused, not necessarily the current one). */
+void noma__fail_alloc(NomaCtx *c, int64_t span, uint64_t bytes, const char *what) {
+    char need[32], lim[32], used[32];
+    fmt_bytes(need, sizeof need, bytes);
+    if (c->mem->refused) {
+        c->mem->refused = 0;
+        fmt_bytes(lim, sizeof lim, (uint64_t)c->mem->limit);
+        fmt_bytes(used, sizeof used, (uint64_t)(c->mem->used > 0 ? c->mem->used : 0));
+        failf_on(c, NOMA_ERR_RUNTIME, span,
+                 "cannot allocate %s for %s: over the memory limit of %s (%s in use; set "
+                 "NOMA_MEMORY_LIMIT to change it)",
+                 need, what, lim, used);
+    } else {
+        failf_on(c, NOMA_ERR_RUNTIME, span, "cannot allocate %s for %s (out of memory)", need, what);
+    }
+}
+
+/* The limit NOMA_MEMORY_LIMIT asks for: a whole number of bytes with an optional K, M, G or T
+   suffix (powers of 1024, optionally followed by B or iB). -1 when unset, -2 when malformed. */
+int64_t noma_parse_memory_limit(const char *text) {
+    if (!text) return -1;
+    const char *p = text;
+    while (*p == ' ') p++;
+    if (*p < '0' || *p > '9') return -2;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (uint64_t)INT64_MAX / 10) return -2;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    int shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    case 't': case 'T': shift = 40; p++; break;
+    default: break;
+    }
+    if (shift && (*p == 'i' || *p == 'I') && (p[1] == 'b' || p[1] == 'B')) p += 2;
+    else if (*p == 'b' || *p == 'B') p++;
+    while (*p == ' ') p++;
+    if (*p) return -2;
+    if (shift && v > ((uint64_t)INT64_MAX >> shift)) return -2;
+    return (int64_t)(v << shift);
+}
+
+void noma_set_memory_limit(NomaCtx *c, int64_t bytes) {
+    c = c ? c : noma__cur();
+    c->mem->limit = bytes > 0 ? bytes : 0;
+}
+
+int64_t noma_memory_limit(NomaCtx *c) { return (c ? c : noma__cur())->mem->limit; }
+int64_t noma_memory_used(NomaCtx *c) { return (c ? c : noma__cur())->mem->used; }
 
 void *noma__xmalloc(size_t bytes) { return block_alloc(bytes, 0); }
 
@@ -82,6 +172,7 @@ void *noma__xcalloc(size_t bytes) { return block_alloc(bytes, 1); }
 void noma__xfree(void *p) {
     if (!p) return;
     BlockHeader *h = (BlockHeader *)((char *)p - BLOCK_HEADER);
+    if (h->mem) h->mem->used -= (int64_t)h->charged;
     if (h->mapped) munmap(h->base, h->mapped);
     else free(h->base);
 }
@@ -131,7 +222,9 @@ int noma__check_tensor(const NomaTensor *t, int64_t span, const char *what) {
         return 0;
     }
     int64_t n = noma__numel(t);
-    if (n < 0) {
+    int huge_axis = 0; /* an axis past 2^40 (possible with another axis 0): nothing can hold it */
+    for (int64_t i = 0; n >= 0 && i < t->rank; i++) huge_axis |= t->dims[i] > ((int64_t)1 << 40);
+    if (n < 0 || huge_axis) {
         noma__failf(NOMA_ERR_RUNTIME, span, "%s: invalid tensor descriptor (rank %lld)", what,
                     (long long)t->rank);
         return 0;
@@ -168,8 +261,16 @@ NomaCtx *noma_ctx_new(void) {
     c->err_kind = NOMA_ERR_NONE;
     c->err_span = -1;
     c->cur_chunk = -1;
-    c->arena_cap = (int64_t)8 << 30; /* 8 GiB */
     c->result_slot = -1;
+    c->stop_at = -1;
+    c->mem = (NomaMem *)calloc(1, sizeof(NomaMem));
+    if (!c->mem) {
+        free(c);
+        return NULL;
+    }
+    int64_t lim = noma_parse_memory_limit(getenv("NOMA_MEMORY_LIMIT"));
+    c->mem->limit = lim >= 0 ? lim : NOMA_DEFAULT_MEMORY_LIMIT;
+    if (lim == -2) c->mem_env_bad = 1; /* reported by noma_exe_main; a session checks it itself */
     noma__rng_seed(c, 0.0);
     return c;
 }
@@ -202,8 +303,13 @@ void noma_ctx_free(NomaCtx *c) {
     noma__dim_names_free(c);
     free(c->dq);
     noma__history_free(c);
+    noma__metrics_free(c);
     free(c->events);
+    free(c->warned);
+    noma__st_cache_free(c);
     noma__probe_free(c);
+    /* every block is freed now; a block that outlived its context would still point at c->mem */
+    if (c->mem->used == 0) free(c->mem);
     if (g_cur == c) g_cur = NULL;
     if (g_default == c) g_default = NULL;
     free(c);
@@ -232,18 +338,30 @@ static void fail_jump(NomaCtx *c, int value) {
     if (c->jb) longjmp(*c->jb, value);
 }
 
-void noma__failf(int32_t kind, int64_t span, const char *fmt, ...) {
-    NomaCtx *c = noma__cur();
+/* Records an error on c and unwinds c's run when one is armed. */
+static void vfail(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, va_list ap) {
     char tmp[NOMA_ERRMSG];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
     c->err_kind = kind;
     c->err_span = span;
     c->fail_count++;
     memcpy(c->err_msg, tmp, sizeof tmp);
     fail_jump(c, 1);
+}
+
+void noma__failf(int32_t kind, int64_t span, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(noma__cur(), kind, span, fmt, ap);
+    va_end(ap);
+}
+
+/* noma__failf on a given context (which need not be the current one). */
+static void failf_on(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, kind, span, fmt, ap);
+    va_end(ap);
 }
 
 void noma_fail(int32_t kind, int64_t span, const char *msg) {
@@ -264,6 +382,33 @@ void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const No
 void noma_fail_index(int64_t span, int64_t index, int64_t size) {
     noma__failf(NOMA_ERR_RUNTIME, span, "index %lld is out of range for an axis of size %lld",
                 (long long)index, (long long)size);
+}
+
+static int fmt_real(char *buf, size_t cap, double x);
+
+/* A CHECK op's failure: "MESSAGE (got X)" (a runtime error). */
+void noma_fail_check(const char *msg, real x, int64_t span) {
+    char v[64];
+    fmt_real(v, sizeof v, (double)x);
+    noma__failf(NOMA_ERR_RUNTIME, span, "%s (got %s)", msg ? msg : "check failed", v);
+}
+
+/* `x as i32|i64`: every element must be a number whose truncation toward zero lies in the type's
+   range; the first that is not fails (a runtime error naming it). */
+void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span) {
+    if (!x) return;
+    const double lo = bits == 32 ? -2147483648.0 : -9223372036854775808.0;
+    const double hi = bits == 32 ? 2147483648.0 : 9223372036854775808.0;
+    int64_t n = x->rank == 0 ? 1 : noma__numel(x);
+    for (int64_t i = 0; i < n; i++) {
+        double t = trunc((double)x->data[i]);
+        if (t >= lo && t < hi) continue;
+        char v[64];
+        fmt_real(v, sizeof v, (double)x->data[i]);
+        noma__failf(NOMA_ERR_RUNTIME, span, "cannot convert %s to i%d%s", v, (int)bits,
+                    isnan(t) ? "" : ": out of range");
+        return;
+    }
 }
 
 int32_t noma_error_kind(NomaCtx *c) { return ctx_or_cur(c)->err_kind; }
@@ -322,6 +467,7 @@ int32_t noma_invoke(NomaCtx *c, void (*fn)(void)) {
     fr->ctx = c;
     c->jb = &fr->jb;
     int32_t r = invoke_frame(fr, fn);
+    if (!fr->prev) noma__st_cache_free(c); /* a cell's safetensors headers are not kept past it */
     free(fr);
     return r;
 }
@@ -375,6 +521,10 @@ int32_t noma_exe_main(void (*fn)(void)) {
         c->nspan_texts = prev->nspan_texts;
         c->span_texts = prev->span_texts;
     }
+    if (c->mem_env_bad)
+        fprintf(stderr, "warning: NOMA_MEMORY_LIMIT='%s' is not a size (a number of bytes, optionally "
+                        "with K, M, G or T); using the default limit of 8 GiB\n",
+                getenv("NOMA_MEMORY_LIMIT"));
     noma_sigint_install();
     int32_t r = noma_invoke(c, fn);
     fflush(stdout);
@@ -433,18 +583,22 @@ static void bump_out(NomaCtx *c) {
 
 NomaBump *noma_arena_bump(void) { return &noma__cur()->bump; }
 
-static real *arena_alloc(NomaCtx *c, int64_t n);
+static real *arena_alloc(NomaCtx *c, int64_t n, int64_t span);
 
-real *noma__alloc(NomaCtx *c, int64_t n) {
+real *noma__alloc(NomaCtx *c, int64_t n) { return noma__alloc_at(c, n, -1); }
+
+real *noma__alloc_at(NomaCtx *c, int64_t n, int64_t span) {
     bump_in(c);
-    real *p = arena_alloc(c, n);
+    real *p = arena_alloc(c, n, span);
     bump_out(c);
     return p;
 }
 
-static real *arena_alloc(NomaCtx *c, int64_t n) {
+static real *arena_alloc(NomaCtx *c, int64_t n, int64_t span) {
     if (n < 0 || n > (INT64_MAX / 2) / (int64_t)sizeof(real)) {
-        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+        if (n >= 0) c->mem->refused = INT64_MAX;
+        if (n < 0) noma__failf(NOMA_ERR_RUNTIME, span, "cannot allocate %lld elements", (long long)n);
+        else noma__fail_alloc(c, span, (uint64_t)n * sizeof(real), "a tensor");
         return NULL;
     }
     int64_t bytes = (n ? n : 1) * (int64_t)sizeof(real);
@@ -463,26 +617,27 @@ static real *arena_alloc(NomaCtx *c, int64_t n) {
         c->chunks[next].used = bytes;
         return (real *)c->chunks[next].base;
     }
-    /* drop the (too small) spare chunks, then add a new one */
+    /* drop the (too small) spare chunks, then add a new one within the memory limit */
     for (int64_t i = next; i < c->nchunks; i++) noma__xfree(c->chunks[i].base);
     c->nchunks = next;
     int64_t start = 0;
     if (c->cur_chunk >= 0) start = c->chunks[c->cur_chunk].start + c->chunks[c->cur_chunk].size;
-    if (bytes > c->arena_cap - start) {
-        noma__failf(NOMA_ERR_RUNTIME, -1,
-                    "cannot allocate %lld elements (arena limit of %lld bytes reached)",
-                    (long long)n, (long long)c->arena_cap);
+    const int64_t slack = 2 * 4096; /* a chunk's header and page rounding */
+    int64_t room = c->mem->limit - c->mem->used - slack;
+    if (bytes > room) {
+        c->mem->refused = bytes;
+        noma__fail_alloc(c, span, (uint64_t)bytes, "a tensor");
         return NULL;
     }
     int64_t size = start < ARENA_MIN_CHUNK ? ARENA_MIN_CHUNK : start; /* ~doubling */
     if (size > ARENA_MAX_GROW) size = ARENA_MAX_GROW;
     if (size < bytes) size = bytes;
-    if (size > c->arena_cap - start) size = c->arena_cap - start;
+    if (size > room) size = room;
     if (c->nchunks == c->chunks_cap) {
         int64_t nc = c->chunks_cap ? c->chunks_cap * 2 : 16;
         NomaChunk *p = (NomaChunk *)realloc(c->chunks, (size_t)nc * sizeof(NomaChunk));
         if (!p) {
-            noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+            noma__fail_alloc(c, span, (uint64_t)bytes, "a tensor");
             return NULL;
         }
         c->chunks = p;
@@ -490,8 +645,7 @@ static real *arena_alloc(NomaCtx *c, int64_t n) {
     }
     char *base = (char *)noma__xmalloc((size_t)size);
     if (!base) {
-        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements (out of memory)",
-                    (long long)n);
+        noma__fail_alloc(c, span, (uint64_t)size, "a tensor");
         return NULL;
     }
     NomaChunk *ch = &c->chunks[c->nchunks++];
@@ -504,6 +658,8 @@ static real *arena_alloc(NomaCtx *c, int64_t n) {
 }
 
 real *noma_alloc(int64_t n) { return noma__alloc(noma__cur(), n); }
+
+real *noma_alloc_at(int64_t n, int64_t span) { return noma__alloc_at(noma__cur(), n, span); }
 
 int64_t noma_arena_mark(void) {
     NomaCtx *c = noma__cur();
@@ -532,10 +688,8 @@ void noma_arena_trim(NomaCtx *c) {
     c->nchunks = c->cur_chunk + 1;
 }
 
-void noma_set_arena_cap(int64_t bytes) {
-    NomaCtx *c = noma__cur();
-    c->arena_cap = bytes > 0 ? bytes : 0;
-}
+/* The former arena cap: now the one memory limit of the context (noma_set_memory_limit). */
+void noma_set_arena_cap(int64_t bytes) { noma_set_memory_limit(NULL, bytes); }
 
 int64_t noma_arena_used(NomaCtx *c) {
     c = ctx_or_cur(c);
@@ -846,6 +1000,26 @@ int64_t noma_live_take(NomaCtx *c, char **data) {
 
 void noma_live_free(char *data) { free(data); }
 
+/* noma_warn the first time an op (its span) asks; later calls from the same span are silent
+   (like Python's default warning filter: once per location). */
+void noma_warn_once(int64_t span, const char *msg) {
+    NomaCtx *c = noma__cur();
+    for (int64_t i = 0; i < c->nwarned; i++)
+        if (c->warned[i] == span) return;
+    if (c->nwarned == c->warned_cap) {
+        int64_t nc = c->warned_cap ? c->warned_cap * 2 : 16;
+        int64_t *p = (int64_t *)realloc(c->warned, (size_t)nc * sizeof(int64_t));
+        if (!p) {
+            noma_warn(msg);
+            return;
+        }
+        c->warned = p;
+        c->warned_cap = nc;
+    }
+    c->warned[c->nwarned++] = span;
+    noma_warn(msg);
+}
+
 int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }
 const char *noma_warnings_data(NomaCtx *c) {
     c = ctx_or_cur(c);
@@ -911,9 +1085,11 @@ NomaTensor *noma_global(int64_t slot) {
     return g ? &g->t : dummy_tensor();
 }
 
-void noma_global_store(int64_t slot, const NomaTensor *v) {
+void noma_global_store(int64_t slot, const NomaTensor *v) { noma_global_store_at(slot, v, -1); }
+
+void noma_global_store_at(int64_t slot, const NomaTensor *v, int64_t span) {
     NomaCtx *c = noma__cur();
-    if (!noma__check_tensor(v, -1, "global store")) return;
+    if (!noma__check_tensor(v, span, "global store")) return;
     /* copy the descriptor first: v may be the slot's own descriptor */
     NomaTensor src = *v;
     int64_t n = noma__numel(&src);
@@ -926,7 +1102,7 @@ void noma_global_store(int64_t slot, const NomaTensor *v) {
     } else {
         real *d = (real *)noma__xmalloc((size_t)need * sizeof(real));
         if (!d) {
-            noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+            noma__fail_alloc(c, span, (uint64_t)need * sizeof(real), "a variable");
             return;
         }
         memcpy(d, src.data, (size_t)n * sizeof(real)); /* before freeing the old buffer */
@@ -1025,14 +1201,16 @@ void noma_request_interrupt(void) { g_interrupted = 1; }
 
 /* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
-    if (!g_interrupted) return;
-    g_interrupted = 0;
     NomaCtx *c = noma__cur();
+    if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
+    g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;
     c->err_span = span;
     snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
     fail_jump(c, 2);
 }
+
+void noma_set_stop_at(NomaCtx *c, int64_t step) { noma__ctx_or_cur(c)->stop_at = step < 0 ? -1 : step; }
 
 /* Unconditionally unwinds to noma_invoke with status 2 (a training loop calls it at a step
    boundary after noma_poll_interrupt() returned 1). */

@@ -108,6 +108,8 @@ int32_t noma_invoke_cell(NomaCtx *c, void (*fn)(void)); /* + SIGINT handler, fla
 void noma_fail(int32_t kind, int64_t span, const char *msg);
 void noma_fail_shape(int64_t span, const char *op, const NomaTensor *a, const NomaTensor *b);
 void noma_fail_index(int64_t span, int64_t index, int64_t size);
+void noma_fail_check(const char *msg, real x, int64_t span);
+void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span);
 int32_t noma_error_kind(NomaCtx *c);
 int64_t noma_error_span(NomaCtx *c);
 const char *noma_error_message(NomaCtx *c);
@@ -121,13 +123,23 @@ int32_t noma_exe_main(void (*fn)(void));
 /* Arena and tape                                                            */
 /* ------------------------------------------------------------------------ */
 real *noma_alloc(int64_t n);
+real *noma_alloc_at(int64_t n, int64_t span); /* errors located at span */
 /* The current context's bump window: generated code allocates 64-byte-rounded blocks from
    [ptr, end) itself and calls noma_alloc only when they do not fit. Stable per context. */
 typedef struct { char *ptr; char *end; } NomaBump;
 NomaBump *noma_arena_bump(void);
 int64_t noma_arena_mark(void);
 void noma_arena_release(int64_t mark);
-void noma_set_arena_cap(int64_t bytes);
+void noma_set_arena_cap(int64_t bytes); /* = noma_set_memory_limit(NULL, bytes) */
+
+/* One memory limit per context for every allocation of the runtime (arena, parameters, optimizer
+   state, globals, loss history), checked before allocating. Default 8 GiB or NOMA_MEMORY_LIMIT. */
+void noma_set_memory_limit(NomaCtx *c, int64_t bytes);
+int64_t noma_memory_limit(NomaCtx *c);
+int64_t noma_memory_used(NomaCtx *c);
+/* NOMA_MEMORY_LIMIT syntax: digits with an optional K/M/G/T suffix (powers of 1024, optionally
+   followed by B or iB); bytes, -1 for NULL, -2 when malformed. */
+int64_t noma_parse_memory_limit(const char *text);
 int64_t noma_arena_used(NomaCtx *c);
 int64_t noma_arena_reserved(NomaCtx *c);
 void noma_arena_trim(NomaCtx *c);
@@ -159,6 +171,7 @@ int64_t noma_output_len(NomaCtx *c);
 const char *noma_output_data(NomaCtx *c);
 void noma_output_clear(NomaCtx *c);
 void noma_warn(const char *msg);
+void noma_warn_once(int64_t span, const char *msg); /* once per span and context */
 int64_t noma_warnings_len(NomaCtx *c);
 const char *noma_warnings_data(NomaCtx *c);
 void noma_warnings_clear(NomaCtx *c);
@@ -181,6 +194,7 @@ void noma_rng_state_set(NomaCtx *c, const uint64_t *in);
 /* ------------------------------------------------------------------------ */
 NomaTensor *noma_global(int64_t slot);
 void noma_global_store(int64_t slot, const NomaTensor *v);
+void noma_global_store_at(int64_t slot, const NomaTensor *v, int64_t span);
 real noma_global_load_s(int64_t slot);
 void noma_global_store_s(int64_t slot, real x);
 int32_t noma_global_defined(int64_t slot);
@@ -189,6 +203,7 @@ int32_t noma_global_defined(int64_t slot);
 /* Parameters, dims, optimizers                                              */
 /* ------------------------------------------------------------------------ */
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v);
+void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int64_t span);
 NomaTensor *noma_param(int64_t slot);
 void noma_param_free(int64_t slot);
 int32_t noma_param_defined(int64_t slot);
@@ -216,6 +231,8 @@ void noma_probe_replay_put(NomaCtx *c, void *replay);
 void noma_probe_enable(NomaCtx *c, int32_t on);
 void noma_defer_end(void);
 void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper);
+/* + the optimize statement's span, where failures of the parameter's later steps point */
+void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t span);
 void noma_opt_step(int64_t slot, const NomaTensor *grad);
 /* The updates of one training step: count parameters (slots) with their gradients (an array of
    descriptors). All are checked before any is updated; equal Adam/AdamW settings share one
@@ -241,6 +258,8 @@ void noma_log_clear(NomaCtx *c);                           /* forget the losses,
 void noma_history_reset(NomaCtx *c, int64_t step);         /* empty history at global step `step` */
 int32_t noma_history_get(NomaCtx *c, int64_t *info, int64_t *counts, double *bmin, double *bmax,
                          double *bsum, real *recent, int64_t recent_cap);
+/* noma_history_set, noma_history_set_window: 1 done, 0 invalid arguments, -1 refused (over the
+   memory limit or out of memory: a runtime error recorded on c) */
 int32_t noma_history_set(NomaCtx *c, int64_t step, int64_t nlevels, const int64_t *counts,
                          const double *bmin, const double *bmax, const double *bsum,
                          int64_t nrecent, const real *recent);
@@ -256,6 +275,18 @@ void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
 void noma_stop_interrupted(void);
+/* A training loop of context c stops at the step boundary where the global step reaches `step`
+   (status 2, as an interrupt; -1: never): noma.tune advances training by a number of steps. */
+void noma_set_stop_at(NomaCtx *c, int64_t step);
+/* Named metrics (noma_rt_metrics.c): `report("name", value);` records a value at the global step. */
+void noma_report(const char *name, real value, int64_t span);
+int32_t noma_metric_count(NomaCtx *c);
+int64_t noma_metric_get(NomaCtx *c, int32_t i, char *name, double *summary, int64_t *steps,
+                        double *values, int64_t cap);
+int32_t noma_metric_set(NomaCtx *c, const char *name, const double *summary, int64_t n,
+                        const int64_t *steps, const double *values);
+void noma_metrics_clear(NomaCtx *c);
+int64_t noma_metric_limit(int32_t which); /* 0 names, 1 samples held per name, 2 name bytes */
 void noma_opt_result_begin(int64_t slot);
 void noma_opt_result_set(real loss);
 void noma_opt_result_end(void);

@@ -579,11 +579,11 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
 }
 
 /* Swaps the planned state in (after every check passed). */
-static void ck_apply(NomaCtx *c, const CkPlan *pl) {
+static void ck_apply(NomaCtx *c, const CkPlan *pl, int64_t span) {
     for (int64_t i = 0; i < pl->ndims; i++) noma_dim_set(pl->dim_ids[i], pl->dim_sizes[i]);
     for (int64_t i = 0; i < pl->nparams; i++) {
         const CkParam *cp = &pl->params[i];
-        noma__param_set(c, cp->slot, NULL, &cp->value, 0);
+        noma__param_set(c, cp->slot, NULL, &cp->value, span, 0);
         for (int a = 0; a < cp->value.rank; a++)
             if (cp->bind[a] >= 0) noma_param_bind_dim(cp->slot, a, cp->bind[a]);
         if (!cp->opt_kind) continue;
@@ -639,5 +639,5 @@ void noma_checkpoint_load(const char *path, int32_t flags, int64_t span) {
         noma__failf(err.kind, span, "%s", msg[0] ? msg : "cannot load the checkpoint");
         return;
     }
-    ck_apply(c, &plan);
+    ck_apply(c, &plan, span);
 }

@@ -63,19 +63,32 @@ static void hist_clear(NomaHistory *h) {
     h->last = NAN;
 }
 
-/* The context's history, allocated on first use; NULL (error recorded, or unwinding when armed)
-   when memory is short. */
+/* Bytes the history's two blocks (the struct and the exact ring) are charged to the memory limit. */
+static int64_t hist_charge(int64_t window) {
+    return (int64_t)sizeof(NomaHistory) + window * (int64_t)sizeof(real);
+}
+
+/* The context's history, allocated on first use and charged to the memory limit; NULL when
+   refused (over the limit or out of memory: a runtime error recorded on c, unwinding when c runs
+   armed). */
 static NomaHistory *hist_get(NomaCtx *c) {
     NomaHistory *h = hist_peek(c);
     if (h) return h;
+    int64_t bytes = hist_charge(NOMA_HIST_WINDOW);
+    if (!noma__mem_admit(c, (uint64_t)bytes)) {
+        noma__fail_alloc(c, -1, (uint64_t)bytes, "the loss history");
+        return NULL;
+    }
+    c->mem->refused = 0;
     h = (NomaHistory *)calloc(1, sizeof *h);
     real *r = (real *)malloc((size_t)NOMA_HIST_WINDOW * sizeof(real));
     if (!h || !r) {
         free(h);
         free(r);
-        noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (loss log)");
+        noma__fail_alloc(c, -1, (uint64_t)bytes, "the loss history");
         return NULL;
     }
+    noma__mem_charge(c, bytes);
     h->window = NOMA_HIST_WINDOW;
     h->recent = r;
     hist_clear(h);
@@ -170,13 +183,25 @@ void noma_log_clear(NomaCtx *c) {
     noma_history_reset(c, c->step);
 }
 
+/* 1: done; 0: n out of range; -1: refused (over the memory limit or out of memory; a runtime
+   error recorded on c). Call while c does not run. */
 int32_t noma_history_set_window(NomaCtx *c, int64_t n) {
     c = noma__ctx_or_cur(c);
     if (n < 1 || n > NOMA_HIST_MAX_WINDOW) return 0;
     NomaHistory *h = hist_get(c);
-    if (!h) return 0;
-    real *r = (real *)malloc((size_t)n * sizeof(real));
-    if (!r) return 0;
+    if (!h) return -1;
+    uint64_t bytes = (uint64_t)n * sizeof(real); /* the old ring is freed after the copy */
+    if (!noma__mem_admit(c, bytes)) {
+        noma__fail_alloc(c, -1, bytes, "the loss history window");
+        return -1;
+    }
+    c->mem->refused = 0;
+    real *r = (real *)malloc((size_t)bytes);
+    if (!r) {
+        noma__fail_alloc(c, -1, bytes, "the loss history window");
+        return -1;
+    }
+    noma__mem_charge(c, (int64_t)bytes);
     int64_t keep = h->rcount < n ? h->rcount : n;
     for (int64_t i = 0; i < keep; i++) { /* the last `keep` values, oldest first */
         int64_t j = h->rnext - keep + i;
@@ -185,12 +210,14 @@ int32_t noma_history_set_window(NomaCtx *c, int64_t n) {
     }
     write_begin(h);
     real *old = h->recent;
+    int64_t old_window = h->window;
     h->recent = r;
     h->window = n;
     h->rcount = keep;
     h->rnext = keep == n ? 0 : keep;
     write_end(h);
     free(old);
+    noma__mem_charge(c, -old_window * (int64_t)sizeof(real));
     return 1;
 }
 
@@ -243,6 +270,7 @@ int32_t noma_history_set(NomaCtx *c, int64_t step, int64_t nlevels, const int64_
     int64_t total = noma__history_total(nlevels, counts);
     if (total > 0 && (!bmin || !bmax || !bsum)) return 0;
     if (nrecent > 0 && !recent) return 0;
+    if (!hist_get(c)) return -1; /* refused: a runtime error recorded on c */
     return noma__history_put(c, step, nlevels, counts, bmin, bmax, bsum, nrecent, recent);
 }
 
@@ -263,6 +291,7 @@ void noma__history_replay(NomaCtx *c, int64_t step, int64_t n, const real *losse
 void noma__history_free(NomaCtx *c) {
     NomaHistory *h = hist_peek(c);
     if (!h) return;
+    noma__mem_charge(c, -hist_charge(h->window));
     free(h->recent);
     free(h);
     atomic_store_explicit(&c->hist, NULL, memory_order_relaxed);
@@ -365,7 +394,7 @@ int64_t noma_history_window(NomaCtx *c) {
 
 int64_t noma_history_bytes(NomaCtx *c) {
     NomaHistory *h = hist_peek(noma__ctx_or_cur(c));
-    return h ? (int64_t)sizeof *h + h->window * (int64_t)sizeof(real) : 0;
+    return h ? hist_charge(h->window) : 0;
 }
 
 int64_t noma_history_limit(int32_t which) {

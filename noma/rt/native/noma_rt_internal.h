@@ -72,6 +72,18 @@ typedef struct {
     int32_t nesterov;
 } NomaHyper;
 
+/* Memory accounting of one context: every heap block of the runtime (arena chunks, parameter
+   values, optimizer state, globals) and the loss history are charged here, and an allocation that
+   would take `used` past `limit` is refused before anything is allocated. Separate from the
+   context so a block freed after its context (none should be) never touches freed memory. */
+#define NOMA_DEFAULT_MEMORY_LIMIT ((int64_t)8 << 30) /* 8 GiB */
+
+typedef struct NomaMem {
+    int64_t used;    /* bytes charged */
+    int64_t limit;   /* bytes allowed (NOMA_MEMORY_LIMIT, noma_set_memory_limit; default 8 GiB) */
+    int64_t refused; /* bytes of the last refused request (0: the last failure was not the limit) */
+} NomaMem;
+
 typedef struct {
     int32_t defined;
     int32_t ever_defined;
@@ -85,6 +97,7 @@ typedef struct {
     real *v;              /* Adam v / RMSprop square_avg */
     int64_t *steps;       /* per-entry step counts */
     real *pow1, *pow2;    /* per-entry beta1^t, beta2^t; meaningless (read as 1) where steps[i] == 0 */
+    int64_t opt_span;     /* the optimize statement that last began training it (errors), or -1 */
 } NomaParam;
 
 typedef struct {
@@ -115,7 +128,9 @@ struct NomaCtx {
     NomaBump bump; /* the current chunk's free space (advanced inline by generated code) */
     NomaChunk *chunks;
     int64_t nchunks, chunks_cap, cur_chunk;
-    int64_t arena_cap;
+    NomaMem *mem;         /* the memory limit and what is charged against it */
+    struct NomaStCache *st_cache; /* the safetensors header noma_st_load read last (noma_rt_io.c) */
+    int32_t mem_env_bad;  /* NOMA_MEMORY_LIMIT was set but malformed (the default is used) */
     /* tape */
     NomaTapeEntry *tape;
     int64_t tape_len, tape_cap;
@@ -132,6 +147,8 @@ struct NomaCtx {
     int64_t result_slot;
     int32_t result_set;
     real result_value;
+    int64_t *warned;      /* spans noma_warn_once has warned for */
+    int64_t nwarned, warned_cap;
     /* rng */
     uint64_t rng[4];
     int32_t has_spare;
@@ -154,6 +171,8 @@ struct NomaCtx {
     /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
     _Atomic(NomaHistory *) hist;
     int64_t step;
+    int64_t stop_at; /* a training loop stops (status 2) at the step boundary where step reaches it; -1 never */
+    struct NomaMetrics *metrics; /* named metrics (noma_rt_metrics.c), allocated on first report */
     NomaEvent *events;
     int64_t nevents, events_cap;
     /* output change of resizes (noma_rt_probe.c) */
@@ -173,6 +192,13 @@ struct NomaCtx {
 
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
+
+/* noma_rt_metrics.c */
+#define NOMA_METRICS_MAX 32
+#define NOMA_METRIC_WINDOW 4096
+#define NOMA_METRIC_NAME 64
+struct NomaMetrics;
+void noma__metrics_free(NomaCtx *c);
 
 /* noma_rt_history.c */
 void noma__history_free(NomaCtx *c);
@@ -195,7 +221,17 @@ void noma__failf(int32_t kind, int64_t span, const char *fmt, ...)
 #endif
     ;
 real *noma__alloc(NomaCtx *c, int64_t n); /* NULL after a (non-jumping) failure */
+real *noma__alloc_at(NomaCtx *c, int64_t n, int64_t span); /* errors located at span */
+/* Heap blocks are charged to the current context's NomaMem: NULL (with mem->refused set) when
+   the block would pass the memory limit, before anything is allocated. */
 void *noma__xmalloc(size_t bytes);        /* 64-byte aligned heap block, NULL on failure */
+/* Whether `bytes` more fit under the current context's limit (sets mem->refused when not). */
+int noma__mem_admit(NomaCtx *c, uint64_t bytes);
+/* Charges bytes the runtime allocates itself (the loss log); the caller admitted them. */
+void noma__mem_charge(NomaCtx *c, int64_t bytes);
+/* Fails (kind runtime, at span) for a refused or failed allocation of `bytes` for `what`: over the
+   memory limit (naming it and how to change it) or out of memory. */
+void noma__fail_alloc(NomaCtx *c, int64_t span, uint64_t bytes, const char *what);
 void *noma__xcalloc(size_t bytes);        /* zeroed 64-byte aligned heap block (big ones: lazy zero pages) */
 void noma__xfree(void *p);
 void noma__xprefault(void *p, size_t bytes); /* map a block's pages about to be written (hint) */
@@ -231,9 +267,10 @@ void noma__randn_affine(NomaCtx *c, real *out, int64_t n, double mean, double st
 /* ---- parameters (noma_rt_params.c) ---- */
 void noma__params_free_all(NomaCtx *c);
 void noma__defer_clear(NomaCtx *c);
-void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v,
-                     int record); /* noma_rt_params.c; record: a re-initialisation is an event */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int64_t span,
+                     int record); /* record: a re-initialisation is an event */
 void noma__dim_names_free(NomaCtx *c); /* noma_rt_checkpoint.c */
+void noma__st_cache_free(NomaCtx *c);  /* noma_rt_io.c */
 
 /* ---- safetensors files (defined in noma_rt_io.c; used by noma_rt_checkpoint.c) ---- */
 typedef struct {
@@ -250,6 +287,7 @@ typedef struct {
     uint64_t data_len;
     NomaStEntry *entries; /* in file order */
     int64_t n;
+    int64_t *by_name;     /* entry indices sorted by name (names are unique) */
     char **meta;          /* __metadata__ as key, value, key, value, ... (owned) */
     int64_t nmeta;
 } NomaStFile;
@@ -267,7 +305,7 @@ typedef struct {
    path) in msg, having released everything, so callers can clean up before failing. */
 int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap); /* header validated */
 void noma__st_close(NomaStFile *sf);
-const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* first of that name */
+const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name); /* NULL if absent */
 const char *noma__st_meta(const NomaStFile *sf, const char *key);         /* NULL if absent */
 int noma__st_dtype_size(const char *dtype); /* bytes per element; 0 unknown or unsupported */
 int64_t noma__st_numel(const NomaStEntry *e); /* -1 for unsupported dtypes */

@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "noma_rt_io.c assumes a little-endian host"
@@ -69,8 +70,11 @@ static int fmt_num(char *buf, size_t cap, double x) {
 /*                                                                          */
 /* Numbers separated by commas (spaces/tabs around them allowed), "#" starts */
 /* a comment up to the end of the line, blank lines are skipped, the first   */
-/* non-blank line is skipped as a header when it is not all numbers. Every   */
-/* row must have the same number of values. Result: rank 2 [rows, cols].    */
+/* non-blank line is skipped as a header when a field holds text that is   */
+/* not a number (an empty field does not make a header). A UTF-8 byte order */
+/* mark at the start is skipped. An empty field in a data row, a later       */
+/* non-number and a row with another number of values are io errors naming  */
+/* the line (and column). Result: rank 2 [rows, cols].                       */
 /* ======================================================================== */
 
 static int parse_field(const char *s, const char *e, double *out) {
@@ -88,6 +92,12 @@ static int parse_field(const char *s, const char *e, double *out) {
     return 1;
 }
 
+/* Whether a field holds nothing but spaces and tabs. */
+static int field_blank(const char *s, const char *e) {
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    return s == e;
+}
+
 static void field_text(char *buf, size_t cap, const char *s, const char *e) {
     while (s < e && (*s == ' ' || *s == '\t')) s++;
     while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
@@ -95,6 +105,21 @@ static void field_text(char *buf, size_t cap, const char *s, const char *e) {
     if (L >= cap) L = cap - 1;
     memcpy(buf, s, L);
     buf[L] = 0;
+}
+
+/* noma__fail_alloc's error (worded while the blocks still count as in use), then the blocks are
+   freed, then it is raised: an armed jump never skips the frees. */
+static void fail_alloc_freeing(NomaCtx *c, int64_t span, uint64_t bytes, const char *what, void *a,
+                               void *b) {
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    noma__fail_alloc(c, span, bytes, what);
+    c->jb = armed;
+    noma__xfree(a);
+    noma__xfree(b);
+    char m[NOMA_ERRMSG];
+    snprintf(m, sizeof m, "%s", c->err_msg);
+    noma__failf(c->err_kind, span, "%s", m);
 }
 
 void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
@@ -105,10 +130,16 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     FILE *f = open_or_fail(path, "rb", span, 0);
     if (!f) return;
     int64_t size = file_size(f);
-    char *text = size >= 0 ? (char *)malloc((size_t)size + 1) : NULL;
+    /* the text and the values are runtime blocks: they count against the memory limit */
+    char *text = size >= 0 ? (char *)noma__xmalloc((size_t)size + 1) : NULL;
+    if (!text && size >= 0) {
+        fclose(f);
+        noma__fail_alloc(c, span, (uint64_t)size + 1, path);
+        return;
+    }
     if (!text || (size > 0 && fread(text, 1, (size_t)size, f) != (size_t)size)) {
         fclose(f);
-        free(text);
+        noma__xfree(text);
         noma__failf(NOMA_ERR_IO, span, "%s: cannot read the file", path);
         return;
     }
@@ -119,6 +150,7 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     int64_t nvals = 0, cap = 0, rows = 0, cols = -1, line_no = 0;
     int seen_first = 0;
     const char *p = text, *end = text + size;
+    if (size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p += 3; /* a UTF-8 byte order mark */
     char msg_field[64];
     while (p < end) {
         const char *ls = p;
@@ -132,41 +164,49 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         const char *t = ls;
         while (t < le && (*t == ' ' || *t == '\t')) t++;
         if (t == le) continue;
-        /* count fields and check they are numbers */
-        int64_t nf = 0;
-        int numeric = 1;
+        /* count fields and classify them: numbers, empty fields, other text */
+        int64_t nf = 0, bad_col = 0, empty_col = 0;
         const char *bad_s = NULL, *bad_e = NULL;
         for (const char *fs = ls;;) {
             const char *fe = memchr(fs, ',', (size_t)(le - fs));
             if (!fe) fe = le;
             double v;
-            if (!parse_field(fs, fe, &v) && numeric) {
-                numeric = 0;
-                bad_s = fs;
-                bad_e = fe;
-            }
             nf++;
+            if (!parse_field(fs, fe, &v)) {
+                if (field_blank(fs, fe)) {
+                    if (!empty_col) empty_col = nf;
+                } else if (!bad_col) {
+                    bad_col = nf;
+                    bad_s = fs;
+                    bad_e = fe;
+                }
+            }
             if (fe == le) break;
             fs = fe + 1;
         }
-        if (!numeric) {
-            if (!seen_first) {
-                seen_first = 1; /* header row */
-                continue;
+        if (bad_col && !seen_first) { /* a first line with text that is not a number: the header */
+            seen_first = 1;
+            continue;
+        }
+        if (bad_col || empty_col) {
+            if (bad_col) field_text(msg_field, sizeof msg_field, bad_s, bad_e);
+            noma__xfree(vals);
+            noma__xfree(text);
+            if (empty_col && (!bad_col || empty_col < bad_col)) {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld is empty", path,
+                            (long long)line_no, (long long)empty_col);
+            } else {
+                noma__failf(NOMA_ERR_IO, span, "%s: line %lld, column %lld: cannot read '%s' as a number",
+                            path, (long long)line_no, (long long)bad_col, msg_field);
             }
-            field_text(msg_field, sizeof msg_field, bad_s, bad_e);
-            free(vals);
-            free(text);
-            noma__failf(NOMA_ERR_IO, span, "%s: line %lld: cannot read '%s' as a number", path,
-                        (long long)line_no, msg_field);
             return;
         }
         seen_first = 1;
         if (cols < 0)
             cols = nf;
         else if (nf != cols) {
-            free(vals);
-            free(text);
+            noma__xfree(vals);
+            noma__xfree(text);
             noma__failf(NOMA_ERR_IO, span, "%s: line %lld has %lld values, expected %lld", path,
                         (long long)line_no, (long long)nf, (long long)cols);
             return;
@@ -174,13 +214,13 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         if (nvals + nf > cap) {
             int64_t nc = cap ? cap * 2 : 1024;
             while (nc < nvals + nf) nc *= 2;
-            double *q = (double *)realloc(vals, (size_t)nc * sizeof(double));
+            double *q = (double *)noma__xmalloc((size_t)nc * sizeof(double));
             if (!q) {
-                free(vals);
-                free(text);
-                noma__failf(NOMA_ERR_IO, span, "%s: out of memory", path);
+                fail_alloc_freeing(c, span, (uint64_t)nc * sizeof(double), path, vals, text);
                 return;
             }
+            if (nvals) memcpy(q, vals, (size_t)nvals * sizeof(double));
+            noma__xfree(vals);
             vals = q;
             cap = nc;
         }
@@ -193,19 +233,27 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
         }
         rows++;
     }
-    free(text);
+    noma__xfree(text);
     if (rows == 0) {
-        free(vals);
+        noma__xfree(vals);
         noma__failf(NOMA_ERR_IO, span, "%s: no numeric rows", path);
         return;
     }
-    real *d = noma__alloc(c, nvals);
+    /* the arena block must not unwind past vals (a leaked block would stay charged): fail
+       without jumping, free vals, then raise the recorded error */
+    jmp_buf *armed = c->jb;
+    c->jb = NULL;
+    real *d = noma__alloc_at(c, nvals, span);
+    c->jb = armed;
     if (!d) {
-        free(vals);
+        noma__xfree(vals);
+        char m[NOMA_ERRMSG];
+        snprintf(m, sizeof m, "%s", c->err_msg);
+        noma__failf(c->err_kind, span, "%s", m);
         return;
     }
     for (int64_t i = 0; i < nvals; i++) d[i] = (real)vals[i];
-    free(vals);
+    noma__xfree(vals);
     out->data = d;
     out->dims[0] = rows;
     out->dims[1] = cols;
@@ -650,7 +698,79 @@ static const char *st_entry_problem(const StEntry *e, int over, uint64_t data_le
     return NULL;
 }
 
+/* qsort keys: an entry's name or offsets with its index (no global state: comparators see only
+   their arguments). */
+typedef struct {
+    const char *name;
+    uint64_t begin, end;
+    int64_t index;
+} StKey;
+
+static int by_name_cmp(const void *a, const void *b) {
+    return strcmp(((const StKey *)a)->name, ((const StKey *)b)->name);
+}
+
+static int by_offset_cmp(const void *a, const void *b) {
+    const StKey *x = (const StKey *)a, *y = (const StKey *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* The rules of the reference implementation (the Rust safetensors crate): names are unique, and
+   the tensors' data, in the order of their offsets, are contiguous and cover the data region
+   exactly (no overlap, no gap, nothing after the last). Builds sf->by_name. 0 with msg set. */
+static int st_check_layout(NomaStFile *sf, char *msg, size_t cap) {
+    int64_t n = sf->n;
+    sf->by_name = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    StKey *keys = (StKey *)malloc((size_t)(n ? n : 1) * sizeof(StKey));
+    if (!sf->by_name || !keys) {
+        free(keys);
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", sf->path);
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        keys[i].name = sf->entries[i].name;
+        keys[i].begin = sf->entries[i].begin;
+        keys[i].end = sf->entries[i].end;
+        keys[i].index = i;
+    }
+    qsort(keys, (size_t)n, sizeof(StKey), by_name_cmp);
+    for (int64_t i = 0; i < n; i++) sf->by_name[i] = keys[i].index;
+    qsort(keys, (size_t)n, sizeof(StKey), by_offset_cmp);
+    int ok = 1;
+    for (int64_t i = 1; ok && i < n; i++)
+        if (strcmp(sf->entries[sf->by_name[i]].name, sf->entries[sf->by_name[i - 1]].name) == 0) {
+            snprintf(msg, cap, "%s: invalid safetensors header: tensor '%s' appears twice", sf->path,
+                     sf->entries[sf->by_name[i]].name);
+            ok = 0;
+        }
+    uint64_t at = 0;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const NomaStEntry *e = &sf->entries[keys[i].index];
+        if (e->begin != at) {
+            snprintf(msg, cap,
+                     "%s: invalid safetensors header: tensor '%s': data offsets [%llu, %llu] %s the "
+                     "previous tensor's data (which ends at byte %llu)",
+                     sf->path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                     e->begin < at ? "overlap" : "leave a gap after", (unsigned long long)at);
+            ok = 0;
+        }
+        at = e->end;
+    }
+    if (ok && at != sf->data_len) {
+        snprintf(msg, cap,
+                 "%s: invalid safetensors header: the tensors' data ends at byte %llu of a data "
+                 "region of %llu bytes",
+                 sf->path, (unsigned long long)at, (unsigned long long)sf->data_len);
+        ok = 0;
+    }
+    free(keys);
+    return ok;
+}
+
 void noma__st_close(NomaStFile *sf) {
+    free(sf->by_name);
     for (int64_t i = 0; i < sf->n; i++) free(sf->entries[i].name);
     for (int64_t i = 0; i < 2 * sf->nmeta; i++) free(sf->meta[i]);
     free(sf->entries);
@@ -710,6 +830,7 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
     j.start = j.p = hdr;
     j.end = hdr + N;
     int64_t ecap = 0;
+    int seen_meta = 0;
     int ok = sf->path != NULL && jexpect(&j, '{');
     if (!sf->path) jerr(&j, "out of memory");
     if (ok && jpeek(&j, '}')) {
@@ -724,6 +845,11 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
             }
             if (strcmp(key, "__metadata__") == 0) {
                 free(key);
+                if (seen_meta) {
+                    ok = jerr(&j, "__metadata__ appears twice");
+                    break;
+                }
+                seen_meta = 1;
                 /* object of strings */
                 ok = jexpect(&j, '{');
                 if (ok && jpeek(&j, '}')) {
@@ -784,12 +910,22 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
         noma__st_close(sf);
         return 0;
     }
+    if (!st_check_layout(sf, msg, cap)) {
+        noma__st_close(sf);
+        return 0;
+    }
     return 1;
 }
 
 const NomaStEntry *noma__st_find(const NomaStFile *sf, const char *name) {
-    for (int64_t i = 0; i < sf->n; i++)
-        if (strcmp(sf->entries[i].name, name) == 0) return &sf->entries[i];
+    int64_t lo = 0, hi = sf->n; /* binary search over by_name */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(sf->entries[sf->by_name[mid]].name, name);
+        if (r == 0) return &sf->entries[sf->by_name[mid]];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
@@ -837,17 +973,68 @@ int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, v
 /* safetensors: load one tensor                                             */
 /* ======================================================================== */
 
+/* The header of the file noma_st_load read last, kept per context with the file's identity
+   (device, inode, size, modification time): `load_safetensors m = "f"` loads every tensor of f
+   one call at a time, and parsing a header of n entries for each of them cost n^2 (50,000 tiny
+   tensors took minutes). A file replaced or rewritten since is read again. */
+struct NomaStCache {
+    NomaStFile sf;
+    int valid;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+void noma__st_cache_free(NomaCtx *c) {
+    if (!c->st_cache) return;
+    if (c->st_cache->valid) noma__st_close(&c->st_cache->sf);
+    free(c->st_cache);
+    c->st_cache = NULL;
+}
+
+/* The validated header of path (cached), or NULL with an io message in msg. */
+static const NomaStFile *st_open_cached(NomaCtx *c, const char *path, char *msg, size_t cap) {
+    struct stat sb;
+    int known = path && stat(path, &sb) == 0;
+    struct NomaStCache *k = c->st_cache;
+    if (known && k && k->valid && strcmp(k->sf.path, path) == 0 && k->dev == sb.st_dev &&
+        k->ino == sb.st_ino && k->size == sb.st_size && k->mtime.tv_sec == sb.st_mtim.tv_sec &&
+        k->mtime.tv_nsec == sb.st_mtim.tv_nsec)
+        return &k->sf;
+    if (!k && !(k = c->st_cache = (struct NomaStCache *)calloc(1, sizeof *k))) {
+        snprintf(msg, cap, "%s: out of memory reading the safetensors header", path ? path : "?");
+        return NULL;
+    }
+    if (k->valid) noma__st_close(&k->sf);
+    k->valid = 0;
+    if (!noma__st_open(path, &k->sf, msg, cap)) return NULL;
+    k->valid = known; /* a file stat could not see is read every time */
+    if (known) {
+        k->dev = sb.st_dev;
+        k->ino = sb.st_ino;
+        k->size = sb.st_size;
+        k->mtime = sb.st_mtim;
+    } else {
+        noma__st_close(&k->sf);
+        snprintf(msg, cap, "%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    return &k->sf;
+}
+
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span) {
     NomaCtx *c = noma__cur();
     if (!out) return;
     memset(out, 0, sizeof *out);
     if (!name) name = "";
     char msg[NOMA_ERRMSG];
-    NomaStFile sf;
-    if (!noma__st_open(path, &sf, msg, sizeof msg)) {
+    const NomaStFile *cached = st_open_cached(c, path, msg, sizeof msg);
+    if (!cached) {
         noma__failf(NOMA_ERR_IO, span, "%s", msg);
         return;
     }
+    const NomaStFile sf = *cached; /* the cache owns it: never closed here */
     const NomaStEntry *found = noma__st_find(&sf, name);
     NomaStEntry want;
     memset(&want, 0, sizeof want);
@@ -871,13 +1058,11 @@ void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *
         }
     }
     if (msg[0]) {
-        noma__st_close(&sf);
         noma__failf(kind, span, "%s", msg);
         return;
     }
-    /* the arena allocation may unwind: nothing of the header is kept across it */
+    /* the arena allocation may unwind: the header stays in the cache, nothing else is held */
     uint64_t data_start = sf.data_start;
-    noma__st_close(&sf);
     int64_t n = noma__st_numel(&want);
     real *d = noma__alloc(c, n);
     if (!d) return;

@@ -95,6 +95,7 @@ static NomaParam *param_slot(NomaCtx *c, int64_t slot, int create) {
             return NULL;
         }
         for (int i = 0; i < 4; i++) p->bind[i] = -1;
+        p->opt_span = -1;
         c->params[slot] = p;
     }
     return c->params[slot];
@@ -116,17 +117,25 @@ static NomaParam *param_live(NomaCtx *c, int64_t slot, int64_t span) {
 }
 
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v) {
-    noma__param_set(noma__cur(), slot, name, v, 1);
+    noma_param_set_at(slot, name, v, -1);
 }
 
-/* Defines or re-initialises a parameter; `record`: a re-initialisation is an event (the history
-   starts a new run segment there). Checkpoint loading does not record. */
-void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int record) {
-    if (!noma__check_tensor(v, -1, "parameter")) return;
+void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int64_t span) {
+    noma__param_set(noma__cur(), slot, name, v, span, 1);
+}
+
+/* Defines or re-initialises a parameter; errors are located at `span`; `record`: a
+   re-initialisation is an event (the history starts a new run segment there). Checkpoint loading
+   does not record. */
+void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTensor *v, int64_t span,
+                     int record) {
+    if (!noma__check_tensor(v, span, "parameter")) return;
     NomaTensor src = *v; /* v may be this parameter's own descriptor */
     int64_t n = noma__numel(&src);
+    const char *what = name ? name : "a parameter";
     if (n > MAX_PARAM_ELEMS) {
-        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+        c->mem->refused = INT64_MAX;
+        noma__fail_alloc(c, span, (uint64_t)n * sizeof(real), what);
         return;
     }
     NomaParam *p = param_slot(c, slot, 1);
@@ -136,7 +145,7 @@ void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTenso
     if (!d || (name && !nm)) {
         noma__xfree(d);
         free(nm);
-        noma__failf(NOMA_ERR_RUNTIME, -1, "cannot allocate %lld elements", (long long)n);
+        noma__fail_alloc(c, span, (uint64_t)(n ? n : 1) * sizeof(real), what);
         return;
     }
     if (n) memcpy(d, src.data, (size_t)n * sizeof(real));
@@ -309,6 +318,7 @@ typedef struct {
     int64_t n;
     real *data, *m, *v, *pow1, *pow2;
     int64_t *steps;
+    uint64_t need; /* bytes of the whole set (for the error when it could not be allocated) */
 } Pending;
 
 static void pad4(int64_t rank, const int64_t *dims, int64_t out[4]) {
@@ -461,6 +471,12 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
     }
     q->n = n;
     size_t rb = (size_t)n * sizeof(real);
+    uint64_t total = (uint64_t)rb * (uint64_t)(1 + !!p->m + !!p->v + !!p->pow1 + !!p->pow2) +
+                     (p->steps ? (uint64_t)n * sizeof(int64_t) : 0);
+    if (!noma__mem_admit(noma__cur(), total)) { /* the whole set, before any is allocated */
+        q->need = total;
+        return 0;
+    }
     int okk = 1;
     okk &= (q->data = (real *)noma__xcalloc(rb)) != NULL;
     if (p->m) okk &= (q->m = (real *)noma__xcalloc(rb)) != NULL;
@@ -468,7 +484,10 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
     if (p->pow1) okk &= (q->pow1 = (real *)noma__xcalloc(rb)) != NULL;
     if (p->pow2) okk &= (q->pow2 = (real *)noma__xcalloc(rb)) != NULL;
     if (p->steps) okk &= (q->steps = (int64_t *)noma__xcalloc((size_t)n * sizeof(int64_t))) != NULL;
-    if (!okk) pending_discard(q);
+    if (!okk) {
+        pending_discard(q);
+        q->need = total;
+    }
     return okk;
 }
 
@@ -566,6 +585,15 @@ static int simple_fill(RemapSpec *sp, int32_t policy, double a, double b, const 
     }
 }
 
+/* n *= d when d is a valid size (0 <= d) and the product stays within MAX_PARAM_ELEMS; 0 otherwise
+   (n unchanged). Never divides by a zero size. */
+static int numel_step(int64_t *n, int64_t d) {
+    if (d < 0 || d > MAX_PARAM_ELEMS) return 0;
+    if (d != 0 && *n > MAX_PARAM_ELEMS / d) return 0;
+    *n *= d;
+    return 1;
+}
+
 /* Source choice for Net2Net growth: g(u) = floor(u53 * old) for u = old..new-1. */
 static int64_t *copy_choice(NomaCtx *c, int64_t old, int64_t nw) {
     int64_t *map = (int64_t *)malloc((size_t)nw * sizeof(int64_t));
@@ -596,12 +624,11 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
     }
     int64_t n = 1;
     for (int64_t i = 0; i < rank; i++) {
-        if (dims[i] < 1 || dims[i] > MAX_PARAM_ELEMS || n > MAX_PARAM_ELEMS / dims[i]) {
+        if (!numel_step(&n, dims[i])) {
             noma__failf(NOMA_ERR_SHAPE, span, "cannot resize %s to size %lld along axis %lld",
                         pname(p), (long long)dims[i], (long long)i);
             return;
         }
-        n *= dims[i];
         if (p->bind[i] >= 0 && dims[i] != p->t.dims[i]) {
             noma__failf(NOMA_ERR_SHAPE, span,
                         "cannot resize axis %lld of %s alone: it is sized by a dim (resize the dim)",
@@ -624,6 +651,13 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
     pad4(rank, dims, sp.nd);
     int ok = 1;
     if (policy == NOMA_POLICY_COPY) {
+        for (int64_t i = 0; i < rank; i++)
+            if (dims[i] > p->t.dims[i] && p->t.dims[i] == 0) {
+                noma__failf(NOMA_ERR_SHAPE, span,
+                            "cannot grow axis %lld of %s by copying: it has no entries to copy",
+                            (long long)i, pname(p));
+                return;
+            }
         /* each grown axis (in axis order) copies uniformly chosen old indices; no rescaling */
         sp.fill = FILL_ZERO;
         double nb = (double)b;
@@ -637,7 +671,7 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
     Pending q;
     if (!ok || !pending_alloc(&q, p, slot, rank, dims)) {
         for (int ax = 0; ax < 4; ax++) free(sp.map[ax]);
-        noma__failf(NOMA_ERR_RUNTIME, span, "cannot allocate %lld elements", (long long)n);
+        noma__fail_alloc(c, span, ok ? q.need : (uint64_t)n * sizeof(real), pname(p));
         return;
     }
     pending_fill(c, &q, &sp);
@@ -674,7 +708,7 @@ static void apply_param_resize(NomaCtx *c, int64_t slot, int64_t rank, const int
 static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t policy, real a,
                              real b, int64_t span) {
     if (!dim_ensure(c, dim_id)) return;
-    if (size < 1 || size > MAX_PARAM_ELEMS) {
+    if (size < 0 || size > MAX_PARAM_ELEMS) {
         noma__failf(NOMA_ERR_SHAPE, span, "cannot resize a dim to %lld", (long long)size);
         return;
     }
@@ -689,6 +723,10 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
     }
     if (old == size) return;
     int32_t pol = policy == NOMA_POLICY_DEFAULT ? NOMA_POLICY_PRESERVE : policy;
+    if (pol == NOMA_POLICY_COPY && old == 0 && size > 0) {
+        noma__failf(NOMA_ERR_SHAPE, span, "cannot grow a dim of size 0 by copying: it has no units to copy");
+        return;
+    }
 
     /* collect and check the bound parameters */
     int64_t nb = 0;
@@ -709,11 +747,10 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
                 }
                 d = size;
             }
-            if (n > MAX_PARAM_ELEMS / d) {
+            if (!numel_step(&n, d)) {
                 noma__failf(NOMA_ERR_SHAPE, span, "resizing %s would make it too large", pname(p));
                 return;
             }
-            n *= d;
         }
         nb += bound;
     }
@@ -733,6 +770,8 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
         }
     }
     double noise = isfinite((double)b) && (double)b > 0 ? (double)b : 0.0;
+    uint64_t need = 0;          /* a failed allocation: its bytes and what it was for */
+    const char *what = "a dim resize";
 
     int64_t k = 0;
     for (int64_t s = 0; ok && s < c->nparams; s++) {
@@ -772,6 +811,8 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
             simple_fill(&sp, pol, (double)a, (double)b, p, r, ndims);
         }
         if (!pending_alloc(&pend[k], p, s, r, ndims)) {
+            need = pend[k].need;
+            what = pname(p);
             ok = 0;
             break;
         }
@@ -783,7 +824,7 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
         free(pend);
         free(gmap);
         free(cdiv);
-        noma__failf(NOMA_ERR_RUNTIME, span, "out of memory while resizing a dim");
+        noma__fail_alloc(c, span, need, what);
         return;
     }
     int64_t od1[1] = {old}, nd1[1] = {size};
@@ -931,9 +972,14 @@ static void resolve_hyper(int32_t kind, const real *h, NomaHyper *o) {
 }
 
 void noma_opt_begin(int64_t slot, int32_t kind, const real *hyper) {
+    noma_opt_begin_at(slot, kind, hyper, -1);
+}
+
+void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t span) {
     NomaCtx *c = noma__cur();
-    NomaParam *p = param_live(c, slot, -1);
+    NomaParam *p = param_live(c, slot, span);
     if (!p) return;
+    p->opt_span = span;
     if (kind < NOMA_OPT_SGD || kind > NOMA_OPT_ADAMW) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "unknown optimizer kind %d", (int)kind);
         return;
@@ -1000,6 +1046,19 @@ static int state_zero(real **buf, int64_t n) {
     return *buf != NULL;
 }
 
+/* Bytes of the optimizer state p still lacks for its kind (the set opt_prepare allocates). */
+static uint64_t state_missing(const NomaParam *p) {
+    uint64_t n = (uint64_t)p->n, r = n * sizeof(real), b = p->steps ? 0 : n * sizeof(int64_t);
+    int mom = p->hyper.momentum != 0;
+    switch (p->opt_kind) {
+    case NOMA_OPT_SGD: return b + (mom && !p->m ? r : 0);
+    case NOMA_OPT_ADAM:
+    case NOMA_OPT_ADAMW: return b + r * (uint64_t)(!p->m + !p->v + !p->pow1 + !p->pow2);
+    case NOMA_OPT_RMSPROP: return b + (!p->v ? r : 0) + (mom && !p->m ? r : 0);
+    default: return b;
+    }
+}
+
 /* Checks one optimizer step's gradient against its parameter and allocates the state it needs;
    the parameter, or NULL when it failed (not jumping) or has no entries. */
 static NomaParam *opt_prepare(NomaCtx *c, int64_t slot, const NomaTensor *grad) {
@@ -1020,6 +1079,13 @@ static NomaParam *opt_prepare(NomaCtx *c, int64_t slot, const NomaTensor *grad) 
     int64_t n = p->n;
     if (n == 0) return NULL;
     const NomaHyper *h = &p->hyper;
+    uint64_t need = state_missing(p);
+    if (need && !noma__mem_admit(c, need)) { /* the whole state, before any is allocated */
+        char what[300];
+        snprintf(what, sizeof what, "the optimizer state of %s", pname(p));
+        noma__fail_alloc(c, p->opt_span, need, what);
+        return NULL;
+    }
     int ok = 1;
     if (!p->steps) {
         p->steps = (int64_t *)noma__xcalloc((size_t)n * sizeof(int64_t));
@@ -1040,7 +1106,9 @@ static NomaParam *opt_prepare(NomaCtx *c, int64_t slot, const NomaTensor *grad) 
         break;
     }
     if (!ok) {
-        noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (optimizer state of %s)", pname(p));
+        char what[300];
+        snprintf(what, sizeof what, "the optimizer state of %s", pname(p));
+        noma__fail_alloc(c, p->opt_span, need, what);
         return NULL;
     }
     return p;

@@ -1,0 +1,51 @@
+"""Named metrics (`report("name", x);`): recorded at the global step in bounded memory, listed by
+:history, drawn by plots, limited to 32 names (a located runtime error beyond)."""
+from __future__ import annotations
+
+import numpy as np
+
+from noma.meta import cmd_history
+from noma.plots import history_png
+from noma.session import Session
+
+LOOP = """learn w = 0.0;
+let step = 0;
+optimize(w) with sgd(lr = 0.1) max 5000 {
+    step = step + 1;
+    report("w", w);
+    if step % 1000 == 0 { report("every1000", step); }
+    let loss = (w - 1) ^ 2;
+    minimize loss;
+}
+"""
+
+
+def test_metrics_are_bounded_and_summarised() -> None:
+    s = Session()
+    assert s.execute(LOOP).ok
+    w, sparse = s.metrics["w"], s.metrics["every1000"]
+    assert w.count == 5000 and len(w.steps) == 4096  # the last 4096 held exactly
+    assert list(w.steps[[0, -1]]) == [5000 - 4096, 4999]
+    assert w.min == 0.0 and 0.99 < w.max <= 1.0
+    assert list(sparse.steps) == [999, 1999, 2999, 3999, 4999]
+    np.testing.assert_array_equal(sparse.values, [1000, 2000, 3000, 4000, 5000])
+    assert sparse.mean == 3000
+
+
+def test_history_lists_and_plots_metrics() -> None:
+    s = Session()
+    s.execute(LOOP)
+    text = cmd_history(s, "", False).text
+    assert "metric every1000: last 5000 at step 4999, 5 reports, min 1000, max 5000, mean 3000" in text
+    assert set(s.history.metrics) == {"w", "every1000"}
+    assert history_png(s.history, s.dims).startswith(b"\x89PNG")
+
+
+def test_more_than_32_names_is_a_runtime_error() -> None:
+    s = Session()
+    cells = "".join(f'report("m{i}", {i});\n' for i in range(33))
+    result = s.execute(cells)
+    error = result.errors[0]
+    assert result.status == "error" and "more than 32 metric names" in error.message
+    assert error.span is not None and error.span.line == 33  # the 33rd report
+    assert len(s.metrics) == 32
