@@ -311,7 +311,7 @@ def _opt_differences(name: str, sa: dict[str, np.ndarray], sb: dict[str, np.ndar
         if key.startswith("pow") and steps is not None and np.shape(steps) == x.shape == y.shape:
             used = np.asarray(steps) > 0
             x, y = x[used], y[used]
-        floor = float(np.sqrt(np.max(np.abs(sb["v"])))) if key == "m" and "v" in sb else 0.0
+        floor = float(np.sqrt(np.max(np.abs(sb["v"]), initial=0.0))) if key == "m" and "v" in sb else 0.0
         if not close(x, y, rtol, floor):
             diffs.append(f"optimizer state {name}/{key}: {la} {sa[key]!r} vs {lb} {sb[key]!r}")
     return diffs

@@ -38,6 +38,11 @@ from noma.compiler.interp_optimizers import OptSlot, hyperparameters, new_slot, 
 from noma.compiler.interp_rng import RuntimeRng
 
 MAX_DEPTH = 10000
+MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX)
+#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
+#: refuses any single result larger than this before NumPy allocates it; it does not account for
+#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
+MEMORY_LIMIT = 8 << 30
 #: Python frames (and stack) a NOMA call may need: calls run on a thread with a large stack.
 _STACK_BYTES = 1 << 30
 
@@ -218,8 +223,18 @@ class Interpreter:
             if d < 0:
                 raise error(Kind.RUNTIME, f"a dimension cannot be negative (got {d})", self._span(span))
             if d > 1 << 40:  # the native code's bound on one axis, also when another axis is 0
-                raise error(Kind.RUNTIME, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
+                raise error(Kind.SHAPE, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
         return dims
+
+    def _room(self, shape: Any, span: int, what: str = "a tensor") -> None:
+        """A runtime error (never an allocation) when a result of `shape` exceeds MEMORY_LIMIT."""
+        count = 1
+        for d in shape:
+            count *= int(d)
+        size = count * np.dtype(self.dt).itemsize
+        if size > MEMORY_LIMIT:
+            raise error(Kind.RUNTIME, f"cannot allocate {size} bytes for {what}: over the memory limit of "
+                        f"{MEMORY_LIMIT} bytes", self._span(span))
 
     def _shape_error(self, ins: Instr, *shapes: tuple[int, ...]) -> Exception:
         text = " and ".join(_shape_text(s) for s in shapes)
@@ -319,7 +334,7 @@ class Interpreter:
     def _elementwise(self, ins: Instr, args: list[Any]) -> Any:
         arrays = [self._arr(a) for a in args]
         try:
-            np.broadcast_shapes(*(a.shape for a in arrays))
+            self._room(np.broadcast_shapes(*(a.shape for a in arrays)), ins.span)
         except ValueError:
             raise self._shape_error(ins, *(a.shape for a in arrays)) from None
         if ins.op in _UNARY:
@@ -366,7 +381,9 @@ class Interpreter:
         return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
 
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
-        return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
+        dims = self._dims(args[1:], ins.span)
+        self._room(dims, ins.span)
+        return np.full(dims, float(args[0]), dtype=self.dt)
 
     def _draw(self, kind: str, a: float, b: float, n: int) -> np.ndarray:
         if kind == "normal":
@@ -375,6 +392,7 @@ class Interpreter:
 
     def _random(self, ins: Instr, args: list[Any]) -> Any:
         dims = self._dims(args[2:], ins.span)
+        self._room(dims, ins.span)
         return self._draw(ins.attr("kind"), float(args[0]), float(args[1]), int(np.prod(dims))).reshape(dims)
 
     def _rand_scalar(self, ins: Instr, args: list[Any]) -> Any:
@@ -441,6 +459,7 @@ class Interpreter:
         b = b.T if ins.attr("tb") else b
         if a.shape[1] != b.shape[0]:
             raise self._shape_error(ins, a.shape, b.shape)
+        self._room((a.shape[0], b.shape[1]), ins.span)
         return a @ b
 
     def _transpose(self, ins: Instr, args: list[Any]) -> Any:
@@ -606,7 +625,10 @@ class Interpreter:
         self.state.output.append(" ".join(parts))
 
     def _report(self, ins: Instr, args: list[Any]) -> None:
-        self.state.metrics.setdefault(ins.attr("name"), []).append((len(self.state.loss_log), float(args[0])))
+        name = ins.attr("name")
+        if name not in self.state.metrics and len(self.state.metrics) == MAX_METRICS:
+            raise error(Kind.RUNTIME, f"report: more than {MAX_METRICS} metric names", self._span(ins.span))
+        self.state.metrics.setdefault(name, []).append((len(self.state.loss_log), float(args[0])))
 
     def _opt_reset(self, ins: Instr, args: list[Any]) -> None:
         self.state.opt.clear()

@@ -87,8 +87,14 @@ def _pad(dims: list[int]) -> list[int]:
     return [1] * (4 - len(dims)) + list(dims)
 
 
-def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any) -> np.ndarray:
-    """The new values of a parameter (entry by entry, row-major over the new shape)."""
+def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any, span: Any = None) -> np.ndarray:
+    """The new values of a parameter (entry by entry, row-major over the new shape); a runtime
+    error, before allocating, when they would not fit the memory limit."""
+    from noma.compiler.interp import MEMORY_LIMIT
+
+    size = int(np.prod(new_dims, dtype=object)) * np.dtype(dt).itemsize
+    if size > MEMORY_LIMIT:
+        raise error(Kind.RUNTIME, f"cannot allocate {size} bytes for a resize: over the memory limit", span)
     rank = old.ndim
     od, nd = _pad(list(old.shape)), _pad(new_dims)
     src = old.reshape(od)
@@ -152,7 +158,7 @@ def resize_param(state: Any, slot: int, name: str, dims: list[int], policy: int,
         raise error(Kind.SHAPE, f"cannot resize {name} from rank {p.ndim} to rank {len(dims)}", span)
     n = 1
     for i, d in enumerate(dims):
-        if d < 1 or d > MAX_ELEMS or n > MAX_ELEMS // d:
+        if d < 0 or d > MAX_ELEMS or (d != 0 and n > MAX_ELEMS // d):
             raise error(Kind.SHAPE, f"cannot resize {name} to size {d} along axis {i}", span)
         n *= d
         if (slot, i) in state.bindings and d != p.shape[i]:
@@ -161,16 +167,19 @@ def resize_param(state: Any, slot: int, name: str, dims: list[int], policy: int,
     if list(p.shape) == list(dims):
         return
     if policy == COPY:
+        for i, d in enumerate(dims):
+            if d > p.shape[i] == 0:
+                raise error(Kind.SHAPE, f"cannot grow axis {i} of {name} by copying: it has no entries to copy", span)
         od, nd = _pad(list(p.shape)), _pad(dims)
         fill = Fill("zero", noise=b if math.isfinite(b) and b > 0 else 0.0)
         fill.maps = [_copy_choice(state.rng, od[ax], nd[ax]) if nd[ax] > od[ax] else None for ax in range(4)]
     else:
         fill = simple_fill(policy, a, b, p, dims)
-    _commit(state, slot, remap(state.rng, p, dims, fill, dt))
+    _commit(state, slot, remap(state.rng, p, dims, fill, dt, span))
 
 
 def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float, span: Any, dt: Any) -> None:
-    if size < 1 or size > MAX_ELEMS:
+    if size < 0 or size > MAX_ELEMS:
         raise error(Kind.SHAPE, f"cannot resize a dim to {size}", span)
     old = state.dims.get(dim, -1)
     if old < 0:
@@ -179,6 +188,8 @@ def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float,
     if old == size:
         return
     pol = PRESERVE if policy == DEFAULT else policy
+    if pol == COPY and old == 0 and size > 0:
+        raise error(Kind.SHAPE, "cannot grow a dim of size 0 by copying: it has no units to copy", span)
     bound = sorted(s for s in state.params if any(state.bindings.get((s, ax)) == dim
                                                    for ax in range(state.params[s].ndim)))
     gmap: Optional[list[int]] = None
@@ -209,7 +220,7 @@ def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float,
             fill = Fill("preserve", 0.0, _std(p) if size > old else 0.0)
         else:
             fill = simple_fill(pol, a, b, p, ndims)
-        new_values.append((s, remap(state.rng, p, ndims, fill, dt)))
+        new_values.append((s, remap(state.rng, p, ndims, fill, dt, span)))
     for s, values in new_values:
         _commit(state, s, values)
     state.dims[dim] = size
