@@ -125,6 +125,16 @@ def _check_python(block: CodeBlock, tmp_path: Path) -> None:
     assert float(value) == float(w) and float(last) < 1e-4
 
 
+def _check_tune(block: CodeBlock, tmp_path: Path) -> None:
+    """`noma tune` starts Ray trials (tests/tune runs them): here, the file it names exists and
+    every option the command line uses is one `noma tune --help` lists."""
+    args = block.text.replace("\\\n", " ").split()
+    assert args[:2] == ["noma", "tune"] and (ROOT / args[2]).exists(), args
+    helptext = _noma(["tune", "--help"], tmp_path).stdout
+    for option in (a for a in args if a.startswith("--")):
+        assert option in helptext, option
+
+
 def _check_repl(block: CodeBlock, tmp_path: Path) -> None:
     from noma.meta import is_meta, run_meta
 
@@ -172,7 +182,7 @@ def _bash_kernel_install(cmd: str, tmp_path: Path) -> None:
 
 
 def _bash_jupyter_lab(cmd: str, tmp_path: Path) -> None:
-    assert len(list((ROOT / "notebooks").glob("*.ipynb"))) == 3  # "notebooks/ has three tours"
+    assert len(list((ROOT / "notebooks").glob("*.ipynb"))) == 4  # "notebooks/ has four tours"
 
 
 def _bash_build(cmd: str, tmp_path: Path) -> None:
@@ -215,7 +225,7 @@ BASH: dict[str, Callable[[str, Path], None]] = {
     "pip install -e . && noma run examples/grow_xor.noma --plot grow_xor.png": _bash_noma_run,
     'pip install -e ".[test]" && python -m pytest -q': _bash_test_extra,
     "python -m noma.kernel install --user     # or: noma kernel install --user": _bash_kernel_install,
-    'jupyter lab                              # pick the "NOMA" kernel; notebooks/ has three tours': _bash_jupyter_lab,
+    'jupyter lab                              # pick the "NOMA" kernel; notebooks/ has four tours': _bash_jupyter_lab,
     "noma build examples/grow_xor.noma -o grow_xor && ./grow_xor": _bash_build,
 }
 
@@ -228,6 +238,8 @@ def test_other_blocks(block: CodeBlock, tmp_path: Path) -> None:
         _check_python(block, tmp_path)
     elif block.lang == "" and block.text.startswith("noma> "):
         _check_repl(block, tmp_path)
+    elif block.lang == "" and block.text.startswith("noma tune "):
+        _check_tune(block, tmp_path)
     elif block.lang == "json":
         _check_json(block, tmp_path)
     elif block.lang == "bash":
