@@ -15,14 +15,12 @@ from noma.diagnostics import Kind, NomaError, Source
 
 
 def _read(path: str) -> Source:
+    from noma import source_file
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return Source(path, f.read())
-    except OSError as exc:
-        print(f"error[io]: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except UnicodeDecodeError:
-        print(f"error[io]: {path} is not UTF-8 text", file=sys.stderr)
+        return source_file.read(path)
+    except NomaError as exc:
+        _print_diagnostics(exc)
         raise SystemExit(1) from None
 
 

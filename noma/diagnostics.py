@@ -6,8 +6,11 @@ Imports: nothing of NOMA's (the bottom of the layering).
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any, Optional, Sequence
 
 
@@ -34,16 +37,23 @@ class Source:
     name: str
     text: str
 
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        """Offsets where lines start (computed once: a program has a span per operation)."""
+        return [0] + [m.end() for m in re.finditer("\n", self.text)]
+
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        starts = self._line_starts
+        if not 0 < line <= len(starts):
+            return ""
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[starts[line - 1]:end].rstrip("\r")
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a character offset."""
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        col = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return line, col
+        line = bisect_right(self._line_starts, offset)
+        return line, offset - self._line_starts[line - 1] + 1
 
 
 @dataclass(frozen=True)
@@ -114,17 +124,28 @@ def error(kind: Kind, message: str, span: Optional[Span] = None, note: Optional[
 _RED, _BLUE, _BOLD, _RESET, _YELLOW = "\x1b[31m", "\x1b[34m", "\x1b[1m", "\x1b[0m", "\x1b[33m"
 
 
+#: characters of a source line shown around the caret (longer lines are cut, marked with …)
+_SHOWN = 160
+
+
 def location_text(span: Span, color: bool = False) -> str:
     """The ` --> name:L:C` line, the source line and the caret underline."""
     line, col = span.source.position(span.start)
     text = span.source.line_text(line)
     end_line, end_col = span.source.position(max(span.start, span.end - 1))
     width = max(1, (end_col - col + 1) if end_line == line else len(text) - col + 1)
+    shown_col = col
+    if len(text) > _SHOWN:  # a very long line: the part around the caret (the column stays true)
+        first = max(0, min(col - 1 - _SHOWN // 2, len(text) - _SHOWN))
+        text = ("…" if first else "") + text[first:first + _SHOWN] + ("…" if first + _SHOWN < len(text) else "")
+        shown_col = col - first + (1 if first else 0)
+        width = min(width, len(text) - shown_col + 1)
+    col_for_caret = shown_col
     gutter = " " * len(str(line))
     blue = _BLUE if color else ""
     red = _RED if color else ""
     reset = _RESET if color else ""
-    caret = " " * (col - 1) + "^" + "~" * (width - 1)
+    caret = " " * (col_for_caret - 1) + "^" + "~" * (width - 1)
     return (
         f"{gutter}{blue}-->{reset} {span.source.name}:{line}:{col}\n"
         f"{gutter} {blue}|{reset}\n"

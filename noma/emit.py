@@ -36,28 +36,35 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
     skips the passes (constant folding, CSE, DCE: the test oracle runs the IR without them, so
     their mistakes show as disagreements with native code). Raises NomaError."""
     from noma.compiler import autodiff, ir, irgen, passes
+    from noma.compiler.budget import run_stage
     from noma.compiler.parse import parse
     from noma.compiler.symbols import SymbolTable
     from noma.rt.safetensors_header import read_ranks
 
-    if program is None:
-        program = parse(source)
-    module, has_value = irgen.generate(program, SymbolTable(), dtype, read_ranks, run_main=True, cell_name=ENTRY)
-    if differentiate:
-        autodiff.differentiate(module)
-        if optimize:
-            passes.optimize_module(module)
-    ir.verify(module)
-    return module, has_value
+    def front_end(program: Any) -> tuple[Any, bool]:
+        if program is None:
+            program = parse(source)
+        module, has_value = irgen.generate(program, SymbolTable(), dtype, read_ranks, run_main=True,
+                                           cell_name=ENTRY)
+        if differentiate:
+            autodiff.differentiate(module)
+            if optimize:
+                passes.optimize_module(module)
+        ir.verify(module)
+        return module, has_value
+
+    return run_stage(source, front_end, program)
 
 
 def compile_program(source: Source, dtype: str = "f64", *, program: Any = None) -> CompiledProgram:
     """Source → one self-contained LLVM module (symbols `noma_<fn>`, entry `noma___main`)."""
     from noma.compiler import lower_llvm
+    from noma.compiler.budget import run_stage
 
     module, has_value = compile_ir(source, dtype, program=program)
     names = {n: f"noma_{n}" for n in module.functions}
-    text = lower_llvm.lower_module(module, symbols=names, own_pointers=set(module.functions), name=ENTRY)
+    text = run_stage(source, lower_llvm.lower_module, module, symbols=names, own_pointers=set(module.functions),
+                     name=ENTRY)
     return CompiledProgram(module, text, has_value, names[ENTRY])
 
 
@@ -67,7 +74,9 @@ def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optiona
 
     program = parse(source)
     if stage == "ast":
-        return pprint.pformat(program, width=110) + "\n"
+        from noma.compiler.budget import run_stage
+
+        return run_stage(source, pprint.pformat, program, width=110) + "\n"
     if stage in ("ir", "grad"):
         module, _ = compile_ir(source, dtype, differentiate=stage == "grad", program=program)
         if function is not None:

@@ -64,8 +64,8 @@ class LossSummary:
                     bsum: np.ndarray) -> "LossSummary":
         """The runtime's levels (counts[l] buckets of 2^l losses; buckets oldest first, i.e. the
         highest level first) after `start` steps that are not summarised."""
-        widths = np.concatenate([np.full(int(c), 1 << l, np.int64)
-                                 for l, c in reversed(list(enumerate(counts)))] or [np.zeros(0, np.int64)])
+        widths = np.concatenate([np.full(int(c), 1 << level, np.int64)
+                                 for level, c in reversed(list(enumerate(counts)))] or [np.zeros(0, np.int64)])
         first = start + 1 + np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64) if len(widths) \
             else np.zeros(0, np.int64)
         return cls(first, widths, np.asarray(bmin, np.float64), np.asarray(bmax, np.float64),

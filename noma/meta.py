@@ -376,13 +376,13 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
     path = _one_arg(arg)
     if not path:
         return MetaResult("usage: :run FILE", ok=False)
+    from noma import source_file
+    from noma.diagnostics import NomaError
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        return MetaResult(f"cannot read {path}: {exc.strerror}", ok=False)
-    except UnicodeDecodeError:
-        return MetaResult(f"{path} is not UTF-8 text", ok=False)
+        text = source_file.read(path).text
+    except NomaError as exc:
+        return MetaResult("\n".join(d.render(color) for d in exc.diagnostics), ok=False)
     result = session.execute(text, name=path, run_main=True)
     return MetaResult(render_result(result, color), ok=result.status == "ok", result=result)
 

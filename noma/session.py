@@ -156,6 +156,19 @@ def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, A
     return found
 
 
+def _lower(module: Any, source: Source, names: dict[str, str], own: set[str], cell: str, shared: Any) -> str:
+    from noma.compiler.budget import run_stage
+    from noma.compiler.lower_llvm import lower_module
+
+    return run_stage(source, lower_module, module, symbols=names, own_pointers=own, name=cell, shared=shared)
+
+
+def _declared_global_slots(before: SymbolTable, after: SymbolTable) -> list[int]:
+    """Global slots a cell (re)declares: names that are new or got another slot."""
+    return [var.slot for name, var in after.globals.items()
+            if name not in before.globals or before.globals[name].slot != var.slot]
+
+
 class Session:
     """A live NOMA session. `execute(source)` compiles and runs one cell."""
 
@@ -296,10 +309,9 @@ class Session:
             module, cell, has_value, _ = self._compile(source, run_main, table, table.header_reader(read_ranks))
             symbols = table.plain()
             names, own, patch = self._plan_symbols(module, symbols)
-            from noma.compiler.lower_llvm import lower_module
 
             lowering_started = time.perf_counter()
-            llvm_text = lower_module(module, symbols=names, own_pointers=own, name=cell, shared=self.jit.defines)
+            llvm_text = _lower(module, source, names, own, cell, self.jit.defines)
             lowered = time.perf_counter()
             self.jit.last_phases = {}
             self.jit.add_ir(llvm_text, cell)
@@ -308,6 +320,12 @@ class Session:
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
+        except RecursionError:  # the last resort (parse.MAX_NESTING and run_stage catch what they can)
+            from noma.compiler.budget import too_deep
+
+            first_line = Span(source, 0, len(text.split("\n", 1)[0]))
+            return ExecResult(diagnostics=too_deep(first_line).diagnostics, status="error",
+                              compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
         if self.rt.interrupt_pending():  # cancelled: nothing changes, but the JIT keeps what it defined
             self.cell_count += 1  # (the cell's symbol names and pointer globals are taken)
@@ -315,6 +333,7 @@ class Session:
             return _cancelled(compile_seconds)
         self.compilations += 1
         self._push_undo(_cell_label(source))
+        before = self.symbols
         self._commit(module, symbols, names, own, patch, source)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
@@ -322,7 +341,8 @@ class Session:
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
         self.cell_cache.add(key, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run(module, entry, has_value, warnings=located_warnings(module.spans, module.warnings))
+        result = self._run_declaring(before, module, entry, has_value,
+                                     warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
         result.compile_phases = phases
         return result
@@ -339,12 +359,13 @@ class Session:
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
         self.pointer_globals |= set(cell.specs)
+        before = self.symbols
         self.symbols = hit.symbols
         self.cell_count += 1
         self.last_module = cell.module
         self.last_source = source
-        result = self._run(cell.module, cell.entry, cell.has_value, (cell.source, source),
-                           located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
+        result = self._run_declaring(before, cell.module, cell.entry, cell.has_value, (cell.source, source),
+                                     located_warnings(cell.module.spans, cell.module.warnings, (cell.source, source)))
         result.compile_seconds = compile_seconds
         result.cache_hit = True
         return result
@@ -366,6 +387,21 @@ class Session:
         self.cell_count += 1
         self.last_module = module
         self.last_source = source
+
+    def _run_declaring(self, before: SymbolTable, module: Any, address: int, has_value: bool,
+                       rebind: Optional[tuple[Source, Source]] = None,
+                       warnings: Optional[list[Diagnostic]] = None) -> ExecResult:
+        """Run a committed cell whose symbol table was `before`; when it fails (or is interrupted),
+        the declarations it did not reach are taken back: a failed cell keeps what it completed."""
+        self.rt.activate()
+        for slot in _declared_global_slots(before, self.symbols):
+            self.rt.lib.noma_global_forget(slot)
+        result = self._run(module, address, has_value, rebind, warnings)
+        if not result.ok:
+            from noma.session_state import keep_reached_declarations
+
+            self.symbols = keep_reached_declarations(self, before, self.symbols)
+        return result
 
     def _run(self, module: Any, address: int, has_value: bool,
              rebind: Optional[tuple[Source, Source]] = None,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from noma.compiler.symbols import GlobalVar, ParamVar, SymbolTable
-from noma.diagnostics import RUNTIME_KIND_ORDER, Kind, NomaError, Source, error
+from noma.diagnostics import RUNTIME_KIND_ORDER, Kind, NomaError, Source, Span, error
 from noma.rt import native_lib
 
 if TYPE_CHECKING:
@@ -248,12 +248,7 @@ def load_checkpoint(session: "Session", path: str) -> None:
     if not os.path.exists(meta_path):
         _load_into_declared(session, path)
         return
-    try:
-        with open(meta_path) as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise error(Kind.IO, f"cannot load checkpoint {path}: {reason}") from None
+    meta = _read_json(path, meta_path)
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise error(Kind.IO, f"{meta_path} is not a NOMA checkpoint ({FORMAT})")
     try:
@@ -272,6 +267,21 @@ def load_checkpoint(session: "Session", path: str) -> None:
                 session.rt.lib.noma_param_free(slot)
         restore(session, snap)
         raise
+
+
+def _read_json(path: str, meta_path: str) -> Any:
+    """PATH.json parsed; its undecodable bytes and JSON syntax errors are located in it."""
+    from noma import source_file
+
+    source = source_file.read(meta_path)  # io error, or a located syntax error at a non-UTF-8 byte
+    try:
+        return json.loads(source.text)
+    except json.JSONDecodeError as exc:
+        at = Span(source, exc.pos, min(exc.pos + 1, len(source.text)))
+        raise error(Kind.IO, f"cannot load checkpoint {path}: {meta_path} is not valid JSON ({exc.msg})",
+                    at) from None
+    except RecursionError:
+        raise error(Kind.IO, f"cannot load checkpoint {path}: {meta_path} nests too deeply") from None
 
 
 def _load_into_declared(session: "Session", path: str) -> None:
@@ -412,3 +422,42 @@ def load_checkpoint_values(session: "Session", path: str) -> None:
         if var is not None and var.rank == 0:
             write_global(session, var.slot, value)
     session.rt.restore_metrics(metrics)
+
+
+def keep_reached_declarations(session: "Session", before: SymbolTable, after: SymbolTable) -> SymbolTable:
+    """The symbol table after a cell that failed (or was interrupted) at run time: `after` (the
+    cell's compiled declarations) less those whose statement never ran, which get `before`'s entry
+    back. Ran means: a global's slot was stored during the run (the session forgets the slots a
+    cell declares before running it), a parameter exists with the declared rank (and a `free`
+    that did not run leaves its parameter defined), a dim has a size. Function definitions are
+    kept: they are not run."""
+    lib = session.rt.lib
+    session.rt.activate()
+    table = after.clone()
+    for name, var in after.globals.items():
+        old = before.globals.get(name)
+        if (old is not None and old.slot == var.slot) or lib.noma_global_defined(var.slot):
+            continue
+        _take_back(table.globals, name, old)
+        _take_back(table.known_constants, name, before.known_constants.get(name))
+    for name, pvar in after.params.items():
+        if lib.noma_param_defined(pvar.slot) and int(lib.noma_param(pvar.slot).contents.rank) == pvar.rank:
+            continue
+        old_p = before.params.get(name)
+        _take_back(table.params, name, None if old_p is None else ParamVar(old_p.slot, old_p.rank, dict(old_p.dims)))
+        _take_back(table.freed, name, before.freed.get(name))
+    for name, pvar in before.params.items():
+        if name not in after.params and lib.noma_param_defined(pvar.slot):  # its `free` did not run
+            table.params[name] = ParamVar(pvar.slot, pvar.rank, dict(pvar.dims))
+            _take_back(table.freed, name, before.freed.get(name))
+    for name, dim in after.dims.items():
+        if name not in before.dims and int(lib.noma_dim_get(dim)) < 0:
+            del table.dims[name]
+    return table
+
+
+def _take_back(entries: dict, name: str, old: Any) -> None:
+    if old is None:
+        entries.pop(name, None)
+    else:
+        entries[name] = old

@@ -334,10 +334,10 @@ def test_plot_draws_segments_apart_and_few_points():
     assert len(plots.loss_buckets(h)) <= plots.MAX_POINTS  # else thinned
     fig = plots._figure(h, plots.layer_sizes(h, {"hidden": 402}))
     ax_loss, ax_size = fig.axes
-    lines = [l for l in ax_loss.get_lines() if len(l.get_xdata()) > 2]
+    lines = [line for line in ax_loss.get_lines() if len(line.get_xdata()) > 2]
     assert len(lines) == 2  # one curve per run segment, not joined
     assert max(lines[0].get_xdata()) <= 5000 < min(lines[1].get_xdata())
-    assert sum(len(l.get_xdata()) for l in lines) <= plots.MAX_POINTS
+    assert sum(len(line.get_xdata()) for line in lines) <= plots.MAX_POINTS
     assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == ["run 1", "run 2 (learn w)"]
     labels = [t.get_text() for t in ax_loss.texts]
     assert labels == ["hidden 10→…→13 (3 resizes)", "hidden 400→401"]  # close resizes share a label
@@ -351,7 +351,7 @@ def test_plot_of_a_long_summary_has_bounded_points():
 
     n = 10**6
     counts = np.array([128] * 12 + [60])  # a summary as the runtime keeps it
-    widths = np.concatenate([np.full(c, 1 << l) for l, c in reversed(list(enumerate(counts)))])
+    widths = np.concatenate([np.full(c, 1 << level) for level, c in reversed(list(enumerate(counts)))])
     total = int(widths.sum())
     mean = np.linspace(1, 0.1, len(widths))
     summary = LossSummary.from_levels(0, counts, mean * 0.9, mean * 1.1, mean * widths)
@@ -371,7 +371,8 @@ def test_reading_while_training_sees_consistent_histories():
     def hook(session: noma.Session) -> None:
         h = session.read_history()
         summary = h.summary
-        assert int(summary.count.sum()) == h.total_steps - (int(summary.first[0]) - 1 if len(summary) else h.total_steps)
+        before_summary = int(summary.first[0]) - 1 if len(summary) else h.total_steps
+        assert int(summary.count.sum()) == h.total_steps - before_summary
         assert np.array_equal(summary.first[1:], summary.first[:-1] + summary.count[:-1])
         if len(summary):
             assert summary.last[-1] == h.total_steps

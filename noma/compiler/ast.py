@@ -50,6 +50,18 @@ class TensorLit:
 
 
 @dataclass(frozen=True)
+class TensorData:
+    """`tensor [[1, 2], [3, -4.5]]` whose entries are all numbers: data, not expressions."""
+
+    data: bytes = field(repr=False)  # the entries as f64, little-endian, row-major
+    shape: tuple[int, ...]
+    span: Span
+
+    def __repr__(self) -> str:  # a million numbers are not printed
+        return f"TensorData(shape={self.shape}, span={self.span!r})"
+
+
+@dataclass(frozen=True)
 class ListLit:
     """`[d1, d2]` — a shape list (in initialisers, reshape, alloc, realloc)."""
 
@@ -123,7 +135,7 @@ class Cast:
     span: Span
 
 
-Expr = Union[Num, Str, Name, TensorLit, ListLit, Unary, Binary, Call, Index, Field, Cast]
+Expr = Union[Num, Str, Name, TensorLit, TensorData, ListLit, Unary, Binary, Call, Index, Field, Cast]
 
 
 # ----------------------------------------------------------------------------- statements

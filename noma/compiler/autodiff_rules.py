@@ -9,7 +9,7 @@ The emitter provides: e.op(Op, *args, **attrs) -> Value, e.const(x) -> Value, e.
 (whether v needs an adjoint at all) and e.unbroadcast(grad, operand, result) -> Value (SUM_TO
 grad down to the operand's shape, unless the shapes are provably equal).
 Ops missing from RULES pass zero gradient (SIGN FLOOR CEIL NOT comparisons AND OR ARGMAX ONE_HOT
-DIM SHAPE ZEROS_LIKE STOP_GRAD CONST RANDOM RAND_SCALAR and every state/effect op).
+DIM SHAPE ZEROS_LIKE STOP_GRAD CONST CONST_TENSOR RANDOM RAND_SCALAR and every state/effect op).
 Imports: noma.compiler.ir.
 """
 

@@ -9,7 +9,7 @@ Imports: noma.compiler (parse, irgen, autodiff, passes, ir), noma.diagnostics.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from noma.compiler.symbols import SymbolTable
 from noma.diagnostics import Source
@@ -39,9 +39,14 @@ def check_program(program: Any, symbols: SymbolTable, dtype: str, read_header: O
                   run_main: bool, cell: str) -> tuple[Any, bool]:
     """The stages after parsing, for a caller that keeps the AST (the language server)."""
     from noma.compiler import autodiff, ir, irgen, passes
+    from noma.compiler.budget import run_stage
 
-    module, has_value = irgen.generate(program, symbols, dtype, read_header, run_main, cell)
-    autodiff.differentiate(module)
-    passes.optimize_module(module)
-    ir.verify(module)
-    return module, has_value
+    def stages() -> tuple[Any, bool]:
+        module, has_value = irgen.generate(program, symbols, dtype, read_header, run_main, cell)
+        autodiff.differentiate(module)
+        passes.optimize_module(module)
+        ir.verify(module)
+        return module, has_value
+
+    # deep (but accepted) nesting: room to recurse; a RecursionError left over is located
+    return run_stage(program.span.source, stages)

@@ -380,6 +380,10 @@ class Interpreter:
     def _pack(self, ins: Instr, args: list[Any]) -> Any:
         return np.array([float(a) for a in args], dtype=self.dt).reshape(tuple(ins.attr("shape")))
 
+    def _const_tensor(self, ins: Instr, args: list[Any]) -> Any:
+        data = np.frombuffer(ins.attr("data"), dtype="<f8")
+        return data.astype(self.dt).reshape(tuple(ins.attr("shape")))
+
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
         dims = self._dims(args[1:], ins.span)
         self._room(dims, ins.span)
@@ -602,11 +606,12 @@ class Interpreter:
         return float(self.state.dims[ins.attr("dim")])
 
     def _dim_set(self, ins: Instr, args: list[Any]) -> None:
-        size = self._int(args[0], ins.span)
-        if size < 0:
-            raise error(Kind.SHAPE, f"a dim must not be negative (got {size})", self._span(ins.span))
+        v = float(args[0])
+        if not (0 <= v < 2.0 ** 62 and v == math.floor(v)):
+            raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {format_scalar(v)})",
+                        self._span(ins.span))
         self.state.dim_names[ins.attr("dim")] = ins.attr("name")
-        self.state.set_dim(ins.attr("dim"), size)
+        self.state.set_dim(ins.attr("dim"), int(v))
 
     def _global_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("slot") not in self.state.globals:
@@ -718,6 +723,11 @@ class Interpreter:
         if info["dtype"] == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.dt).reshape(info["shape"])
+
+    def _load_st_globals(self, ins: Instr, args: list[Any]) -> None:
+        for name, slot in zip(ins.attr("names"), ins.attr("slots")):
+            one = Instr(Op.LOAD_ST, (), None, (("name", name), ("path", ins.attr("path"))), ins.span)
+            self.state.globals[slot] = self._load_st(one, [])
 
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator, Optional, Union
@@ -35,6 +36,7 @@ class Op(Enum):
     # --- creation
     CONST = "const"            # () attrs value:float -> scalar
     PACK = "pack"              # (*scalars) attrs shape:tuple[int] -> tensor of that literal shape
+    CONST_TENSOR = "const_tensor"  # () attrs shape:tuple[int], data:bytes (f64 LE, row-major) -> tensor
     FILL = "fill"              # (value, *dims) -> tensor rank len(dims) filled with value
     RANDOM = "random"          # (a, b, *dims) attrs kind:"uniform"|"normal" -> tensor (seeded RNG)
     RAND_SCALAR = "rand_scalar"  # (a, b) attrs kind -> scalar
@@ -115,6 +117,7 @@ class Op(Enum):
     LOAD_CSV = "load_csv"      # () attrs path:str -> rank 2
     SAVE_CSV = "save_csv"      # (v) attrs path
     LOAD_ST = "load_st"        # () attrs path, name, rank -> tensor
+    LOAD_ST_GLOBALS = "load_st_globals"  # () attrs path, names, ranks, slots: every tensor to its global slot
     SAVE_ST = "save_st"        # (*vals) attrs path, names:tuple[str]
     OPT_RESET = "opt_reset"    # ()
     SAVE_CKPT = "save_checkpoint"  # () attrs path: the whole training state (runtime checkpoint)
@@ -138,6 +141,7 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
     Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
+    Op.LOAD_ST_GLOBALS,
     Op.SAVE_CKPT, Op.LOAD_CKPT,
     Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,
 })
@@ -344,7 +348,7 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
         return max(ranks) if ranks else 0
     if op in (Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD):
         return 0
-    if op is Op.PACK:
+    if op in (Op.PACK, Op.CONST_TENSOR):
         return len(attrs["shape"])
     if op is Op.FILL:
         return len(ranks) - 1
@@ -417,11 +421,15 @@ class Builder:
 
 
 def walk_blocks(block: Block) -> Iterator[Block]:
-    """block and every block nested in it, outermost first."""
-    yield block
-    for op in block.ops:
-        for inner in child_blocks(op):
-            yield from walk_blocks(inner)
+    """block and every block nested in it, outermost first (pre-order, blocks in program order).
+    An explicit stack, not nested generators: those cost each block its depth in frames, which
+    made deeply nested IR (a function of many early returns) quadratic to walk."""
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        yield current
+        inner = [b for op in current.ops for b in child_blocks(op)]
+        stack.extend(reversed(inner))
 
 
 def child_blocks(op: Operation) -> list[Block]:
@@ -542,6 +550,10 @@ def _rank_name(rank: Optional[int]) -> str:
 def _fmt_attr(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes):  # CONST_TENSOR data: its first values and how many there are
+        count = len(value) // 8
+        shown = struct.unpack(f"<{min(count, 8)}d", value[:64])
+        return "f64[" + ", ".join(repr(v) for v in shown) + (", ..." if count > 8 else "") + f"] ({count})"
     if isinstance(value, tuple):
         return "[" + ", ".join(_fmt_attr(v) for v in value) + "]"
     if isinstance(value, str):

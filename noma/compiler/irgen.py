@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from noma.compiler import ast, ir, passes
+from noma.compiler.budget import too_deep
 from noma.compiler.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, NomaError, Span, error
@@ -99,6 +100,8 @@ class IRGen:
         self.saved_headers: dict[str, dict[str, int]] = {}
         #: locals bound by a load_safetensors of several tensors: (name, value id) -> the file's tensor names
         self.local_models: dict[tuple[str, int], tuple[str, ...]] = {}
+        #: the outermost statement (of the cell or a function) being generated, for too_deep()
+        self.where: Optional[Span] = None
         self.builtins = BuiltinContext(self)
 
     # ------------------------------------------------------------------ entry points
@@ -110,7 +113,10 @@ class IRGen:
         body = ir.Block()
         self.b = ir.Builder(self.module, body)
         stmts = tuple(i for i in program.items if not isinstance(i, ast.FnDef))
-        self.gen_stmts(stmts)
+        try:
+            self.gen_stmts(stmts)
+        except RecursionError:  # the parser limits source nesting; this is the last resort
+            raise too_deep(self.where) from None
         if run_main and not stmts and "main" in self.symbols.functions:
             main = self.symbols.functions["main"]
             value = self.call_user(main, (), main.name_span, main.span)
@@ -231,10 +237,13 @@ class IRGen:
     # ------------------------------------------------------------------ statements
 
     def gen_stmts(self, stmts: tuple) -> None:
+        outermost = len(self.fn.scopes) <= (1 if self.fn.toplevel else 2)
         for i, stmt in enumerate(stmts):
+            if outermost:
+                self.where = stmt.span
             self.gen_stmt(stmt)
-            rest = stmts[i + 1:]
-            if rest and _exits((stmt,)):
+            if i + 1 < len(stmts) and _exits((stmt,)):
+                rest = stmts[i + 1:]
                 self.gen_if(self.guard(), lambda r=rest: self.gen_stmts(r), None, -1, stmt.span)
                 return
 

@@ -86,7 +86,10 @@ class BuiltinContext:
         neg = isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num)
         if not (isinstance(node, ast.Num) or neg):
             raise error(Kind.TYPE, "an axis must be a number written in the call", node.span)
-        axis = int(-node.operand.value if neg else node.value)  # type: ignore[union-attr]
+        value = -node.operand.value if neg else node.value  # type: ignore[union-attr]
+        if value != int(value):
+            raise error(Kind.TYPE, f"an axis must be an integer, got {value:g}", node.span)
+        axis = int(value)
         if not -rank <= axis < rank:
             raise error(Kind.SHAPE, f"axis {axis} is out of range for a rank-{rank} tensor", node.span)
         return axis % rank
@@ -144,7 +147,9 @@ class BuiltinContext:
             return x, None
         if x.rank == 0:
             raise error(Kind.TYPE, "a scalar has no axes", e.args[1].span)
-        return x, self.const_axis(e, 1, x.rank)
+        axis = self.const_axis(e, 1, x.rank)
+        # reducing the only axis of a vector is reducing all of it (to a scalar)
+        return x, None if x.rank == 1 else axis
 
     def b_sum(self, e: ast.Call) -> ir.Value:
         x, axis = self._reduce(e)

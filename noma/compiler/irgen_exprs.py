@@ -38,30 +38,19 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
         return g.const(e.value, g.span(e.span))
     if isinstance(e, ast.Name):
         return g.load_name(e.id, e.span)
-    if isinstance(e, ast.Binary) and e.op in ("&&", "||"):
-        return gen_logical(g, e)
-    if isinstance(e, ast.Binary):
-        left, right = gen_expr(g, e.left), gen_expr(g, e.right)
-        return g.b.value(BINARY[e.op], left, right, span=g.span(e.span))
+    if isinstance(e, (ast.Binary, ast.Index, ast.Cast)):
+        return gen_left_chain(g, e)
     if isinstance(e, ast.Unary):
         operand = gen_expr(g, e.operand)
         return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
     if isinstance(e, ast.TensorLit):
         return gen_tensor(g, e)
-    if isinstance(e, ast.Index):
-        target = gen_expr(g, e.target)
-        if target.rank == 0:
-            raise error(Kind.TYPE, "cannot index a scalar", e.span)
-        index = g.scalar(e.index, "an index")
-        return g.b.value(ir.Op.INDEX, target, index, span=g.span(e.span))
+    if isinstance(e, ast.TensorData):
+        return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
     if isinstance(e, ast.Field):
         if not isinstance(e.target, ast.Name):
             raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files", e.span)
         return g.load_name(f"{e.target.id}.{e.name}", e.span)
-    if isinstance(e, ast.Cast):
-        if e.to not in CASTS:
-            raise error(Kind.TYPE, f"cannot cast to `{e.to}`; use f64, f32, i32 or i64", e.span)
-        return g.b.value(ir.Op.CAST, gen_expr(g, e.operand), span=g.span(e.span), to=e.to)
     if isinstance(e, ast.Str):
         raise error(Kind.TYPE, "a string can only be printed or used as a file path", e.span)
     if isinstance(e, ast.ListLit):
@@ -70,12 +59,40 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
     raise error(Kind.SYNTAX, "unsupported expression", e.span)
 
 
-def gen_logical(g: "IRGen", e: ast.Binary) -> ir.Value:
+def gen_left_chain(g: "IRGen", e: ast.Expr) -> ir.Value:
+    """Operators, indexing and casts nest to the left (`1 + 1 + ... + 1`, `x[0][1]`, `e as f64 as
+    i32`): the chain is walked with a loop, innermost first, so its length costs no recursion
+    (the parser limits nesting that does recurse: brackets and right operands)."""
+    chain = []
+    node = e
+    while isinstance(node, (ast.Binary, ast.Index, ast.Cast)):
+        chain.append(node)
+        node = node.left if isinstance(node, ast.Binary) else (
+            node.target if isinstance(node, ast.Index) else node.operand)
+    value = gen_expr(g, node)
+    for link in reversed(chain):
+        if isinstance(link, ast.Binary) and link.op in ("&&", "||"):
+            value = gen_logical(g, link, value)
+        elif isinstance(link, ast.Binary):
+            right = gen_expr(g, link.right)
+            value = g.b.value(BINARY[link.op], value, right, span=g.span(link.span))
+        elif isinstance(link, ast.Index):
+            if value.rank == 0:
+                raise error(Kind.TYPE, "cannot index a scalar", link.span)
+            index = g.scalar(link.index, "an index")
+            value = g.b.value(ir.Op.INDEX, value, index, span=g.span(link.span))
+        else:
+            if link.to not in CASTS:
+                raise error(Kind.TYPE, f"cannot cast to `{link.to}`; use f64, f32, i32 or i64", link.span)
+            value = g.b.value(ir.Op.CAST, value, span=g.span(link.span), to=link.to)
+    return value
+
+
+def gen_logical(g: "IRGen", e: ast.Binary, left: ir.Value) -> ir.Value:
     """`a && b` / `a || b` with a scalar `a`: an IfOp on `a` whose one branch evaluates `b`, so
     `b` (and its effects) runs only when it decides the result; the value is 1.0 or 0.0.
     With a tensor `a` the operator is elementwise and evaluates both sides."""
-    sid = g.span(e.span)
-    left = gen_expr(g, e.left)
+    sid = g.span(e.span)  # `left` is e.left, already generated (gen_left_chain)
     if left.rank > 0:
         return g.b.value(BINARY[e.op], left, gen_expr(g, e.right), span=sid)
     is_and = e.op == "&&"

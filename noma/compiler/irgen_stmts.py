@@ -87,8 +87,22 @@ def gen_learn(g: "IRGen", s: ast.Learn) -> None:
 
 def gen_dim(g: "IRGen", s: ast.DimDecl) -> None:
     value = g.scalar(s.value, "a dim's size")
+    known = _literal(s.value)
+    if known is not None and not (0 <= known < 2.0 ** 62 and known == math.floor(known)):
+        raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {known:g})",
+                    s.value.span)
     dim = g.symbols.dim_id(s.name)
-    g.b.emit(ir.Op.DIM_SET, (value,), g.span(s.name_span), dim=dim, name=s.name)
+    # the run-time check of a computed size (whole, >= 0) reports at the value, as the one above
+    g.b.emit(ir.Op.DIM_SET, (value,), g.span(s.value.span), dim=dim, name=s.name)
+
+
+def _literal(e: ast.Expr) -> Optional[float]:
+    """The value of a number written in the source (`3`, `-1`), else None."""
+    if isinstance(e, ast.Num):
+        return e.value
+    if isinstance(e, ast.Unary) and e.op == "-" and isinstance(e.operand, ast.Num):
+        return -e.operand.value
+    return None
 
 
 def gen_alloc(g: "IRGen", s: ast.Alloc) -> None:
@@ -296,6 +310,17 @@ def gen_load_st(g: "IRGen", s: ast.LoadSafetensors) -> None:
         except ValueError as exc:
             raise error(Kind.IO, f"`{s.path.value}` is not a valid safetensors file: {exc}", s.path.span) from None
     sid = g.span(s.path.span)
+    if g.at_global_scope() and len(header) > 1:  # one runtime call reads them all (any number)
+        first = next(iter(header))  # `m` itself: the file's first tensor (as below)
+        targets = [(f"{s.name}.{name}", name) for name in sorted(header)] + [(s.name, first)]
+        slots = []
+        for var, name in targets:
+            slots.append(g.symbols.global_slot(var, header[name]).slot)
+            g.symbols.known_constants.pop(var, None)
+        g.b.emit(ir.Op.LOAD_ST_GLOBALS, (), sid, path=s.path.value, names=tuple(n for _, n in targets),
+                 ranks=tuple(header[n] for _, n in targets), slots=tuple(slots))
+        g.symbols.whole_models[s.name] = tuple(header)
+        return
     loaded = {}
     for name, rank in sorted(header.items()):
         loaded[name] = g.b.value(ir.Op.LOAD_ST, span=sid, path=s.path.value, name=name, rank=rank)

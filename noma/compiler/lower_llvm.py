@@ -230,6 +230,7 @@ class FunctionLowering(OpLowering):
         self.rt("noma_probe_replay", replay if replay is not None else ll.Constant(PTR, None))
         for p in op.params:
             self.rt("noma_opt_begin_at", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr, self.span_c())
+        self.training.append((op, hyper_ptr))  # reset_optimizer() in the body begins them again
         self.rt("noma_defer_begin")
         self.rt("noma_check_interrupt", self.span_c())  # a request before the first step: no step runs
         if op.result_slot >= 0:
@@ -327,6 +328,7 @@ class FunctionLowering(OpLowering):
         if op.result_slot >= 0:
             self.rt("noma_opt_result_end")
         self.optimize_depth -= 1
+        self.training.pop()
         for r, v in zip(op.results, results):
             # slot-backed results are copied out: the slots are reused if this loop runs again
             self.vals[r.id] = self._copy_to_arena(v, r.rank) if r.rank > 0 else v

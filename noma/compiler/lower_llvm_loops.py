@@ -16,6 +16,8 @@ llvmlite.ir.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -109,6 +111,7 @@ RUNTIME_SIGS = {
     "noma_load_csv": "v:ppl",
     "noma_save_csv": "v:ppl",
     "noma_st_load": "v:pplpl",
+    "noma_st_load_globals": "v:plpppl",
     "noma_st_save": "v:plppl",
     "noma_dim_set_name": "v:lp",
     "noma_checkpoint_save": "v:plppl",
@@ -132,6 +135,19 @@ def _mangle(t: ll.Type) -> str:
     raise TypeError(f"no intrinsic suffix for {t}")
 
 
+class _Bytes(ll.Constant):
+    """An i8 array constant written as LLVM's `c"\\xx..."` text in one C-level pass (llvmlite
+    formats a bytearray byte by byte in Python: seconds for the 8 MB of a 10^6-entry literal)."""
+
+    def __init__(self, typ: ll.ArrayType, raw: bytes):
+        self.type = typ
+        self.constant = raw
+        self._text = 'c"\\' + raw.hex("\\") + '"'
+
+    def _get_reference(self) -> str:
+        return self._text
+
+
 class ModuleContext:
     """One llvmlite module under construction and its module-level declarations."""
 
@@ -147,6 +163,7 @@ class ModuleContext:
             tensor.set_body(PTR, I64, ll.ArrayType(I64, 4))
         self.tensor = tensor
         self._strings: dict[str, ll.GlobalVariable] = {}
+        self._data: dict[bytes, ll.GlobalVariable] = {}
         self._fn_pointers: dict[str, ll.GlobalVariable] = {}
         #: IR function name -> (param ranks, result rank), for this module's and extern functions.
         self.signatures: dict[str, tuple[tuple[int, ...], Optional[int]]] = {}
@@ -198,6 +215,40 @@ class ModuleContext:
         if existing is not None:
             return existing
         return ll.Function(self.module, ll.FunctionType(ret, list(args)), full)
+
+    def bytes_global(self, raw: bytes) -> ll.GlobalVariable:
+        """A private constant array of raw bytes (names, native-endian integer arrays)."""
+        gv = self._data.get(b"raw:" + raw)
+        if gv is not None:
+            return gv
+        gv = ll.GlobalVariable(self.module, ll.ArrayType(I8, len(raw)), f"noma.bytes.{len(self._data)}")
+        gv.global_constant = True
+        gv.linkage = "private"
+        gv.unnamed_addr = True
+        gv.align = 8
+        gv.initializer = _Bytes(gv.value_type, raw)
+        self._data[b"raw:" + raw] = gv
+        return gv
+
+    def data_global(self, data: bytes) -> ll.GlobalVariable:
+        """A private constant array holding the f64 values `data` (little-endian) in the module's
+        dtype: a numeric tensor literal is data in the object file, copied once when it runs."""
+        gv = self._data.get(data)
+        if gv is None:
+            raw = data if self.dtype == "f64" else array("f", array("d", data)).tobytes()
+            if sys.byteorder != "little":
+                swapped = array("d" if self.dtype == "f64" else "f", raw)
+                swapped.byteswap()
+                raw = swapped.tobytes()
+            typ = ll.ArrayType(I8, len(raw))
+            gv = ll.GlobalVariable(self.module, typ, f"noma.data.{len(self._data)}")
+            gv.global_constant = True
+            gv.linkage = "private"
+            gv.unnamed_addr = True
+            gv.align = 64
+            gv.initializer = _Bytes(typ, raw)
+            self._data[data] = gv
+        return gv
 
     def cstring(self, text: str) -> ll.GlobalVariable:
         """A private NUL-terminated constant holding `text` (UTF-8)."""

@@ -48,6 +48,8 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         #: id() of elementwise instructions computed inside the loop of their only user.
         self.fused = fused
         self.optimize_depth = 0  # > 0 while lowering the body or gradient of a training loop
+        #: the training loops being lowered, innermost last, with their hyperparameter arrays
+        self.training: list[tuple[ir.OptimizeOp, ll.Value]] = []
         #: True while lowering the output probe's copy of a training step's body: effects are
         #: left out (see FunctionLowering._probe_and_apply_resizes).
         self.probing = False
@@ -210,6 +212,12 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         data, t = self.new_tensor([self.i64(d) for d in shape])
         for i, a in enumerate(ins.args):
             self.store_elem(self.get(a), data, self.i64(i))
+        return t
+
+    def op_const_tensor(self, ins: ir.Instr) -> ll.Value:
+        shape = tuple(ins.attr("shape"))
+        data, t = self.new_tensor([self.i64(d) for d in shape])
+        self.memcpy(data, self.mc.data_global(ins.attr("data")), self.i64(math.prod(shape)))
         return t
 
     def op_fill(self, ins: ir.Instr) -> ll.Value:
@@ -595,6 +603,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
 _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.CAST: OpLowering.op_cast, Op.CHECK: OpLowering.op_check,
     Op.CONST: OpLowering.op_const, Op.PACK: OpLowering.op_pack, Op.FILL: OpLowering.op_fill,
+    Op.CONST_TENSOR: OpLowering.op_const_tensor,
     Op.RANDOM: OpLowering.op_random, Op.RAND_SCALAR: OpLowering.op_rand_scalar,
     Op.SUM: OpLowering.op_reduce, Op.MAX_R: OpLowering.op_reduce, Op.MIN_R: OpLowering.op_reduce,
     Op.ARGMAX: OpLowering.op_argmax, Op.SUM_TO: OpLowering.op_sum_to,
@@ -610,9 +619,11 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.PARAM_RESIZE: OpLowering.op_param_resize, Op.DIM_LOAD: OpLowering.op_dim_load,
     Op.DIM_SET: OpLowering.op_dim_set, Op.DIM_RESIZE: OpLowering.op_dim_resize,
     Op.GLOBAL_LOAD: OpLowering.op_global_load, Op.GLOBAL_STORE: OpLowering.op_global_store,
-    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.REPORT: OpLowering.op_report, Op.LOAD_CSV: OpLowering.op_load_csv,
+    Op.SEED: OpLowering.op_seed, Op.PRINT: OpLowering.op_print, Op.REPORT: OpLowering.op_report,
+    Op.LOAD_CSV: OpLowering.op_load_csv,
     Op.SAVE_CSV: OpLowering.op_save_csv, Op.LOAD_ST: OpLowering.op_load_st,
-    Op.SAVE_ST: OpLowering.op_save_st, Op.OPT_RESET: OpLowering.op_opt_reset,
+    Op.SAVE_ST: OpLowering.op_save_st, Op.LOAD_ST_GLOBALS: OpLowering.op_load_st_globals,
+    Op.OPT_RESET: OpLowering.op_opt_reset,
     Op.SAVE_CKPT: OpLowering.op_save_ckpt, Op.LOAD_CKPT: OpLowering.op_load_ckpt,
     Op.CALL: OpLowering.op_call, Op.TAPE_PUSH: OpLowering.op_tape_push,
     Op.TAPE_POP: OpLowering.op_tape_pop,

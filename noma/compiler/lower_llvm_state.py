@@ -10,12 +10,17 @@ Imports: ir, lower_llvm_types, llvmlite.ir (part of the lower_llvm* component).
 
 from __future__ import annotations
 
+from array import array
 from typing import Any, Optional
 
 from llvmlite import ir as ll
 
 from noma.compiler import ir
-from noma.compiler.lower_llvm_types import ERR_TYPE, I64, PTR, LoweringError
+from noma.compiler.lower_llvm_types import ERR_SHAPE, ERR_TYPE, I64, PTR, LoweringError
+
+#: `dim d = v;` needs a whole number 0 <= v < 2^62 (the interpreter and irgen say the same)
+DIM_LIMIT = 2.0 ** 62
+DIM_MESSAGE = "a dim's size must be a whole number, at least 0"
 
 Op = ir.Op
 
@@ -94,7 +99,12 @@ class StateOps:
         return self.to_real(self.rt("noma_dim_get", self.i64(ins.attr("dim"))))
 
     def op_dim_set(self, ins: ir.Instr) -> None:
-        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(self.get(ins.args[0])))
+        v = self.get(ins.args[0])
+        whole = self.b.fcmp_ordered("==", v, self.intr("llvm.floor", v))
+        in_range = self.b.and_(self.b.fcmp_ordered(">=", v, self.rconst(0.0)),
+                               self.b.fcmp_ordered("<", v, self.rconst(DIM_LIMIT)))
+        self.fail_if(self.b.not_(self.b.and_(whole, in_range)), ERR_SHAPE, DIM_MESSAGE)
+        self.rt("noma_dim_set", self.i64(ins.attr("dim")), self.to_index(v))
         self.rt("noma_dim_set_name", self.i64(ins.attr("dim")), self.cstr(ins.attr("name")))
 
     def op_dim_resize(self, ins: ir.Instr) -> None:
@@ -148,6 +158,14 @@ class StateOps:
         v = ins.args[0]
         self.rt("noma_save_csv", self.cstr(ins.attr("path")), self.any_ptr(self.get(v), v.rank), self.span_c())
 
+    def op_load_st_globals(self, ins: ir.Instr) -> None:
+        names = "".join(n + "\0" for n in ins.attr("names")).encode("utf-8")
+        ranks = array("q", ins.attr("ranks")).tobytes()
+        slots = array("q", ins.attr("slots")).tobytes()
+        self.rt("noma_st_load_globals", self.cstr(ins.attr("path")), self.i64(len(ins.attr("names"))),
+                self.mc.bytes_global(names), self.mc.bytes_global(ranks), self.mc.bytes_global(slots),
+                self.span_c())
+
     def op_load_st(self, ins: ir.Instr) -> ll.Value:
         rank = int(ins.attr("rank"))
         slot = self.empty_tensor_slot()
@@ -170,7 +188,12 @@ class StateOps:
         self.rt("noma_st_save", self.cstr(ins.attr("path")), self.i64(n), name_arr, ts_arr, self.span_c())
 
     def op_opt_reset(self, ins: ir.Instr) -> None:
+        """Clear all optimizer state; inside a training loop, its parameters then begin their
+        optimizer again (fresh state), so the update that ends this step starts from scratch."""
         self.rt("noma_opt_reset_all")
+        for op, hyper_ptr in self.training:
+            for p in op.params:
+                self.rt("noma_opt_begin", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr)
 
     def op_save_ckpt(self, ins: ir.Instr) -> None:
         null = ll.Constant(PTR, None)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from array import array
 from functools import lru_cache
 from typing import NamedTuple
 
 from noma.compiler import ast, parse_tables
+from noma.compiler.budget import gc_paused
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span, error
 
 KEYWORDS = frozenset((
@@ -24,6 +26,15 @@ KEYWORDS = frozenset((
     "load_csv", "save_csv", "load_safetensors", "save_safetensors", "init", "as", "tensor",
 ))
 CAST_TYPES = ("f64", "f32", "i32", "i64")
+#: How deep a program may nest (docs/LANGUAGE.md, Limits): every open bracket `(` `[` `{`, every
+#: operator still waiting for its right operand and every `else` waiting for its branch count one.
+#: Deeper text is a syntax error at the token that goes past the limit, found while parsing (the
+#: stages after the parser recurse on this nesting; left-associative chains like 1+1+...+1 do not
+#: nest and have no limit).
+MAX_NESTING = 256
+_NESTING = frozenset(("_LPAR", "_LSQB", "_LBRACE", "_ELSE", "OROR", "ANDAND", "EQ", "NE", "LT", "LE",
+                      "GT", "GE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "CARET", "STARSTAR",
+                      "BANG"))
 MAX_TENSOR_RANK = 4
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
@@ -33,7 +44,8 @@ _END = "$END"
 def parse(source: Source) -> ast.Program:
     """Parse a whole file or cell; raises NomaError (Kind.SYNTAX) on the first syntax error.
     The last statement may omit its `;`."""
-    return _run(_machine(), source, _Build(source))
+    with gc_paused():
+        return _run(_machine(), source, _Build(source))
 
 
 # ----------------------------------------------------------------------------- LALR machine
@@ -70,6 +82,7 @@ class _Machine(NamedTuple):
     start: int
     end: int
     literals: dict  # terminal → its literal text (None: a regex terminal)
+    units: dict  # (state below, top state, lookahead) → top state after its chain of unit reduces
 
 
 @lru_cache(maxsize=1)
@@ -89,12 +102,14 @@ def _machine() -> _Machine:
     states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
               for st, row in tables.states.items()}
     return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
-                    tables.literals)
+                    tables.literals, {})
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
     text, states, match, keywords = source.text, machine.states, machine.scanner.match, machine.keywords
+    units = machine.units
     stack, values = [machine.start], []
+    nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
     pos, size, last_end = 0, len(text), 0
     while True:
         m = match(text, pos)
@@ -111,6 +126,12 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             if not _viable(states, stack, _END) and _viable(states, stack, "_SEMI"):
                 # the last statement may omit its `;` (then the end of input comes next)
                 kind, tok, pos = "_SEMI", _Tok("_SEMI", ";", last_end, last_end), size
+        if kind == "_TENSOR":  # a literal of numbers only is one token (data, not expressions)
+            literal = _numeric_literal(text, pos)
+            if literal is not None:
+                tok = _Tok("NUMBER", literal, tok.start_pos, literal.end)
+                kind, pos = "NUMBER", literal.end
+                last_end = pos
         if kind == "_MAX" and not _viable(states, stack, kind):  # a keyword only after optimize(..)
             kind = tok.type = "NAME"
         row, before = states[stack[-1]], stack[:]
@@ -119,16 +140,35 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             if action is None:  # what was expected before this token's reductions
                 raise NomaError(_unexpected(source, tok, _expected(states, before)))
             if action.__class__ is int:  # shift
+                depth = nesting[-1] + (kind in _NESTING)
+                if depth > MAX_NESTING:
+                    raise NomaError(_too_deep(source, tok))
                 stack.append(action)
+                nesting.append(depth)
                 values.append(tok)
                 break
-            if action.__class__ is str:  # `?a: b` reduce: b's value stands for a
-                del stack[-1]
-                origin = action
+            if action.__class__ is str:  # `?a: b` reduce: b's value stands for a; the chain of
+                # them on this lookahead (NUMBER → atom → postfix → … → expr) depends only on the
+                # two top states, so it is walked once and remembered
+                below = stack[-2]
+                key = (below, stack[-1], kind)
+                top = units.get(key)
+                if top is None:
+                    top = stack[-1]
+                    while action.__class__ is str:
+                        top = states[below][action]
+                        action = states[top].get(kind)
+                    units[key] = top
+                stack[-1] = top
+                row = states[top]
+                continue
             else:
                 values.append(_reduce(action, stack, values, builder))
+                if action.size:
+                    del nesting[-action.size:]
                 origin = action.origin
             stack.append(states[stack[-1]][origin])
+            nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
             if kind == _END and stack[-1] == machine.end:
                 return values[-1]
             row = states[stack[-1]]
@@ -160,6 +200,16 @@ def _reduce(rule: _Rule, stack: list, values: list, builder: _Build):
     else:
         children = []
     if rule.flatten:
+        if rule.fn is None and children and type(children[0]) is _Splice:
+            # a helper list growing by one item (`x*` is left-recursive): extend it in place, so
+            # a list of n statements or items costs O(n), not O(n^2)
+            grown = children[0]
+            for c in children[1:]:
+                if type(c) is _Splice:
+                    grown.extend(c)
+                else:
+                    grown.append(c)
+            return grown
         children = [x for c in children for x in (c if type(c) is _Splice else (c,))]
     if rule.expand1 and len(children) == 1:
         return children[0]
@@ -348,7 +398,10 @@ class _Build:
 
     # expressions
     def number(self, c):
-        return ast.Num(float(c[0].value), self._span(c[0], c[0]))
+        value = c[0].value
+        if type(value) is _Literal:
+            return ast.TensorData(value.data.tobytes(), value.shape, self._span(c[0], c[0]))
+        return ast.Num(float(value), self._span(c[0], c[0]))
 
     def string(self, c):
         return self._string(c[0])
@@ -440,6 +493,94 @@ def _tensor_items(lit: ast.ListLit) -> tuple[tuple, tuple[int, ...]]:
     return tuple(flat), (len(rows),) + first_shape
 
 
+# ----------------------------------------------------------------------------- numeric literals
+#
+# `tensor [...]` holding only numbers (up to rank 4, rectangular, no comments inside) is scanned
+# here in one pass with a few regex matches per row, and becomes one NUMBER token carrying the
+# values (a _Literal): a literal of 10^6 numbers is data, it never becomes 10^6 tokens, AST nodes
+# and IR values. Anything else (expressions, comments, ragged rows, `- 1`) goes through the
+# grammar as before, which gives the same values or the usual diagnostics.
+
+# A row is numbers separated by commas: only these characters, no `+` but in an exponent, no `.`
+# but between digits; float() then accepts exactly grammar.lark's NUMBER with an optional `-`
+# stuck to it (it fails on `- 1`, `1 2`, `--1`, `1e`, empty items: those take the grammar's path).
+# The checks are whole-string C loops (str.translate and str.count), not a regex per number.
+_ROW_CHARS = str.maketrans("", "", "0123456789eE.,+- \t\n\r")
+_SHAPE_OF = str.maketrans("123456789E", "000000000e")
+
+
+def _plain_numbers(row: str) -> bool:
+    """Whether row is made of NUMBERs (with `-`), commas and spaces only, as far as float()
+    would not check: no other character, `+` only after an exponent's e, `.` only between digits."""
+    if row.translate(_ROW_CHARS):
+        return False
+    masked = row.translate(_SHAPE_OF) if ("." in row or "+" in row) else row
+    return masked.count(".") == masked.count("0.0") and masked.count("+") == masked.count("e+")
+
+
+_GAP = re.compile(r"\s*")
+
+
+class _Literal(str):
+    """The source text of a numeric tensor literal (str, for messages), with its values."""
+
+    end: int
+    shape: tuple[int, ...]
+    data: array
+
+
+def _numeric_literal(text: str, start: int) -> "_Literal | None":
+    """The numbers-only literal after `tensor` at start, or None (then the grammar parses it)."""
+    i = _GAP.match(text, start).end()
+    if not text.startswith("[", i):
+        return None
+    values, sizes, counts, leaf_depth = array("d"), {}, [], 0
+    begin = i
+    while True:  # at an opening bracket
+        counts.append(0)
+        if len(counts) > MAX_TENSOR_RANK:
+            return None
+        j = _GAP.match(text, i + 1).end()
+        if text.startswith("[", j):
+            i = j
+            continue
+        k = text.find("]", j)
+        row = text[i + 1:k] if k >= 0 else ""
+        if k < 0 or not _plain_numbers(row) or leaf_depth not in (0, len(counts)):
+            return None
+        leaf_depth = len(counts)
+        parts = row.split(",")
+        if not parts[-1].strip():
+            parts.pop()
+        try:
+            values.extend(map(float, parts))
+        except ValueError:
+            return None
+        if not parts:
+            return None
+        counts[-1] = len(parts)
+        i = k
+        while True:  # at a closing bracket
+            n = counts.pop()
+            if sizes.setdefault(len(counts), n) != n:
+                return None
+            if not counts:
+                lit = _Literal(text[begin:i + 1])
+                lit.end, lit.data = i + 1, values
+                lit.shape = tuple(sizes[d] for d in range(leaf_depth))
+                return lit
+            counts[-1] += 1
+            j = _GAP.match(text, i + 1).end()
+            if text.startswith(",", j):
+                j = _GAP.match(text, j + 1).end()
+                if text.startswith("[", j):  # the next row
+                    i = j
+                    break
+            if not text.startswith("]", j):
+                return None
+            i = j
+
+
 # ----------------------------------------------------------------------------- syntax errors
 
 _EXPR_START = {"NAME", "NUMBER", "STRING", "_LPAR", "_LSQB", "MINUS", "BANG", "_TENSOR"}
@@ -459,6 +600,13 @@ def _bad_character(source: Source, pos: int) -> Diagnostic:
         return Diagnostic(Kind.SYNTAX, "unterminated string", Span(source, pos, end),
                           "a string ends with `\"` on the same line")
     return Diagnostic(Kind.SYNTAX, f"unexpected character `{char}`", Span(source, pos, pos + 1))
+
+
+def _too_deep(source: Source, tok: _Tok) -> Diagnostic:
+    return Diagnostic(Kind.SYNTAX, f"the program nests more than {MAX_NESTING} levels deep here",
+                      Span(source, tok.start_pos, tok.end_pos),
+                      "brackets, blocks, operators waiting for their right operand and `else` "
+                      "branches each count one level; split the expression or use variables")
 
 
 def _unexpected(source: Source, tok: _Tok, expected: set[str]) -> Diagnostic:

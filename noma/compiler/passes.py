@@ -29,8 +29,9 @@ def _look(v: Value, mapping: Mapping) -> Value:
     return v
 
 
-def substitute_op(op: ir.Operation, mapping: Mapping) -> ir.Operation:
-    """op with every use of a value in `mapping` replaced (region ops are changed in place)."""
+def substitute_op(op: ir.Operation, mapping: Mapping, deep: bool = True) -> ir.Operation:
+    """op with every use of a value in `mapping` replaced (region ops are changed in place;
+    deep=False leaves their nested blocks to the caller, which walks them itself)."""
     if isinstance(op, Instr):
         if any(a.id in mapping for a in op.args):
             return dataclasses.replace(op, args=tuple(_look(a, mapping) for a in op.args))
@@ -43,8 +44,9 @@ def substitute_op(op: ir.Operation, mapping: Mapping) -> ir.Operation:
         op.hyper = [_look(v, mapping) for v in op.hyper]
         op.max_iter = _look(op.max_iter, mapping)
         op.inits = [_look(v, mapping) for v in op.inits]
-    for child in ir.child_blocks(op):
-        substitute(child, mapping)
+    if deep:
+        for child in ir.child_blocks(op):
+            substitute(child, mapping)
     return op
 
 
@@ -265,39 +267,51 @@ def cse(module: ir.Module) -> None:
         _cse_block(fn.body, {}, {})
 
 
-def _cse_block(block: Block, table: dict, renames: Mapping) -> dict:
-    local = {k: v for k, v in table.items() if k[-1] is None}
+def _cse_block(block: Block, table: dict, renames: Mapping) -> list:
+    """CSE of block with `table` (what dominates it) shared and grown in place; returns the keys
+    it added, which the caller removes when they stop dominating (a scoped table, not a copy per
+    nested block: deeply nested IR stays linear). State reads are keyed by a token of this block
+    and an epoch that each effect advances, so they merge only within one block."""
+    added: list = []
+    token = object()
     epoch = 0
     ops: list[ir.Operation] = []
     for op in block.ops:
-        op = substitute_op(op, renames)
+        op = substitute_op(op, renames, deep=False)  # nested blocks: walked below
         if isinstance(op, Instr) and op.result is not None and op.op not in ir.EFFECTFUL:
             key = (op.op, tuple(a.id for a in op.args), _key_attrs(op.attrs),
-                   epoch if op.op in ir.READS_STATE else None)
+                   (token, epoch) if op.op in ir.READS_STATE else None)
             try:
-                found = local.get(key)
+                found = table.get(key)
             except TypeError:  # unhashable attribute: leave the op alone
                 ops.append(op)
                 continue
             if found is not None:
                 renames[op.result.id] = found
                 continue
-            local[key] = op.result
+            table[key] = op.result
+            added.append(key)
         elif isinstance(op, OptimizeOp):
-            after_body = _cse_block(op.body, local, renames)
+            inner = _cse_block(op.body, table, renames)  # the body's values dominate the gradient
             if op.grad is not None:
-                _cse_block(op.grad, after_body, renames)
+                inner += _cse_block(op.grad, table, renames)
+            _forget(table, inner)
             epoch += 1
         elif not isinstance(op, Instr):
             for child in ir.child_blocks(op):
-                _cse_block(child, local, renames)
+                _forget(table, _cse_block(child, table, renames))
             epoch += 1
         else:
             epoch += 1
         ops.append(op)
     block.ops = ops
     block.yields = [_look(v, renames) for v in block.yields]
-    return local
+    return added
+
+
+def _forget(table: dict, keys: list) -> None:
+    for key in keys:
+        del table[key]
 
 
 # ----------------------------------------------------------------------------- DCE
@@ -323,24 +337,30 @@ def has_effects(op: ir.Operation) -> bool:
     return any(has_effects(inner) for child in ir.child_blocks(op) for inner in child.ops)
 
 
-def _sweep(block: Block, used: set[int]) -> bool:
-    changed = False
+def _sweep(block: Block, used: set[int]) -> tuple[bool, bool]:
+    """Drop unused pure operations; (whether anything changed, whether the block has effects).
+    Effects are found bottom-up in the same walk (has_effects per op would rewalk each subtree)."""
+    changed = effects = False
     kept: list[ir.Operation] = []
     for op in block.ops:
+        op_effects = isinstance(op, OptimizeOp) or (isinstance(op, Instr) and op.op in ir.EFFECTFUL)
         for child in ir.child_blocks(op):
-            changed |= _sweep(child, used)
-        if not has_effects(op) and not any(r.id in used for r in ir.results(op)):
+            child_changed, child_effects = _sweep(child, used)
+            changed |= child_changed
+            op_effects |= child_effects
+        if not op_effects and not any(r.id in used for r in ir.results(op)):
             changed = True
             continue
         kept.append(op)
+        effects |= op_effects
     block.ops = kept
-    return changed
+    return changed, effects
 
 
 def dce(module: ir.Module) -> None:
     """Remove pure operations (and effect-free if/while regions) whose results are never used."""
     for fn in module.functions.values():
-        while _sweep(fn.body, used_ids(fn.body)):
+        while _sweep(fn.body, used_ids(fn.body))[0]:
             pass
 
 

@@ -52,7 +52,8 @@ BUILTIN_DOCS: dict[str, str] = {
     "accuracy": "accuracy(logits, targets): fraction of rows whose argmax matches the targets",
     "print": "print(a, b, ...): print space-separated on one line; returns its last argument",
     "seed": "seed(n): reseed the session's random generator",
-    "report": 'report("name", x): record the scalar x as the named metric at the current global step (plots, :history, noma tune)',
+    "report": 'report("name", x): record the scalar x as the named metric at the current global step '
+              '(plots, :history, noma tune)',
     "reset_optimizer": "reset_optimizer(): clear all optimizer state (moments and step counts)",
     "save_checkpoint": 'save_checkpoint("ck.safetensors"): write parameters, optimizer state, dims, '
                        "loss log and generator state",

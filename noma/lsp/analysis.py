@@ -122,7 +122,7 @@ def _declared_shape(value: Optional[ast.Expr]) -> Optional[str]:
     """The shape an initialiser states in the source (`[2, hidden]`), or None."""
     if isinstance(value, ast.ListLit):
         return value.span.text()
-    if isinstance(value, ast.TensorLit):
+    if isinstance(value, (ast.TensorLit, ast.TensorData)):
         return "[" + ", ".join(str(d) for d in value.shape) + "]"
     if isinstance(value, ast.Num):
         return "scalar"

@@ -331,6 +331,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_global_load_s": (_R, [_I64]),
     "noma_global_store_s": (None, [_I64, _R]),
     "noma_global_defined": (_I32, [_I64]),
+    "noma_global_forget": (None, [_I64]),
     # params, dims, optimizers
     "noma_param_set": (None, [_I64, _S, _T]),
     "noma_param_set_at": (None, [_I64, _S, _T, _I64]),
@@ -407,6 +408,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_load_csv": (None, [_S, _T, _I64]),
     "noma_save_csv": (None, [_S, _T, _I64]),
     "noma_st_load": (None, [_S, _S, _I64, _T, _I64]),
+    "noma_st_load_globals": (None, [_S, _I64, _P, _P, _P, _I64]),
     "noma_st_save": (None, [_S, _I64, ctypes.POINTER(ctypes.c_char_p), _P, _I64]),
     "noma_dim_set_name": (None, [_I64, _S]),
     "noma_dim_name": (_S, [_I64]),

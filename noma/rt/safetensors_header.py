@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from typing import Any
 
 MAX_HEADER = 100 * 1024 * 1024
 DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32"}
+#: nesting allowed in a header (a real one nests 3: {name: {shape: [...]}})
+MAX_JSON_DEPTH = 16
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^{}\[\]]+")
+_OPEN_CLOSE = str.maketrans("{[]}", "(())")
+
+
+def _nesting(text: str) -> int:
+    """How deep the JSON text's arrays and objects nest (strings skipped), in one pass."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_OPEN_CLOSE)
+    depth = deepest = 0
+    for ch in brackets:
+        depth += 1 if ch == "(" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+    return deepest
 
 
 def read_ranks(path: str) -> dict[str, int]:
@@ -26,9 +45,16 @@ def read_ranks(path: str) -> dict[str, int]:
         if length > MAX_HEADER or length + 8 > size:
             raise ValueError(f"its header claims {length} bytes, more than the file holds")
         try:
-            header = json.loads(f.read(length).decode("utf-8"), object_pairs_hook=_unique_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            text = f.read(length).decode("utf-8")
+        except UnicodeDecodeError:
             raise ValueError("its header is not valid JSON") from None
+    if _nesting(text) > MAX_JSON_DEPTH:  # before json, whose decoder recurses per level
+        raise ValueError(f"its header nests deeper than {MAX_JSON_DEPTH} levels (a safetensors header "
+                         "nests 3)")
+    try:
+        header = json.loads(text, object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError("its header is not valid JSON") from None
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
     check_layout(header, size - 8 - length)

@@ -71,6 +71,18 @@ PROGRAMS = {
         }
         print(W);
     """,
+    "reset_optimizer_in_loop_and_literal_data": """
+        let X = tensor [[1, 2], [3, -4.5], [0.25, 6]];
+        learn W = tensor [[0.1], [-0.2]];
+        let k = 0;
+        optimize(W) with adam(lr = 0.05) max 6 {
+            k = k + 1;
+            if k % 3 == 0 { reset_optimizer(); }
+            let loss = mean((matmul(X, W) - tensor [[1], [0], [2]]) ^ 2);
+            minimize loss;
+        }
+        print(W, sum(X, -1), mean(X, -2));
+    """,
     "globals_through_loops_and_calls": """
         learn w = tensor [0.4, -0.3];
         let acc = tensor [0, 0];

@@ -1,5 +1,7 @@
 """Tests for noma.compiler.parse: every form of docs/LANGUAGE.md, spans, precedence, errors."""
 
+import array
+import math
 import sys
 
 import pytest
@@ -249,12 +251,46 @@ def test_list_literals():
     ("tensor [[[[1]], [[2]]]]", (1, 2, 1, 1)),
 ])
 def test_tensor_shapes(text, shape):
-    lit = expr(text)
-    assert isinstance(lit, ast.TensorLit) and lit.shape == shape
+    lit = expr(text)  # numbers only: data (one token), not expressions
+    assert isinstance(lit, ast.TensorData) and lit.shape == shape
     count = 1
     for d in shape:
         count *= d
-    assert len(lit.items) == count
+    assert len(lit.data) == 8 * count
+    assert lit.span.text() == text
+
+
+@pytest.mark.parametrize("text, values", [
+    ("tensor [1, -2.5, 3e2, 1E-1, 2e+1, 007, -0]", [1, -2.5, 300, 0.1, 20, 7, -0.0]),
+    ("tensor [ [ 1 ,2 ] ,\n [3, 4,], ]", [1, 2, 3, 4]),
+    ("tensor [1e400]", [float("inf")]),
+])
+def test_numeric_tensor_literal_values(text, values):
+    lit = expr(text)
+    assert isinstance(lit, ast.TensorData)
+    got = list(array.array("d", lit.data))
+    assert got == values and [math.copysign(1, v) for v in got] == [math.copysign(1, v) for v in values]
+
+
+@pytest.mark.parametrize("text", [
+    "tensor [- 1, 2]", "tensor [1, // note\n 2]", "tensor [x, 1]", "tensor [--1]", "tensor []",
+])
+def test_tensor_literals_that_are_not_plain_numbers_take_the_grammar(text):
+    assert isinstance(expr(text), ast.TensorLit)
+
+
+@pytest.mark.parametrize("text", ["tensor [.5]", "tensor [5.]", "tensor [+1]", "tensor [1 2]",
+                                  "tensor [1,,2]", "tensor [1e]", "tensor [1.2.3]"])
+def test_malformed_numbers_in_a_tensor_literal_are_syntax_errors(text):
+    syntax_error(f"let t = {text};")
+
+
+def test_a_literal_of_a_million_numbers_is_one_token():
+    text = "tensor [" + ", ".join(str(i % 97) for i in range(10**6)) + "]"
+    lit = expr(text)
+    assert isinstance(lit, ast.TensorData) and lit.shape == (10**6,)
+    data = array.array("d", lit.data)
+    assert data[0] == 0 and data[-1] == (10**6 - 1) % 97 and sum(data) == sum(i % 97 for i in range(10**6))
 
 
 def test_tensor_items_row_major_with_expressions():

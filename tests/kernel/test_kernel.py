@@ -297,3 +297,22 @@ def test_restart_starts_a_fresh_session(kernel):
     assert reply["status"] == "error" and reply["ename"] == "NomaNameError"
     reply, msgs = run(kc, "2 * 21;")
     assert msgs[-1]["content"]["data"]["text/plain"] == "42"
+
+
+def test_the_session_survives_every_bad_input_of_issue_14(kernel, tmp_path):
+    _, kc = kernel
+    sys.path.insert(0, str(REPO / "tests"))
+    from hostile_inputs import NEXT_CELL, cells
+
+    run(kc, ":reset")
+    for text, expected in cells(tmp_path):
+        reply, msgs = run(kc, text, timeout=180)
+        shown = "\n".join(reply.get("traceback", [])) + "".join(
+            m["content"].get("text", "") + m["content"].get("data", {}).get("text/plain", "")
+            + "\n".join(m["content"].get("traceback", [])) for m in msgs)
+        assert expected in shown, (text[:80], shown[-2000:])
+        assert "Traceback" not in shown and "internal" not in shown, shown[-2000:]
+    cell, expected = NEXT_CELL
+    reply, msgs = run(kc, cell)
+    assert reply["status"] == "ok"
+    assert expected in "".join(m["content"].get("text", "") for m in msgs)

@@ -264,14 +264,19 @@ def test_rename_a_local(client, sample):
     assert len(edit["changes"][sample]) == 3
 
 
-def test_a_program_the_compiler_cannot_check(client):
-    """A sum of 3000 terms nests deeper than the compiler recurses: `noma check` reports an internal
-    error, and so does the server, which keeps answering."""
+def test_long_chains_compile_and_deep_nesting_is_a_located_error(client):
+    """A sum of 3000 terms compiles (left chains are generated with a loop, issue 14); nesting past
+    the parser's limit is a located syntax error; the server keeps answering either way."""
     uri = _uri("deep.noma")
     diags = client.open(uri, "let x = " + "+".join(["1"] * 3000) + ";\nprint(x);\n")["diagnostics"]
-    assert len(diags) == 1 and diags[0]["message"].startswith("internal compiler error (RecursionError")
-    assert client.request("textDocument/hover", client.at(uri, 1, 6)) is None
+    assert diags == []
     assert client.request("textDocument/completion", client.at(uri, 1, 6))["items"]
+    client.close(uri)
+    uri = _uri("nested.noma")
+    diags = client.open(uri, "print(" + "(" * 300 + "1" + ")" * 300 + ");\n")["diagnostics"]
+    assert len(diags) == 1 and "nests more than 256 levels" in diags[0]["message"]
+    assert diags[0]["range"]["start"] == {"line": 0, "character": 261}
+    assert client.request("textDocument/completion", client.at(uri, 0, 3))["items"]
     client.close(uri)
 
 

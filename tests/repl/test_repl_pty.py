@@ -281,3 +281,16 @@ def test_print_in_a_training_loop_shows_while_it_runs(repl):
     repl.child.sendintr()
     out = repl.wait_prompt()
     assert "interrupted at step" in out
+
+
+def test_the_session_survives_every_bad_input_of_issue_14(repl, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hostile_inputs import NEXT_CELL, cells
+
+    for text, expected in cells(tmp_path):
+        out = repl.submit(text)
+        assert expected in out, (text[:80], out[-2000:])
+        assert "Traceback" not in out and "internal" not in out, out[-2000:]
+    cell, expected = NEXT_CELL
+    assert repl.submit(cell).strip() == expected
+    assert repl.quit() == 0

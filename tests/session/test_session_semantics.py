@@ -173,8 +173,8 @@ def test_runtime_error_before_training_and_shape_error_after_resize():
     assert r.status == "error" and r.errors[0].kind is Kind.SHAPE
     assert "[12, 3]" in r.errors[0].message and "[1, 2]" in r.errors[0].message
     assert r.errors[0].note is None  # no training step ran in this cell
-    after = state(s)  # a runtime error keeps what ran before it (nothing here); `q` stays unset
-    assert after.pop("global/q") is None
+    after = state(s)  # a runtime error keeps what ran before it (nothing here); `q` is not declared
+    assert "global/q" not in after and "q" not in s.globals()
     assert_same_state(before, after)
     # a shape that no longer fits after a resize is a clear runtime diagnostic, not a crash
     run(s, "let Wold = W1 * 1; realloc hidden = 6;")

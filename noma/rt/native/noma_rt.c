@@ -1135,6 +1135,14 @@ int32_t noma_global_defined(int64_t slot) {
     return c->globals[slot]->defined;
 }
 
+/* The slot reads as never stored again (its buffer is kept for the next store). A session calls
+   it before running a cell for the slots the cell declares, so that after a failure it can tell
+   which declarations ran. */
+void noma_global_forget(int64_t slot) {
+    NomaCtx *c = noma__cur();
+    if (slot >= 0 && slot < c->nglobals && c->globals[slot]) c->globals[slot]->defined = 0;
+}
+
 /* ======================================================================== */
 /* Training log and events                                                  */
 /* ======================================================================== */

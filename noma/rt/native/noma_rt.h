@@ -198,6 +198,7 @@ void noma_global_store_at(int64_t slot, const NomaTensor *v, int64_t span);
 real noma_global_load_s(int64_t slot);
 void noma_global_store_s(int64_t slot, real x);
 int32_t noma_global_defined(int64_t slot);
+void noma_global_forget(int64_t slot);
 
 /* ------------------------------------------------------------------------ */
 /* Parameters, dims, optimizers                                              */
@@ -306,6 +307,8 @@ void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, in
 void noma_load_csv(const char *path, NomaTensor *out, int64_t span);
 void noma_save_csv(const char *path, const NomaTensor *v, int64_t span);
 void noma_st_load(const char *path, const char *name, int64_t rank, NomaTensor *out, int64_t span);
+void noma_st_load_globals(const char *path, int64_t n, const char *names, const int64_t *ranks,
+                          const int64_t *slots, int64_t span);
 void noma_st_save(const char *path, int64_t n, const char **names, const NomaTensor **ts,
                   int64_t span);
 
