@@ -158,7 +158,7 @@ def test_until_stops_before_updating_and_max_warns() -> None:
     assert np.max(np.abs(it.state.params[0] - w)) <= 1e-12
     assert not it.state.warnings
     capped = run(build([("sgd", {"lr": 0.1}, 3)], until=1e-9))
-    assert len(capped.state.loss_log) == 3 and "max 3" in capped.state.warnings[0]
+    assert len(capped.state.loss_log) == 3 and "iteration bound" in capped.state.warnings[0]
 
 
 @pytest.mark.parametrize("effect", [Op.OPT_RESET, Op.PARAM_SET])

@@ -20,6 +20,7 @@ try:
 except ImportError:  # running without the project root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from noma.rt import native_lib as nl
+from noma.compiler.interp_rng import RuntimeRng, noma_log  # noqa: E402
 from noma.display import format_print  # noqa: E402
 
 NAN = float("nan")
@@ -106,90 +107,20 @@ def events(lib, c):
 
 
 # ---------------------------------------------------------------------------
-# Python re-implementation of the runtime's RNG (documented in noma_rt_rng.c)
+# The interpreter's model of the runtime's RNG (noma/compiler/interp_rng.py), checked here against
+# the runtime bit for bit
 # ---------------------------------------------------------------------------
 
-MASK = (1 << 64) - 1
 
-
-def _rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & MASK
-
-
-_LN2_HI, _LN2_LO = float.fromhex("0x1.62e42feep-1"), float.fromhex("0x1.a39ef35793c76p-33")
-_LG1, _LG2, _LG3, _LG4, _LG5, _LG6, _LG7 = (float.fromhex(h) for h in (
-    "0x1.5555555555593p-1", "0x1.999999997fa04p-2", "0x1.2492494229359p-2", "0x1.c71c51d8e78afp-3",
-    "0x1.7466496cb03dep-3", "0x1.39a09d078c69fp-3", "0x1.2f112df3e5244p-3"))
-
-
-def noma_log(x: float) -> float:
-    """The runtime's natural logarithm for the normal generator (positive normal x), operation
-    for operation: Python floats round every operation as the C code does (no FMA)."""
-    ix = struct.unpack("<Q", struct.pack("<d", x))[0]
-    tmp = (ix - 0x3FE6A09E667F3BCD) & MASK
-    k = (tmp >> 52) - (1 << 12 if tmp >> 63 else 0)  # arithmetic shift of a signed 64-bit value
-    m = struct.unpack("<d", struct.pack("<Q", (ix - (tmp & (0xFFF << 52))) & MASK))[0]
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    r = t2 + t1
-    hfsq = 0.5 * f * f
-    dk = float(k)
-    return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
-
-
-class PyRng:
-    def __init__(self, seed=0.0):
-        s = float(seed)
-        if math.isfinite(s) and s == math.floor(s) and -(2.0**63) <= s < 2.0**63:
-            key = int(s) & MASK
-        else:
-            key = struct.unpack("<Q", struct.pack("<d", s))[0]
-        x, st = key, []
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & MASK
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-            st.append(z ^ (z >> 31))
-        self.s = st
-        self.spare = None
-
-    def next(self):
-        s0, s1, s2, s3 = self.s
-        r = (_rotl((s1 * 5) & MASK, 7) * 9) & MASK
-        t = (s1 << 17) & MASK
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, 45)
-        self.s = [s0, s1, s2, s3]
-        return r
-
-    def uniform(self):
-        return (self.next() >> 11) * 2.0**-53
+class PyRng(RuntimeRng):
+    def uniform(self):  # type: ignore[override]
+        return self.u53()
 
     def uniform_f32(self):
-        return (self.next() >> 40) * 2.0**-24
+        return self.u24()
 
-    def normal(self):
-        if self.spare is not None:
-            v, self.spare = self.spare, None
-            return v
-        while True:
-            x = 2.0 * self.uniform() - 1.0
-            y = 2.0 * self.uniform() - 1.0
-            q = x * x + y * y
-            if 0.0 < q < 1.0:
-                break
-        f = math.sqrt(-2.0 * noma_log(q) / q)
-        self.spare = y * f
-        return x * f
+    def normal(self):  # type: ignore[override]
+        return self.randn()
 
 
 # ---------------------------------------------------------------------------
