@@ -31,10 +31,6 @@ from three_ways import build, differences, run_exe, run_interp, run_jit, with_fi
 
 #: Corpus programs whose features landed on main after this harness and the interpreter were last
 #: brought up to date; each one fails loudly here once the reason is fixed (remove it then).
-NOT_YET = {
-    "186_err_define_unknown_name": "the harness does not pass `// define:` values (-D) to the three runs yet",
-    "187_err_define_wrong_kind": "the harness does not pass `// define:` values (-D) to the three runs yet",
-}
 SAMPLE = max(1, int(os.environ.get("NOMA_DIFF_SAMPLE", "1")))
 F32_EVERY = 1 if os.environ.get("NOMA_DIFF_ALL") else 4
 F32_RTOL = 1e-4
@@ -42,23 +38,17 @@ F32_RTOL = 1e-4
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_interpreter_jit_and_executable_agree(path: Path, tmp_path: Path) -> None:
-    if path.stem not in NOT_YET:
-        _check(path, tmp_path)
-        return
-    try:
-        _check(path, tmp_path)
-    except AssertionError:
-        pytest.xfail(NOT_YET[path.stem])
-    pytest.fail(f"{path.stem} agrees now: remove it from NOT_YET")
+    _check(path, tmp_path)
 
 
 def _check(path: Path, tmp_path: Path) -> None:
     text = with_final_checkpoint(path.read_text())
     name = path.name
+    defines = parse_expectations(path.read_text()).defines  # `// define: NAME=VALUE` (noma run -D)
     with workdir(tmp_path / "interp", DATA_DIR):
-        oracle = run_interp(text, name)
+        oracle = run_interp(text, name, defines=defines)
     with workdir(tmp_path / "jit", DATA_DIR):
-        jit = run_jit(text, name)
+        jit = run_jit(text, name, defines=defines)
     expected = parse_expectations(path.read_text()).error
     assert jit.error == expected, f"{name}: the JIT gave {jit.error}, the program expects {expected}"
     diffs = differences(oracle, jit, "interpreter", "JIT")
@@ -66,16 +56,16 @@ def _check(path: Path, tmp_path: Path) -> None:
 
     if PROGRAMS.index(path) % F32_EVERY == 0:
         with workdir(tmp_path / "interp32", DATA_DIR):
-            oracle32 = run_interp(text, name, "f32")
+            oracle32 = run_interp(text, name, "f32", defines=defines)
         with workdir(tmp_path / "jit32", DATA_DIR):
-            jit32 = run_jit(text, name, "f32")
+            jit32 = run_jit(text, name, "f32", defines=defines)
         diffs = differences(oracle32, jit32, "interpreter (f32)", "JIT (f32)", rtol=F32_RTOL)
         assert not diffs, f"{name}:\n" + "\n".join(diffs)
 
     if PROGRAMS.index(path) % SAMPLE:
         return
     with workdir(tmp_path / "exe", DATA_DIR) as cwd:
-        compile_error = build(text, name, cwd / "program")
+        compile_error = build(text, name, cwd / "program", defines=defines)
         if compile_error is not None:
             assert compile_error == jit.error, f"{name}: noma build failed with {compile_error}, the JIT {jit.error}"
             return

@@ -106,10 +106,13 @@ def global_slots(module: Any) -> dict[str, int]:
     return out
 
 
-def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None) -> Outcome:
+def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None,
+               defines: Optional[list[str]] = None) -> Outcome:
     """The interpreter on the IR `noma run` compiles, before the IR passes (constant folding, CSE,
     DCE), so that their mistakes show; compile errors come from the shared front end.
-    `interpreter` replaces the Interpreter class (e.g. one that perturbs parameters)."""
+    `interpreter` replaces the Interpreter class (e.g. one that perturbs parameters); `defines`
+    are `NAME=VALUE` strings, as `noma run -D` takes them."""
+    from noma.compiler.defines import make_defines, parse_with_defines
     from noma.compiler.interp import InterpState, Interpreter
     from noma.compiler.symbols import VALUE_SLOT
     from noma.display import format_value
@@ -120,7 +123,9 @@ def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None
     state = InterpState()
     module = None
     try:
-        module, has_value = compile_ir(Source(name, text), dtype, optimize=False)
+        source = Source(name, text)
+        program = parse_with_defines(source, make_defines(defines)) if defines else None
+        module, has_value = compile_ir(source, dtype, optimize=False, program=program)
         interpreter(module, state).call(ENTRY)
         if has_value and VALUE_SLOT in state.globals:
             state.output.append(format_value(state.globals[VALUE_SLOT]))
@@ -143,12 +148,20 @@ def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None
 # ----------------------------------------------------------------------------- JIT
 
 
-def run_jit(text: str, name: str, dtype: str = "f64") -> Outcome:
+def run_jit(text: str, name: str, dtype: str = "f64", defines: Optional[list[str]] = None) -> Outcome:
     """A fresh Session runs the program as `noma run` does (the value of `main` printed last)."""
     import noma
     from noma.display import format_value
 
-    session = noma.Session(dtype=dtype)
+    if defines:  # as `noma run`: a define naming nothing, or of the wrong kind, stops before the run
+        from noma.compiler.defines import make_defines, parse_with_defines
+
+        try:
+            parse_with_defines(Source(name, text), make_defines(defines))
+        except NomaError as exc:
+            if any(d.span is not None and d.span.source.name == "-D" for d in exc.diagnostics):
+                return Outcome(error=_location(exc.diagnostics[0]), state=False)
+    session = noma.Session(dtype=dtype, defines=defines)
     result = session.execute(text, name=name, run_main=True)
     out = Outcome(output=result.output.splitlines())
     if result.value is not None and result.ok:
@@ -171,12 +184,13 @@ def run_jit(text: str, name: str, dtype: str = "f64") -> Outcome:
 # ----------------------------------------------------------------------------- executables
 
 
-def build(text: str, name: str, exe: Path, dtype: str = "f64") -> Optional[tuple[str, int, int]]:
+def build(text: str, name: str, exe: Path, dtype: str = "f64",
+          defines: Optional[list[str]] = None) -> Optional[tuple[str, int, int]]:
     """Build an executable; the compile error's location when the program does not compile."""
     from noma.build import build_executable
 
     try:
-        build_executable(Source(name, text), exe, dtype=dtype)
+        build_executable(Source(name, text), exe, dtype=dtype, defines=defines)
     except NomaError as exc:
         return _location(exc.diagnostics[0])
     return None
