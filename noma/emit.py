@@ -30,9 +30,11 @@ class CompiledProgram:
 
 
 def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True,
-               program: Any = None) -> tuple[Any, bool]:
+               program: Any = None, optimize: bool = True) -> tuple[Any, bool]:
     """Source → (verified IR module, has_value), exactly as a fresh session compiles a cell with
-    run_main=True. `differentiate=False` stops before autodiff and the passes. Raises NomaError."""
+    run_main=True. `differentiate=False` stops before autodiff and the passes; `optimize=False`
+    skips the passes (constant folding, CSE, DCE: the test oracle runs the IR without them, so
+    their mistakes show as disagreements with native code). Raises NomaError."""
     from noma.compiler import autodiff, ir, irgen, passes
     from noma.compiler.budget import run_stage
     from noma.compiler.parse import parse
@@ -46,7 +48,8 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
                                            cell_name=ENTRY)
         if differentiate:
             autodiff.differentiate(module)
-            passes.optimize_module(module)
+            if optimize:
+                passes.optimize_module(module)
         ir.verify(module)
         return module, has_value
 

@@ -2,8 +2,18 @@
 
 Owns: Interpreter (every op and region, the tape, optimize loops), InterpState (parameters,
 optimizer state, globals, dims, printed lines, loss log, RNG) and the print format; the optimizer
-formulas are in interp_optimizers. It is never the product's execution path
+formulas are in interp_optimizers, the generator in interp_rng, resizes in interp_resize,
+checkpoints in interp_checkpoint. It is never the product's execution path
 (that is lower_llvm and the native runtime); tests compare the two.
+
+An oracle independent of the lowering: every semantic comes from the IR and the documented
+runtime contracts, never from the lowering's machinery. Globals are InterpState.globals by slot
+(GLOBAL_LOAD / GLOBAL_STORE only; the lowering's carry slots and arena are ignored), calls run
+the callee's IR body (CALL, with the 10000-call limit), control flow is the IfOp / WhileOp /
+OptimizeOp regions as ir.py defines them (an optimize step: body, loss logged, stop test,
+gradient block, update, queued resizes). What it shares with the product is the front end
+(parse, irgen, autodiff): tests run it on the IR before the IR passes, and check the front end
+itself against programs that take other paths through it (tests/test_generated_programs.py).
 Values: tensors are np.ndarray (float64, or float32 when module.dtype == "f32"), scalars floats.
 Imports: the standard library, numpy, noma.compiler.ir, noma.diagnostics.
 """
@@ -13,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -21,25 +33,18 @@ import numpy as np
 from noma.compiler import ir
 from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
+from noma.compiler import interp_checkpoint, interp_resize
 from noma.compiler.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
+from noma.compiler.interp_rng import RuntimeRng
 
 MAX_DEPTH = 10000
-
-
-class NumpyRng:
-    """The default generator: numpy's, seeded (0 unless told)."""
-
-    def __init__(self, seed: float = 0):
-        self.seed(seed)
-
-    def seed(self, s: float) -> None:
-        self.gen = np.random.default_rng(int(s) & 0xFFFFFFFFFFFFFFFF)
-
-    def uniform(self, n: int) -> np.ndarray:
-        return self.gen.random(n)
-
-    def normal(self, n: int) -> np.ndarray:
-        return self.gen.standard_normal(n)
+MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX)
+#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
+#: refuses any single result larger than this before NumPy allocates it; it does not account for
+#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
+MEMORY_LIMIT = 8 << 30
+#: Python frames (and stack) a NOMA call may need: calls run on a thread with a large stack.
+_STACK_BYTES = 1 << 30
 
 
 @dataclass
@@ -51,6 +56,7 @@ class InterpState:
     opt: dict[int, OptSlot] = field(default_factory=dict)
     globals: dict[int, Any] = field(default_factory=dict)
     dims: dict[int, int] = field(default_factory=dict)
+    dim_names: dict[int, str] = field(default_factory=dict)
     bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -59,7 +65,21 @@ class InterpState:
     #: `report`: name -> [(global step, value)]
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tape: list[Any] = field(default_factory=list)
-    rng: Any = field(default_factory=NumpyRng)
+    rng: Any = field(default_factory=RuntimeRng)
+    #: resizes queued by a training step (None outside training loops): applied after its update
+    deferred: Optional[list[Callable[[], None]]] = None
+
+    def set_dim(self, dim: int, size: int) -> None:
+        """Declare a dim's size; parameters bound to it with another size lose that binding."""
+        for (slot, axis), d in list(self.bindings.items()):
+            if d == dim and self.params[slot].shape[axis] != size:
+                del self.bindings[(slot, axis)]
+        self.dims[dim] = size
+
+    def apply_deferred(self) -> None:
+        queue, self.deferred = self.deferred or [], []
+        for apply in queue:
+            apply()
 
 
 # ----------------------------------------------------------------------------- printing
@@ -116,9 +136,33 @@ class Interpreter:
     # --- entry points
 
     def call(self, fn_name: str, *args: Any) -> Any:
+        """Run a function of the module. Deep NOMA recursion (up to MAX_DEPTH nested calls) needs
+        more Python frames and stack than the main thread has: the call runs on its own thread."""
         fn = self.module.functions[fn_name]
-        with np.errstate(all="ignore"):
-            return self._invoke(fn, [self._value(a, p.rank) for a, p in zip(args, fn.params)], fn.span)
+        values = [self._value(a, p.rank) for a, p in zip(args, fn.params)]
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                with np.errstate(all="ignore"):
+                    outcome.append((True, self._invoke(fn, values, fn.span)))
+            except BaseException as exc:  # re-raised on the caller's thread
+                outcome.append((False, exc))
+
+        limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
+        sys.setrecursionlimit(max(limit, 40 * MAX_DEPTH))
+        threading.stack_size(_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=run, name="noma-interp")
+            worker.start()
+            worker.join()
+        finally:
+            threading.stack_size(old_stack)
+            sys.setrecursionlimit(limit)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     def prelude(self, fn_name: str, op: OptimizeOp) -> dict[int, Any]:
         """The values defined before `op`, a top-level op of function fn_name (which takes no
@@ -179,8 +223,18 @@ class Interpreter:
             if d < 0:
                 raise error(Kind.RUNTIME, f"a dimension cannot be negative (got {d})", self._span(span))
             if d > 1 << 40:  # the native code's bound on one axis, also when another axis is 0
-                raise error(Kind.RUNTIME, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
+                raise error(Kind.SHAPE, f"a dimension cannot exceed 2^40 (got {d})", self._span(span))
         return dims
+
+    def _room(self, shape: Any, span: int, what: str = "a tensor") -> None:
+        """A runtime error (never an allocation) when a result of `shape` exceeds MEMORY_LIMIT."""
+        count = 1
+        for d in shape:
+            count *= int(d)
+        size = count * np.dtype(self.dt).itemsize
+        if size > MEMORY_LIMIT:
+            raise error(Kind.RUNTIME, f"cannot allocate {size} bytes for {what}: over the memory limit of "
+                        f"{MEMORY_LIMIT} bytes", self._span(span))
 
     def _shape_error(self, ins: Instr, *shapes: tuple[int, ...]) -> Exception:
         text = " and ".join(_shape_text(s) for s in shapes)
@@ -236,6 +290,7 @@ class Interpreter:
         loss: Any = math.nan
         for ref in op.params:
             self._opt_slot(ref, op)
+        outer, st.deferred = st.deferred, []
         for _ in range(max_iter):
             st.tape.clear()
             for p, v in zip(op.body.params, carried):
@@ -253,8 +308,12 @@ class Interpreter:
                     raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
                                 f"the parameter {_shape_text(p.shape)}", self._span(op.span))
                 st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+            st.apply_deferred()
         else:
-            st.warnings.append(f"optimize stopped after reaching max {max_iter} iterations")
+            st.warnings.append("optimize reached its iteration bound"
+                               + (f" before `{op.until_text}` held" if op.until_text else ""))
+        st.apply_deferred()
+        st.deferred = outer
         for r, v in zip(op.results, [loss] + carried):
             env[r.id] = v
 
@@ -275,7 +334,7 @@ class Interpreter:
     def _elementwise(self, ins: Instr, args: list[Any]) -> Any:
         arrays = [self._arr(a) for a in args]
         try:
-            np.broadcast_shapes(*(a.shape for a in arrays))
+            self._room(np.broadcast_shapes(*(a.shape for a in arrays)), ins.span)
         except ValueError:
             raise self._shape_error(ins, *(a.shape for a in arrays)) from None
         if ins.op in _UNARY:
@@ -326,7 +385,9 @@ class Interpreter:
         return data.astype(self.dt).reshape(tuple(ins.attr("shape")))
 
     def _fill(self, ins: Instr, args: list[Any]) -> Any:
-        return np.full(self._dims(args[1:], ins.span), float(args[0]), dtype=self.dt)
+        dims = self._dims(args[1:], ins.span)
+        self._room(dims, ins.span)
+        return np.full(dims, float(args[0]), dtype=self.dt)
 
     def _draw(self, kind: str, a: float, b: float, n: int) -> np.ndarray:
         if kind == "normal":
@@ -335,10 +396,16 @@ class Interpreter:
 
     def _random(self, ins: Instr, args: list[Any]) -> Any:
         dims = self._dims(args[2:], ins.span)
+        self._room(dims, ins.span)
         return self._draw(ins.attr("kind"), float(args[0]), float(args[1]), int(np.prod(dims))).reshape(dims)
 
     def _rand_scalar(self, ins: Instr, args: list[Any]) -> Any:
-        return float(self._draw(ins.attr("kind"), float(args[0]), float(args[1]), 1)[0])
+        """a + b * randn() or a + (b - a) * rand(), in the program's precision (an f32 program's
+        rand() draws 24 bits)."""
+        a, b, rng = self.dt(args[0]), self.dt(args[1]), self.state.rng
+        if ins.attr("kind") == "normal":
+            return float(a + b * self.dt(rng.randn()))
+        return float(a + (b - a) * self.dt(rng.u24() if self.dt is np.float32 else rng.u53()))
 
     # --- reductions
 
@@ -396,6 +463,7 @@ class Interpreter:
         b = b.T if ins.attr("tb") else b
         if a.shape[1] != b.shape[0]:
             raise self._shape_error(ins, a.shape, b.shape)
+        self._room((a.shape[0], b.shape[1]), ins.span)
         return a @ b
 
     def _transpose(self, ins: Instr, args: list[Any]) -> Any:
@@ -484,26 +552,53 @@ class Interpreter:
 
     def _param_set(self, ins: Instr, args: list[Any]) -> None:
         slot = ins.attr("slot")
+        self._param_free(ins, args)
         self.state.params[slot] = self._arr(args[0]).copy()
         self.state.param_names[slot] = ins.attr("name")
-        self.state.opt.pop(slot, None)
 
     def _param_free(self, ins: Instr, args: list[Any]) -> None:
-        for table in (self.state.params, self.state.param_names, self.state.opt):
-            table.pop(ins.attr("slot"), None)  # type: ignore[attr-defined]
+        slot = ins.attr("slot")
+        self.state.params.pop(slot, None)
+        self.state.opt.pop(slot, None)
+        for key in [k for k in self.state.bindings if k[0] == slot]:
+            del self.state.bindings[key]
 
     def _param_bind_dim(self, ins: Instr, args: list[Any]) -> None:
-        self.state.bindings[(ins.attr("slot"), ins.attr("axis"))] = ins.attr("dim")
+        slot, axis, dim = ins.attr("slot"), ins.attr("axis"), ins.attr("dim")
+        size = self._param(slot, ins.attr("name") or "parameter", ins.span).shape[axis]
+        if self.state.dims.get(dim, -1) < 0:
+            self.state.dims[dim] = size
+        elif self.state.dims[dim] != size:
+            raise error(Kind.SHAPE, f"cannot bind axis {axis} of {self.state.param_names.get(slot)} (size {size}) "
+                        f"to a dim of size {self.state.dims[dim]}", self._span(ins.span))
+        self.state.bindings[(slot, axis)] = dim
+
+    def _defer_or_run(self, apply: Callable[[], None]) -> None:
+        """A resize runs now, or at the end of the training step that runs it."""
+        if self.state.deferred is None:
+            apply()
+        else:
+            self.state.deferred.append(apply)
 
     def _param_resize(self, ins: Instr, args: list[Any]) -> None:
-        raise NotImplementedError("parameter resizing is implemented by the native runtime only")
+        slot, name = ins.attr("slot"), ins.attr("name")
+        self._param(slot, name, ins.span)
+        a, b, dims = float(args[0]), float(args[1]), [self._int(d, ins.span) for d in args[2:]]
+        self._defer_or_run(lambda: interp_resize.resize_param(
+            self.state, slot, name, dims, ins.attr("policy"), a, b, self._span(ins.span), self.dt))
 
-    _dim_resize = _param_resize
+    def _dim_resize(self, ins: Instr, args: list[Any]) -> None:
+        dim, size, a, b = ins.attr("dim"), self._int(args[0], ins.span), float(args[1]), float(args[2])
+        self.state.dim_names.setdefault(dim, ins.attr("name"))
+        self._defer_or_run(lambda: interp_resize.resize_dim(
+            self.state, dim, size, ins.attr("policy"), a, b, self._span(ins.span), self.dt))
 
     def _save_checkpoint(self, ins: Instr, args: list[Any]) -> None:
-        raise NotImplementedError("checkpoints are implemented by the native runtime only")
+        interp_checkpoint.save(self.state, ins.attr("path"), self.module.dtype, self._span(ins.span))
 
-    _load_checkpoint = _save_checkpoint
+    def _load_checkpoint(self, ins: Instr, args: list[Any]) -> None:
+        interp_checkpoint.load(self.state, ins.attr("path"), self.module.dtype, self._span(ins.span),
+                               self.state.deferred is not None)
 
     def _dim_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("dim") not in self.state.dims:
@@ -515,7 +610,8 @@ class Interpreter:
         if not (0 <= v < 2.0 ** 62 and v == math.floor(v)):
             raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {format_scalar(v)})",
                         self._span(ins.span))
-        self.state.dims[ins.attr("dim")] = int(v)
+        self.state.dim_names[ins.attr("dim")] = ins.attr("name")
+        self.state.set_dim(ins.attr("dim"), int(v))
 
     def _global_load(self, ins: Instr, args: list[Any]) -> Any:
         if ins.attr("slot") not in self.state.globals:
@@ -526,10 +622,7 @@ class Interpreter:
         self.state.globals[ins.attr("slot")] = args[0]
 
     def _seed(self, ins: Instr, args: list[Any]) -> None:
-        if hasattr(self.state.rng, "seed"):
-            self.state.rng.seed(float(args[0]))
-        else:
-            self.state.rng = NumpyRng(float(args[0]))
+        self.state.rng.seed(float(args[0]))
 
     def _print(self, ins: Instr, args: list[Any]) -> None:
         values = iter(args)
@@ -537,7 +630,10 @@ class Interpreter:
         self.state.output.append(" ".join(parts))
 
     def _report(self, ins: Instr, args: list[Any]) -> None:
-        self.state.metrics.setdefault(ins.attr("name"), []).append((len(self.state.loss_log), float(args[0])))
+        name = ins.attr("name")
+        if name not in self.state.metrics and len(self.state.metrics) == MAX_METRICS:
+            raise error(Kind.RUNTIME, f"report: more than {MAX_METRICS} metric names", self._span(ins.span))
+        self.state.metrics.setdefault(name, []).append((len(self.state.loss_log), float(args[0])))
 
     def _opt_reset(self, ins: Instr, args: list[Any]) -> None:
         self.state.opt.clear()
@@ -616,7 +712,13 @@ class Interpreter:
             raise self._io(ins, f"'{path}' has no tensor named '{name}'")
         info = header[name]
         kinds = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "BF16": "<u2"}
+        if info.get("dtype") not in kinds:
+            raise self._io(ins, f"{path}: tensor '{name}': unknown dtype '{info.get('dtype')}'")
         start, end = info["data_offsets"]
+        count = int(np.prod(info["shape"], dtype=object))
+        if not 0 <= start <= end <= len(data) - 8 - n or count * np.dtype(kinds[info["dtype"]]).itemsize != end - start:
+            raise self._io(ins, f"{path}: tensor '{name}': its data offsets [{start}, {end}] do not fit its "
+                           "shape and the file")
         raw = np.frombuffer(data[8 + n + start:8 + n + end], dtype=kinds[info["dtype"]])
         if info["dtype"] == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)

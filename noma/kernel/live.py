@@ -69,6 +69,7 @@ class LiveDisplay:
         now = time.monotonic()
         if self.run_started is None:
             self.run_started = now - self.session.progress_interval  # ticks start once native code runs
+            self.rate.started = time.perf_counter() - self.session.progress_interval  # not the compile time
         self._publish_frame()
         steps = self._steps()
         self.rate.update(steps)

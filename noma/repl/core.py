@@ -44,6 +44,7 @@ class ReplCore:
         session.progress = self.progress
         session.progress_interval = 0.1
         session.output_sink = self.progress.output
+        session.clear_interrupt_on_execute = False  # handle() does, before its SIGINT handler
 
     # ------------------------------------------------------------------ one input
 
@@ -54,6 +55,9 @@ class ReplCore:
             return True
         if stripped in QUIT_COMMANDS:
             return False
+        # a Ctrl-C from here on stops (or cancels) this input: the flag is cleared before the
+        # handler that sets it is installed, not when the session starts executing
+        self.session.rt.clear_interrupt()
         with self.session.sigint_stops_training():
             try:
                 self.progress.begin(self.session)

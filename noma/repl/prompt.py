@@ -11,6 +11,7 @@ Imports: prompt_toolkit, pygments (via prompt_toolkit.lexers), noma.repl.core.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -95,6 +96,14 @@ def key_bindings() -> KeyBindings:
     def _newline(event: Any) -> None:
         event.current_buffer.insert_text("\n")
 
+    @kb.add("c-c")
+    def _ctrl_c(event: Any) -> None:
+        app = event.app
+        if app.is_done:  # Enter already submitted the input: this Ctrl-C is for the input
+            app.noma_ctrl_c_after_submit = True  # (see typed_ctrl_c)
+            return
+        app.exit(exception=KeyboardInterrupt, style="class:aborting")  # at the prompt: clear the line
+
     return kb
 
 
@@ -123,22 +132,53 @@ def make_prompt_session(core: ReplCore, history: Optional[History] = None) -> Pr
 
 def typed_ctrl_c(prompt: PromptSession) -> bool:
     """Whether Ctrl-C was pressed after Enter while prompt_toolkit still held the terminal in raw
-    mode (there it is a key, not SIGINT): read what was typed since, raw, without waiting. Keys
-    other than Ctrl-C stay typed ahead for the next prompt."""
+    mode, where it is a key, not SIGINT: prompt_toolkit handled it as it finished the prompt (our
+    c-c binding noted it), or it is still in the terminal's input queue (read here, without
+    waiting, with the terminal sending SIGINT for a Ctrl-C that comes meanwhile). Keys other than
+    Ctrl-C stay typed ahead for the next prompt."""
     from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+    from prompt_toolkit.input.vt100_parser import Vt100Parser
     from prompt_toolkit.keys import Keys
 
+    pressed = bool(getattr(prompt.app, "noma_ctrl_c_after_submit", False))
+    prompt.app.noma_ctrl_c_after_submit = False
     source = prompt.input
     keys = list(get_typeahead(source))
-    try:
-        with source.raw_mode():
-            keys += source.read_keys()
-        keys += source.flush_keys()
-    except Exception:  # not a terminal we can read: nothing typed ahead
-        pass
-    pressed = any(k.key == Keys.ControlC for k in keys)
+    parser = Vt100Parser(keys.append)
+    parser.feed(_pending_input().decode("utf-8", "replace"))
+    parser.flush()
+    pressed = pressed or any(k.key == Keys.ControlC for k in keys)
     store_typeahead(source, [k for k in keys if k.key != Keys.ControlC])
     return pressed
+
+
+def _pending_input() -> bytes:
+    """The bytes waiting in the terminal's input queue (read in non-canonical mode with ISIG on,
+    so a Ctrl-C arriving meanwhile is SIGINT as usual); b"" when stdin is not a terminal."""
+    import termios
+
+    fd = sys.stdin.fileno()
+    try:
+        saved = termios.tcgetattr(fd)
+    except (termios.error, OSError, ValueError):
+        return b""
+    mode = list(saved)
+    mode[3] &= ~(termios.ICANON | termios.ECHO)  # lflag: byte-wise, no echo; ISIG stays on
+    mode[6] = list(saved[6])
+    mode[6][termios.VMIN], mode[6][termios.VTIME] = 0, 0  # read returns what is there
+    data = b""
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, mode)
+        while True:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+    return data
 
 
 def run_interactive(core: ReplCore) -> int:

