@@ -175,6 +175,8 @@ class FunctionLowering(OpLowering):
         (flag,) = self.lower_block(op.cond, phis)
         self.b.cbranch(self.truth(flag), body, exit_)
         self.b.position_at_end(body)
+        # an interrupt stops any loop, also one that never reaches a training step boundary
+        self.rt("noma_check_interrupt_loop", self.span_c())
         nxt = self.lower_block(op.body, phis)
         if release:
             nxt = self._keep_carried(op.inits, nxt, op.carry_slots, odd)

@@ -395,6 +395,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_metric_limit": (_I64, [_I32]),
     "noma_request_interrupt": (None, []),
     "noma_check_interrupt": (None, [_I64]),
+    "noma_check_interrupt_loop": (None, [_I64]),
     "noma_opt_result_begin": (None, [_I64]),
     "noma_opt_result_set": (None, [_R]),
     "noma_opt_result_end": (None, []),

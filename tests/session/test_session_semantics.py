@@ -654,3 +654,67 @@ def test_minimized_variable_holds_the_last_loss_after_an_interrupt_or_error() ->
                   " let loss = w * w + tensor [1, 2][i];\n minimize loss;\n}")
     assert r.status == "error" and "out of range" in r.errors[0].message and r.steps == 1
     assert s.globals()["loss"] == s.history.losses[-1]
+
+
+# ----------------------------------------------------------------------------- loops without steps
+
+
+def _interrupt_when(s: noma.Session, reached) -> threading.Thread:
+    """Interrupt s once reached() holds (polled from another thread)."""
+    def watch():
+        while not reached():
+            time.sleep(0.005)
+        s.interrupt()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_interrupt_stops_a_loop_that_never_reaches_a_training_step():
+    """`while 1 { }` at top level has no step boundary: every loop iteration checks the request."""
+    s = noma.Session()
+    run(s, "let i = 0;")
+    slot = s.symbols.globals["i"].slot
+    watcher = _interrupt_when(s, lambda: s.rt.read_global(slot) > 1000)
+    r = s.execute("while 1 { i = i + 1; }")
+    watcher.join()
+    assert r.status == "interrupted", r.diagnostics
+    assert s.execute("i > 1000").value == 1.0  # the session keeps what the loop did and answers
+    assert s.execute("print(2 + 2);").output == "4\n"
+
+
+def test_interrupt_stops_an_inner_loop_of_a_training_step_keeping_the_last_complete_step():
+    s = noma.Session()
+    run(s, "learn w = 1.0; let k = 0;")
+    slot = s.symbols.globals["k"].slot
+    watcher = _interrupt_when(s, lambda: s.rt.read_global(slot) > 1000)
+    r = s.execute("optimize(w) with sgd(lr = 0.1) max 5 { let loss = w * w; "
+                  "if w < 0.5 { while 1 { k = k + 1; } } minimize loss; }")
+    watcher.join()
+    assert r.status == "interrupted", r.diagnostics
+    # steps 1-4 completed (w: 1 -> 0.8 -> 0.64 -> 0.512 -> 0.4096); the fifth (w < 0.5) never ends
+    assert s.params["w"] == pytest.approx(0.4096)
+    assert s.history.total_steps == 4
+
+
+def test_sigint_stops_an_endless_loop_in_noma_run(tmp_path):
+    marker = tmp_path / "started.csv"
+    prog = tmp_path / "endless.noma"
+    prog.write_text(f'let i = 0;\nsave_csv tensor [1], "{marker}";\nwhile 1 {{ i = i + 1; }}\nprint("finished");\n')
+    proc = subprocess.Popen([sys.executable, "-m", "noma", "run", str(prog)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(6000):
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err and "finished" not in out

@@ -1218,6 +1218,19 @@ void noma_check_interrupt(int64_t span) {
     fail_jump(c, 2);
 }
 
+/* Called once per iteration of every compiled while/for loop: a SIGINT (or a front end's request)
+   unwinds out of a loop that would otherwise never reach a training step boundary (`while 1 { }`
+   at top level). Unlike noma_check_interrupt it ignores noma_set_stop_at, which counts steps. */
+void noma_check_interrupt_loop(int64_t span) {
+    if (!g_interrupted) return;
+    g_interrupted = 0;
+    NomaCtx *c = noma__cur();
+    c->err_kind = NOMA_ERR_RUNTIME;
+    c->err_span = span;
+    snprintf(c->err_msg, sizeof c->err_msg, "interrupted");
+    fail_jump(c, 2);
+}
+
 void noma_set_stop_at(NomaCtx *c, int64_t step) { noma__ctx_or_cur(c)->stop_at = step < 0 ? -1 : step; }
 
 /* Unconditionally unwinds to noma_invoke with status 2 (a training loop calls it at a step

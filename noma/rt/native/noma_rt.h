@@ -275,6 +275,7 @@ int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
+void noma_check_interrupt_loop(int64_t span); /* every while/for iteration; ignores stop_at */
 void noma_stop_interrupted(void);
 /* A training loop of context c stops at the step boundary where the global step reaches `step`
    (status 2, as an interrupt; -1: never): noma.tune advances training by a number of steps. */
