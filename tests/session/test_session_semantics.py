@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -423,19 +424,26 @@ optimize(W) with adam(lr = 0.0001) max 1000000000 {
 """
 
 
-def _interrupt_when_training(s: noma.Session, after_steps: int, record: dict) -> threading.Thread:
-    base = s.rt.global_step()
-
+def _interrupt_when(s: noma.Session, reached: Callable[[], bool], record: Optional[dict] = None,
+                    steps_from: int = 0) -> threading.Thread:
+    """Interrupt s from another thread once reached() holds; `record` gets the moment ("t0") and
+    the global steps past `steps_from` completed when the request was made ("steps")."""
     def watch():
-        while s.rt.global_step() - base < after_steps:
+        while not reached():
             time.sleep(0.001)
-        record["t0"] = time.perf_counter()
-        record["steps"] = s.rt.global_step() - base  # steps completed when the request was made
+        if record is not None:
+            record["t0"] = time.perf_counter()
+            record["steps"] = s.rt.global_step() - steps_from
         s.interrupt()
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
     return t
+
+
+def _interrupt_when_training(s: noma.Session, after_steps: int, record: dict) -> threading.Thread:
+    base = s.rt.global_step()
+    return _interrupt_when(s, lambda: s.rt.global_step() - base >= after_steps, record, base)
 
 
 def test_interrupt_in_process_keeps_state_and_resumes():
@@ -657,18 +665,6 @@ def test_minimized_variable_holds_the_last_loss_after_an_interrupt_or_error() ->
 
 
 # ----------------------------------------------------------------------------- loops without steps
-
-
-def _interrupt_when(s: noma.Session, reached) -> threading.Thread:
-    """Interrupt s once reached() holds (polled from another thread)."""
-    def watch():
-        while not reached():
-            time.sleep(0.005)
-        s.interrupt()
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    return t
 
 
 def test_interrupt_stops_a_loop_that_never_reaches_a_training_step():
