@@ -33,7 +33,7 @@ import numpy as np
 from noma.compiler import ir
 from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler import interp_checkpoint, interp_resize
+from noma.compiler import interp_checkpoint, interp_resize, interp_safetensors
 from noma.compiler.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
 from noma.compiler.interp_rng import RuntimeRng
 
@@ -730,22 +730,13 @@ class Interpreter:
             self.state.globals[slot] = self._load_st(one, [])
 
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
-        tag, kind = ("F32", "<f4") if self.dt is np.float32 else ("F64", "<f8")
-        header, blobs, offset = {}, [], 0
+        tag = "F32" if self.dt is np.float32 else "F64"
         names = list(ins.attr("names"))
         for name in names:
             if names.count(name) > 1:
                 raise self._io(ins, f"{ins.attr('path')}: tensor name '{name}' given twice")
-        for name, v in zip(names, args):  # the statement's order, as the runtime writes it
-            blob = np.asarray(v, dtype=kind).tobytes()
-            header[name] = {"dtype": tag, "shape": list(np.shape(v)), "data_offsets": [offset, offset + len(blob)]}
-            blobs.append(blob)
-            offset += len(blob)
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)
-        try:
-            with open(ins.attr("path"), "wb") as f:
-                f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        try:  # the statement's order, as the runtime writes it
+            interp_safetensors.write(ins.attr("path"), [(n, v, tag) for n, v in zip(names, args)])
         except OSError as e:
             raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
 

@@ -7,8 +7,8 @@ Loading is all or nothing and matches by name: a parameter or dim the program ha
 a name error, a parameter of another rank a shape error, a checkpoint of the other dtype a type
 error, a missing or malformed file an io error, a load inside an optimize body a runtime error.
 
-Owns: save, load. Imports: the standard library, numpy, noma.compiler.interp_optimizers,
-noma.diagnostics.
+Owns: save, load. Imports: the standard library, numpy, noma.compiler.interp_safetensors,
+noma.compiler.interp_optimizers, noma.diagnostics.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from noma.compiler import interp_safetensors
 from noma.compiler.interp_optimizers import OptSlot
 from noma.diagnostics import Kind, error
 
@@ -31,7 +32,7 @@ def _names(table: dict[int, str]) -> dict[str, int]:
 
 
 def save(state: Any, path: str, dtype: str, span: Any) -> None:
-    real, tag = ("<f4", "F32") if dtype == "f32" else ("<f8", "F64")
+    tag = "F32" if dtype == "f32" else "F64"
     tensors: list[tuple[str, np.ndarray, str]] = []
     meta = {"format": FORMAT, "dtype": dtype, "step": str(len(state.loss_log)),
             "rng": " ".join(str(w) for w in state.rng.words())}
@@ -52,18 +53,8 @@ def save(state: Any, path: str, dtype: str, span: Any) -> None:
             tensors.append((f"opt/{name}/{key}", getattr(o, key), tag))
         tensors.append((f"opt/{name}/step", o.step, "I64"))
     tensors.append(("history/losses", np.asarray(state.loss_log), tag))
-    header: dict[str, Any] = {"__metadata__": meta}
-    blobs, offset = [], 0
-    for name, value, t in tensors:
-        blob = np.asarray(value, dtype="<i8" if t == "I64" else real).tobytes()
-        header[name] = {"dtype": t, "shape": list(np.shape(value)), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
     try:
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        interp_safetensors.write(path, tensors, meta)
     except OSError as e:
         raise error(Kind.IO, f"cannot write '{path}': {e.strerror}", span) from None
 
