@@ -25,7 +25,7 @@ STEPS = 1000
 
 def plain(text: str, name: str, config: dict, repeat: int) -> list[float]:
     from noma.diagnostics import Source
-    from noma.session import Session
+    from noma.session.core import Session
     from noma.tune.program import split_program
 
     program = split_program(Source(name, text))

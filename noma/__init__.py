@@ -13,7 +13,7 @@ __all__ = ["Session", "__version__"]
 def __getattr__(name: str):
     """Lazy access to `noma.Session` (importing it loads the JIT and the native runtime)."""
     if name == "Session":
-        from noma.session import Session
+        from noma.session.core import Session
 
         return Session
     raise AttributeError(f"module 'noma' has no attribute {name!r}")

@@ -16,7 +16,7 @@ NumPy's OpenBLAS: `matmul` runs the runtime's own blocked loop (no gemm is regis
 Results are bit-identical to `noma run` with `NOMA_NO_BLAS=1`, and to plain `noma run` as long
 as no matmul is large enough (m·n·k ≥ 4096) to go to BLAS.
 
-Imports: noma.emit, noma.compiler.jit (object code), noma.rt.native_lib (sources, compiler
+Imports: noma.emit, noma.compiler.llvm.jit (object code), noma.rt.native_lib (sources, compiler
 discovery, cache directory), noma.diagnostics.
 """
 
@@ -234,7 +234,7 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
     compile time; `defines` as for `noma run -D`), no C compiler (naming the package to install),
     a failed link, an unwritable output path.
     """
-    from noma.compiler import jit
+    from noma.compiler.llvm import jit
     from noma.emit import compile_program
     from noma.rt import native_lib
 
@@ -242,7 +242,7 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
         source = Source("<program>", source)
     if dtype not in ("f64", "f32"):
         raise ValueError(f"unknown dtype {dtype!r} (expected 'f64' or 'f32')")
-    from noma.compiler.defines import make_defines, parse_with_defines
+    from noma.compiler.front.defines import make_defines, parse_with_defines
 
     program = compile_program(source, dtype, program=parse_with_defines(source, make_defines(defines)))
     cc = _compiler()

@@ -52,9 +52,9 @@ def _print_live(kind: str, payload: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from noma.session import Session
+    from noma.session.core import Session
 
-    from noma.compiler.defines import make_defines, parse_with_defines
+    from noma.compiler.front.defines import make_defines, parse_with_defines
 
     source = _read(args.file)
     try:  # a malformed define, one naming nothing or of the wrong kind stops before anything runs
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from noma.session import Session
+    from noma.session.core import Session
 
     source = _read(args.file)
     try:

@@ -35,10 +35,10 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
     run_main=True. `differentiate=False` stops before autodiff and the passes; `optimize=False`
     skips the passes (constant folding, CSE, DCE: the test oracle runs the IR without them, so
     their mistakes show as disagreements with native code). Raises NomaError."""
-    from noma.compiler import autodiff, ir, irgen, passes
-    from noma.compiler.budget import run_stage
-    from noma.compiler.parse import parse
-    from noma.compiler.symbols import SymbolTable
+    from noma.compiler.middle import autodiff, ir, irgen, passes
+    from noma.compiler.front.budget import run_stage
+    from noma.compiler.front.parse import parse
+    from noma.compiler.front.symbols import SymbolTable
     from noma.rt.safetensors_header import read_ranks
 
     def front_end(program: Any) -> tuple[Any, bool]:
@@ -58,8 +58,8 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
 
 def compile_program(source: Source, dtype: str = "f64", *, program: Any = None) -> CompiledProgram:
     """Source → one self-contained LLVM module (symbols `noma_<fn>`, entry `noma___main`)."""
-    from noma.compiler import lower_llvm
-    from noma.compiler.budget import run_stage
+    from noma.compiler.llvm import lower_llvm
+    from noma.compiler.front.budget import run_stage
 
     module, has_value = compile_ir(source, dtype, program=program)
     names = {n: f"noma_{n}" for n in module.functions}
@@ -69,12 +69,12 @@ def compile_program(source: Source, dtype: str = "f64", *, program: Any = None) 
 
 
 def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optional[str] = None) -> str:
-    from noma.compiler import ir
-    from noma.compiler.parse import parse
+    from noma.compiler.middle import ir
+    from noma.compiler.front.parse import parse
 
     program = parse(source)
     if stage == "ast":
-        from noma.compiler.budget import run_stage
+        from noma.compiler.front.budget import run_stage
 
         return run_stage(source, pprint.pformat, program, width=110) + "\n"
     if stage in ("ir", "grad"):
@@ -82,7 +82,7 @@ def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optiona
         if function is not None:
             return ir.print_function(module, function)
         return ir.print_module(module)
-    from noma.compiler import jit
+    from noma.compiler.llvm import jit
 
     text = compile_program(source, dtype, program=program).llvm_text
     if stage == "llvm":
@@ -95,6 +95,6 @@ def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optiona
 def emit_object(source: Source, dtype: str = "f64") -> bytes:
     """The program's native object file (entry `noma___main`; link it with the C runtime as
     `noma build` does)."""
-    from noma.compiler import jit
+    from noma.compiler.llvm import jit
 
     return jit.emit_object(compile_program(source, dtype).llvm_text, opt_level=2)

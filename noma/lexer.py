@@ -3,7 +3,7 @@
 Owns: NomaLexer: keywords, builtins, optimizers, casts, numbers, strings, comments, operators
 and meta-command lines (`:params`). Registered as the `noma` entry point of `pygments.lexers`
 in setup.cfg. Keeps its own keyword/builtin lists so that importing it stays cheap (no lark);
-tests check they match noma.compiler.parse.KEYWORDS and irgen_builtins.BUILTINS.
+tests check they match noma.compiler.front.parse.KEYWORDS and irgen_builtins.BUILTINS.
 Imports: pygments.
 """
 

@@ -396,8 +396,8 @@ def _cell_name(session: Any) -> str:
 
 def _regenerate(session: Any, stage: str) -> Any:
     """The last cell compiled again (without touching the session): IR, or IR after autodiff."""
-    from noma.compiler import autodiff, irgen, passes
-    from noma.compiler.parse import parse
+    from noma.compiler.middle import autodiff, irgen, passes
+    from noma.compiler.front.parse import parse
     from noma.rt.safetensors_header import read_ranks
 
     program = parse(session.last_source)
@@ -437,7 +437,7 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function."""
     import copy
 
-    from noma.compiler import ir
+    from noma.compiler.middle import ir
 
     if session.last_module is None or session.last_source is None:
         return MetaResult("no cell has been compiled yet", ok=False)
@@ -464,7 +464,7 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
             msg = f"no function `{target}` in the last cell; its functions: {known} (or `cell`)"
         return MetaResult(msg, ok=False)
     if stage == "llvm":
-        from noma.compiler.lower_llvm import lower_module
+        from noma.compiler.llvm.lower_llvm import lower_module
 
         symbols = {n: f"noma_{n}" for n in module.functions}
         text = lower_module(module, symbols=symbols, own_pointers=set(module.functions),

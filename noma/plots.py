@@ -2,12 +2,12 @@
 
 Owns: turning a session History (+ current dims) into a matplotlib figure and PNG bytes/files,
 used by `noma run --plot`, the REPL's :plot and the kernel's live display. The loss curve is
-drawn from the history's bounded summary (noma.history.LossSummary: at most MAX_POINTS buckets,
+drawn from the history's bounded summary (noma.session.history.LossSummary: at most MAX_POINTS buckets,
 each drawn as its mean with a min-max band), so a frame costs the same after ten steps or a
 hundred million; a run short enough to be held exactly is drawn exactly. Each run segment (a
 `learn` re-initialising parameters starts one) is its own labelled curve; resize labels that
 would overlap are merged; the layer-size panel (integer ticks) appears only when there are dims.
-Imports: numpy, noma.history, matplotlib (Agg backend only, imported lazily).
+Imports: numpy, noma.session.history, matplotlib (Agg backend only, imported lazily).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from noma.history import LossSummary, segment_of
+from noma.session.history import LossSummary, segment_of
 
 #: Most buckets a loss curve draws (adjacent buckets merge beyond it).
 MAX_POINTS = 4096

@@ -93,7 +93,7 @@ class _Forward:
         self.loss_slot = global_slots(self.module)["loss"]
 
     def loss(self, delta: dict[str, np.ndarray]) -> float:
-        from noma.compiler.interp import InterpState, Interpreter
+        from noma.compiler.interp.interp import InterpState, Interpreter
         from noma.emit import ENTRY
 
         class Perturbed(Interpreter):

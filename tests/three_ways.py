@@ -1,6 +1,6 @@
 """Running one NOMA program three ways and comparing what each one leaves behind.
 
-The three ways: the NumPy interpreter of the IR (noma/compiler/interp.py, the oracle), the JIT (a
+The three ways: the NumPy interpreter of the IR (noma/compiler/interp/interp.py, the oracle), the JIT (a
 fresh `noma.Session`, as `noma run` runs a file) and a standalone executable (`noma build`).
 Each run gives an Outcome: stdout lines, warnings, the error (kind, line, column) if any, and the
 training state (parameters, optimizer state, loss log). An executable's state comes from a
@@ -86,7 +86,7 @@ def _location(diag: Any) -> tuple[str, int, int]:
 
 def global_slots(module: Any) -> dict[str, int]:
     """Names of the module's global slots, from the GLOBAL_STORE / GLOBAL_LOAD instructions."""
-    from noma.compiler.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
+    from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 
     out: dict[str, int] = {}
     stack: list[Any] = [fn.body for fn in module.functions.values()]
@@ -112,9 +112,9 @@ def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None
     DCE), so that their mistakes show; compile errors come from the shared front end.
     `interpreter` replaces the Interpreter class (e.g. one that perturbs parameters); `defines`
     are `NAME=VALUE` strings, as `noma run -D` takes them."""
-    from noma.compiler.defines import make_defines, parse_with_defines
-    from noma.compiler.interp import InterpState, Interpreter
-    from noma.compiler.symbols import VALUE_SLOT
+    from noma.compiler.front.defines import make_defines, parse_with_defines
+    from noma.compiler.interp.interp import InterpState, Interpreter
+    from noma.compiler.front.symbols import VALUE_SLOT
     from noma.display import format_value
     from noma.emit import ENTRY, compile_ir
 
@@ -154,7 +154,7 @@ def run_jit(text: str, name: str, dtype: str = "f64", defines: Optional[list[str
     from noma.display import format_value
 
     if defines:  # as `noma run`: a define naming nothing, or of the wrong kind, stops before the run
-        from noma.compiler.defines import make_defines, parse_with_defines
+        from noma.compiler.front.defines import make_defines, parse_with_defines
 
         try:
             parse_with_defines(Source(name, text), make_defines(defines))

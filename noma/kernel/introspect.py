@@ -95,7 +95,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 def builtin_names() -> list[str]:
     try:
-        from noma.compiler.irgen_builtins import BUILTINS
+        from noma.compiler.middle.irgen_builtins import BUILTINS
         names = set(BUILTINS)
     except Exception:  # the compiler is optional for completion
         names = set()
@@ -104,7 +104,7 @@ def builtin_names() -> list[str]:
 
 def keyword_names() -> list[str]:
     try:
-        from noma.compiler.parse import KEYWORDS
+        from noma.compiler.front.parse import KEYWORDS
         return sorted(KEYWORDS)
     except Exception:
         return sorted(KEYWORD_DOCS)

@@ -6,8 +6,8 @@ execute_result, NOMA diagnostics as error messages with a caret traceback), meta
 (`:params`, `:history`, ... via noma.meta), interrupts (SIGINT stops the native training loop at
 a step boundary; the state is kept), completion, inspection, is_complete and history.
 Input: Jupyter messages (through ipykernel). Output: replies and IOPub messages.
-Imports: ipykernel (only under noma.kernel), noma.session, noma.meta, noma.display,
-noma.kernel.{introspect, live, painter, diagram}, noma.compiler.parse (completeness).
+Imports: ipykernel (only under noma.kernel), noma.session.core, noma.meta, noma.display,
+noma.kernel.{introspect, live, painter, diagram}, noma.compiler.front.parse (completeness).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class NomaKernel(Kernel):
     def noma(self) -> Any:
         """The live NOMA session (created on first use; `self.session` is Jupyter's)."""
         if self._noma is None:
-            from noma.session import Session
+            from noma.session.core import Session
 
             self._noma = Session()
             self._noma.clear_interrupt_on_execute = False  # pre_handler_hook does (see there)
@@ -168,7 +168,7 @@ class NomaKernel(Kernel):
         """Progress text and plots from the session's hook; printed text (code segments) and
         warnings streamed as the cell prints them."""
         live = LiveDisplay(self.noma, self._publish, enabled=not self._silent)
-        self.noma.progress = live.tick
+        self.noma.session.progress = live.tick
         self.noma.progress_interval = self.progress_interval
         self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
@@ -315,7 +315,7 @@ class NomaKernel(Kernel):
             return None
 
     async def do_is_complete(self, code: str) -> dict:
-        from noma.compiler.parse import completeness
+        from noma.compiler.front.parse import completeness
 
         text = "\n".join(line for line in code.split("\n") if not line.lstrip().startswith(":"))
         status = completeness(text) if text.strip() else "complete"

@@ -16,7 +16,7 @@ ready, so the main thread never waits for a drawing:
 `finish(interrupted)` publishes the final state: the progress text, and a final frame for every
 cell that trained (a short cell gets only this one); after an interrupt it draws nothing more, so
 the reply is not held up by a drawing (a finished frame is shown, else the last live one stays).
-Imports: noma.progress, noma.kernel.painter; publishing goes through callables the kernel passes in.
+Imports: noma.session.progress, noma.kernel.painter; publishing goes through callables the kernel passes in.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import uuid
 from typing import Any, Callable, Optional
 
 from noma.kernel.painter import Painter, shared_painter
-from noma.progress import Rate, global_step, status_text
+from noma.session.progress import Rate, global_step, status_text
 
 Publish = Callable[[str, dict], None]
 

@@ -1,6 +1,6 @@
 """One checked version of a NOMA document: its diagnostics, AST, scope index and symbol table.
 
-Owns: running the compiler's front end (noma.compiler.frontend, the path `noma check` takes)
+Owns: running the compiler's front end (noma.compiler.front.frontend, the path `noma check` takes)
 on a document without executing anything (a notebook's meta-command lines blanked out), and
 the text the server shows for a name (hover, completion details). `load_safetensors` files are
 not opened: the header reader given to irgen refuses, so the statement gets an information
@@ -17,11 +17,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from noma.compiler import ast
-from noma.compiler.frontend import check_program
-from noma.compiler.irgen_builtins import INITIALISERS
-from noma.compiler.parse import parse
-from noma.compiler.symbols import SymbolTable
+from noma.compiler.front import ast
+from noma.compiler.front.frontend import check_program
+from noma.compiler.middle.irgen_builtins import INITIALISERS
+from noma.compiler.front.parse import parse
+from noma.compiler.front.symbols import SymbolTable
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source
 from noma.lsp import vocabulary
 from noma.lsp.positions import LineIndex

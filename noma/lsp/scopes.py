@@ -7,8 +7,8 @@ top-level declaration is a global, visible after it and inside every function (f
 globals, not their callers' locals); functions are visible everywhere; `learn w` of a parameter
 already declared re-initialises it (a use, not a new name); the variable an `optimize` body
 minimizes stays visible after the loop and in its `until` condition.
-Input: a noma.compiler.ast.Program from the compiler's parser. Nothing is evaluated.
-Imports: noma.compiler.ast, noma.diagnostics.
+Input: a noma.compiler.front.ast.Program from the compiler's parser. Nothing is evaluated.
+Imports: noma.compiler.front.ast, noma.diagnostics.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from noma.compiler import ast
+from noma.compiler.front import ast
 from noma.diagnostics import Span
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -21,7 +21,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from noma.compiler.parse import KEYWORDS
+from noma.compiler.front.parse import KEYWORDS
 from noma.lsp import vocabulary
 from noma.lsp.analysis import Analysis, analyze, builtin_detail, describe
 from noma.lsp.scopes import Definition

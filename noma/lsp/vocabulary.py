@@ -2,17 +2,19 @@
 
 Owns: nothing of its own — it collects the keyword terminals of grammar.lark (parse_tables), the
 builtin table with arities (irgen_builtins.BUILTINS), optimizers and resize policies
-(noma.compiler.ir), cast types (parse.CAST_TYPES) and the one-line docs the Jupyter kernel shows
+(noma.compiler.middle.ir), cast types (parse.CAST_TYPES) and the one-line docs the Jupyter kernel shows
 (noma.kernel.introspect), so the server, the kernel and the VS Code grammar's test share one source.
 Imports: noma.compiler (parse_tables, parse, irgen_builtins, ir), noma.kernel.introspect.
 """
 
 from __future__ import annotations
 
-from noma.compiler import ir, parse_tables
-from noma.compiler.irgen_builtins import BUILTINS as _BUILTIN_ARITY
-from noma.compiler.irgen_builtins import MANY
-from noma.compiler.parse import CAST_TYPES as _CASTS
+from noma.compiler.middle import ir
+
+from noma.compiler.front import parse_tables
+from noma.compiler.middle.irgen_builtins import BUILTINS as _BUILTIN_ARITY
+from noma.compiler.middle.irgen_builtins import MANY
+from noma.compiler.front.parse import CAST_TYPES as _CASTS
 from noma.kernel.introspect import BUILTIN_DOCS, KEYWORD_DOCS
 
 #: The keyword terminals of grammar.lark, as its compiled tables list them (= parse.KEYWORDS).

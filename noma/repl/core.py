@@ -4,7 +4,7 @@ Owns: ReplCore (the live Session, running code or a meta-command, printing outpu
 diagnostics, Ctrl-C during execution → a step-boundary interrupt that keeps the state, and the
 one-line "internal error" for anything unexpected: never a traceback, never an exit on error),
 and run_piped(): the plain loop used when stdin is not a terminal (`echo 'print(1);' | noma repl`)
-that accumulates lines until noma.compiler.parse.is_complete says a statement is finished.
+that accumulates lines until noma.compiler.front.parse.is_complete says a statement is finished.
 Imports: noma.session, noma.meta, noma.display, noma.repl.progress. No prompt_toolkit.
 """
 
@@ -33,7 +33,7 @@ class ReplCore:
         self.failures = 0
         self.progress = Progress(self.out, live=self.color, color=self.color)
         if session is None:
-            from noma.session import Session
+            from noma.session.core import Session
 
             session = Session(dtype=dtype)
         self.session = session
@@ -152,7 +152,7 @@ def _isatty(stream: TextIO) -> bool:
 def split_inputs(lines: Iterable[str]) -> Iterator[str]:
     """Group lines into inputs: a `:command` line alone, code until is_complete (blank lines skipped
     between inputs). Whatever is left at the end is yielded too (it may be a syntax error)."""
-    from noma.compiler.parse import is_complete
+    from noma.compiler.front.parse import is_complete
 
     buffer = ""
     for line in lines:

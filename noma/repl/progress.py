@@ -2,10 +2,10 @@
 
 Owns: Progress, installed as `Session.progress` (called from the main thread every
 progress_interval seconds while native code runs in a worker thread) and as `Session.output_sink`
-(what the cell prints, every 50 ms). It reads the runtime's counters cheaply (noma.progress),
+(what the cell prints, every 50 ms). It reads the runtime's counters cheaply (noma.session.progress),
 redraws one status line on a terminal (`\\r` + erase) from the first 0.1 s of a loop, writes
 printed lines and warnings above it, and prints each new resize / free event on its own line.
-Imports: noma.progress, noma.meta (event text). No prompt_toolkit.
+Imports: noma.session.progress, noma.meta (event text). No prompt_toolkit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, TextIO
 
-from noma.progress import Rate, event_count, global_step, status_text
+from noma.session.progress import Rate, event_count, global_step, status_text
 
 #: Event kinds shown live (optimizer changes and resets are listed by `:history` only).
 SHOWN_EVENTS = ("resize", "param_resize", "dim_resize", "free", "param_free")
@@ -23,7 +23,7 @@ STATUS_AFTER = 0.1
 
 
 def events_since(session: Any, seen: int) -> list[Any]:
-    """Events recorded after the first `seen` ones (as noma.session.Event)."""
+    """Events recorded after the first `seen` ones (as noma.session.core.Event)."""
     if event_count(session) <= seen:
         return []
     names = {var.slot: n for n, var in session.symbols.params.items()}

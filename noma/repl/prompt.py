@@ -1,7 +1,7 @@
 """The interactive `noma> ` prompt (prompt_toolkit), used when stdin is a terminal.
 
 Owns: the PromptSession (prompt `noma> `, continuation `  ... `), the Enter rule (submit only when
-noma.compiler.parse.is_complete says the input is finished, or for a `:command`; Alt-Enter always
+noma.compiler.front.parse.is_complete says the input is finished, or for a `:command`; Alt-Enter always
 inserts a newline), syntax highlighting through noma.lexer.NomaLexer, tab completion
 (noma.repl.completion), the persistent history file (Ctrl-R searches it), Ctrl-C at the prompt
 (clears the line) and Ctrl-D (exits). Running inputs is ReplCore's job.
@@ -66,7 +66,7 @@ def open_history() -> History:
 
 def should_submit(text: str) -> bool:
     """Enter submits a `:command`, an empty line, or code that forms complete statements."""
-    from noma.compiler.parse import is_complete
+    from noma.compiler.front.parse import is_complete
 
     stripped = text.strip()
     if not stripped or (stripped.startswith(":") and "\n" not in stripped):

@@ -3,7 +3,7 @@
 Owns: creating the context, invoking native entry points, and reading its state as NumPy:
 parameters, globals, dims, optimizer state, the loss history (exact window and summary), events,
 captured output, errors.
-Imports: numpy, noma.rt.native_lib, noma.history (Event). Not noma.compiler.
+Imports: numpy, noma.rt.native_lib, noma.session.history (Event). Not noma.compiler.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ class Runtime:
         return int(self.lib.noma_history_bytes(self.ctx))
 
     def events(self, param_names: dict[int, str], dim_names: dict[int, str]) -> list[Any]:
-        from noma.history import Event
+        from noma.session.history import Event
 
         out = []
         for i in range(int(self.lib.noma_event_count(self.ctx))):

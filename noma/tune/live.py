@@ -2,7 +2,7 @@
 number of steps at a time.
 
 `LiveTrial(program, config)` runs the program's setup with the configuration's values as defines
-(noma.compiler.defines), then `advance(n)` runs the training cell until the global step has grown
+(noma.compiler.front.defines), then `advance(n)` runs the training cell until the global step has grown
 by n: the runtime stops the native loop at that step boundary (Runtime.set_stop_at, checked where
 the loop checks the interrupt flag), and the next `advance` reruns the same compiled cell from the
 session's cell cache (no recompilation), resuming from the globals the loop left. `save`/`load`
@@ -50,7 +50,7 @@ class LiveTrial:
     """A NOMA program training in a live session, stepped from outside."""
 
     def __init__(self, text: str, name: str, config: Mapping[str, Any], dtype: str = "f64"):
-        from noma.session import Session
+        from noma.session.core import Session
 
         self.program = split_program(Source(name, text))
         self.config = dict(config)
@@ -70,7 +70,7 @@ class LiveTrial:
 
     def start(self) -> None:
         """(Re)start from the program's setup with this trial's configuration (history from 0)."""
-        from noma.compiler.defines import make_defines, parse_with_defines
+        from noma.compiler.front.defines import make_defines, parse_with_defines
 
         values = program_values(self.config, self.program)
         parse_with_defines(self.program.source, make_defines(values))  # located errors before running
@@ -125,7 +125,7 @@ class LiveTrial:
         """Continue from a checkpoint of any trial of the same program (its sizes, values and
         optimizer state; its scalar globals, history position and metrics). A checkpoint of
         another owner than `owner` is an exploit (a TrialEvent naming the dims that changed)."""
-        from noma import session_state
+        from noma.session import state as session_state
 
         path = os.path.join(directory, CHECKPOINT_FILE)
         before = dict(self.session.dims)
@@ -164,6 +164,6 @@ def _same(current: Optional[Any], value: Any) -> bool:
 def check_program(text: str, name: str, config: Mapping[str, Any]) -> None:
     """Located errors for a program noma tune cannot run with `config`: no training loop, a
     configuration entry naming no top-level let or dim, a value of the wrong kind."""
-    from noma.compiler.defines import make_defines, parse_with_defines
+    from noma.compiler.front.defines import make_defines, parse_with_defines
 
     parse_with_defines(split_program(Source(name, text)).source, make_defines(dict(config)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from noma.compiler import ast
+from noma.compiler.front import ast
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span
 
 
@@ -34,7 +34,7 @@ def _pad(text: str, start: int, end: int) -> str:
 
 def split_program(source: Source) -> TunedProgram:
     """Cut `source` at its last top-level optimize statement (NomaError, located, when none)."""
-    from noma.compiler.parse import parse
+    from noma.compiler.front.parse import parse
 
     program = parse(source)
     loops = [s for s in program.items if isinstance(s, ast.Optimize)]

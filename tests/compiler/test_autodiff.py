@@ -13,10 +13,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from noma.compiler import ir, passes
-from noma.compiler.autodiff import differentiate
-from noma.compiler.interp import Interpreter, InterpState
-from noma.compiler.ir import Block, Builder, Op, Value
+from noma.compiler.middle import ir, passes
+from noma.compiler.middle.autodiff import differentiate
+from noma.compiler.interp.interp import Interpreter, InterpState
+from noma.compiler.middle.ir import Block, Builder, Op, Value
 from noma.diagnostics import Kind, NomaError
 
 SETTINGS = settings(max_examples=25, deadline=None)

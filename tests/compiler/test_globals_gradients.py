@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import noma
-from noma.compiler import ir
-from noma.compiler.interp import Interpreter, InterpState
+from noma.compiler.middle import ir
+from noma.compiler.interp.interp import Interpreter, InterpState
 from noma.diagnostics import Source
 from noma.emit import ENTRY, compile_ir
 
@@ -209,7 +209,7 @@ def _kept_call_body(store_value: str, callee_writes: bool, read_after: bool) -> 
 ])
 def test_gradient_through_a_global_across_a_kept_call_is_refused(store_value: str, callee_writes: bool,
                                                                   read_after: bool, refused: str | None) -> None:
-    from noma.compiler.globals_ssa import promote_globals
+    from noma.compiler.middle.globals_ssa import promote_globals
     from noma.diagnostics import Kind, NomaError
 
     module, body = _kept_call_body(store_value, callee_writes, read_after)
@@ -223,7 +223,7 @@ def test_gradient_through_a_global_across_a_kept_call_is_refused(store_value: st
 
 def test_a_kept_call_forgets_only_the_globals_it_may_write() -> None:
     """g = w * 3; rec(1) (writes only h); loss = g + h: g keeps its SSA value, h is read back."""
-    from noma.compiler.globals_ssa import promote_globals
+    from noma.compiler.middle.globals_ssa import promote_globals
 
     m = ir.Module()
     x = m.new_value(0)
@@ -273,7 +273,7 @@ def _recursive_reader(store_value: str) -> tuple[ir.Module, ir.Block]:
 def test_globals_a_kept_call_only_reads_become_arguments(store_value: str) -> None:
     """The body calls rec.gl.7(3, g): a copy of rec whose loads of g are its second parameter and
     whose recursive call passes it on; it computes what rec computes with g in memory."""
-    from noma.compiler.globals_ssa import promote_globals
+    from noma.compiler.middle.globals_ssa import promote_globals
 
     module, body = _recursive_reader(store_value)
     promote_globals(module, body, frozenset({0}))

@@ -11,9 +11,9 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from noma.compiler import ir
-from noma.compiler.interp import Interpreter, InterpState, format_value
-from noma.compiler.ir import Block, Builder, Op
+from noma.compiler.middle import ir
+from noma.compiler.interp.interp import Interpreter, InterpState, format_value
+from noma.compiler.middle.ir import Block, Builder, Op
 
 T = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]])
 S = np.array([[1.0, 0.5, 2.0], [0.1, 3.0, 1.5]])

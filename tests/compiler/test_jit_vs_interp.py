@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import noma
-from noma.compiler.interp import InterpState, Interpreter
+from noma.compiler.interp.interp import InterpState, Interpreter
 from noma.diagnostics import Source
 
 PROGRAMS = {

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import noma
-from noma.compiler import ir, jit
-from noma.compiler.lower_llvm import lower_module
+from noma.compiler.middle import ir
+from noma.compiler.llvm import jit
+from noma.compiler.llvm.lower_llvm import lower_module
 
 
 def lit(arr) -> str:

@@ -17,9 +17,9 @@ import threading
 import numpy as np
 import pytest
 
-from noma.compiler import ir
-from noma.compiler.jit import JIT, UndefinedSymbolError, emit_assembly, emit_object
-from noma.compiler.lower_llvm import fn_pointer_name, lower_module
+from noma.compiler.middle import ir
+from noma.compiler.llvm.jit import JIT, UndefinedSymbolError, emit_assembly, emit_object
+from noma.compiler.llvm.lower_llvm import fn_pointer_name, lower_module
 from noma.rt import native_lib
 from noma.rt.native_lib import NomaTensor
 

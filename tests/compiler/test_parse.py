@@ -1,4 +1,4 @@
-"""Tests for noma.compiler.parse: every form of docs/LANGUAGE.md, spans, precedence, errors."""
+"""Tests for noma.compiler.front.parse: every form of docs/LANGUAGE.md, spans, precedence, errors."""
 
 import array
 import math
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from noma.compiler import ast
-from noma.compiler.parse import completeness, is_complete, parse
+from noma.compiler.front import ast
+from noma.compiler.front.parse import completeness, is_complete, parse
 from noma.diagnostics import Kind, NomaError, Source
 
 

@@ -1,11 +1,11 @@
-"""The parser tables' on-disk cache (noma/compiler/parse_tables.py)."""
+"""The parser tables' on-disk cache (noma/compiler/front/parse_tables.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from noma.compiler import parse_tables
+from noma.compiler.front import parse_tables
 
 
 def test_cached_tables_equal_the_build_they_store(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_an_unwritable_cache_dir_still_parses(tmp_path, monkeypatch):
 
 def test_parsing_with_cached_tables_does_not_import_lark(tmp_path):
     env_code = ("import os, sys; os.environ['NOMA_CACHE_DIR'] = sys.argv[1]\n"
-                "from noma.compiler.parse import parse\nfrom noma.diagnostics import Source\n"
+                "from noma.compiler.front.parse import parse\nfrom noma.diagnostics import Source\n"
                 "parse(Source('c', 'let x = 1 + 2;'))\nprint('lark' in sys.modules)")
     outs = [subprocess.run([sys.executable, "-c", env_code, str(tmp_path)], capture_output=True, text=True,
                            check=True).stdout.strip() for _ in range(2)]

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noma.compiler import ir, passes
-from noma.compiler.autodiff import differentiate
-from noma.compiler.interp import Interpreter, InterpState
-from noma.compiler.ir import Block, Builder, Op, Value
+from noma.compiler.middle import ir, passes
+from noma.compiler.middle.autodiff import differentiate
+from noma.compiler.interp.interp import Interpreter, InterpState
+from noma.compiler.middle.ir import Block, Builder, Op, Value
 
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 PASSES: list[Callable[[ir.Module], None]] = [passes.fold_constants, passes.cse, passes.dce, passes.optimize_module]

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import noma
-from noma.compiler import ir
-from noma.compiler.interp import InterpState, Interpreter
+from noma.compiler.middle import ir
+from noma.compiler.interp.interp import InterpState, Interpreter
 from noma.diagnostics import Source
 
 POWER = "fn p(x, n) { if n == 0 { return 1; } return x * p(x, n - 1); }\n"

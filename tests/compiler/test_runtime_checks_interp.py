@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import noma
-from noma.compiler.interp import Interpreter, InterpState
+from noma.compiler.interp.interp import Interpreter, InterpState
 from noma.diagnostics import NomaError, Source
 
 DATA = Path(__file__).resolve().parents[1] / "programs" / "data"

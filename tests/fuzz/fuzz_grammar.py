@@ -1,11 +1,11 @@
-"""Programs generated from NOMA's grammar (noma/compiler/grammar.lark) for the fuzz tests.
+"""Programs generated from NOMA's grammar (noma/compiler/front/grammar.lark) for the fuzz tests.
 
 Owns: GrammarGenerator: random derivations of the grammar's `start` rule with a bounded depth
 and a token budget (past either, each nonterminal takes its shallowest alternative), terminals
 drawn from pools of names (declared variables, builtins, optimizers, casts), hostile numbers and
 file paths; a declaration prelude often comes first, so that generated code gets past name
 resolution into shape checking, code generation and the runtime.
-Imports: lark (the grammar's compiled rules), noma.compiler.irgen_builtins (builtin names).
+Imports: lark (the grammar's compiled rules), noma.compiler.middle.irgen_builtins (builtin names).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _FIXED_BREAK = {"_SEMI", "_LBRACE", "_RBRACE"}
 
 
 def _builtins() -> tuple[str, ...]:
-    from noma.compiler.irgen_builtins import BUILTINS
+    from noma.compiler.middle.irgen_builtins import BUILTINS
 
     return tuple(sorted(BUILTINS))
 

@@ -3,7 +3,7 @@ and the sample of them that the REPL and the kernel receive.
 
 Owns: make_program (a pure function of seed and index), session_inputs, ISSUE_REPROS (programs
 that once crashed, hung or lost their location; issue 14).
-Imports: fuzz_mutate, fuzz_grammar, fuzz_outcome (may_run_long), noma.compiler.parse (is_complete).
+Imports: fuzz_mutate, fuzz_grammar, fuzz_outcome (may_run_long), noma.compiler.front.parse (is_complete).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def make_program(seed: int, index: int) -> tuple[str, bytes]:
 def session_inputs(seed: int, count: int) -> list[str]:
     """The issue's repros, then fuzz programs that a session can take as one input: UTF-8, complete
     (the REPL would submit them), no `:command` line, short, and not possibly long-running."""
-    from noma.compiler.parse import is_complete
+    from noma.compiler.front.parse import is_complete
 
     inputs = list(ISSUE_REPROS)
     index = 0

@@ -3,7 +3,7 @@ replaced by hostile values, identifiers swapped, truncation, stray bytes.
 
 Owns: tokenize (a NOMA source as tokens with the text between them) and mutate (one seeded
 mutant of a corpus program, as bytes: a mutant may not be UTF-8).
-Imports: nothing of NOMA's (the token classes follow noma/compiler/grammar.lark's terminals).
+Imports: nothing of NOMA's (the token classes follow noma/compiler/front/grammar.lark's terminals).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def main() -> None:
         proto.flush()
 
     from noma import cli
-    from noma.session import Session
+    from noma.session.core import Session
 
     original_run = Session._run
 

@@ -54,7 +54,7 @@ def test_tokenize_keeps_the_text():
 
 
 def test_generated_programs_mostly_parse():
-    from noma.compiler.parse import parse
+    from noma.compiler.front.parse import parse
     from noma.diagnostics import NomaError, Source
 
     generator = GrammarGenerator()

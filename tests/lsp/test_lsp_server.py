@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from rpc_client import ROOT, LspClient, ServerError
 
-from noma.compiler.frontend import check
-from noma.compiler.symbols import SymbolTable
+from noma.compiler.front.frontend import check
+from noma.compiler.front.symbols import SymbolTable
 from noma.diagnostics import NomaError, Source
 from noma.rt.safetensors_header import read_ranks
 

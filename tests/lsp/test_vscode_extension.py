@@ -63,7 +63,7 @@ def test_grammar_matches_reviewed_snapshots():
 
 def test_surface_sample_is_noma():
     """The sample the grammar is checked on is a program the compiler's parser accepts."""
-    from noma.compiler.parse import parse
+    from noma.compiler.front.parse import parse
     from noma.diagnostics import Source
 
     parse(Source(str(SURFACE), SURFACE.read_text()))
@@ -76,7 +76,8 @@ def _scope_of(tokens: list[tuple[str, str]], word: str) -> str:
 
 
 def test_word_lists_are_the_compilers():
-    from noma.compiler import ir, irgen_builtins, parse
+    from noma.compiler.middle import ir, irgen_builtins
+    from noma.compiler.front import parse
 
     assert set(vocabulary.KEYWORDS) == set(parse.KEYWORDS) and "optimize" in vocabulary.KEYWORDS
     assert set(vocabulary.BUILTINS) == set(irgen_builtins.BUILTINS)
@@ -166,7 +167,7 @@ def _expand(body: str) -> str:
 
 def test_snippets_expand_to_noma():
     """Every snippet, with its defaults filled in, is NOMA that the compiler's parser accepts."""
-    from noma.compiler.parse import parse
+    from noma.compiler.front.parse import parse
     from noma.diagnostics import Source
 
     snippets = json.loads((EXT / "snippets" / "noma.json").read_text())

@@ -22,8 +22,8 @@ def kind_of(text: str, word: str):
 
 
 def test_word_lists_match_the_compiler():
-    from noma.compiler.irgen_builtins import BUILTINS as COMPILER_BUILTINS
-    from noma.compiler.parse import KEYWORDS as COMPILER_KEYWORDS
+    from noma.compiler.middle.irgen_builtins import BUILTINS as COMPILER_BUILTINS
+    from noma.compiler.front.parse import KEYWORDS as COMPILER_KEYWORDS
 
     assert set(KEYWORDS) == set(COMPILER_KEYWORDS)
     assert set(BUILTINS) == set(COMPILER_BUILTINS)
@@ -72,7 +72,7 @@ def test_completion_candidates_and_meta_column():
     from prompt_toolkit.document import Document
 
     from noma.repl.completion import NomaCompleter, candidates
-    from noma.session import Session
+    from noma.session.core import Session
 
     session = Session()
     assert session.execute("dim hidden = 3; learn weights = zeros([2, hidden]); let total = 1.5;"

@@ -31,7 +31,7 @@ optimize(W1, b1, W2) with adam(lr = 0.05) max 40 {
 
 @pytest.fixture
 def session():
-    from noma.session import Session
+    from noma.session.core import Session
 
     s = Session()
     r = s.execute(NET)
@@ -93,7 +93,7 @@ def test_params_after_realloc_show_new_shapes_and_step_ranges(trained):
 
 
 def test_params_before_training_and_empty_session():
-    from noma.session import Session
+    from noma.session.core import Session
 
     s = Session()
     assert "no parameters" in meta(s, ":params").text
@@ -162,7 +162,7 @@ def test_grad_of_a_training_cell(session):
 def test_ir_errors(session):
     missing = meta(session, ":ir nosuchfn")
     assert not missing.ok and "no function `nosuchfn`" in missing.text
-    from noma.session import Session
+    from noma.session.core import Session
 
     fresh = Session()
     assert not meta(fresh, ":ir").ok
@@ -264,7 +264,7 @@ def test_render_result_and_event_text(session):
     bad = session.execute("let z = nothing_here;")
     assert render_result(bad).startswith("error[name]")
     assert "\x1b[" in render_result(bad, color=True)
-    from noma.session import Event
+    from noma.session.core import Event
 
     assert event_text(Event("dim_resize", 7, "hidden", (2,), (8,), "preserve")).endswith(
         "dim hidden 2 -> 8 (preserve)")

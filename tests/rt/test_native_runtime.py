@@ -20,7 +20,7 @@ try:
 except ImportError:  # running without the project root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from noma.rt import native_lib as nl
-from noma.compiler.interp_rng import RuntimeRng, noma_log  # noqa: E402
+from noma.compiler.interp.interp_rng import RuntimeRng, noma_log  # noqa: E402
 from noma.display import format_print  # noqa: E402
 
 NAN = float("nan")
@@ -107,7 +107,7 @@ def events(lib, c):
 
 
 # ---------------------------------------------------------------------------
-# The interpreter's model of the runtime's RNG (noma/compiler/interp_rng.py), checked here against
+# The interpreter's model of the runtime's RNG (noma/compiler/interp/interp_rng.py), checked here against
 # the runtime bit for bit
 # ---------------------------------------------------------------------------
 

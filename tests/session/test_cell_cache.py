@@ -1,4 +1,4 @@
-"""The compiled-cell cache (noma/cell_cache.py): re-running an unchanged cell compiles nothing and
+"""The compiled-cell cache (noma/session/cell_cache.py): re-running an unchanged cell compiles nothing and
 behaves exactly as compiling it again would; any change to what the cell was compiled against
 compiles it again."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from noma.diagnostics import NomaError
-from noma.session import Session
+from noma.session.core import Session
 
 CELL = "dim hidden = 2;\nlet lr = 0.5;\nlearn w = zeros([hidden]);\n"
 

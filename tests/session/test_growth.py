@@ -34,7 +34,7 @@ def lit(arr: np.ndarray) -> str:
     return "tensor " + rec(np.asarray(arr, np.float64))
 
 
-def run(s: noma.Session, src: str) -> noma.session.ExecResult:
+def run(s: noma.Session, src: str) -> noma.session.core.ExecResult:
     r = s.execute(src)
     assert r.ok, (src, [d.message for d in r.diagnostics])
     return r

@@ -6,7 +6,7 @@ import numpy as np
 
 from noma.meta import cmd_history
 from noma.plots import history_png
-from noma.session import Session
+from noma.session.core import Session
 
 LOOP = """learn w = 0.0;
 let step = 0;

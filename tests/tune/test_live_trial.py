@@ -102,7 +102,7 @@ def test_program_without_training_loop_is_a_located_error() -> None:
 
 
 def test_metrics_survive_a_session_checkpoint(tmp_path: Path) -> None:
-    from noma.session import Session
+    from noma.session.core import Session
 
     t = _trial(4)
     t.advance(30)

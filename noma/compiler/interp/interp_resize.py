@@ -1,0 +1,226 @@
+"""The interpreter's resize semantics (`realloc w = [...]`, `realloc dim = n`), written from the
+runtime's documented contract (noma_rt_params.c's header comments, docs/LANGUAGE.md) entry by
+entry, where the runtime works row by row:
+
+- values keep their (i, j, ...) index; entries outside the new shape are dropped; entries without
+  a source are produced by the policy, in row-major order of the NEW shape (the order the
+  generator is consumed); optimizer state keeps its index too, new entries start at step 0 with
+  zero moments (and running powers 1);
+- a dim resize changes every parameter bound to it, in increasing slot order; `preserve` (also the
+  default) draws the incoming weights of new units (new only along a rank >= 2 parameter's last
+  axis) from normal(0, std of the parameter) and leaves outgoing weights and biases 0; `copy`
+  (Net2Net) draws a source unit g(u) = floor(u53 * old) for each new unit, shared by all bound
+  parameters, and divides values along bound non-last axes by the source's copy count.
+
+Owns: resize_param, resize_dim (they raise NomaError located at the statement).
+Imports: the standard library, numpy, noma.compiler.interp.interp_optimizers, noma.diagnostics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from noma.compiler.interp.interp_optimizers import OptSlot
+from noma.diagnostics import Kind, error
+
+# runtime policy numbers (noma_rt.h)
+DEFAULT, ZEROS, NORMAL, UNIFORM, XAVIER, HE, COPY, PRESERVE = range(8)
+MAX_ELEMS = 1 << 40
+
+
+@dataclass
+class Fill:
+    """How the entries without a source are produced (and the copy settings)."""
+
+    kind: str = "zero"  # zero | normal | uniform | preserve
+    a: float = 0.0
+    b: float = 0.0
+    noise: float = 0.0
+    maps: list[Optional[list[int]]] = field(default_factory=lambda: [None] * 4)
+    divs: list[Optional[list[float]]] = field(default_factory=lambda: [None] * 4)
+
+
+def _std(x: np.ndarray) -> float:
+    """The runtime's std of existing entries (population std; 0.1 when undefined)."""
+    flat = [float(v) for v in np.asarray(x).ravel()]
+    if len(flat) < 2:
+        return 0.1
+    mean = 0.0
+    for v in flat:
+        mean += v
+    mean /= len(flat)
+    ss = 0.0
+    for v in flat:
+        ss += (v - mean) * (v - mean)
+    s = math.sqrt(ss / len(flat))
+    return s if s > 0 and math.isfinite(s) else 0.1
+
+
+def _nan_or(x: float, d: float) -> float:
+    return d if math.isnan(x) else x
+
+
+def simple_fill(policy: int, a: float, b: float, old: np.ndarray, new_dims: list[int]) -> Fill:
+    fan_in = float(new_dims[0]) if new_dims else 1.0
+    fan_out = float(new_dims[-1]) if new_dims else 1.0
+    if policy == DEFAULT:
+        return Fill("normal", 0.0, _std(old))
+    if policy == ZEROS:
+        return Fill("zero")
+    if policy == NORMAL:
+        return Fill("normal", _nan_or(a, 0.0), _nan_or(b, 1.0))
+    if policy == UNIFORM:
+        return Fill("uniform", _nan_or(a, 0.0), _nan_or(b, 1.0))
+    if policy == XAVIER:
+        lim = math.sqrt(6.0 / (fan_in + fan_out))
+        return Fill("uniform", -lim, lim)
+    if policy == HE:
+        return Fill("normal", 0.0, math.sqrt(2.0 / fan_in))
+    return Fill("preserve", 0.0, _std(old))
+
+
+def _pad(dims: list[int]) -> list[int]:
+    return [1] * (4 - len(dims)) + list(dims)
+
+
+def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any, span: Any = None) -> np.ndarray:
+    """The new values of a parameter (entry by entry, row-major over the new shape); a runtime
+    error, before allocating, when they would not fit the memory limit."""
+    from noma.compiler.interp.interp import MEMORY_LIMIT
+
+    size = int(np.prod(new_dims, dtype=object)) * np.dtype(dt).itemsize
+    if size > MEMORY_LIMIT:
+        raise error(Kind.RUNTIME, f"cannot allocate {size} bytes for a resize: over the memory limit", span)
+    rank = old.ndim
+    od, nd = _pad(list(old.shape)), _pad(new_dims)
+    src = old.reshape(od)
+    out = np.zeros(nd, dtype=np.float64)
+    for idx in np.ndindex(*nd):
+        js = [fill.maps[a][i] if fill.maps[a] is not None else (i if i < od[a] else -1)  # type: ignore[index]
+              for a, i in enumerate(idx)]
+        new_other = any(idx[a] >= od[a] for a in range(3))
+        new_last = idx[3] >= od[3]
+        if all(j >= 0 for j in js):
+            x = float(src[tuple(js)])
+            dv = 1.0
+            for a in range(3):
+                if fill.divs[a] is not None:
+                    dv = dv * fill.divs[a][idx[a]]  # type: ignore[index]
+            if dv != 1.0:
+                x = x / dv
+            if fill.noise > 0 and new_last and not new_other and rank >= 2:
+                x = x + fill.noise * rng.randn()
+            out[idx] = x
+        elif fill.kind == "normal":
+            out[idx] = fill.a + fill.b * rng.randn()
+        elif fill.kind == "uniform":
+            out[idx] = fill.a + (fill.b - fill.a) * rng.u53()
+        elif fill.kind == "preserve" and rank >= 2 and new_last and not new_other:
+            out[idx] = fill.b * rng.randn()
+    return out.astype(dt).reshape(new_dims)
+
+
+def _keep(x: np.ndarray, new_dims: list[int], fresh: Callable[[tuple[int, ...]], np.ndarray]) -> np.ndarray:
+    """x's entries at their index inside new_dims; new entries from fresh(shape)."""
+    out = fresh(tuple(new_dims))
+    common = tuple(slice(0, min(a, b)) for a, b in zip(x.shape, new_dims))
+    out[common] = x[common]
+    return out
+
+
+def remap_state(s: OptSlot, new_dims: list[int]) -> None:
+    s.m = _keep(s.m, new_dims, lambda sh: np.zeros(sh, s.m.dtype))
+    s.v = _keep(s.v, new_dims, lambda sh: np.zeros(sh, s.v.dtype))
+    s.pow1 = _keep(s.pow1, new_dims, lambda sh: np.ones(sh, s.pow1.dtype))
+    s.pow2 = _keep(s.pow2, new_dims, lambda sh: np.ones(sh, s.pow2.dtype))
+    s.step = _keep(s.step, new_dims, lambda sh: np.zeros(sh, np.int64))
+
+
+def _copy_choice(rng: Any, old: int, new: int) -> list[int]:
+    return [i if i < old else min(int(rng.u53() * old), old - 1) for i in range(new)]
+
+
+def _commit(state: Any, slot: int, values: np.ndarray) -> None:
+    state.params[slot] = values
+    s = state.opt.get(slot)
+    if s is not None:
+        remap_state(s, list(values.shape))
+
+
+def resize_param(state: Any, slot: int, name: str, dims: list[int], policy: int, a: float, b: float,
+                 span: Any, dt: Any) -> None:
+    p = state.params[slot]
+    if len(dims) != p.ndim:
+        raise error(Kind.SHAPE, f"cannot resize {name} from rank {p.ndim} to rank {len(dims)}", span)
+    n = 1
+    for i, d in enumerate(dims):
+        if d < 0 or d > MAX_ELEMS or (d != 0 and n > MAX_ELEMS // d):
+            raise error(Kind.SHAPE, f"cannot resize {name} to size {d} along axis {i}", span)
+        n *= d
+        if (slot, i) in state.bindings and d != p.shape[i]:
+            raise error(Kind.SHAPE, f"cannot resize axis {i} of {name} alone: it is sized by a dim "
+                        "(resize the dim)", span)
+    if list(p.shape) == list(dims):
+        return
+    if policy == COPY:
+        for i, d in enumerate(dims):
+            if d > p.shape[i] == 0:
+                raise error(Kind.SHAPE, f"cannot grow axis {i} of {name} by copying: it has no entries to copy", span)
+        od, nd = _pad(list(p.shape)), _pad(dims)
+        fill = Fill("zero", noise=b if math.isfinite(b) and b > 0 else 0.0)
+        fill.maps = [_copy_choice(state.rng, od[ax], nd[ax]) if nd[ax] > od[ax] else None for ax in range(4)]
+    else:
+        fill = simple_fill(policy, a, b, p, dims)
+    _commit(state, slot, remap(state.rng, p, dims, fill, dt, span))
+
+
+def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float, span: Any, dt: Any) -> None:
+    if size < 0 or size > MAX_ELEMS:
+        raise error(Kind.SHAPE, f"cannot resize a dim to {size}", span)
+    old = state.dims.get(dim, -1)
+    if old < 0:
+        state.dims[dim] = size
+        return
+    if old == size:
+        return
+    pol = PRESERVE if policy == DEFAULT else policy
+    if pol == COPY and old == 0 and size > 0:
+        raise error(Kind.SHAPE, "cannot grow a dim of size 0 by copying: it has no units to copy", span)
+    bound = sorted(s for s in state.params if any(state.bindings.get((s, ax)) == dim
+                                                   for ax in range(state.params[s].ndim)))
+    gmap: Optional[list[int]] = None
+    cdiv: Optional[list[float]] = None
+    if pol == COPY and size > old:
+        gmap = _copy_choice(state.rng, old, size)
+        cnt = [1.0] * old + [0.0] * (size - old)
+        for u in range(old, size):
+            cnt[gmap[u]] += 1.0
+        for u in range(size - 1, old - 1, -1):
+            cnt[u] = cnt[gmap[u]]
+        cdiv = cnt
+    noise = b if math.isfinite(b) and b > 0 else 0.0
+    new_values = []
+    for s in bound:
+        p = state.params[s]
+        axes = [ax for ax in range(p.ndim) if state.bindings.get((s, ax)) == dim]
+        ndims = [size if ax in axes else d for ax, d in enumerate(p.shape)]
+        if pol == COPY:
+            fill = Fill("zero", noise=noise)
+            if gmap is not None:
+                for ax in axes:
+                    pa = 4 - p.ndim + ax
+                    fill.maps[pa] = gmap
+                    if p.ndim >= 2 and ax != p.ndim - 1:
+                        fill.divs[pa] = cdiv
+        elif pol == PRESERVE:
+            fill = Fill("preserve", 0.0, _std(p) if size > old else 0.0)
+        else:
+            fill = simple_fill(pol, a, b, p, ndims)
+        new_values.append((s, remap(state.rng, p, ndims, fill, dt, span)))
+    for s, values in new_values:
+        _commit(state, s, values)
+    state.dims[dim] = size

@@ -1,0 +1,1 @@
+"""The compiler's middle end: the IR, AST → IR (irgen), IR → IR passes, and reverse-mode autodiff as a pass."""
