@@ -33,6 +33,7 @@ from typing import Callable, Optional
 from llvmlite import ir as ll
 
 from noma.compiler.middle import ir
+from noma.compiler.llvm.lower_llvm_chunks import plan_chunks
 from noma.compiler.llvm.lower_llvm_loops import RUNTIME_SIGS, ModuleContext
 from noma.compiler.llvm.lower_llvm_types import I64, PTR
 from noma.compiler.llvm.lower_llvm_ops import OpLowering
@@ -55,15 +56,20 @@ def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: se
     module's objects (tens of thousands, in reference cycles) are collected as soon as the text
     exists, while they are still the young generation: left on, the collector promoted them into
     the old generation, where they waited for a full collection that then cost a later cell
-    tens of milliseconds (the more so the more a session holds)."""
+    tens of milliseconds (the more so the more a session holds). The objects that existed before
+    (the IR module, the AST: as many again, all alive) are frozen meanwhile, so that collection
+    walks only the lowering's own objects (walking the rest too cost a 1 MB source ~1 s), and
+    then join the old generation, where objects that survive a compilation belong."""
     enabled = gc.isenabled()
     gc.disable()
+    gc.freeze()
     try:
         text = _lower_module(module, symbols=symbols, own_pointers=own_pointers, name=name, shared=shared)
+        gc.collect(0)
     finally:
+        gc.unfreeze()
         if enabled:
             gc.enable()
-    gc.collect(0)
     return text
 
 
@@ -86,7 +92,21 @@ def _lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: s
         mc.fn_pointer(fname)
     for fname in sorted(module.functions):
         _lower_function(mc, module.functions[fname], defined[fname])
-    return str(mc.module)
+    text = str(mc.module)
+    _dismantle(mc.module)
+    return text
+
+
+def _dismantle(module: ll.Module) -> None:
+    """Cut the reference cycles of a printed llvmlite module (an instruction and its block, a
+    block and its function, a function and its module), so that reference counting frees its
+    objects at once instead of the cyclic collector having to walk them."""
+    for value in module.globals.values():
+        for block in getattr(value, "blocks", ()):
+            block.instructions.clear()
+        if isinstance(value, ll.Function):
+            value.blocks.clear()
+    module.globals.clear()
 
 
 def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> None:
@@ -97,7 +117,22 @@ def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> No
     for p, arg in zip(fn.params, llfn.args):
         arg.name = f"p{p.id}"
         fl.vals[p.id] = arg
-    ys = fl.lower_block(fn.body, [])
+    chunks = plan_chunks(fn)
+    for k, chunk in enumerate(chunks[:-1]):  # long straight-line code: see lower_llvm_chunks
+        part = ll.Function(mc.module, ll.FunctionType(ll.VoidType(), []), f"{llfn.name}.part{k}")
+        part.linkage = "internal"
+        for attr in ("nounwind", "noinline"):
+            part.attributes.add(attr)
+        pl = FunctionLowering(mc, part, fl.copy_loads, fl.fused)
+        pl.producers = fl.producers
+        pl.lower_ops(chunk.consts + fn.body.ops[chunk.start:chunk.end])
+        pl.b.ret_void()
+        pl.finish_entry()
+        pl.vals.clear()  # (see _dismantle)
+        fl.b.call(part, [])
+    last = chunks[-1]
+    fl.lower_ops(last.consts + fn.body.ops[last.start:last.end])
+    ys = [fl.get(v) for v in fn.body.yields]
     if fn.result_rank is None:
         fl.b.ret_void()
     else:
@@ -105,6 +140,7 @@ def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> No
             raise LoweringError(f"{fn.name}: body yields {len(ys)} values for one result")
         fl.b.ret(ys[0])
     fl.finish_entry()
+    fl.vals.clear()  # (see _dismantle)
 
 
 class FunctionLowering(OpLowering):
@@ -117,7 +153,11 @@ class FunctionLowering(OpLowering):
     def lower_block(self, block: ir.Block, params: list[ll.Value]) -> list[ll.Value]:
         for p, v in zip(block.params, params):
             self.vals[p.id] = v
-        for op in block.ops:
+        self.lower_ops(block.ops)
+        return [self.get(v) for v in block.yields]
+
+    def lower_ops(self, ops: list[ir.Operation]) -> None:
+        for op in ops:
             if isinstance(op, ir.Instr):
                 self.lower_instr(op)
             elif isinstance(op, ir.IfOp):
@@ -128,7 +168,6 @@ class FunctionLowering(OpLowering):
                 self._lower_optimize(op)
             else:
                 raise LoweringError(f"unknown operation {op!r}")
-        return [self.get(v) for v in block.yields]
 
     def _type(self, rank: int) -> ll.Type:
         return self.mc.value_type(rank)

@@ -95,6 +95,9 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         if id(ins) in self.fused:
             self.deferred[ins.result.id] = ins
             return _DEFERRED
+        if ins.result.rank == 0 and not any(a.id in self.deferred for a in ins.args):
+            # scalar code (most of a long program): the same instruction without the tree
+            return self.scalar_fn(ins.op, dict(ins.attrs))([self.get(a) for a in ins.args])
         return self._elementwise_tree(ins)
 
     def _elementwise_tree(self, root: ir.Instr) -> ll.Value:
@@ -136,6 +139,16 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
 
     def scalar_fn(self, op: Op, attrs: dict) -> Scalar:
         """The scalar function computing `op` on loaded elements."""
+        if op is Op.CAST:
+            return self._cast_fn(attrs.get("to"))
+        table = self.__dict__.get("_scalar_fns")
+        if table is None:  # built once per function lowering (self.b is never replaced)
+            table = self._scalar_fns = self._scalar_table()
+        if op not in table:
+            raise LoweringError(f"{op.value} is not elementwise")
+        return table[op]
+
+    def _scalar_table(self) -> dict[Op, Scalar]:
         b = self.b
 
         def zero() -> ll.Value:  # constants made when the function runs: scalar or vector code
@@ -177,11 +190,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
             Op.SELECT: lambda x: b.select(self.truth(x[0]), x[1], x[2]),
             Op.STOP_GRAD: lambda x: x[0],
         }
-        if op is Op.CAST:
-            return self._cast_fn(attrs.get("to"))
-        if op not in table:
-            raise LoweringError(f"{op.value} is not elementwise")
-        return table[op]
+        return table
 
     def _cast_fn(self, to: str) -> Scalar:
         b = self.b

@@ -1,0 +1,112 @@
+"""Where long straight-line code is cut into chunk functions before it goes to LLVM.
+
+Owns: `plan_chunks`, which cuts the top-level operations of an entry function (a cell, a
+program's `__main`: no parameters) into runs of about CHUNK_OPS operations. The lowering
+(lower_llvm._lower_function) turns every run but the last into an internal, never inlined
+`void ()` function that the entry function calls in order, and lowers the last run in the entry
+function itself. LLVM's code generator is superlinear in the size of a function and of a basic
+block (instruction selection and scheduling work on one block at a time): a 1 MB file of
+statements is one block of ~90,000 instructions, and code generation took ~10 s of its compile
+time; cut into chunks it grows linearly with the source.
+
+A cut only goes where no value computed before it is read after it, except scalar constants
+(the chunk after the cut re-creates those: they are LLVM immediates). Top-level statements
+communicate through globals, so ordinary code has such a point after nearly every statement.
+Behaviour is unchanged: the chunks run in order in the same native frame chain, a runtime
+error unwinds through them to noma_invoke as before (noma_rt.c), and every span is kept.
+Input: an ir.Function. Output: a list of Chunk. Imports: ir only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from noma.compiler.middle import ir
+
+#: Operations (nested ones included) per chunk: small enough that LLVM's per-block work stays
+#: linear, large enough that the calls between chunks cost nothing measurable.
+CHUNK_OPS = 1000
+
+
+class Chunk(NamedTuple):
+    start: int  # index of the chunk's first top-level operation
+    end: int  # one past its last
+    consts: list[ir.Instr]  # scalar CONST instructions of earlier chunks that it reads
+
+
+def _weight(op: ir.Operation) -> int:
+    """The operation and every operation nested in it."""
+    blocks = ir.child_blocks(op)
+    if not blocks:
+        return 1
+    return 1 + sum(len(blk.ops) for b in blocks for blk in ir.walk_blocks(b))
+
+
+def _reads(op: ir.Operation) -> list[int]:
+    """Ids of the values `op` reads, those read inside its blocks included."""
+    read = [v.id for v in ir.operands(op)]
+    for b in ir.child_blocks(op):
+        for blk in ir.walk_blocks(b):
+            read.extend(v.id for v in blk.yields)
+            for inner in blk.ops:
+                read.extend(v.id for v in ir.operands(inner))
+    return read
+
+
+def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
+    """The runs of fn.body.ops to lower as chunks, in order; one run (no cut) for a function
+    with parameters or of at most `limit` operations."""
+    ops = fn.body.ops
+    whole = [Chunk(0, len(ops), [])]
+    if fn.params or len(ops) <= 1:
+        return whole
+    weights = [1 if op.__class__ is ir.Instr else _weight(op) for op in ops]
+    if sum(weights) <= limit:
+        return whole
+    defined_at: dict[int, int] = {}  # top-level value id -> index of the operation defining it
+    consts: dict[int, ir.Instr] = {}  # ... of those, the scalar constants
+    last_use: dict[int, int] = {}
+    reads: list[list[int]] = []
+    for i, op in enumerate(ops):
+        plain = op.__class__ is ir.Instr
+        read = [a.id for a in op.args] if plain else [r for r in _reads(op) if r in defined_at]
+        reads.append(read)
+        for r in read:
+            last_use[r] = i
+        if plain:
+            if op.result is not None:
+                defined_at[op.result.id] = i
+                if op.op is ir.Op.CONST:
+                    consts[op.result.id] = op
+        else:
+            for v in op.results:
+                defined_at[v.id] = i
+    for v in fn.body.yields:  # read after the last operation
+        if v.id in defined_at:
+            last_use[v.id] = len(ops)
+    chunks: list[Chunk] = []
+    start, weight, reach = 0, 0, -1
+    for i, op in enumerate(ops):
+        weight += weights[i]
+        for v in ([op.result] if op.result is not None else []) if op.__class__ is ir.Instr else op.results:
+            if v.id not in consts:
+                reach = max(reach, last_use.get(v.id, i))
+        if weight >= limit and reach <= i and i + 1 < len(ops):
+            chunks.append(Chunk(start, i + 1, []))
+            start, weight = i + 1, 0
+    chunks.append(Chunk(start, len(ops), []))
+    if len(chunks) == 1:
+        return whole
+    out = []
+    for chunk in chunks:
+        needed: dict[int, ir.Instr] = {}
+        for i in range(chunk.start, chunk.end):
+            for r in reads[i]:
+                if r in consts and defined_at[r] < chunk.start:
+                    needed.setdefault(r, consts[r])
+        if chunk.end == len(ops):
+            for v in fn.body.yields:
+                if v.id in consts and defined_at[v.id] < chunk.start:
+                    needed.setdefault(v.id, consts[v.id])
+        out.append(Chunk(chunk.start, chunk.end, list(needed.values())))
+    return out
