@@ -121,7 +121,8 @@ def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> No
     for k, chunk in enumerate(chunks[:-1]):  # long straight-line code: see lower_llvm_chunks
         part = ll.Function(mc.module, ll.FunctionType(ll.VoidType(), []), f"{llfn.name}.part{k}")
         part.linkage = "internal"
-        for attr in ("nounwind", "noinline"):
+        # straight-line scalar code (no loops to speed up) is not worth LLVM's optimisation
+        for attr in ("nounwind", "noinline") + (("optnone",) if chunk.scalar else ()):
             part.attributes.add(attr)
         pl = FunctionLowering(mc, part, fl.copy_loads, fl.fused)
         pl.producers = fl.producers

@@ -32,6 +32,7 @@ class Chunk(NamedTuple):
     start: int  # index of the chunk's first top-level operation
     end: int  # one past its last
     consts: list[ir.Instr]  # scalar CONST instructions of earlier chunks that it reads
+    scalar: bool  # only instructions on and of scalars: straight-line code, no loops
 
 
 def _weight(op: ir.Operation) -> int:
@@ -53,11 +54,16 @@ def _reads(op: ir.Operation) -> list[int]:
     return read
 
 
+def _scalar(op: ir.Operation) -> bool:
+    return (op.__class__ is ir.Instr and (op.result is None or op.result.rank == 0)
+            and all(a.rank == 0 for a in op.args))
+
+
 def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     """The runs of fn.body.ops to lower as chunks, in order; one run (no cut) for a function
     with parameters or of at most `limit` operations."""
     ops = fn.body.ops
-    whole = [Chunk(0, len(ops), [])]
+    whole = [Chunk(0, len(ops), [], False)]
     if fn.params or len(ops) <= 1:
         return whole
     weights = [1 if op.__class__ is ir.Instr else _weight(op) for op in ops]
@@ -92,9 +98,9 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
             if v.id not in consts:
                 reach = max(reach, last_use.get(v.id, i))
         if weight >= limit and reach <= i and i + 1 < len(ops):
-            chunks.append(Chunk(start, i + 1, []))
+            chunks.append(Chunk(start, i + 1, [], False))
             start, weight = i + 1, 0
-    chunks.append(Chunk(start, len(ops), []))
+    chunks.append(Chunk(start, len(ops), [], False))
     if len(chunks) == 1:
         return whole
     out = []
@@ -108,5 +114,6 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
             for v in fn.body.yields:
                 if v.id in consts and defined_at[v.id] < chunk.start:
                     needed.setdefault(v.id, consts[v.id])
-        out.append(Chunk(chunk.start, chunk.end, list(needed.values())))
+        scalar = all(_scalar(op) for op in ops[chunk.start:chunk.end])
+        out.append(Chunk(chunk.start, chunk.end, list(needed.values()), scalar))
     return out

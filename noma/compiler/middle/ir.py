@@ -33,6 +33,11 @@ from typing import Any, Iterator, Optional, Union
 class Op(Enum):
     """Every IR operation. Operand order and attributes are documented per group."""
 
+    # Members are singletons compared by identity: hash them by identity too (Enum's own
+    # __hash__ hashes the name in Python code, and the compiler looks ops up in sets and dicts
+    # several times per instruction: a tenth of the front end's time on a long program).
+    __hash__ = object.__hash__
+
     # --- creation
     CONST = "const"            # () attrs value:float -> scalar
     PACK = "pack"              # (*scalars) attrs shape:tuple[int] -> tensor of that literal shape
