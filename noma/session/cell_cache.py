@@ -267,16 +267,16 @@ def record(table: RecordingTable, module: Any, entry: int, has_value: bool, sour
     """The cache entry of a compilation that recorded into `table` (after the session committed it)."""
     rec = table._rec
     observed = [(t, k, kind, before, result) for (t, k), (kind, before, result) in rec.observed.items()]
-    effects = []
-    for t in TABLES:
-        after = getattr(table, t).data
-        for (table_name, key), deleted in rec.written.items():
-            if table_name == t:
-                effects.append((t, key, _copy(t, after.get(key, ABSENT)), deleted))
-        for (table_name, key), (kind, before, _) in rec.observed.items():
-            # entries changed in place without being written (none today; kept exact)
-            if table_name == t and (t, key) not in rec.written and not _same(t, before, after.get(key, ABSENT)):
-                effects.append((t, key, _copy(t, after.get(key, ABSENT)), False))
+    by_table: dict[str, list] = {t: [] for t in TABLES}  # one pass, grouped in TABLES order
+    for (t, key), deleted in rec.written.items():
+        by_table[t].append((t, key, _copy(t, getattr(table, t).data.get(key, ABSENT)), deleted))
+    for (t, key), (kind, before, _) in rec.observed.items():
+        # entries changed in place without being written (none today; kept exact)
+        if (t, key) not in rec.written:
+            after = getattr(table, t).data.get(key, ABSENT)
+            if not _same(t, before, after):
+                by_table[t].append((t, key, _copy(t, after), False))
+    effects = [effect for t in TABLES for effect in by_table[t]]
     return CachedCell(observed, dict(rec.whole), list(rec.headers), effects,
                       (table.next_global, table.next_param, table.next_dim), dict(externs), dict(specs),
                       list(pointers), module, entry, has_value, source)
