@@ -367,6 +367,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_param_state": (None, [_I64, _I32, _T]),
     "noma_param_state_set": (None, [_I64, _I32, _T]),
     # log, events, interrupt
+    "noma_log_begin": (None, [_I64]),
     "noma_log_loss": (None, [_R]),
     "noma_global_step": (_I64, []),
     "noma_log_len": (_I64, [_P]),

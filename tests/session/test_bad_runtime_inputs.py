@@ -109,3 +109,35 @@ def test_piped_repl_survives_every_bad_runtime_input(tmp_path: Path) -> None:
     errors = [kind for _, kind, _ in CELLS if kind is not None]
     assert done.stderr.count("error[") == len(errors) and done.stderr.count("-->") == len(errors)
     assert "Traceback" not in done.stderr
+
+
+_TRAIN = """learn w = 0.0;
+optimize(w) with sgd(lr = 0.1) max 5 {
+    let loss = (w - 3) ^ 2;
+    minimize loss;
+}
+print(w);
+"""
+
+
+def test_loss_log_over_the_memory_limit_is_located_at_the_training_loop(tmp_path: Path) -> None:
+    """The loss log (~700 KiB) is allocated when the first training loop starts: refused, it is a
+    runtime error at that `optimize` (it had no location), and the session goes on."""
+    import noma
+
+    s = noma.Session(memory_limit="600K")
+    r = s.execute(_TRAIN, name="train.noma")
+    assert r.status == "error"
+    diag = r.errors[0]
+    assert diag.kind.value == "runtime" and "the loss history" in diag.message
+    assert "over the memory limit" in diag.message
+    assert (diag.span.line, diag.span.column) == (2, 1)
+    s.rt.memory_limit = "64M"
+    assert s.execute(_TRAIN, name="train.noma").output.strip() == f"{3 * (1 - 0.8 ** 5):g}"
+    path = tmp_path / "train.noma"
+    path.write_text(_TRAIN)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", NOMA_MEMORY_LIMIT="600K")
+    done = subprocess.run([sys.executable, "-m", "noma", "run", str(path)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error[runtime]" in done.stderr and f"{path}:2:1" in done.stderr, done.stderr

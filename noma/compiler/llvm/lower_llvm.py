@@ -247,7 +247,7 @@ class FunctionLowering(OpLowering):
     def _lower_optimize(self, op: ir.OptimizeOp) -> None:
         """One native training loop:
 
-        before: noma_opt_begin per param (hyper: 16 reals), noma_defer_begin
+        before: noma_opt_begin per param (hyper: 16 reals), noma_defer_begin, noma_log_begin
         head:   step == max_iter -> warn, leave
         body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss(loss);
                 carried tensors -> global carry slot (even/odd step) and reloaded from it;
@@ -274,6 +274,7 @@ class FunctionLowering(OpLowering):
             self.rt("noma_opt_begin_at", self.i64(p.slot), self.i32(op.optimizer), hyper_ptr, self.span_c())
         self.training.append((op, hyper_ptr))  # reset_optimizer() in the body begins them again
         self.rt("noma_defer_begin")
+        self.rt("noma_log_begin", self.span_c())  # the loss log: allocated here, located here if refused
         self.rt("noma_check_interrupt", self.span_c())  # a request before the first step: no step runs
         if op.result_slot >= 0:
             self.rt("noma_opt_result_begin", self.i64(op.result_slot))

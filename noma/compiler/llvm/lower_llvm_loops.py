@@ -102,6 +102,7 @@ RUNTIME_SIGS = {
     "noma_opt_step": "v:lp",
     "noma_opt_steps": "v:lpp",
     "noma_opt_reset_all": "v:",
+    "noma_log_begin": "v:l",
     "noma_log_loss": "v:r",
     "noma_check_interrupt": "v:l",
     "noma_check_interrupt_loop": "v:l",

@@ -250,6 +250,7 @@ void noma_param_state_set(int64_t slot, int32_t which, const NomaTensor *v);
 /* The loss history in bounded memory (noma_rt_history.c): an exact window of the last losses and
    a min/max/sum summary of the whole run in levels of buckets (2^l losses per bucket of level l).
    Readers may run on another thread while one thread trains. */
+void noma_log_begin(int64_t span); /* a training loop's start: the history exists (or an error at span) */
 void noma_log_loss(real loss);
 int64_t noma_global_step(void);
 int64_t noma_log_len(NomaCtx *c);                          /* exact losses held (<= window) */

@@ -71,12 +71,12 @@ static int64_t hist_charge(int64_t window) {
 /* The context's history, allocated on first use and charged to the memory limit; NULL when
    refused (over the limit or out of memory: a runtime error recorded on c, unwinding when c runs
    armed). */
-static NomaHistory *hist_get(NomaCtx *c) {
+static NomaHistory *hist_get_at(NomaCtx *c, int64_t span) {
     NomaHistory *h = hist_peek(c);
     if (h) return h;
     int64_t bytes = hist_charge(NOMA_HIST_WINDOW);
     if (!noma__mem_admit(c, (uint64_t)bytes)) {
-        noma__fail_alloc(c, -1, (uint64_t)bytes, "the loss history");
+        noma__fail_alloc(c, span, (uint64_t)bytes, "the loss history");
         return NULL;
     }
     c->mem->refused = 0;
@@ -85,7 +85,7 @@ static NomaHistory *hist_get(NomaCtx *c) {
     if (!h || !r) {
         free(h);
         free(r);
-        noma__fail_alloc(c, -1, (uint64_t)bytes, "the loss history");
+        noma__fail_alloc(c, span, (uint64_t)bytes, "the loss history");
         return NULL;
     }
     noma__mem_charge(c, bytes);
@@ -96,7 +96,17 @@ static NomaHistory *hist_get(NomaCtx *c) {
     return h;
 }
 
+static NomaHistory *hist_get(NomaCtx *c) { return hist_get_at(c, -1); }
+
 int32_t noma__history_alloc(NomaCtx *c) { return hist_get(c) != NULL; }
+
+/* Before a training loop's first step: the history exists (allocated now if need be), so logging
+   a step's loss never allocates; refused, a runtime error at the loop's `span` (it unwinds when
+   the context runs armed). */
+void noma_log_begin(int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (!hist_peek(c)) (void)hist_get_at(c, span);
+}
 
 static void write_begin(NomaHistory *h) {
     uint64_t s = atomic_load_explicit(&h->seq, memory_order_relaxed);
