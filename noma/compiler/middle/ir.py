@@ -347,8 +347,15 @@ class RankError(Exception):
     """An op used with operand ranks it does not accept (a compiler bug or a type error)."""
 
 
+#: ops found to have no result (each test below depends on the op alone, so once an op falls
+#: through them all it always will: the statements' global stores, prints, ... skip the chain)
+_NO_RESULT: set[Op] = set()
+
+
 def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Optional[int]:
     """The rank of op's result for operand ranks `ranks` (None: the op has no result)."""
+    if op in _NO_RESULT:
+        return None
     if op in ELEMENTWISE:
         return max(ranks) if ranks else 0
     if op in (Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD):
@@ -391,6 +398,7 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
     if op is Op.CALL:
         r = attrs.get("result_rank")
         return None if r is None else int(r)
+    _NO_RESULT.add(op)
     return None
 
 
