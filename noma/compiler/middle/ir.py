@@ -446,6 +446,8 @@ def walk_blocks(block: Block) -> Iterator[Block]:
 
 
 def child_blocks(op: Operation) -> list[Block]:
+    if op.__class__ is Instr:  # most operations (the passes ask for every one)
+        return []
     if isinstance(op, IfOp):
         return [op.then, op.else_]
     if isinstance(op, WhileOp):
