@@ -25,7 +25,7 @@ from noma.compiler.middle import ir
 
 #: Operations (nested ones included) per chunk: small enough that LLVM's per-block work stays
 #: linear, large enough that the calls between chunks cost nothing measurable.
-CHUNK_OPS = 1000
+CHUNK_OPS = 500
 
 
 class Chunk(NamedTuple):
