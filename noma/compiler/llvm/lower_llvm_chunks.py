@@ -55,8 +55,14 @@ def _reads(op: ir.Operation) -> list[int]:
 
 
 def _scalar(op: ir.Operation) -> bool:
-    return (op.__class__ is ir.Instr and (op.result is None or op.result.rank == 0)
+    return (isinstance(op, ir.Instr) and (op.result is None or op.result.rank == 0)
             and all(a.rank == 0 for a in op.args))
+
+
+def _results(op: ir.Operation) -> list[ir.Value]:
+    if isinstance(op, ir.Instr):
+        return [op.result] if op.result is not None else []
+    return op.results
 
 
 def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
@@ -66,7 +72,7 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     whole = [Chunk(0, len(ops), [], False)]
     if fn.params or len(ops) <= 1:
         return whole
-    weights = [1 if op.__class__ is ir.Instr else _weight(op) for op in ops]
+    weights = [1 if isinstance(op, ir.Instr) else _weight(op) for op in ops]
     if sum(weights) <= limit:
         return whole
     defined_at: dict[int, int] = {}  # top-level value id -> index of the operation defining it
@@ -74,19 +80,14 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     last_use: dict[int, int] = {}
     reads: list[list[int]] = []
     for i, op in enumerate(ops):
-        plain = op.__class__ is ir.Instr
-        read = [a.id for a in op.args] if plain else [r for r in _reads(op) if r in defined_at]
+        read = [a.id for a in op.args] if isinstance(op, ir.Instr) else [r for r in _reads(op) if r in defined_at]
         reads.append(read)
         for r in read:
             last_use[r] = i
-        if plain:
-            if op.result is not None:
-                defined_at[op.result.id] = i
-                if op.op is ir.Op.CONST:
-                    consts[op.result.id] = op
-        else:
-            for v in op.results:
-                defined_at[v.id] = i
+        for v in _results(op):
+            defined_at[v.id] = i
+        if isinstance(op, ir.Instr) and op.op is ir.Op.CONST and op.result is not None:
+            consts[op.result.id] = op
     for v in fn.body.yields:  # read after the last operation
         if v.id in defined_at:
             last_use[v.id] = len(ops)
@@ -94,7 +95,7 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     start, weight, reach = 0, 0, -1
     for i, op in enumerate(ops):
         weight += weights[i]
-        for v in ([op.result] if op.result is not None else []) if op.__class__ is ir.Instr else op.results:
+        for v in _results(op):
             if v.id not in consts:
                 reach = max(reach, last_use.get(v.id, i))
         if weight >= limit and reach <= i and i + 1 < len(ops):
@@ -103,7 +104,7 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     chunks.append(Chunk(start, len(ops), [], False))
     if len(chunks) == 1:
         return whole
-    out = []
+    out: list[Chunk] = []
     for chunk in chunks:
         needed: dict[int, ir.Instr] = {}
         for i in range(chunk.start, chunk.end):

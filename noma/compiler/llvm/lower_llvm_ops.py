@@ -95,7 +95,7 @@ class OpLowering(StateOps, InlineLinalg, Emitter):
         if id(ins) in self.fused:
             self.deferred[ins.result.id] = ins
             return _DEFERRED
-        if ins.result.rank == 0 and not any(a.id in self.deferred for a in ins.args):
+        if ins.result is not None and ins.result.rank == 0 and not any(a.id in self.deferred for a in ins.args):
             # scalar code (most of a long program): the same instruction without the tree
             return self.scalar_fn(ins.op, dict(ins.attrs))([self.get(a) for a in ins.args])
         return self._elementwise_tree(ins)
