@@ -36,9 +36,17 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            gc.freeze()  # every tracked object to the permanent generation ...
-            gc.unfreeze()  # ... and from there to the oldest one (no collection runs)
+            to_old_generation()
             gc.enable()
+
+
+def to_old_generation() -> None:
+    """Every object the collector tracks moves to the oldest generation, without a collection:
+    to the permanent generation and from there to the oldest one. Not done while something else
+    keeps objects frozen (an embedding application): unfreezing would thaw those too."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 @contextmanager

@@ -62,12 +62,15 @@ def lower_module(module: ir.Module, *, symbols: dict[str, str], own_pointers: se
     then join the old generation, where objects that survive a compilation belong."""
     enabled = gc.isenabled()
     gc.disable()
-    gc.freeze()
+    freeze = gc.get_freeze_count() == 0  # (not while an embedding application keeps objects frozen)
+    if freeze:
+        gc.freeze()
     try:
         text = _lower_module(module, symbols=symbols, own_pointers=own_pointers, name=name, shared=shared)
         gc.collect(0)
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
         if enabled:
             gc.enable()
     return text
