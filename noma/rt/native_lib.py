@@ -336,6 +336,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_param_set": (None, [_I64, _S, _T]),
     "noma_param_set_at": (None, [_I64, _S, _T, _I64]),
     "noma_param": (_TR, [_I64]),
+    "noma_param_at": (_TR, [_I64, _P, _I64]),
     "noma_param_free": (None, [_I64]),
     "noma_param_defined": (_I32, [_I64]),
     "noma_param_name": (_S, [_I64]),

@@ -83,6 +83,7 @@ RUNTIME_SIGS = {
     "noma_param_set": "v:lpp",
     "noma_param_set_at": "v:lppl",
     "noma_param": "p:l",
+    "noma_param_at": "p:lpl",
     "noma_param_free": "v:l",
     "noma_param_bind_dim": "v:lil",
     "noma_param_resize": "v:llpirrl",

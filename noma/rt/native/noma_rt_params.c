@@ -168,6 +168,19 @@ void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTenso
     p->ever_defined = 1;
 }
 
+NomaTensor *noma_param_at(int64_t slot, const char *name, int64_t span) {
+    NomaCtx *c = noma__cur();
+    NomaParam *p = (slot >= 0 && slot < c->nparams) ? c->params[slot] : NULL;
+    if (p && p->defined) return &p->t;
+    if (name && !(p && p->ever_defined) && slot >= 0 && slot < NOMA_MAX_SLOT) {
+        /* never defined here: its `learn` did not run (a branch not taken) */
+        noma__failf(NOMA_ERR_NAME, span, "the parameter '%s' is not defined", name);
+        return pdummy();
+    }
+    p = param_live(c, slot, span);
+    return p ? &p->t : pdummy();
+}
+
 NomaTensor *noma_param(int64_t slot) {
     NomaParam *p = param_live(noma__cur(), slot, -1);
     return p ? &p->t : pdummy();
