@@ -29,7 +29,8 @@ BUILTINS = (
     "accuracy", "print", "report", "seed", "reset_optimizer", "save_checkpoint", "load_checkpoint", "rand",
     "rand_uniform", "rand_normal",
     "rand_tensor", "rand_normal_tensor", "xavier_init", "he_init", "zeros", "ones", "full",
-    "normal", "uniform", "xavier", "he",
+    "normal", "uniform", "xavier", "he", "conv2d", "max_pool2d", "avg_pool2d", "argsort", "topk",
+    "norm",
 )
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 CAST_TYPES = ("f64", "f32", "i32", "i64")

@@ -9,7 +9,7 @@ The emitter provides: e.op(Op, *args, **attrs) -> Value, e.const(x) -> Value, e.
 (whether v needs an adjoint at all) and e.unbroadcast(grad, operand, result) -> Value (SUM_TO
 grad down to the operand's shape, unless the shapes are provably equal).
 Ops missing from RULES pass zero gradient (SIGN FLOOR CEIL NOT comparisons AND OR ARGMAX ONE_HOT
-DIM SHAPE ZEROS_LIKE STOP_GRAD CONST CONST_TENSOR RANDOM RAND_SCALAR and every state/effect op).
+DIM SHAPE ARGSORT TOPK ZEROS_LIKE STOP_GRAD CONST CONST_TENSOR RANDOM RAND_SCALAR and every state/effect op).
 Imports: noma.compiler.middle.ir.
 """
 
@@ -39,6 +39,10 @@ def differentiable_args(ins: Instr) -> list[int]:
     if ins.op is Op.SELECT:
         return [1, 2]
     if ins.op in (Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.FILL):
+        return [0]
+    if ins.op is Op.CONV2D:
+        return [0, 1]
+    if ins.op is Op.POOL2D:
         return [0]
     return list(range(len(ins.args)))
 
@@ -298,3 +302,22 @@ def _pack(e: Any, ins: Instr, g: Value) -> Grads:  # d pack(s..)[k] = g at k's p
             rest //= size
         out.append(at(tuple(reversed(pos))) if e.wants(arg) else None)
     return out
+
+
+# ----------------------------------------------------------------------------- convolution and pooling
+
+
+@_rule(Op.CONV2D)
+def _conv2d(e: Any, ins: Instr, g: Value) -> Grads:
+    # y[n,o,i,j] = sum_{c,u,v} x[n,c,i*s-p+u, j*s-p+v] w[o,c,u,v]:
+    # dx = col2im(G . w) (scatter of each output's gradient back through its window), dw = G^T . im2col(x)
+    x, w, stride, pad = ins.args
+    return [e.op(Op.CONV2D_GRAD_X, g, x, w, stride, pad) if e.wants(x) else None,
+            e.op(Op.CONV2D_GRAD_W, g, x, w, stride, pad) if e.wants(w) else None, None, None]
+
+
+@_rule(Op.POOL2D)
+def _pool2d(e: Any, ins: Instr, g: Value) -> Grads:
+    # max: g to the first largest entry of each window; avg: g / k² to every entry of it
+    x, k, stride = ins.args
+    return [e.op(Op.POOL2D_GRAD, g, x, k, stride, kind=ins.attr("kind")), None, None]

@@ -100,6 +100,14 @@ class Op(Enum):
     ZEROS_LIKE = "zeros_like"  # (x) -> zeros of x's shape
     CHECK = "check"            # (x) attrs rule:str -> x unchanged; a runtime error at its span
     #                            unless scalar x obeys the rule (CHECK_RULES)
+    # --- convolution and pooling (NCHW; stride, padding and window are scalars: whole numbers)
+    CONV2D = "conv2d"          # (x [N,C,H,W], w [O,C,KH,KW], stride, pad) -> [N,O,OH,OW]
+    CONV2D_GRAD_X = "conv2d_grad_x"  # (g, x, w, stride, pad) -> like x: the VJP of CONV2D for x
+    CONV2D_GRAD_W = "conv2d_grad_w"  # (g, x, w, stride, pad) -> like w: the VJP of CONV2D for w
+    POOL2D = "pool2d"          # (x, k, stride) attrs kind:"max"|"avg" -> [N,C,OH,OW] (no padding)
+    POOL2D_GRAD = "pool2d_grad"  # (g, x, k, stride) attrs kind -> like x
+    ARGSORT = "argsort"        # (x) rank 1 -> rank 1: indices that sort x ascending (stable)
+    TOPK = "topk"              # (x, k) rank 1 -> rank 1: indices of the k largest, largest first
     # --- session / program state (side effects; never differentiated)
     PARAM_LOAD = "param_load"  # () attrs slot:int, name:str -> rank of the parameter
     PARAM_SET = "param_set"    # (v) attrs slot, name  (learn / alloc; clears optimizer state)
@@ -379,6 +387,15 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
         return ranks[0] + 1
     if op is Op.SHAPE:
         return 1
+    if op in (Op.ARGSORT, Op.TOPK):
+        if ranks[0] != 1:
+            raise RankError(f"{op.value} needs a rank-1 tensor, got rank {ranks[0]}")
+        return 1
+    if op in (Op.CONV2D, Op.CONV2D_GRAD_X, Op.CONV2D_GRAD_W, Op.POOL2D, Op.POOL2D_GRAD):
+        n4 = {Op.CONV2D: 2, Op.POOL2D: 1}.get(op, 3 if op is not Op.POOL2D_GRAD else 2)
+        if any(r != 4 for r in ranks[:n4]) or any(r != 0 for r in ranks[n4:]):
+            raise RankError(f"{op.value} needs rank-4 tensors and scalars, got ranks {ranks}")
+        return 4
     if op in (Op.PARAM_LOAD, Op.GLOBAL_LOAD, Op.LOAD_ST, Op.TAPE_POP):
         return int(attrs["rank"])
     if op is Op.LOAD_CSV:

@@ -301,6 +301,19 @@ void noma_sigint_restore(void);
 void noma_set_gemm(void *fn);
 void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, int64_t n, int32_t ta,
                  int32_t tb);
+/* 2-D convolution and pooling, NCHW (noma_rt_conv.c): fresh arena results in *out, errors at span. */
+void noma_conv2d(const NomaTensor *x, const NomaTensor *w, real stride, real pad, NomaTensor *out,
+                 int64_t span);
+void noma_conv2d_grad_x(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_conv2d_grad_w(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_pool2d(const NomaTensor *x, real k, real stride, int32_t kind, NomaTensor *out, int64_t span);
+void noma_pool2d_grad(const NomaTensor *g, const NomaTensor *x, real k, real stride, int32_t kind,
+                      NomaTensor *out, int64_t span);
+/* Ranking of a vector (noma_rt_rank.c): indices as reals in a fresh arena vector *out. */
+void noma_argsort(const NomaTensor *x, NomaTensor *out, int64_t span);
+void noma_topk(const NomaTensor *x, real k, NomaTensor *out, int64_t span);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
