@@ -384,6 +384,7 @@ _SIGNATURES: dict[str, tuple] = {
     "noma_log_clear": (None, [_P]),
     "noma_event_count": (_I64, [_P]),
     "noma_event_get": (_I32, [_P, _I64, ctypes.POINTER(NomaEvent)]),
+    "noma_event_kept": (_I64, [_P, _I64, _P, _I64]),
     "noma_poll_interrupt": (_I32, []),
     "noma_clear_interrupt": (None, []),
     "noma_set_stop_at": (None, [_P, _I64]),

@@ -311,6 +311,19 @@ class _Build:
         return ast.Realloc(name.value, dims, policy[0] if policy else None,
                            self._span(kw, semi), self._span(name, name))
 
+    def realloc_keep_stmt(self, c):
+        kw, name, word, indices, *rest = c
+        if word.value != "keep":
+            raise _err(f"expected `=` or `keep` after `realloc {name.value}`, found `{word.value}`",
+                       self._span(word, word))
+        axis = None
+        if len(rest) == 3:
+            if rest[0].value != "axis":
+                raise _err(f"expected `axis` or `;` after the indices, found `{rest[0].value}`",
+                           self._span(rest[0], rest[0]))
+            axis = rest[1]
+        return ast.ReallocKeep(name.value, indices, axis, self._span(kw, c[-1]), self._span(name, name))
+
     def init_policy(self, c):
         kw, name, *rest = c
         args = rest[0] if rest else _Args((), (), name.end_pos)

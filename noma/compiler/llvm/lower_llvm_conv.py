@@ -1,8 +1,9 @@
-"""Lowering of the convolution, pooling and ranking ops: each one call of a runtime kernel.
+"""Lowering of the convolution, pooling, ranking and keep ops: each one call of the runtime.
 
-Owns: HANDLERS for CONV2D, CONV2D_GRAD_X, CONV2D_GRAD_W, POOL2D, POOL2D_GRAD, ARGSORT and TOPK.
-The kernels (noma_rt_conv.c, noma_rt_rank.c) check the operands, fail located at the op's span
-and write a fresh arena tensor into a scratch descriptor, which becomes the op's value.
+Owns: HANDLERS for CONV2D, CONV2D_GRAD_X, CONV2D_GRAD_W, POOL2D, POOL2D_GRAD, ARGSORT and TOPK
+(the kernels of noma_rt_conv.c / noma_rt_rank.c check the operands, fail located at the op's span
+and write a fresh arena tensor into a scratch descriptor, which becomes the op's value), and
+PARAM_KEEP / DIM_KEEP (noma_param_keep / noma_dim_keep, noma_rt_params.c).
 Input: ir.Instr (through lower_llvm_ops.OpLowering). Output: llvmlite.ir calls.
 Imports: ir, llvmlite.ir (part of the lower_llvm* component).
 """
@@ -29,6 +30,11 @@ def _call(lo: Any, name: str, ins: ir.Instr, kind: Optional[int] = None) -> ll.V
     return lo.load_tensor(slot)
 
 
+def _keep(lo: Any, ins: ir.Instr, name: str, *ids: ll.Value) -> None:
+    """noma_param_keep(slot, axis, &idx, span) / noma_dim_keep(dim, &idx, span): no value."""
+    lo.rt(name, *ids, lo.tensor_ptr(lo.get(ins.args[0])), lo.span_c())
+
+
 def _pool(name: str) -> Callable[[Any, ir.Instr], ll.Value]:
     return lambda lo, ins: _call(lo, name, ins, POOL_KINDS[ins.attr("kind")])
 
@@ -41,4 +47,7 @@ HANDLERS: dict[Op, Callable[[Any, ir.Instr], Optional[ll.Value]]] = {
     Op.POOL2D_GRAD: _pool("noma_pool2d_grad"),
     Op.ARGSORT: lambda lo, ins: _call(lo, "noma_argsort", ins),
     Op.TOPK: lambda lo, ins: _call(lo, "noma_topk", ins),
+    Op.PARAM_KEEP: lambda lo, ins: _keep(lo, ins, "noma_param_keep", lo.i64(ins.attr("slot")),
+                                         lo.i32(ins.attr("axis"))),
+    Op.DIM_KEEP: lambda lo, ins: _keep(lo, ins, "noma_dim_keep", lo.i64(ins.attr("dim"))),
 }

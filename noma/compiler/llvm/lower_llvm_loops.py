@@ -87,6 +87,8 @@ RUNTIME_SIGS = {
     "noma_param_bind_dim": "v:lil",
     "noma_param_resize": "v:llpirrl",
     "noma_dim_resize": "v:llirrl",
+    "noma_dim_keep": "v:lpl",
+    "noma_param_keep": "v:lipl",
     "noma_dim_get": "l:l",
     "noma_dim_set": "v:ll",
     "noma_defer_begin": "v:",

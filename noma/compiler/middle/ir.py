@@ -117,6 +117,8 @@ class Op(Enum):
     DIM_LOAD = "dim_load"      # () attrs dim:int, name:str -> scalar
     DIM_SET = "dim_set"        # (v) attrs dim, name
     DIM_RESIZE = "dim_resize"  # (size, a, b) attrs dim, name, policy:int
+    PARAM_KEEP = "param_keep"  # (idx) attrs slot, name, axis:int: keep units idx along one axis
+    DIM_KEEP = "dim_keep"      # (idx) attrs dim, name: keep units idx along every axis bound to the dim
     GLOBAL_LOAD = "global_load"    # () attrs slot:int, name:str -> rank recorded at compile time
     GLOBAL_STORE = "global_store"  # (v) attrs slot, name
     SEED = "seed"              # (v)
@@ -148,7 +150,7 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 #: Ops with effects on the session/program state or the outside world: never removed or reordered.
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
-    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
+    Op.PARAM_KEEP, Op.DIM_KEEP, Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
     Op.LOAD_ST_GLOBALS,
     Op.SAVE_CKPT, Op.LOAD_CKPT,
     Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,

@@ -56,7 +56,8 @@ enum {
     NOMA_POLICY_XAVIER = 4,
     NOMA_POLICY_HE = 5,
     NOMA_POLICY_COPY = 6,
-    NOMA_POLICY_PRESERVE = 7
+    NOMA_POLICY_PRESERVE = 7,
+    NOMA_POLICY_KEEP = 8 /* events only: `realloc NAME keep idx` (the indices: noma_event_kept) */
 };
 
 /* Optimizer kinds. */
@@ -215,6 +216,10 @@ int64_t noma_param_bound_dim(int64_t slot, int32_t axis);
 void noma_param_resize(int64_t slot, int64_t rank, const int64_t *dims, int32_t policy, real a,
                        real b, int64_t span);
 void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real b, int64_t span);
+/* `realloc dim keep idx;` / `realloc w keep idx axis A;`: keep the units whose indices idx (a
+   vector of whole numbers, each in range once) lists, in that order, with optimizer state. */
+void noma_dim_keep(int64_t dim_id, const NomaTensor *idx, int64_t span);
+void noma_param_keep(int64_t slot, int32_t axis, const NomaTensor *idx, int64_t span);
 int64_t noma_dim_get(int64_t dim_id);
 void noma_dim_set(int64_t dim_id, int64_t v);
 void noma_defer_begin(void);
@@ -271,6 +276,8 @@ int64_t noma_history_limit(int32_t which); /* 0 levels, 1 buckets per level, 2 d
                                               3 largest window */
 int64_t noma_event_count(NomaCtx *c);
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
+/* The indices event i (a keep) kept, into out[0..cap); returns their count, -1 when none. */
+int64_t noma_event_kept(NomaCtx *c, int64_t i, int64_t *out, int64_t cap);
 int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
