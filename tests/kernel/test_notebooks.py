@@ -93,3 +93,14 @@ def test_population_tune():
     assert all(int(h) in (4, 8, 16, 32) and 0.5 < float(v) <= 1 for h, v, _ in trials)
     assert any("image/png" in o["data"] for o in run_notebooks.outputs_of_type(nb, "execute_result"))
     assert not run_notebooks.outputs_of_type(nb, "error")
+
+
+def test_grow_cnn():
+    nb = run("05_grow_cnn.ipynb")
+    out = run_notebooks.stream_text(nb)
+    found = re.findall(r"channels (\d+) \| test accuracy " + NUMBER, out)
+    assert [int(c) for c, _ in found] == [4, 16, 16, 8, 8], out
+    acc = [float(a) for _, a in found]
+    assert acc[1] == acc[0]  # preserve keeps the function: the same predictions right after the grow
+    assert acc[-1] >= 0.97, acc
+    assert re.search(r"dim channels 16 -> 8 \(keep \[(\d+, ){7}\d+\]\)", out), out  # :history

@@ -37,11 +37,11 @@ static int rank4(const NomaTensor *t, const NomaTensor *other, const char *op, i
     return 0;
 }
 
+/* Scratch (im2col) in the arena: released with the step's other temporaries, so a training loop
+   reuses the same pages every step instead of mapping fresh heap blocks (page faults). */
 static real *scratch(int64_t n, const char *op, int64_t span) {
-    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(real);
-    real *p = (real *)noma__xmalloc(bytes);
-    if (!p) noma__fail_alloc(noma__cur(), span, (uint64_t)bytes, op);
-    return p;
+    (void)op;
+    return noma_alloc_at(n > 0 ? n : 1, span);
 }
 
 static real *fresh(NomaTensor *out, int64_t d0, int64_t d1, int64_t d2, int64_t d3, int64_t span) {
@@ -129,17 +129,12 @@ void noma_conv2d(const NomaTensor *x, const NomaTensor *w, real stride, real pad
     real *col = scratch(NP * ckk, "conv2d", span);
     if (!col) return;
     real *ym = scratch(NP * g.O, "conv2d", span);
-    if (!ym) {
-        noma__xfree(col);
-        return;
-    }
+    if (!ym) return;
     im2col(x->data, &g, col);
     noma_matmul(col, w->data, ym, NP, ckk, g.O, 0, 1); /* [NP, O] = col . w^T */
     for (int64_t n = 0; n < g.N; n++)
         for (int64_t o = 0; o < g.O; o++)
             for (int64_t q = 0; q < P; q++) y[(n * g.O + o) * P + q] = ym[(n * P + q) * g.O + o];
-    noma__xfree(ym);
-    noma__xfree(col);
 }
 
 /* G as a [N*OH*OW, O] matrix (rows (n, oy, ox)), after checking g's shape. */
@@ -168,14 +163,9 @@ void noma_conv2d_grad_x(const NomaTensor *gt, const NomaTensor *x, const NomaTen
     real *gm = grad_rows(gt, x, &g, span);
     if (!gm) return;
     real *dcol = scratch(NP * ckk, "conv2d gradient", span);
-    if (!dcol) {
-        noma__xfree(gm);
-        return;
-    }
+    if (!dcol) return;
     noma_matmul(gm, w->data, dcol, NP, g.O, ckk, 0, 0); /* [NP, CKK] = G . w */
     col2im(dcol, &g, dx);
-    noma__xfree(dcol);
-    noma__xfree(gm);
 }
 
 void noma_conv2d_grad_w(const NomaTensor *gt, const NomaTensor *x, const NomaTensor *w, real stride,
@@ -188,14 +178,9 @@ void noma_conv2d_grad_w(const NomaTensor *gt, const NomaTensor *x, const NomaTen
     real *gm = grad_rows(gt, x, &g, span);
     if (!gm) return;
     real *col = scratch(NP * ckk, "conv2d gradient", span);
-    if (!col) {
-        noma__xfree(gm);
-        return;
-    }
+    if (!col) return;
     im2col(x->data, &g, col);
     noma_matmul(gm, col, dw, g.O, NP, ckk, 1, 0); /* [O, CKK] = G^T . col */
-    noma__xfree(col);
-    noma__xfree(gm);
 }
 
 /* ----------------------------------------------------------------------------------- pooling */
