@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html as _html
 import os
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -409,13 +410,18 @@ def _regenerate(session: Any, stage: str) -> Any:
     return module
 
 
+_SPEC_PART = re.compile(r"(s|t\d+|gl|p\d+r\d+)(\.|$)")
+
+
 def _select(module: Any, target: str) -> list[str]:
     names = sorted(module.functions)
     if not target:
         return names
     if target == "cell":
         return [n for n in names if n.startswith("__cell")]
-    return [n for n in names if n == target or n.split(".")[0] == target]
+    # `f` selects f and its specialisations (`f.s.t2`, `f.gl.3`, ...), not `f.g` of a module f
+    return [n for n in names if n == target or (n.startswith(target + ".") and _SPEC_PART.match(
+        n[len(target) + 1:]) is not None)]
 
 
 def _llvm_blocks(text: str, symbols: list[str]) -> str:
