@@ -335,3 +335,12 @@ class _Renamer:
 def source_dir(source: Source) -> Optional[str]:
     """The directory of a file's Source (its imports are relative to it); None for a cell."""
     return os.path.dirname(os.path.abspath(source.name)) if os.path.isfile(source.name) else None
+
+
+def source_path(source: Source) -> Optional[str]:
+    """The file a module's Source was read from (its name is the path as shown), or None."""
+    if source.name.startswith("std/"):
+        path = STD_DIR / source.name[4:]
+        return str(path) if path.is_file() else None
+    path = os.path.abspath(source.name)
+    return path if os.path.isfile(path) else None
