@@ -103,3 +103,13 @@ def test_std_modules_import_in_a_session() -> None:
     s = Session()
     _ok(s, "import std.nn as nn;\nimport std.data;")
     assert _ok(s, "print(nn.softplus(0), one_hot(tensor [1], 2));") == "0.693147 [[0, 1]]"
+
+
+def test_a_session_checkpoint_keeps_functions_of_aliased_modules(cwd: Path) -> None:
+    _write(cwd / "m.noma", "learn W = full([2], 3);\nfn scale(x) { x * W }\nfn twice(x) { 2 * scale(x) }\n")
+    s = Session()
+    _ok(s, 'import "m.noma" as m;')
+    s.save_checkpoint(str(cwd / "ck.safetensors"))
+    t = Session()
+    t.load_checkpoint(str(cwd / "ck.safetensors"))
+    assert _ok(t, "print(m.twice(1));") == "[6, 6]"

@@ -23,7 +23,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from noma.compiler.front import ast
 from noma.compiler.front.symbols import SymbolTable
@@ -335,6 +335,18 @@ class _Renamer:
 def source_dir(source: Source) -> Optional[str]:
     """The directory of a file's Source (its imports are relative to it); None for a cell."""
     return os.path.dirname(os.path.abspath(source.name)) if os.path.isfile(source.name) else None
+
+
+def requalify(fn: ast.FnDef, qualified: str, known: Iterable[str]) -> ast.FnDef:
+    """A function of a module imported with an alias, parsed again from its own text (`fn dense`
+    saved as `nn.dense` in a session's definitions), renamed as its import renamed it: its name
+    and its references to the module's names among `known` (all qualified names of the session)."""
+    prefix = qualified[:len(qualified) - len(fn.name)]
+    if not prefix or not qualified.endswith("." + fn.name):
+        return fn
+    inner = {n[len(prefix):] for n in known if n.startswith(prefix)}
+    aliases = {n.split(".")[0] for n in inner if "." in n}
+    return _Renamer(prefix, {n for n in inner if "." not in n}, aliases).stmt(fn)
 
 
 def source_path(source: Source) -> Optional[str]:
