@@ -194,11 +194,11 @@ def _resolve(imp: ast.Import, base_dir: str) -> tuple[str, str]:
             raise error(Kind.NAME, f"`{imp.path}` is not a module of the standard library: write a "
                         f"file path as a string (`import \"{parts[-1]}.noma\";`) or one of "
                         f"{', '.join('std.' + m for m in std_modules())}", imp.path_span)
-        path = STD_DIR / f"{parts[1]}.noma"
-        if not path.is_file():
+        std = STD_DIR / f"{parts[1]}.noma"
+        if not std.is_file():
             raise error(Kind.NAME, f"the standard library has no module `{parts[1]}`: it has "
                         f"{', '.join('std.' + m for m in std_modules())}", imp.path_span)
-        return str(path), f"std/{parts[1]}.noma"
+        return str(std), f"std/{parts[1]}.noma"
     path = os.path.abspath(os.path.join(base_dir, imp.path))
     return path, _short(path)
 
@@ -352,7 +352,7 @@ def requalify(fn: ast.FnDef, qualified: str, known: Iterable[str]) -> ast.FnDef:
 def source_path(source: Source) -> Optional[str]:
     """The file a module's Source was read from (its name is the path as shown), or None."""
     if source.name.startswith("std/"):
-        path = STD_DIR / source.name[4:]
-        return str(path) if path.is_file() else None
+        std = STD_DIR / source.name[4:]
+        return str(std) if std.is_file() else None
     path = os.path.abspath(source.name)
     return path if os.path.isfile(path) else None
