@@ -1,16 +1,16 @@
 """Modules: `import "file.noma" [as m];` and `import std.NAME [as m];` resolved into definitions.
 
 Owns: finding an imported file (relative to the importing file; a cell's: the working directory;
-`std.NAME` in the package's noma/std/NAME.noma), reading and parsing it once per loader (a
-session keeps one; a file is read again when its size or modification time changed), refusing
-what a module may not hold (only `fn`, `dim`, `learn` and `import` stand at its top level),
-import cycles and missing files (located diagnostics at the `import`), and replacing each
+`std.NAME` in the package's noma/std/NAME.noma), parsing each text once per loader (a session
+keeps one), refusing what a module may not hold (only `fn`, `dim`, `learn` and `import` stand at
+its top level), import cycles and missing files (located diagnostics at the `import`), and replacing each
 `import` by the module's definitions. A module imported `as nn` has its definitions renamed
 `nn.NAME` (its own references to them too, locals excepted), so `nn.dense(x)` and `nn.W` reach
 them. The SymbolTable's `modules` record what was imported: importing a module again whose text
 is unchanged adds nothing; a changed one redefines its functions and re-runs the `dim`/`learn`
 declarations whose text changed (or are new). Spans of imported code point into the module's
-own Source, so diagnostics name that file and show its line.
+own Source, so diagnostics name that file and show its line. A file is read at every import
+and parsed again only when its bytes changed.
 Input: a parsed ast.Program. Output: an ast.Program without Import statements.
 Imports: noma.compiler.front.ast, noma.compiler.front.parse, noma.compiler.front.symbols,
 noma.diagnostics, noma.source_file.
@@ -37,16 +37,16 @@ _DEFINITIONS = (ast.FnDef, ast.DimDecl, ast.Learn, ast.Import)
 
 @dataclass
 class _Parsed:
-    """One module file as last read: its stat signature, text digest and AST."""
+    """One module file as last read: the digest of its bytes and its AST."""
 
-    signature: tuple[int, int]
     digest: str
     program: ast.Program
 
 
 @dataclass
 class ModuleLoader:
-    """Reads and parses module files, each once while it does not change (one per session)."""
+    """Reads module files and parses each text once (one loader per session): a file is read at
+    every import (it is small), and parsed again only when its bytes changed."""
 
     parsed: dict[str, _Parsed] = field(default_factory=dict)
 
@@ -56,15 +56,13 @@ class ModuleLoader:
         from noma.compiler.front.parse import parse
         from noma.source_file import decode
 
-        st = os.stat(path)
-        signature = (st.st_mtime_ns, st.st_size)
-        cached = self.parsed.get(path)
-        if cached is not None and cached.signature == signature:
-            return cached
         with open(path, "rb") as f:
             data = f.read()
-        program = parse(decode(display, data))
-        entry = _Parsed(signature, hashlib.sha256(data).hexdigest(), program)
+        digest = hashlib.sha256(data).hexdigest()
+        cached = self.parsed.get(path)
+        if cached is not None and cached.digest == digest:
+            return cached
+        entry = _Parsed(digest, parse(decode(display, data)))
         self.parsed[path] = entry
         return entry
 
