@@ -29,6 +29,8 @@ CASES = {
     "stable_sigmoid": ("nn.stable_sigmoid(P)", X),
     "stable_sigmoid_large": ("nn.stable_sigmoid(P)", BIG),
     "log1p": ("nn.log1p(P * P)", X),
+    "expm1": ("nn.expm1(P)", X),
+    "expm1_large": ("nn.expm1(P)", "tensor [[-800, -40, 12], [5, -0.5, 0.25]]"),  # e^700 would swamp the sum
     "logsumexp": ("nn.logsumexp(P) * tensor [1.5, -0.5]", X, "1"),
     "logsumexp_large": ("nn.logsumexp(P) * tensor [1.5, -0.5]", BIG, "1"),
     "mse": (f"nn.mse(P, {T})", X),
