@@ -401,8 +401,11 @@ def _regenerate(session: Any, stage: str) -> Any:
     from noma.compiler.front.parse import parse
     from noma.rt.safetensors_header import read_ranks
 
+    from noma.compiler.front.modules import expand, source_dir
+
     program = parse(session.last_source)
     symbols = session.symbols.clone()
+    program = expand(program, symbols, source_dir(session.last_source), session.module_loader)
     module, _ = irgen.generate(program, symbols, session.dtype, read_ranks, False, _cell_name(session))
     if stage != "ir":
         autodiff.differentiate(module)

@@ -110,3 +110,13 @@ def test_a_session_checkpoint_keeps_functions_of_aliased_modules(cwd: Path) -> N
     t = Session()
     t.load_checkpoint(str(cwd / "ck.safetensors"))
     assert _ok(t, "print(m.twice(1));") == "[6, 6]"
+
+
+def test_meta_ir_of_a_cell_that_imports(cwd: Path) -> None:
+    from noma.meta import run_meta
+
+    _write(cwd / "m.noma", "fn twice(x) { 2 * x }\n")
+    s = Session()
+    _ok(s, 'import "m.noma" as m;\nlet y = m.twice(tensor [1, 2]);')
+    result = run_meta(s, ":ir m.twice")
+    assert result.ok and "fn m.twice.t1(" in result.text
