@@ -120,3 +120,10 @@ def test_meta_ir_of_a_cell_that_imports(cwd: Path) -> None:
     _ok(s, 'import "m.noma" as m;\nlet y = m.twice(tensor [1, 2]);')
     result = run_meta(s, ":ir m.twice")
     assert result.ok and "fn m.twice.t1(" in result.text
+
+
+def test_a_file_importing_itself_is_a_cycle(cwd: Path) -> None:
+    main = cwd / "main.noma"
+    _write(main, 'import "main.noma";\nfn f() { 1 }\n')
+    diag = Session().execute(main.read_text(), name=str(main), run_main=True).diagnostics[0]
+    assert diag.kind.value == "name" and "cycle" in diag.message and diag.span.line == 1

@@ -83,9 +83,11 @@ def expand(program: ast.Program, symbols: SymbolTable, base_dir: Optional[str] =
     items: list[Any] = []
     aliases = _aliases(program.items)
     _check_names(program.items, symbols, aliases)
+    main = program.span.source.name  # a file that imports itself is a cycle too
+    chain = (os.path.abspath(main),) if os.path.isfile(main) else ()
     for item in program.items:
         if isinstance(item, ast.Import):
-            items += expander.module(item, base_dir or os.getcwd(), "", ())[0]
+            items += expander.module(item, base_dir or os.getcwd(), "", chain)[0]
         else:
             items.append(item)
     return dataclasses.replace(program, items=tuple(items))
