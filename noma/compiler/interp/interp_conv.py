@@ -125,11 +125,11 @@ def _pool2d_grad(it: Any, ins: Instr, args: list[Any]) -> Any:
                 dx[:, :, u:u + s * oh:s, v:v + s * ow:s] += gs
         return dx
     best = _first_max(win)
+    rows, cols = np.indices(best.shape[:2])
     for i in range(oh):
         for j in range(ow):
-            u, v = np.divmod(best[:, :, i, j], k)
-            n, c = np.indices(u.shape)
-            np.add.at(dx, (n, c, i * s + u, j * s + v), g[:, :, i, j])
+            du, dv = np.divmod(best[:, :, i, j], k)  # the window's first largest entry
+            np.add.at(dx, (rows, cols, i * s + du, j * s + dv), g[:, :, i, j])
     return dx
 
 

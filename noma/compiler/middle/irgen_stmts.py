@@ -497,7 +497,8 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
 
 HANDLERS: dict[type, Callable] = {
     ast.Let: gen_let, ast.Assign: gen_assign, ast.Learn: gen_learn, ast.DimDecl: gen_dim,
-    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.ReallocKeep: gen_realloc_keep, ast.Free: gen_free, ast.Return: gen_return,
+    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.ReallocKeep: gen_realloc_keep, ast.Free: gen_free,
+    ast.Return: gen_return,
     ast.ExprStmt: gen_expr_stmt, ast.If: gen_if, ast.While: gen_while, ast.For: gen_for,
     ast.Batch: gen_batch, ast.Break: gen_break, ast.Continue: gen_continue, ast.Minimize: gen_minimize,
     ast.Optimize: gen_optimize, ast.LoadCsv: gen_load_csv, ast.SaveCsv: gen_save_csv,
