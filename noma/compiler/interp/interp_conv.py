@@ -37,6 +37,12 @@ def _conv_geom(it: Any, ins: Instr, x: np.ndarray, w: np.ndarray, stride: Any, p
     if x.shape[2] + 2 * p < w.shape[2] or x.shape[3] + 2 * p < w.shape[3]:
         raise error(Kind.SHAPE, f"conv2d (the padded input is smaller than the kernel): shapes {list(x.shape)} "
                     f"and {list(w.shape)} do not match", it._span(ins.span))
+    oh, ow = (x.shape[2] + 2 * p - w.shape[2]) // s + 1, (x.shape[3] + 2 * p - w.shape[3]) // s + 1
+    if x.shape[0] * oh * ow * (x.shape[1] * w.shape[2] * w.shape[3] + w.shape[0]) > 1 << 50:
+        raise error(Kind.RUNTIME, f"conv2d: the result would be too large ({oh} x {ow} positions)",
+                    it._span(ins.span))
+    it._room((x.shape[0], w.shape[0], oh, ow), ins.span)
+    it._room((x.shape[0], x.shape[1], x.shape[2] + 2 * p, x.shape[3] + 2 * p), ins.span)
     return s, p
 
 

@@ -74,6 +74,14 @@ static int conv_geom(const NomaTensor *x, const NomaTensor *w, real stride, real
     }
     g->OH = (g->H + 2 * g->p - g->KH) / g->s + 1;
     g->OW = (g->W + 2 * g->p - g->KW) / g->s + 1;
+    /* the result and the im2col scratch must be countable (the allocation then checks the limit) */
+    int64_t n;
+    if (__builtin_mul_overflow(g->N, g->OH, &n) || __builtin_mul_overflow(n, g->OW, &n) ||
+        __builtin_mul_overflow(n, g->C * g->KH * g->KW + g->O, &n) || n > ((int64_t)1 << 50)) {
+        noma__failf(NOMA_ERR_RUNTIME, span, "conv2d: the result would be too large (%lld x %lld positions)",
+                    (long long)g->OH, (long long)g->OW);
+        return 0;
+    }
     return 1;
 }
 
