@@ -61,9 +61,15 @@ class BuiltinContext:
     # -------------------------------------------------------------- helpers
 
     def call(self, e: ast.Call) -> Optional[ir.Value]:
+        """The IR of builtin call e; its ops are located at e (the caller's call node and span are
+        put back afterwards: arguments that are builtin calls themselves must not move them)."""
+        saved = self.call_node, self.sid
         self.call_node, self.sid = e, self.g.span(e.span)
         method: Callable = getattr(self, "b_" + BUILTINS[e.func][2])
-        return method(e)
+        try:
+            return method(e)
+        finally:
+            self.call_node, self.sid = saved
 
     def op(self, op: Op, *args: ir.Value, **attrs) -> ir.Value:
         return self.g.b.value(op, *args, span=self.sid, **attrs)
