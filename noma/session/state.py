@@ -58,6 +58,7 @@ class Snapshot:
     replay: Any = None  # the forward pass resizes are measured against (noma_rt_probe.c)
     hidden_events: list = field(default_factory=list)
     restored_events: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)  # `report` metrics by name (noma.rt.metrics.Metric)
 
 
 def capture(session: "Session") -> Snapshot:
@@ -77,6 +78,7 @@ def capture(session: "Session") -> Snapshot:
         replay=rt.lib.noma_probe_replay_get(rt.ctx),
         hidden_events=list(session.hidden_events),
         restored_events=[dict(e) for e in session.restored_events],
+        metrics=rt.metrics(),
     )
 
 
@@ -118,6 +120,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
         if value is not None:
             write_global(session, slot, value)
     rt.set_history(snap.history)
+    rt.restore_metrics(snap.metrics)
     set_rng_state(session, snap.rng)
     rt.lib.noma_probe_replay_put(rt.ctx, snap.replay)
     session.hidden_events = list(snap.hidden_events)

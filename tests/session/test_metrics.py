@@ -49,3 +49,28 @@ def test_more_than_32_names_is_a_runtime_error() -> None:
     assert result.status == "error" and "more than 32 metric names" in error.message
     assert error.span is not None and error.span.line == 33  # the 33rd report
     assert len(s.metrics) == 32
+
+
+def test_the_metrics_table_is_charged_to_the_memory_limit() -> None:
+    s = Session()
+    before = s.rt.memory_used
+    assert s.execute('report("a", 1);').ok
+    table = s.rt.memory_used - before
+    assert table >= 32 * 4096 * 16  # 32 names, rings of 4096 (step, value) samples
+    tight = Session(memory_limit=before + table // 2)
+    result = tight.execute('let x = 1;\nreport("a", x);')
+    error = result.errors[0]
+    assert result.status == "error" and "named metrics" in error.message
+    assert "over the memory limit" in error.message
+    assert error.span is not None and error.span.line == 2
+    assert tight.execute("print(2);").ok  # the session goes on
+
+
+def test_undo_puts_the_metrics_back() -> None:
+    s = Session()
+    assert s.execute('report("a", 1);').ok
+    assert s.execute('report("a", 2); report("b", 3);').ok
+    assert s.metrics["a"].count == 2 and "b" in s.metrics
+    s.undo()
+    assert set(s.metrics) == {"a"}
+    assert s.metrics["a"].count == 1 and list(s.metrics["a"].values) == [1.0]
