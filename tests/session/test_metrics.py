@@ -74,3 +74,42 @@ def test_undo_puts_the_metrics_back() -> None:
     s.undo()
     assert set(s.metrics) == {"a"}
     assert s.metrics["a"].count == 1 and list(s.metrics["a"].values) == [1.0]
+
+
+SAVES = """learn w = 0.0;
+optimize(w) with adam(lr = 0.1) max 50 {
+    report("w", w);
+    minimize (w - 1) ^ 2;
+}
+report("final", w);
+save_checkpoint("ck.safetensors");
+"""
+
+
+def test_checkpoints_of_executables_and_statements_keep_the_metrics(tmp_path) -> None:
+    import subprocess
+
+    from noma.build import build_executable
+    from noma.diagnostics import Source
+
+    build_executable(Source("saves.noma", SAVES), str(tmp_path / "saves"))
+    subprocess.run([str(tmp_path / "saves")], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    writer = Session()
+    assert writer.execute(SAVES.replace("ck.safetensors", str(tmp_path / "jit.safetensors"))).ok
+    for name in ("ck.safetensors", "jit.safetensors"):
+        s = Session()
+        assert s.execute(f'learn w = 0.0;\nreport("stale", 1);\nload_checkpoint("{tmp_path / name}");').ok
+        assert set(s.metrics) == {"w", "final"}  # the checkpoint's metrics replace the program's
+        got, want = s.metrics["w"], writer.metrics["w"]
+        assert (got.count, got.min, got.max, got.sum) == (want.count, want.min, want.max, want.sum)
+        np.testing.assert_array_equal(got.steps, want.steps)
+        np.testing.assert_array_equal(got.values, want.values)
+        assert list(s.metrics["final"].steps) == [50]
+
+
+def test_a_checkpoint_without_metrics_clears_them(tmp_path) -> None:
+    s = Session()
+    path = tmp_path / "plain.safetensors"
+    assert s.execute(f'learn w = 1.0;\nsave_checkpoint("{path}");').ok
+    assert s.execute(f'report("r", 2);\nload_checkpoint("{path}");').ok
+    assert s.metrics == {}

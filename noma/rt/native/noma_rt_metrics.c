@@ -33,19 +33,31 @@ void noma__metrics_free(NomaCtx *c) {
     c->metrics = NULL;
 }
 
-static NomaMetric *find(NomaCtx *c, const char *name, int create, int64_t span) {
+/* The context's table, allocated (and charged to the memory limit) on first use; NULL after a
+   failure located at span. */
+static struct NomaMetrics *table(NomaCtx *c, int64_t span) {
+    if (c->metrics) return c->metrics;
+    /* NOMA_METRICS_MAX rings of NOMA_METRIC_WINDOW samples, charged like every other block */
+    uint64_t bytes = sizeof *c->metrics;
+    c->metrics = noma__mem_admit(c, bytes) ? (struct NomaMetrics *)calloc(1, bytes) : NULL;
     if (!c->metrics) {
-        if (!create) return NULL;
-        /* the table (NOMA_METRICS_MAX rings of NOMA_METRIC_WINDOW samples) is charged to the
-           memory limit like every other block of the context */
-        uint64_t bytes = sizeof *c->metrics;
-        c->metrics = noma__mem_admit(c, bytes) ? (struct NomaMetrics *)calloc(1, bytes) : NULL;
-        if (!c->metrics) {
-            noma__fail_alloc(c, span, bytes, "the table of named metrics (report)");
-            return NULL;
-        }
-        noma__mem_charge(c, (int64_t)bytes);
+        noma__fail_alloc(c, span, bytes, "the table of named metrics (report)");
+        return NULL;
     }
+    noma__mem_charge(c, (int64_t)bytes);
+    return c->metrics;
+}
+
+int32_t noma__metrics_alloc(NomaCtx *c) {
+    jmp_buf *jb = c->jb; /* a refusal is a failed call here, never an unwind */
+    c->jb = NULL;
+    struct NomaMetrics *t = table(c, -1);
+    c->jb = jb;
+    return t != NULL;
+}
+
+static NomaMetric *find(NomaCtx *c, const char *name, int create, int64_t span) {
+    if (!c->metrics && (!create || !table(c, span))) return NULL;
     struct NomaMetrics *t = c->metrics;
     for (int32_t i = 0; i < t->n; i++)
         if (strncmp(t->m[i].name, name, NOMA_METRIC_NAME - 1) == 0) return &t->m[i];
