@@ -368,6 +368,8 @@ def _raise_runtime_error(session: "Session", path: str) -> None:
 
 def _plan_load(meta: dict) -> tuple:
     """The definitions PATH.json holds, checked (raises KeyError/ValueError/...)."""
+    from noma.compiler.front import ast
+    from noma.compiler.front.modules import requalify
     from noma.compiler.front.parse import parse
     from noma.session.history import Event
 
@@ -388,6 +390,8 @@ def _plan_load(meta: dict) -> tuple:
         except NomaError as exc:
             raise ValueError(f"function {name} does not parse: {exc.diagnostics[0].message}") from None
         for item in program.items:
+            if isinstance(item, ast.FnDef) and item.name != name:  # a module's, imported `as`
+                item = requalify(item, name, list(meta["functions"]) + list(params) + dims)
             functions[getattr(item, "name", name)] = item
     events = []
     for e in meta.get("events", []):
