@@ -3,7 +3,8 @@
 Owns: nothing of its own — it collects the keyword terminals of grammar.lark (parse_tables), the
 builtin table with arities and docs (noma.compiler.middle.ops.BUILTINS), optimizers
 (noma.optimizers), resize policies (noma.compiler.middle.ir), cast types (parse.CAST_TYPES) and the
-one-line docs the Jupyter kernel shows (noma.kernel.introspect), so the server, the kernel and the VS Code grammar's test share one source.
+one-line docs the Jupyter kernel shows (noma.kernel.introspect), so the server, the kernel and the
+VS Code grammar's test share one source.
 Imports: noma.compiler (parse_tables, parse, ops, ir), noma.optimizers, noma.kernel.introspect.
 """
 
