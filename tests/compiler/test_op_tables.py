@@ -5,6 +5,8 @@ raises, and the builtin table and the optimizer registry agree with everything t
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +143,11 @@ def test_language_md_lists_every_optimizer_with_its_defaults():
     text = " ".join((ROOT / "docs/LANGUAGE.md").read_text().split())
     for opt in optimizers.OPTIMIZERS.values():
         assert f"`{opt.signature()}`" in text, opt.signature()
+
+
+def test_vscode_grammar_word_lists_are_generated_from_the_tables():
+    """editors/vscode's grammar lists builtins and optimizers (JSON cannot import the tables):
+    tools/sync_vscode_grammar.py rewrites the lists, and they must be current."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_vscode_grammar.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
