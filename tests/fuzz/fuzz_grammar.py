@@ -17,7 +17,7 @@ from lark import Lark
 
 from noma import optimizers
 
-GRAMMAR = Path(__file__).resolve().parents[2] / "noma" / "compiler" / "grammar.lark"
+GRAMMAR = Path(__file__).resolve().parents[2] / "noma" / "compiler" / "front" / "grammar.lark"
 
 PRELUDE = """let a = 2;
 let b = ones([2, 3]);
