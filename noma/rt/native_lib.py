@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -246,7 +247,7 @@ def runtime_library_path(dtype: str = "f64") -> Path:
 _BYTE_BUFFERS = {("noma_output_data", -1), ("noma_warnings_data", -1), ("noma_st_load_globals", 2)}
 
 
-def ctypes_type(ctype: str, dtype: str, *, result: bool = False, buffer: bool = False):
+def ctypes_type(ctype: str, dtype: str, *, result: bool = False, buffer: bool = False) -> Any:
     """The ctypes type of a C type of noma_rt.h (abi.Prototype's spelling) for runtime dtype.
 
     Scalars map to their ctypes; `const char *` is c_char_p (unless `buffer`), `const char **`
@@ -274,7 +275,7 @@ def ctypes_type(ctype: str, dtype: str, *, result: bool = False, buffer: bool = 
     raise RuntimeBuildError(f"noma_rt.h uses C type {ctype!r}, which has no ctypes mapping")
 
 
-def ctypes_signature(proto: abi.Prototype, dtype: str) -> tuple:
+def ctypes_signature(proto: abi.Prototype, dtype: str) -> tuple[Any, list[Any]]:
     """(restype, [argtypes]) of one prototype of noma_rt.h for runtime dtype."""
     res = ctypes_type(proto.ret, dtype, result=True, buffer=(proto.name, -1) in _BYTE_BUFFERS)
     args = [ctypes_type(a, dtype, buffer=(proto.name, i) in _BYTE_BUFFERS) for i, a in enumerate(proto.args)]
