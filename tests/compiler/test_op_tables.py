@@ -106,6 +106,16 @@ def test_readers_of_the_builtin_table_see_every_builtin():
     assert all(introspect.BUILTIN_DOCS[n] == ops.BUILTINS[n].doc for n in names)
 
 
+def test_language_md_documents_every_builtin():
+    """The Builtins section of docs/LANGUAGE.md names every builtin of the table (the reverse,
+    that it names only known builtins, is tests/lsp/test_vscode_extension.py's)."""
+    text = (ROOT / "docs" / "LANGUAGE.md").read_text()
+    section = text.split("## Builtins", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([a-z_]+)\(", section))
+    named |= {w for cell in re.findall(r"`([a-z_ ]+)`", section) for w in cell.split()}
+    assert set(ops.BUILTINS) <= named, set(ops.BUILTINS) - named
+
+
 # ----------------------------------------------------------------------------- optimizer registry
 
 
