@@ -17,14 +17,13 @@ gradient block, update, queued resizes). What it shares with the product is the 
 (parse, irgen, autodiff): tests run it on the IR before the IR passes, and check the front end
 itself against programs that take other paths through it (tests/test_generated_programs.py).
 Values: tensors are np.ndarray (float64, or float32 when module.dtype == "f32"), scalars floats.
-Imports: the standard library, numpy, noma.compiler.middle.ir, noma.diagnostics.
+Imports: the standard library, numpy, noma.compiler.middle.ir, noma.diagnostics, the interp_*
+modules.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize
+from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
 from noma.compiler.interp.interp_state import InterpState  # noqa: F401  (re-exported: tests and the session use it)
@@ -43,8 +42,6 @@ MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX
 #: refuses any single result larger than this before NumPy allocates it; it does not account for
 #: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
 MEMORY_LIMIT = 8 << 30
-#: Python frames (and stack) a NOMA call may need: calls run on a thread with a large stack.
-_STACK_BYTES = 1 << 30
 
 
 # ----------------------------------------------------------------------------- printing
@@ -86,32 +83,16 @@ class Interpreter:
 
     def call(self, fn_name: str, *args: Any) -> Any:
         """Run a function of the module. Deep NOMA recursion (up to MAX_DEPTH nested calls) needs
-        more Python frames and stack than the main thread has: the call runs on its own thread."""
+        more Python frames and stack than the main thread has: the call runs on its own thread
+        (interp_thread)."""
         fn = self.module.functions[fn_name]
         values = [self._value(a, p.rank) for a, p in zip(args, fn.params)]
-        outcome: list[Any] = []
 
-        def run() -> None:
-            try:
-                with np.errstate(all="ignore"):
-                    outcome.append((True, self._invoke(fn, values, fn.span)))
-            except BaseException as exc:  # re-raised on the caller's thread
-                outcome.append((False, exc))
+        def run() -> Any:
+            with np.errstate(all="ignore"):
+                return self._invoke(fn, values, fn.span)
 
-        limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
-        sys.setrecursionlimit(max(limit, 40 * MAX_DEPTH))
-        threading.stack_size(_STACK_BYTES)
-        try:
-            worker = threading.Thread(target=run, name="noma-interp")
-            worker.start()
-            worker.join()
-        finally:
-            threading.stack_size(old_stack)
-            sys.setrecursionlimit(limit)
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        return interp_thread.run_deep(run, 40 * MAX_DEPTH)
 
     def prelude(self, fn_name: str, op: OptimizeOp) -> dict[int, Any]:
         """The values defined before `op`, a top-level op of function fn_name (which takes no
@@ -124,20 +105,14 @@ class Interpreter:
 
     def forward(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> list[Any]:
         """Run an optimize body once (carried values from env's inits); its yields."""
-        env = dict(env or {})
-        self.state.tape.clear()
-        for p, v in zip(op.body.params, op.inits):
-            env[p.id] = env[v.id]
+        env = self._body_env(op, env)
         with np.errstate(all="ignore"):
             return self.run_block(op.body, env)
 
     def gradients(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> tuple[Any, list[Any]]:
         """Run an optimize body then its grad block once: (loss, one gradient per parameter)."""
         assert op.grad is not None, "run autodiff.differentiate first"
-        env = dict(env or {})
-        self.state.tape.clear()
-        for p, v in zip(op.body.params, op.inits):
-            env[p.id] = env[v.id]
+        env = self._body_env(op, env)
         with np.errstate(all="ignore"):
             out = self.run_block(op.body, env)
             grads = self.run_block(op.grad, env)
@@ -146,6 +121,14 @@ class Interpreter:
         return out[0], grads
 
     # --- helpers
+
+    def _body_env(self, op: OptimizeOp, env: Optional[dict[int, Any]]) -> dict[int, Any]:
+        """A copy of env with the body's carried values bound to their inits; the tape emptied."""
+        env = dict(env or {})
+        self.state.tape.clear()
+        for p, v in zip(op.body.params, op.inits):
+            env[p.id] = env[v.id]
+        return env
 
     def _span(self, span: int) -> Any:
         return self.module.spans[span] if 0 <= span < len(self.module.spans) else None
