@@ -113,6 +113,18 @@ def test_enum_copies_match_the_header():
     assert native_types.EVENT_KINDS[3] == "opt_change"
 
 
+def test_copies_of_the_numbering_outside_rt_match_the_header():
+    """Tables that name the header's numbers for display or for the oracle."""
+    from noma.compiler.interp import interp_resize
+    from noma.rt import runtime
+
+    policies = abi.enum_group("NOMA_POLICY_")
+    assert runtime.POLICY_NAMES == {v: k for k, v in policies.items()}
+    assert set(runtime.EVENT_KINDS) == set(native_types.EVENT_KINDS)  # display names of each kind
+    oracle = {name: getattr(interp_resize, name.upper()) for name in policies}
+    assert oracle == policies
+
+
 def test_llvm_tensor_type_matches_the_header():
     from llvmlite import ir as ll
 
