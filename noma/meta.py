@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from noma import optimizers
 from noma.display import format_scalar, format_value
 
 
@@ -141,9 +142,6 @@ def _table_text(header: list[str], rows: list[list[str]]) -> str:
 # ----------------------------------------------------------------------------- state commands
 
 
-OPTIMIZER_NAMES = {0: "none", 1: "sgd", 2: "adam", 3: "rmsprop", 4: "adamw"}
-
-
 def optimizer_kind(session: Any, name: str) -> str:
     """The optimizer whose state the parameter holds ("none" before its first optimize)."""
     getter = getattr(session, "optimizer_kind", None)
@@ -152,7 +150,7 @@ def optimizer_kind(session: Any, name: str) -> str:
     rt = session.rt
     rt.activate()
     kind = int(rt.lib.noma_param_opt_kind(session.symbols.params[name].slot))
-    return OPTIMIZER_NAMES.get(kind, f"kind {kind}")
+    return optimizers.name_of(kind)
 
 
 def _state_summary(state: dict[str, np.ndarray]) -> str:

@@ -17,11 +17,11 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from noma.rt import native_lib
+from noma.rt import abi, native_lib
 
 EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init"}
-POLICY_NAMES = {0: "default", 1: "zeros", 2: "normal", 3: "uniform", 4: "xavier", 5: "he",
-                6: "copy", 7: "preserve", 8: "keep"}
+POLICY_NAMES = {v: k for k, v in native_lib.POLICIES.items()}  # from noma_rt.h
+KEEP_EVENT = abi.enums()["NOMA_EVENT_KEEP"]  # the policy number of a keep's resize events
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
 
 
@@ -281,10 +281,11 @@ class Runtime:
             new = tuple(int(e.new_dims[i]) for i in range(e.new_rank))
             change = float(e.output_change)
             kept = None
-            if int(e.policy) == 8 and kind in ("resize", "dim_resize"):
-                buf = (ctypes.c_int64 * max(1, new[0] if kind == "dim_resize" else max(new, default=1)))()
+            if int(e.policy) == KEEP_EVENT and kind in ("resize", "dim_resize"):  # the units kept, in order
+                buf = (ctypes.c_int64 * max([1, *new]))()
                 n = int(self.lib.noma_event_kept(self.ctx, i, buf, len(buf)))
                 kept = tuple(int(buf[j]) for j in range(min(n, len(buf)))) if n >= 0 else None
-            out.append(Event(kind, int(e.step), name, old, new, POLICY_NAMES.get(int(e.policy), str(e.policy)),
+            policy = "keep" if kept is not None else POLICY_NAMES.get(int(e.policy), str(e.policy))
+            out.append(Event(kind, int(e.step), name, old, new, policy,
                              None if math.isnan(change) else change, kept))
         return out

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from rpc_client import ROOT, LspClient, ServerError
 
+from noma import optimizers as noma_optimizers
 from noma.compiler.front.frontend import check
 from noma.compiler.front.parse import parse
 from noma.lsp.analysis import in_document
@@ -212,7 +213,7 @@ def test_completion_after_with_as_and_init(client):
     uri = _uri("contexts.noma")
     client.open(uri, "learn w = zeros([2]);\noptimize(w) with \nlet y = 1 as \nrealloc w = [3] init \n")
     optimizers = client.request("textDocument/completion", client.at(uri, 1, 17))["items"]
-    assert {i["label"] for i in optimizers} == {"sgd", "adam", "adamw", "rmsprop"}
+    assert {i["label"] for i in optimizers} == set(noma_optimizers.OPTIMIZERS)
     casts = client.request("textDocument/completion", client.at(uri, 2, 13))["items"]
     assert {i["label"] for i in casts} == {"f64", "f32", "i32", "i64"}
     policies = client.request("textDocument/completion", client.at(uri, 3, 21))["items"]

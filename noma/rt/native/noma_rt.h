@@ -56,9 +56,12 @@ enum {
     NOMA_POLICY_XAVIER = 4,
     NOMA_POLICY_HE = 5,
     NOMA_POLICY_COPY = 6,
-    NOMA_POLICY_PRESERVE = 7,
-    NOMA_POLICY_KEEP = 8 /* events only: `realloc NAME keep idx` (the indices: noma_event_kept) */
+    NOMA_POLICY_PRESERVE = 7
 };
+
+/* The policy of the resize events of a keep (`realloc NAME keep idx`; the indices:
+   noma_event_kept). Not a resize policy. */
+enum { NOMA_EVENT_KEEP = 8 };
 
 /* Optimizer kinds. */
 enum {

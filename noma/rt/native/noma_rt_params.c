@@ -1026,7 +1026,7 @@ static void commit_keep(NomaCtx *c, Pending *q, int64_t aux, const int64_t *keep
     memcpy(old_dims, p->t.dims, sizeof old_dims);
     memcpy(ndims, q->dims, sizeof ndims);
     pending_commit(q);
-    noma__event(c, NOMA_EV_PARAM_RESIZE, NOMA_POLICY_KEEP, slot, old_rank, old_dims, nr, ndims, aux);
+    noma__event(c, NOMA_EV_PARAM_RESIZE, NOMA_EVENT_KEEP, slot, old_rank, old_dims, nr, ndims, aux);
     noma__event_kept(c, keep, k);
 }
 
@@ -1117,7 +1117,7 @@ static void apply_dim_keep(NomaCtx *c, int64_t dim_id, const NomaTensor *idx, in
         return;
     }
     int64_t od1[1] = {old}, nd1[1] = {k};
-    noma__event(c, NOMA_EV_DIM_RESIZE, NOMA_POLICY_KEEP, dim_id, 1, od1, 1, nd1, 0);
+    noma__event(c, NOMA_EV_DIM_RESIZE, NOMA_EVENT_KEEP, dim_id, 1, od1, 1, nd1, 0);
     noma__event_kept(c, keep, k);
     for (int64_t i = 0; i < n; i++) commit_keep(c, &pend[i], dim_id, keep, k);
     c->dims[dim_id] = k;
@@ -1218,6 +1218,10 @@ void noma_defer_end(void) {
 /* Every kind increments the per-entry step counts t.                        */
 /* ======================================================================== */
 
+/* Each kind's name (noma/optimizers.py is the registry; tests check the names agree). */
+const char *const noma__opt_names[] = {"none", "sgd", "adam", "rmsprop", "adamw"};
+const int32_t noma__opt_kinds = (int32_t)(sizeof noma__opt_names / sizeof noma__opt_names[0]);
+
 static void resolve_hyper(int32_t kind, const real *h, NomaHyper *o) {
 #define HV(i, d) ((h && !isnan((double)h[i])) ? h[i] : (real)(d))
     int adam = kind == NOMA_OPT_ADAM || kind == NOMA_OPT_ADAMW;
@@ -1242,7 +1246,7 @@ void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t sp
     NomaParam *p = param_live(c, slot, span);
     if (!p) return;
     p->opt_span = span;
-    if (kind < NOMA_OPT_SGD || kind > NOMA_OPT_ADAMW) {
+    if (kind < NOMA_OPT_SGD || kind >= noma__opt_kinds) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "unknown optimizer kind %d", (int)kind);
         return;
     }
