@@ -314,7 +314,7 @@ class _Build:
         return ast.Realloc(name.id, dims, policy[0] if policy else None,
                            self._span(kw, semi), name.span)
 
-    def realloc_keep_stmt(self, c):
+    def realloc_keep_stmt(self, c: list[Any]) -> ast.ReallocKeep:
         kw, name, word, indices, *rest = c
         if word.value != "keep":
             raise _err(f"expected `=` or `keep` after `realloc {name.id}`, found `{word.value}`",
