@@ -14,7 +14,7 @@ import dataclasses
 import re
 from array import array
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from noma.compiler.front import ast, parse_tables
 from noma.compiler.front.budget import gc_paused
