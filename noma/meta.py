@@ -4,7 +4,7 @@ Owns: parsing a `:command args` line, running it against a live Session and retu
 MetaResult (plain text, optional HTML / PNG, the path of a file written, success), the one
 text rendering of an ExecResult used by the front ends (`render_result`), and `meta_names()`
 for completion. It never prints and never raises for a user mistake.
-Imports: noma.display; noma.diagnostics, noma.plots and compiler stages lazily.
+Imports: noma.display; noma.diagnostics, noma.plots and noma.compiler.middle.ir (the IR printer) lazily.
 
 API (stable):
     run_meta(session, line, *, color=False) -> MetaResult
@@ -51,9 +51,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dims": ("", "named dims, their sizes and the parameters that use them"),
     "who": ("", "top-level variables with their shapes, parameters and functions"),
     "history": ("", "training history: steps, last loss, growth/free/optimizer events"),
-    "ir": ("[NAME|cell]", "IR of a function of the last cell (before autodiff)"),
+    "ir": ("[NAME|cell]", "IR of a function of the last cell, as irgen made it (before autodiff)"),
     "grad": ("[NAME|cell]", "IR with the gradient code, after autodiff and optimisation"),
-    "llvm": ("[NAME|cell]", "LLVM IR of a function of the last cell"),
+    "llvm": ("[NAME|cell]", "LLVM IR of a function of the last cell, as the JIT compiled it"),
     "plot": ("[FILE.png]", "save the loss and layer-size plot (default noma_plot.png)"),
     "save": ("FILE", "write a checkpoint of the session (parameters, optimizer state, dims)"),
     "load": ("FILE", "restore a checkpoint (an executable's loads into the declared parameters)"),
@@ -390,32 +390,33 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 # ----------------------------------------------------------------------------- compiler stages
 
 
-def _cell_name(session: Any) -> str:
-    return f"__cell{max(session.cell_count - 1, 0)}"
+def _stage_names(art: Any, stage: str) -> list[str]:
+    """The functions a stage of a compilation holds: irgen's (`ir`), the final module's (`grad`),
+    those lowered to LLVM IR (`llvm`; a cell's reused specialisations are not among them)."""
+    if stage == "ir":
+        return sorted(art.ir_text)
+    if stage == "grad":
+        return sorted(art.module.functions)
+    return sorted(art.linkage.symbols) if art.linkage is not None else []
 
 
-def _regenerate(session: Any, stage: str) -> Any:
-    """The last cell compiled again (without touching the session): IR, or IR after autodiff."""
-    from noma.compiler.middle import autodiff, irgen, passes
-    from noma.compiler.front.parse import parse
-    from noma.rt.safetensors_header import read_ranks
-
-    program = parse(session.last_source)
-    symbols = session.symbols.clone()
-    module, _ = irgen.generate(program, symbols, session.dtype, read_ranks, False, _cell_name(session))
-    if stage != "ir":
-        autodiff.differentiate(module)
-        passes.optimize_module(module)
-    return module
-
-
-def _select(module: Any, target: str) -> list[str]:
-    names = sorted(module.functions)
+def _select(names: list[str], target: str) -> list[str]:
     if not target:
         return names
     if target == "cell":
         return [n for n in names if n.startswith("__cell")]
     return [n for n in names if n == target or n.split(".")[0] == target]
+
+
+def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]:
+    """The artifacts of the cell that compiled a specialisation of `target` the last cell reused."""
+    for name, spec in sorted(getattr(session, "compiled", {}).items()):
+        earlier = getattr(spec, "artifacts", None)
+        if earlier is not None and (name == target or name.split(".")[0] == target):
+            chosen = _select(_stage_names(earlier, stage), target)
+            if chosen:
+                return earlier, chosen
+    return None, []
 
 
 def _llvm_blocks(text: str, symbols: list[str]) -> str:
@@ -434,29 +435,22 @@ def _llvm_blocks(text: str, symbols: list[str]) -> str:
 
 
 def stage_text(session: Any, stage: str, target: str) -> MetaResult:
-    """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function."""
-    import copy
-
+    """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function:
+    the artifacts the session kept of what it compiled (noma.compiler.pipeline.Artifacts), never a
+    compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
     from noma.compiler.middle import ir
 
-    if session.last_module is None or session.last_source is None:
+    art = getattr(session, "last_artifacts", None)
+    if art is None or art.module is None:
         return MetaResult("no cell has been compiled yet", ok=False)
     note = ""
-    module = None
-    if stage == "grad" and _select(session.last_module, target):
-        module = session.last_module
-    else:
-        try:
-            module = _regenerate(session, stage)
-        except Exception:
-            module = None
-        if module is None or not _select(module, target):
-            module = copy.deepcopy(session.last_module) if stage == "llvm" else session.last_module
-            if stage == "ir":
-                note = "; (IR after autodiff: the cell cannot be regenerated)\n"
-    chosen = _select(module, target)
+    chosen = _select(_stage_names(art, stage), target)
+    if not chosen and target and target != "cell":
+        earlier, chosen = _compiled_by(session, stage, target)
+        if earlier is not None:
+            art, note = earlier, f"; compiled by an earlier cell ({earlier.source.name}); the last cell reused it\n"
     if not chosen:
-        known = ", ".join(n for n in sorted(module.functions)) or "none"
+        known = ", ".join(_stage_names(art, stage)) or "none"
         if target in session.symbols.functions:
             msg = (f"`{target}` has no compiled version in the last cell (a function is compiled for "
                    "the argument ranks it is called with: call it in a cell first)")
@@ -464,16 +458,13 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
             msg = f"no function `{target}` in the last cell; its functions: {known} (or `cell`)"
         return MetaResult(msg, ok=False)
     if stage == "llvm":
-        from noma.compiler.llvm.lower_llvm import lower_module
-
-        symbols = {n: f"noma_{n}" for n in module.functions}
-        text = lower_module(module, symbols=symbols, own_pointers=set(module.functions),
-                            name=_cell_name(session))
-        body = text if not target else _llvm_blocks(text, [symbols[n] for n in chosen])
-        return MetaResult(body.rstrip("\n"))
-    if not target:
-        return MetaResult(note + ir.print_module(module).rstrip("\n"))
-    body = "\n".join(ir.print_function(module, n) for n in chosen)
+        text = art.llvm_text if not target else _llvm_blocks(art.llvm_text, [art.linkage.symbols[n] for n in chosen])
+        return MetaResult(note + text.rstrip("\n"))
+    if stage == "ir":
+        body = art.ir_module_text() if not target else "\n".join(art.ir_text[n] for n in chosen)
+    else:
+        body = (ir.print_module(art.module) if not target
+                else "\n".join(ir.print_function(art.module, n) for n in chosen))
     return MetaResult(note + body.rstrip("\n"))
 
 

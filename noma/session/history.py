@@ -1,12 +1,12 @@
 """The training history as the front ends see it: losses in bounded memory, events, run segments.
 
 Owns: `History` (what `Session.history` returns), `LossSummary` (the runtime's multi-resolution
-summary of every logged loss: min, max and mean per bucket), `Event`, and the split of a history
+summary of every logged loss: min, max and mean per bucket), `Event` (noma.rt.events), and the split of a history
 into run segments at `learn` re-initialisations. The runtime keeps the data
 (noma/rt/native/noma_rt_history.c: an exact window of the last losses plus levels of buckets that
 merge pairwise); this module only gives it names and steps. Steps are numbered from 1: the loss of
 step k is the k-th loss the session logged, and an event at step s happened after step s.
-Imports: numpy only.
+Imports: numpy, noma.rt.events.
 """
 
 from __future__ import annotations
@@ -16,19 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-
-@dataclass
-class Event:
-    """A resize, free, optimizer change, reset or re-initialisation (`learn` of a defined
-    parameter: kind "init"), at a global step."""
-
-    kind: str
-    step: int
-    name: str
-    old_shape: tuple[int, ...]
-    new_shape: tuple[int, ...]
-    policy: str
-    output_change: Optional[float] = None
+from noma.rt.events import Event  # noqa: F401  (part of the history's API)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rpc_client import ROOT, LspClient, ServerError
 
-from noma.compiler.front.frontend import check
+from noma.compiler import pipeline
 from noma.compiler.front.symbols import SymbolTable
 from noma.diagnostics import NomaError, Source
 from noma.rt.safetensors_header import read_ranks
@@ -146,9 +146,10 @@ def test_notebook_meta_commands_are_skipped(client):
 
 
 def _check_in_process(path: Path) -> list:
-    """What `noma check` reports (Session.compile runs frontend.check with read_ranks)."""
+    """What `noma check` reports (Session.compile runs the pipeline with read_ranks)."""
     try:
-        check(Source(str(path), path.read_text()), SymbolTable(), "f64", read_ranks, True, "__cell0")
+        pipeline.compile(Source(str(path), path.read_text()), SymbolTable(), read_header=read_ranks,
+                         cell="__cell0", stop="grad")
     except NomaError as exc:
         return exc.diagnostics
     return []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from noma.compiler.front import ast
 
 from noma.compiler.middle import ir
-from noma.compiler.middle.irgen import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
+from noma.compiler.middle.irgen_flow import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
 from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
