@@ -4,7 +4,8 @@ Owns: parsing a `:command args` line, running it against a live Session and retu
 MetaResult (plain text, optional HTML / PNG, the path of a file written, success), the one
 text rendering of an ExecResult used by the front ends (`render_result`), and `meta_names()`
 for completion. It never prints and never raises for a user mistake.
-Imports: noma.display; noma.diagnostics, noma.plots and noma.compiler.middle.ir (the IR printer) lazily.
+Imports: noma.display; noma.diagnostics, noma.plots, noma.source_file lazily (compiler stages only as the
+session's artifacts: noma.compiler.pipeline.Artifacts).
 
 API (stable):
     run_meta(session, line, *, color=False) -> MetaResult
@@ -390,16 +391,6 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 # ----------------------------------------------------------------------------- compiler stages
 
 
-def _stage_names(art: Any, stage: str) -> list[str]:
-    """The functions a stage of a compilation holds: irgen's (`ir`), the final module's (`grad`),
-    those lowered to LLVM IR (`llvm`; a cell's reused specialisations are not among them)."""
-    if stage == "ir":
-        return sorted(art.ir_text)
-    if stage == "grad":
-        return sorted(art.module.functions)
-    return sorted(art.linkage.symbols) if art.linkage is not None else []
-
-
 def _select(names: list[str], target: str) -> list[str]:
     if not target:
         return names
@@ -413,59 +404,34 @@ def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]
     for name, spec in sorted(getattr(session, "compiled", {}).items()):
         earlier = getattr(spec, "artifacts", None)
         if earlier is not None and (name == target or name.split(".")[0] == target):
-            chosen = _select(_stage_names(earlier, stage), target)
+            chosen = _select(earlier.functions(stage), target)
             if chosen:
                 return earlier, chosen
     return None, []
-
-
-def _llvm_blocks(text: str, symbols: list[str]) -> str:
-    """The `define ... { ... }` blocks of the given LLVM symbols."""
-    out: list[str] = []
-    keep = False
-    for line in text.splitlines():
-        if line.startswith("define"):
-            keep = any(f"@{s}(" in line or f'@"{s}"(' in line for s in symbols)
-        if keep:
-            out.append(line)
-            if line == "}":
-                keep = False
-                out.append("")
-    return "\n".join(out).rstrip() + "\n"
 
 
 def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function:
     the artifacts the session kept of what it compiled (noma.compiler.pipeline.Artifacts), never a
     compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
-    from noma.compiler.middle import ir
-
     art = getattr(session, "last_artifacts", None)
     if art is None or art.module is None:
         return MetaResult("no cell has been compiled yet", ok=False)
     note = ""
-    chosen = _select(_stage_names(art, stage), target)
+    chosen = _select(art.functions(stage), target)
     if not chosen and target and target != "cell":
         earlier, chosen = _compiled_by(session, stage, target)
         if earlier is not None:
             art, note = earlier, f"; compiled by an earlier cell ({earlier.source.name}); the last cell reused it\n"
     if not chosen:
-        known = ", ".join(_stage_names(art, stage)) or "none"
+        known = ", ".join(art.functions(stage)) or "none"
         if target in session.symbols.functions:
             msg = (f"`{target}` has no compiled version in the last cell (a function is compiled for "
                    "the argument ranks it is called with: call it in a cell first)")
         else:
             msg = f"no function `{target}` in the last cell; its functions: {known} (or `cell`)"
         return MetaResult(msg, ok=False)
-    if stage == "llvm":
-        text = art.llvm_text if not target else _llvm_blocks(art.llvm_text, [art.linkage.symbols[n] for n in chosen])
-        return MetaResult(note + text.rstrip("\n"))
-    if stage == "ir":
-        body = art.ir_module_text() if not target else "\n".join(art.ir_text[n] for n in chosen)
-    else:
-        body = (ir.print_module(art.module) if not target
-                else "\n".join(ir.print_function(art.module, n) for n in chosen))
-    return MetaResult(note + body.rstrip("\n"))
+    return MetaResult(note + art.text(stage, chosen if target else None).rstrip("\n"))
 
 
 def cmd_ir(session: Any, arg: str, color: bool) -> MetaResult:

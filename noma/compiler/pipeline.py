@@ -77,6 +77,46 @@ class Artifacts:
         """The whole IR before autodiff as ir.print_module prints it."""
         return "\n".join(self.ir_text[n] for n in sorted(self.ir_text))
 
+    def functions(self, stage: str) -> list[str]:
+        """The functions a stage holds, sorted: irgen's (`ir`; kept with keep_ir), the final
+        module's (`grad`), those lowered to LLVM IR (`llvm`)."""
+        if stage == "ir":
+            return sorted(self.ir_text)
+        if stage == "grad":
+            return sorted(self.module.functions) if self.module is not None else []
+        return sorted(self.linkage.symbols) if self.linkage is not None and self.llvm_text is not None else []
+
+    def text(self, stage: str, names: Optional[list[str]] = None) -> str:
+        """A stage's text (`ir`, `grad` or `llvm`): the whole of it, or only the functions `names`."""
+        from noma.compiler.middle import ir
+
+        if stage == "ir":
+            return self.ir_module_text() if names is None else "\n".join(self.ir_text[n] for n in names)
+        if stage == "grad":
+            assert self.module is not None
+            if names is None:
+                return ir.print_module(self.module)
+            return "\n".join(ir.print_function(self.module, n) for n in names)
+        assert self.llvm_text is not None and self.linkage is not None
+        if names is None:
+            return self.llvm_text
+        return _llvm_blocks(self.llvm_text, [self.linkage.symbols[n] for n in names])
+
+
+def _llvm_blocks(text: str, symbols: list[str]) -> str:
+    """The `define ... { ... }` blocks of the given LLVM symbols."""
+    out: list[str] = []
+    keep = False
+    for line in text.splitlines():
+        if line.startswith("define"):
+            keep = any(f"@{s}(" in line or f'@"{s}"(' in line for s in symbols)
+        if keep:
+            out.append(line)
+            if line == "}":
+                keep = False
+                out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
 
 def compile(source: Source, symbols: "SymbolTable", *, dtype: str = "f64",
             read_header: Optional[HeaderReader] = None, run_main: bool = True, cell: str = "__main",

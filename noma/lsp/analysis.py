@@ -175,10 +175,10 @@ def describe(d: Definition, analysis: Analysis) -> str:
     if d.kind == "model":
         return f"load_safetensors {d.name}: tensors of the file (unknown to the language server)"
     shape = _declared_shape(d.value)
-    var = sym.globals.get(d.name) if d.kind == "global" else None
+    global_var = sym.globals.get(d.name) if d.kind == "global" else None
     where = "global" if d.kind == "global" else (f"local of fn {d.function}" if d.function else "local")
-    if shape is None and var is not None:
-        shape = _rank_words(var.rank)
+    if shape is None and global_var is not None:
+        shape = _rank_words(global_var.rank)
     return f"let {d.name}: {shape or 'shape known at run time'} {dtype} ({where})"
 
 

@@ -372,11 +372,18 @@ def _register_blas(lib: ctypes.CDLL, dtype: str) -> None:
 # Loading
 # ---------------------------------------------------------------------------
 
-_LIBS: dict[str, ctypes.CDLL] = {}
+class RuntimeLibrary(ctypes.CDLL):
+    """The loaded runtime: a CDLL that also says which dtype it was built for and its file."""
+
+    noma_dtype: str
+    noma_path: Path
+
+
+_LIBS: dict[str, RuntimeLibrary] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_runtime(dtype: str = "f64") -> ctypes.CDLL:
+def load_runtime(dtype: str = "f64") -> RuntimeLibrary:
     """The runtime for dtype ('f64' or 'f32'), built if needed, loaded once per process.
 
     Every function has argtypes/restype declared: ``real`` is c_double / c_float; tensor
@@ -393,7 +400,7 @@ def load_runtime(dtype: str = "f64") -> ctypes.CDLL:
         if lib is not None:
             return lib
         path = runtime_library_path(dtype)
-        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        lib = RuntimeLibrary(str(path), mode=ctypes.RTLD_GLOBAL)
         _declare(lib, dtype)
         if lib.noma_real_size() != numpy_dtype(dtype).itemsize:
             raise RuntimeBuildError(f"{path} was not built for {dtype}")

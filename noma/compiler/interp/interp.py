@@ -58,6 +58,7 @@ class InterpState:
     dims: dict[int, int] = field(default_factory=dict)
     dim_names: dict[int, str] = field(default_factory=dict)
     bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
+    memory_limit: int = MEMORY_LIMIT  # bytes a parameter's resize may allocate (interp_resize)
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)
@@ -302,12 +303,12 @@ class Interpreter:
                 break
             if op.grad is None:
                 raise RuntimeError("this optimize loop has no gradient: run autodiff.differentiate first")
-            for ref, g in zip(op.params, self.run_block(op.grad, env)):
-                p, g = st.params[ref.slot], self._arr(g)
-                if p.shape != g.shape:
+            for ref, grad in zip(op.params, self.run_block(op.grad, env)):
+                param, g = st.params[ref.slot], self._arr(grad)
+                if param.shape != g.shape:
                     raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
-                                f"the parameter {_shape_text(p.shape)}", self._span(op.span))
-                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+                                f"the parameter {_shape_text(param.shape)}", self._span(op.span))
+                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, param, g))
             st.apply_deferred()
         else:
             st.warnings.append("optimize reached its iteration bound"
@@ -658,7 +659,7 @@ class Interpreter:
         return error(Kind.IO, message, self._span(ins.span))
 
     def _load_csv(self, ins: Instr, args: list[Any]) -> Any:
-        path, rows = ins.attr("path"), []
+        path, rows = ins.attr("path"), list[list[float]]()
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()

@@ -210,7 +210,7 @@ class IRGen:
             self.gen_stmt(stmt)
             if i + 1 < len(stmts) and _exits((stmt,)):
                 rest = stmts[i + 1:]
-                self.gen_if(self.guard(), lambda r=rest: self.gen_stmts(r), None, -1, stmt.span)
+                self.gen_if(self.guard(), lambda: self.gen_stmts(rest), None, -1, stmt.span)
                 return
 
     def gen_stmt(self, s: ast.Stmt) -> None:
@@ -335,7 +335,7 @@ class IRGen:
             f"is the first one in the file, `{tensors[0]}`",
             f"write `{name}.{tensors[0]}` (or `{name}.NAME` for another tensor) to say which one"))
 
-    def undefined(self, name: str, span: Span, what: str) -> Exception:
+    def undefined(self, name: str, span: Span, what: str) -> NomaError:
         known = list(self.symbols.globals) + list(self.symbols.params) + list(self.symbols.dims)
         for scope in self.fn.scopes:
             known += [k for k in scope if not k.startswith("$")]

@@ -106,15 +106,16 @@ def _identity(ins: Instr, consts: dict[int, float]) -> Optional[Value]:
 def _fold_block(block: Block, consts: dict[int, float], f32: bool, renames: Mapping) -> None:
     ops: list[ir.Operation] = []
     for op in block.ops:
-        if isinstance(op, Instr) and op.result is not None:
+        if isinstance(op, Instr) and (result := op.result) is not None:
+            folded: Optional[float]
             if op.op is Op.CONST:
                 value = float(op.attr("value"))
-                consts[op.result.id] = _f32(value) if f32 else value
-            elif (value := _fold_instr(op, consts, f32)) is not None:
-                op = Instr(Op.CONST, (), op.result, (("value", value),), op.span)
-                consts[op.result.id] = value
+                consts[result.id] = _f32(value) if f32 else value
+            elif (folded := _fold_instr(op, consts, f32)) is not None:
+                op = Instr(Op.CONST, (), result, (("value", folded),), op.span)
+                consts[result.id] = folded
             elif (same := _identity(op, consts)) is not None:
-                renames[op.result.id] = same
+                renames[result.id] = same
                 continue
         for child in ir.child_blocks(op):
             _fold_block(child, consts, f32, renames)

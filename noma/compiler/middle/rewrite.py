@@ -69,9 +69,9 @@ def clone_op(module: ir.Module, op: ir.Operation, mapping: Mapping) -> ir.Operat
         result = None if op.result is None else _fresh(module, op.result, mapping)
         return Instr(op.op, args, result, op.attrs, op.span)
     if isinstance(op, IfOp):
-        cond = mapping.get(op.cond.id, op.cond)
+        test = mapping.get(op.cond.id, op.cond)
         then, else_ = clone_block(module, op.then, mapping), clone_block(module, op.else_, mapping)
-        return IfOp(cond, then, else_, [_fresh(module, r, mapping) for r in op.results], op.span)
+        return IfOp(test, then, else_, [_fresh(module, r, mapping) for r in op.results], op.span)
     if isinstance(op, WhileOp):
         inits = [mapping.get(v.id, v) for v in op.inits]
         cond, body = clone_block(module, op.cond, mapping), clone_block(module, op.body, mapping)
