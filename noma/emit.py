@@ -14,7 +14,7 @@ import pprint
 from typing import Any, Optional
 
 from noma.compiler import pipeline
-from noma.diagnostics import Source
+from noma.diagnostics import Diagnostic, Kind, NomaError, Source
 
 #: Name of the whole program's entry function; its LLVM symbol is `noma___main`.
 ENTRY = "__main"
@@ -53,9 +53,15 @@ def emit_stage(source: Source, stage: str, dtype: str = "f64", function: Optiona
     if stage in ("ir", "grad"):
         art = compile_program(source, dtype, stop="grad" if stage == "grad" else "ir")
         assert art.module is not None
-        if function is not None:
-            return ir.print_function(art.module, function)
-        return ir.print_module(art.module)
+        if function is None:
+            return ir.print_module(art.module)
+        chosen = art.functions("grad", function)  # `f`: its specialisations (`f.s`, `f.t2`, ...)
+        if not chosen:
+            known = ", ".join(n for n in art.functions("grad") if n != ENTRY) or "none"
+            raise NomaError(Diagnostic(Kind.NAME, f"--function {function}: the program has no compiled function "
+                                       f"of that name (its functions: {known}; a function is compiled "
+                                       "for the argument ranks it is called with)"))
+        return "\n".join(ir.print_function(art.module, n) for n in chosen)
     if stage not in ("llvm", "asm"):
         raise ValueError(f"stage {stage!r} is binary or unknown: use emit_object for `obj`")
     text = compile_program(source, dtype).llvm_text

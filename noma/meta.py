@@ -391,20 +391,12 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 # ----------------------------------------------------------------------------- compiler stages
 
 
-def _select(names: list[str], target: str) -> list[str]:
-    if not target:
-        return names
-    if target == "cell":
-        return [n for n in names if n.startswith("__cell")]
-    return [n for n in names if n == target or n.split(".")[0] == target]
-
-
 def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]:
     """The artifacts of the cell that compiled a specialisation of `target` the last cell reused."""
     for name, spec in sorted(getattr(session, "compiled", {}).items()):
         earlier = getattr(spec, "artifacts", None)
         if earlier is not None and (name == target or name.split(".")[0] == target):
-            chosen = _select(earlier.functions(stage), target)
+            chosen = earlier.functions(stage, target)
             if chosen:
                 return earlier, chosen
     return None, []
@@ -418,7 +410,7 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     if art is None or art.module is None:
         return MetaResult("no cell has been compiled yet", ok=False)
     note = ""
-    chosen = _select(art.functions(stage), target)
+    chosen = art.functions(stage, target)
     if not chosen and target and target != "cell":
         earlier, chosen = _compiled_by(session, stage, target)
         if earlier is not None:

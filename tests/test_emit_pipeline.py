@@ -61,3 +61,16 @@ def test_diagnostics_are_the_pipelines() -> None:
     with pytest.raises(NomaError) as checked:
         Session().compile(source, run_main=True)
     assert [d.render() for d in emitted.value.diagnostics] == [d.render() for d in checked.value.diagnostics]
+
+
+def test_emit_one_function_by_its_source_name() -> None:
+X
+    name error naming the functions there are, never an internal error."""
+    source = Source("<program>", PROGRAM)
+    text = emit_stage(source, "grad", function="fwd")
+    assert text.startswith("fn fwd.t2(") and "fn __main" not in text
+    assert emit_stage(source, "ir", function="cell").startswith(f"fn {ENTRY}(")
+    with pytest.raises(NomaError) as missing:
+        emit_stage(source, "ir", function="nosuch")
+    assert "no compiled function" in missing.value.diagnostics[0].message
+    assert "fwd.t2" in missing.value.diagnostics[0].message

@@ -77,14 +77,21 @@ class Artifacts:
         """The whole IR before autodiff as ir.print_module prints it."""
         return "\n".join(self.ir_text[n] for n in sorted(self.ir_text))
 
-    def functions(self, stage: str) -> list[str]:
+    def functions(self, stage: str, target: str = "") -> list[str]:
         """The functions a stage holds, sorted: irgen's (`ir`; kept with keep_ir), the final
-        module's (`grad`), those lowered to LLVM IR (`llvm`)."""
+        module's (`grad`), those lowered to LLVM IR (`llvm`). With a `target`: the top level's
+        (`cell`) or those of one source function (`f` selects its specialisations `f.s`, `f.t2`...)."""
         if stage == "ir":
-            return sorted(self.ir_text)
-        if stage == "grad":
-            return sorted(self.module.functions) if self.module is not None else []
-        return sorted(self.linkage.symbols) if self.linkage is not None and self.llvm_text is not None else []
+            names = sorted(self.ir_text)
+        elif stage == "grad":
+            names = sorted(self.module.functions) if self.module is not None else []
+        else:
+            names = sorted(self.linkage.symbols) if self.linkage is not None and self.llvm_text is not None else []
+        if not target:
+            return names
+        if target == "cell":
+            return [n for n in names if n == self.cell]
+        return [n for n in names if n == target or n.split(".")[0] == target]
 
     def text(self, stage: str, names: Optional[list[str]] = None) -> str:
         """A stage's text (`ir`, `grad` or `llvm`): the whole of it, or only the functions `names`."""
