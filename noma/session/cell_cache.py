@@ -170,7 +170,8 @@ class RecordingTable(SymbolTable):
         twin = before.clone()
         rec = _Recorder(before)
         table = cls(**{t: _Logged(t, getattr(twin, t), rec) for t in TABLES},  # type: ignore[arg-type]
-                    next_global=twin.next_global, next_param=twin.next_param, next_dim=twin.next_dim)
+                    next_global=twin.next_global, next_param=twin.next_param, next_dim=twin.next_dim,
+                    modules=twin.modules)
         table._rec = rec
         return table
 
@@ -201,7 +202,8 @@ class RecordingTable(SymbolTable):
     def plain(self) -> SymbolTable:
         """The table as the compilation left it, with ordinary dicts (what the session commits)."""
         return SymbolTable(**{t: dict(getattr(self, t).data) for t in TABLES},
-                           next_global=self.next_global, next_param=self.next_param, next_dim=self.next_dim)
+                           next_global=self.next_global, next_param=self.next_param, next_dim=self.next_dim,
+                           modules=dict(self.modules))
 
 
 @dataclass
@@ -220,6 +222,7 @@ class CachedCell:
     entry: int  # address of the cell's native function
     has_value: bool
     source: Any  # the Source it was compiled from (spans point into it)
+    artifacts: Any = None  # noma.compiler.pipeline.Artifacts of the compilation (`:ir`, `:grad`, `:llvm`)
 
     def matches(self, symbols: SymbolTable, compiled: dict, read_header: Callable[[str], Any]) -> bool:
         """Whether compiling the same text against `symbols` would give this code."""
@@ -263,7 +266,7 @@ class CachedCell:
 
 
 def record(table: RecordingTable, module: Any, entry: int, has_value: bool, source: Any,
-           externs: dict, specs: dict, pointers: list) -> CachedCell:
+           externs: dict, specs: dict, pointers: list, artifacts: Any = None) -> CachedCell:
     """The cache entry of a compilation that recorded into `table` (after the session committed it)."""
     rec = table._rec
     observed = [(t, k, kind, before, result) for (t, k), (kind, before, result) in rec.observed.items()]
@@ -279,7 +282,7 @@ def record(table: RecordingTable, module: Any, entry: int, has_value: bool, sour
     effects = [effect for t in TABLES for effect in by_table[t]]
     return CachedCell(observed, dict(rec.whole), list(rec.headers), effects,
                       (table.next_global, table.next_param, table.next_dim), dict(externs), dict(specs),
-                      list(pointers), module, entry, has_value, source)
+                      list(pointers), module, entry, has_value, source, artifacts)
 
 
 @dataclass

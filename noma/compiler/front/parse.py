@@ -14,7 +14,7 @@ import dataclasses
 import re
 from array import array
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Optional, cast
 
 from noma.compiler.front import ast, parse_tables
 from noma.compiler.front.budget import gc_paused
@@ -24,6 +24,7 @@ KEYWORDS = frozenset((
     "fn", "let", "learn", "dim", "alloc", "realloc", "free", "return", "if", "else", "while",
     "for", "in", "break", "continue", "optimize", "with", "until", "max", "minimize", "batch",
     "load_csv", "save_csv", "load_safetensors", "save_safetensors", "init", "as", "tensor",
+    "import",
 ))
 CAST_TYPES = ("f64", "f32", "i32", "i64")
 #: How deep a program may nest (docs/LANGUAGE.md, Limits): every open bracket `(` `[` `{`, every
@@ -69,7 +70,7 @@ class _Splice(list):
 class _Rule(NamedTuple):
     size: int
     origin: str
-    fn: object  # a _Build method, or None for a helper rule (spliced into its parent)
+    fn: Optional[Callable[..., Any]]  # a _Build method, or None for a helper rule (spliced into its parent)
     expand1: bool  # `?rule`: a single child stands for the rule
     flatten: bool  # some child may be a _Splice
     unit: bool  # `?rule: other` (one symbol, not a helper): nothing to build
@@ -106,7 +107,8 @@ def _machine() -> _Machine:
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
-    text, states, match, keywords = source.text, machine.states, machine.scanner.match, machine.keywords
+    text, states, keywords = source.text, machine.states, machine.keywords
+    match = _always(machine.scanner)
     units = machine.units
     stack, values = [machine.start], []
     nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
@@ -170,7 +172,7 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             stack.append(states[stack[-1]][origin])
             nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
             if kind == _END and stack[-1] == machine.end:
-                return values[-1]
+                return cast(ast.Program, values[-1])
             row = states[stack[-1]]
 
 
@@ -229,7 +231,7 @@ class _Args(NamedTuple):
 
 class _Clause(NamedTuple):
     kind: str  # "until" | "max"
-    value: object
+    value: ast.Expr
 
 
 def _start(x) -> int:
@@ -282,6 +284,8 @@ class _Build:
             if isinstance(stmt, ast.FnDef):
                 raise _err("functions are defined at the top level",
                            Span(self.src, stmt.span.start, stmt.name_span.end))
+            if isinstance(stmt, ast.Import):
+                raise _err("`import` stands at the top level of a file or cell", stmt.span)
         return ast.Block(tuple(c[1:-1]), self._span(c[0], c[-1]))
 
     def tail(self, c):
@@ -308,8 +312,21 @@ class _Build:
 
     def realloc_stmt(self, c):
         kw, name, _eq, dims, *policy, semi = c
-        return ast.Realloc(name.value, dims, policy[0] if policy else None,
-                           self._span(kw, semi), self._span(name, name))
+        return ast.Realloc(name.id, dims, policy[0] if policy else None,
+                           self._span(kw, semi), name.span)
+
+    def realloc_keep_stmt(self, c: list[Any]) -> ast.ReallocKeep:
+        kw, name, word, indices, *rest = c
+        if word.value != "keep":
+            raise _err(f"expected `=` or `keep` after `realloc {name.id}`, found `{word.value}`",
+                       self._span(word, word))
+        axis = None
+        if len(rest) == 3:
+            if rest[0].value != "axis":
+                raise _err(f"expected `axis` or `;` after the indices, found `{rest[0].value}`",
+                           self._span(rest[0], rest[0]))
+            axis = rest[1]
+        return ast.ReallocKeep(name.id, indices, axis, self._span(kw, c[-1]), name.span)
 
     def init_policy(self, c):
         kw, name, *rest = c
@@ -320,7 +337,24 @@ class _Build:
 
     def free_stmt(self, c):
         kw, name, semi = c
-        return ast.Free(name.value, self._span(kw, semi), self._span(name, name))
+        return ast.Free(name.id, self._span(kw, semi), name.span)
+
+    def dotted(self, c):
+        """`a` or `nn.W`: one Name whose id holds the dots"""
+        names = [t for t in c if t.type == "NAME"]
+        return ast.Name(".".join(t.value for t in names), self._span(names[0], names[-1]))
+
+    def import_stmt(self, c):
+        kw, path, *rest = c
+        semi = rest[-1]
+        alias = rest[1] if len(rest) == 3 else None
+        alias_span = self._span(alias, alias) if alias is not None else None
+        if isinstance(path, ast.Name):
+            return ast.Import(path.id, True, alias.value if alias else None, self._span(kw, semi),
+                              path.span, alias_span)
+        text = self._string(path)
+        return ast.Import(text.value, False, alias.value if alias else None, self._span(kw, semi),
+                          text.span, alias_span)
 
     def return_stmt(self, c):
         return ast.Return(c[1] if len(c) == 3 else None, self._span(c[0], c[-1]))
@@ -358,7 +392,7 @@ class _Build:
                             self._span(kw, body))
 
     def name_list(self, c):
-        return tuple(ast.Name(t.value, self._span(t, t)) for t in c if t.type == "NAME")
+        return tuple(n for n in c if isinstance(n, ast.Name))
 
     def opt_with(self, c):
         _kw, name, *rest = c
@@ -465,6 +499,16 @@ class _Build:
     def field(self, c):
         return ast.Field(c[0], c[2].value, self._span(c[0], c[2]))
 
+    def qualified_call(self, c):
+        """`nn.dense(x)`: a function of the module imported as `nn` (Call.func "nn.dense")"""
+        target, _dot, name, args = c
+        prefix = ast.dotted_name(target)
+        if prefix is None:
+            raise _err("only a function of an imported module can be called after `.` "
+                       "(`nn.dense(x)` after `import ... as nn;`)", self._span(c[1], name))
+        return ast.Call(f"{prefix}.{name.value}", args.args, args.kwargs, self._span(target, args.end),
+                        self._span(target, name))
+
     def cast(self, c):
         operand, _as, to = c
         if to.value not in CAST_TYPES:
@@ -482,8 +526,8 @@ def _tensor_items(lit: ast.ListLit) -> tuple[tuple, tuple[int, ...]]:
         first_is_row = isinstance(lit.items[0], ast.ListLit)
         odd = next(x for x in lit.items if isinstance(x, ast.ListLit) != first_is_row)
         raise _err("ragged tensor literal: rows and single values are mixed", odd.span)
-    flat, first_shape = _tensor_items(rows[0])
-    flat = list(flat)
+    first, first_shape = _tensor_items(rows[0])
+    flat = list(first)
     for row in rows[1:]:
         items, shape = _tensor_items(row)
         if shape != first_shape:
@@ -521,6 +565,14 @@ def _plain_numbers(row: str) -> bool:
 _GAP = re.compile(r"\s*")
 
 
+def _always(pattern: "re.Pattern[str]") -> Callable[[str, int], "re.Match[str]"]:
+    """`pattern.match` for a pattern that matches everywhere (it may match the empty string)."""
+    return cast(Callable[[str, int], "re.Match[str]"], pattern.match)
+
+
+_gap = _always(_GAP)
+
+
 class _Literal(str):
     """The source text of a numeric tensor literal (str, for messages), with its values."""
 
@@ -531,16 +583,17 @@ class _Literal(str):
 
 def _numeric_literal(text: str, start: int) -> "_Literal | None":
     """The numbers-only literal after `tensor` at start, or None (then the grammar parses it)."""
-    i = _GAP.match(text, start).end()
+    i = _gap(text, start).end()
     if not text.startswith("[", i):
         return None
-    values, sizes, counts, leaf_depth = array("d"), {}, [], 0
+    values, counts, leaf_depth = array("d"), [], 0
+    sizes: dict[int, int] = {}
     begin = i
     while True:  # at an opening bracket
         counts.append(0)
         if len(counts) > MAX_TENSOR_RANK:
             return None
-        j = _GAP.match(text, i + 1).end()
+        j = _gap(text, i + 1).end()
         if text.startswith("[", j):
             i = j
             continue
@@ -570,9 +623,9 @@ def _numeric_literal(text: str, start: int) -> "_Literal | None":
                 lit.shape = tuple(sizes[d] for d in range(leaf_depth))
                 return lit
             counts[-1] += 1
-            j = _GAP.match(text, i + 1).end()
+            j = _gap(text, i + 1).end()
             if text.startswith(",", j):
-                j = _GAP.match(text, j + 1).end()
+                j = _gap(text, j + 1).end()
                 if text.startswith("[", j):  # the next row
                     i = j
                     break
@@ -586,7 +639,7 @@ def _numeric_literal(text: str, start: int) -> "_Literal | None":
 _EXPR_START = {"NAME", "NUMBER", "STRING", "_LPAR", "_LSQB", "MINUS", "BANG", "_TENSOR"}
 _STMT_START = {"_LET", "_LEARN", "_DIM", "_ALLOC", "_REALLOC", "_FREE", "_RETURN", "_IF", "_WHILE",
                "_FOR", "_BREAK", "_CONTINUE", "_OPTIMIZE", "_MINIMIZE", "_BATCH", "_LOAD_CSV",
-               "_SAVE_CSV", "_LOAD_SAFETENSORS", "_SAVE_SAFETENSORS", "_FN"} | _EXPR_START
+               "_SAVE_CSV", "_LOAD_SAFETENSORS", "_SAVE_SAFETENSORS", "_FN", "_IMPORT"} | _EXPR_START
 _OPERATORS = {"OROR", "ANDAND", "EQ", "NE", "LT", "LE", "GT", "GE", "PLUS", "MINUS", "STAR",
               "SLASH", "PERCENT", "CARET", "STARSTAR", "_AS", "_DOT", "_LSQB", "_LPAR"}
 _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string"}
@@ -677,8 +730,9 @@ def _scan(text: str) -> _ScanResult:
     machine = _machine()
     stack: list = []
     pos, last, head, fresh = 0, "", "", True
+    match = _always(machine.scanner)
     while True:
-        m = machine.scanner.match(text, pos)
+        m = match(text, pos)
         kind, pos = m.lastgroup, m.end()
         if kind is None:
             if pos >= len(text):

@@ -1,6 +1,6 @@
 """IR generation for builtin calls (part of irgen).
 
-Owns: the builtin table (name → arity) and the expansion of every builtin into IR ops.
+Owns: the expansion of every builtin of the table (ops.BUILTINS: name, arity, doc) into IR ops.
 Composite functions (mean, softmax, log_softmax, cross_entropy, accuracy, clip, dot,
 vector matmul, initialisers) expand into primitive ops, so autodiff needs rules only for
 primitives and every path (interpreter, JIT, executables) shares the same expansion.
@@ -13,38 +13,17 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from noma.compiler.front import ast
 
-from noma.compiler.middle import ir
+from noma.compiler.middle import ir, ops
 from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
     from noma.compiler.middle.irgen import IRGen
 
 Op = ir.Op
-MANY = 99
-UNARY = {
-    "sigmoid": Op.SIGMOID, "relu": Op.RELU, "tanh": Op.TANH, "exp": Op.EXP, "log": Op.LOG,
-    "sqrt": Op.SQRT, "abs": Op.ABS, "sin": Op.SIN, "cos": Op.COS, "tan": Op.TAN,
-    "floor": Op.FLOOR, "ceil": Op.CEIL,
-}
-#: name -> (min args, max args, method)
-BUILTINS: dict[str, tuple[int, int, str]] = {name: (1, 1, "unary") for name in UNARY}
-BUILTINS.update({
-    "pow": (2, 2, "pow"), "min": (1, 2, "min"), "max": (1, 2, "max"), "clip": (3, 3, "clip"),
-    "sum": (1, 2, "sum"), "mean": (1, 2, "mean"), "dot": (2, 2, "dot"), "matmul": (2, 2, "matmul"),
-    "transpose": (1, 1, "transpose"), "shape": (1, 1, "shape"), "rows": (1, 1, "rows"),
-    "cols": (1, 1, "cols"), "reshape": (2, 2, "reshape"), "concat": (2, 2, "concat"),
-    "slice": (3, 3, "slice"), "softmax": (1, 1, "softmax"), "log_softmax": (1, 1, "log_softmax"),
-    "cross_entropy": (2, 2, "cross_entropy"), "argmax": (1, 1, "argmax"),
-    "accuracy": (2, 2, "accuracy"), "print": (0, MANY, "print"), "report": (2, 2, "report"), "seed": (1, 1, "seed"),
-    "reset_optimizer": (0, 0, "reset_optimizer"), "save_checkpoint": (1, 1, "save_checkpoint"),
-    "load_checkpoint": (1, 1, "load_checkpoint"), "rand": (0, 0, "rand"),
-    "rand_uniform": (2, 2, "rand_uniform"), "rand_normal": (2, 2, "rand_normal"),
-    "rand_tensor": (1, 4, "rand_tensor"), "rand_normal_tensor": (3, 6, "rand_normal_tensor"),
-    "xavier_init": (3, 6, "xavier_init"), "he_init": (2, 5, "he_init"),
-    "zeros": (1, 1, "zeros"), "ones": (1, 1, "ones"), "full": (2, 2, "full"),
-    "normal": (3, 3, "normal"), "uniform": (3, 3, "uniform"), "xavier": (1, 1, "xavier"),
-    "he": (1, 1, "he"),
-})
+MANY = ops.MANY
+#: name -> (min args, max args, method): read from the builtin table (ops.BUILTINS).
+BUILTINS: dict[str, tuple[int, int, str]] = {b.name: (b.low, b.high, b.method) for b in ops.BUILTINS.values()}
+UNARY = {b.name: b.op for b in ops.BUILTINS.values() if b.op is not None}
 INITIALISERS = frozenset({"zeros", "ones", "full", "normal", "uniform", "xavier", "he"})
 
 
@@ -59,9 +38,15 @@ class BuiltinContext:
     # -------------------------------------------------------------- helpers
 
     def call(self, e: ast.Call) -> Optional[ir.Value]:
+        """The IR of builtin call e; its ops are located at e (the caller's call node and span are
+        put back afterwards: arguments that are builtin calls themselves must not move them)."""
+        saved = self.call_node, self.sid
         self.call_node, self.sid = e, self.g.span(e.span)
         method: Callable = getattr(self, "b_" + BUILTINS[e.func][2])
-        return method(e)
+        try:
+            return method(e)
+        finally:
+            self.call_node, self.sid = saved
 
     def op(self, op: Op, *args: ir.Value, **attrs) -> ir.Value:
         return self.g.b.value(op, *args, span=self.sid, **attrs)
@@ -85,10 +70,12 @@ class BuiltinContext:
 
     def const_axis(self, e: ast.Call, i: int, rank: int) -> int:
         node = e.args[i]
-        neg = isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num)
-        if not (isinstance(node, ast.Num) or neg):
+        if isinstance(node, ast.Num):
+            value = node.value
+        elif isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num):
+            value = -node.operand.value
+        else:
             raise error(Kind.TYPE, "an axis must be a number written in the call", node.span)
-        value = -node.operand.value if neg else node.value  # type: ignore[union-attr]
         if value != int(value):
             raise error(Kind.TYPE, f"an axis must be an integer, got {value:g}", node.span)
         axis = int(value)
@@ -225,6 +212,65 @@ class BuiltinContext:
     def b_slice(self, e: ast.Call) -> ir.Value:
         x = self.tensor_arg(e, 0)
         return self.op(Op.SLICE, x, self.scalar_arg(e, 1, "a start row"), self.scalar_arg(e, 2, "an end row"))
+
+    # -------------------------------------------------------------- convolution, pooling, ranking
+
+    def rank4_arg(self, e: ast.Call, i: int, what: str) -> ir.Value:
+        v = self.arg(e, i)
+        if v.rank != 4:
+            raise error(Kind.TYPE, f"`{e.func}` needs {what} as a rank-4 tensor, got "
+                        + ("a scalar" if v.rank == 0 else f"a rank-{v.rank} tensor"), e.args[i].span)
+        return v
+
+    def b_conv2d(self, e: ast.Call) -> ir.Value:
+        """conv2d(x [N,C,H,W], W [O,C,KH,KW], stride, padding) -> [N,O,OH,OW]."""
+        x = self.rank4_arg(e, 0, "the input [batch, channels, height, width]")
+        w = self.rank4_arg(e, 1, "the filters [out, in, kh, kw]")
+        stride, pad = self.scalar_arg(e, 2, "a stride"), self.scalar_arg(e, 3, "a padding")
+        return self.op(Op.CONV2D, x, w, stride, pad)
+
+    def _pool(self, e: ast.Call, kind: str) -> ir.Value:
+        x = self.rank4_arg(e, 0, "the input [batch, channels, height, width]")
+        k, stride = self.scalar_arg(e, 1, "a window size"), self.scalar_arg(e, 2, "a stride")
+        return self.op(Op.POOL2D, x, k, stride, kind=kind)
+
+    def b_max_pool2d(self, e: ast.Call) -> ir.Value:
+        return self._pool(e, "max")
+
+    def b_avg_pool2d(self, e: ast.Call) -> ir.Value:
+        return self._pool(e, "avg")
+
+    def _vector_arg(self, e: ast.Call) -> ir.Value:
+        v = self.arg(e, 0)
+        if v.rank != 1:
+            raise error(Kind.TYPE, f"`{e.func}` needs a rank-1 tensor, got "
+                        + ("a scalar" if v.rank == 0 else f"a rank-{v.rank} tensor"), e.args[0].span)
+        return v
+
+    def b_argsort(self, e: ast.Call) -> ir.Value:
+        return self.op(Op.ARGSORT, self._vector_arg(e))
+
+    def b_topk(self, e: ast.Call) -> ir.Value:
+        x = self._vector_arg(e)
+        return self.op(Op.TOPK, x, self.scalar_arg(e, 1, "a count"))
+
+    def b_norm(self, e: ast.Call) -> ir.Value:
+        """norm(x): the L2 norm of all entries; norm(x, axis): one L2 norm per index along axis
+        (over all the other axes: the norms of the units of that axis), a rank-1 tensor."""
+        x = self.arg(e, 0)
+        sq = self.op(Op.MUL, x, x)
+        if len(e.args) == 1 or x.rank <= 1:
+            if len(e.args) == 2 and x.rank == 0:
+                raise error(Kind.TYPE, "a scalar has no axes", e.args[1].span)
+            if len(e.args) == 2:
+                self.const_axis(e, 1, x.rank)
+                return self.op(Op.SQRT, sq)  # a vector's units are its entries
+            return self.op(Op.SQRT, sq if x.rank == 0 else self.op(Op.SUM, sq, axis=None, keepdims=False))
+        keep = self.const_axis(e, 1, x.rank)
+        for axis in reversed(range(x.rank)):
+            if axis != keep:
+                sq = self.op(Op.SUM, sq, axis=axis, keepdims=False)
+        return self.op(Op.SQRT, sq)
 
     # -------------------------------------------------------------- classification
 
