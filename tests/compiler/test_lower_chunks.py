@@ -5,8 +5,8 @@ The programs are compiled by the front end; what they print is checked by the co
 
 from __future__ import annotations
 
+from noma.compiler import pipeline
 from noma.compiler.front.symbols import SymbolTable
-from noma.compiler.front.frontend import check
 from noma.compiler.llvm.lower_llvm import lower_module
 from noma.compiler.llvm.lower_llvm_chunks import plan_chunks
 from noma.compiler.middle import ir
@@ -14,8 +14,9 @@ from noma.diagnostics import Source
 
 
 def _main(text: str) -> tuple[ir.Module, ir.Function]:
-    module, _ = check(Source("t.noma", text), SymbolTable(), "f64", None, True, "__cell0")
-    return module, module.functions[module.entry or "__main"]
+    module = pipeline.compile(Source("t.noma", text), SymbolTable(), cell="__cell0", stop="grad").module
+    assert module is not None
+    return module, module.functions["__cell0"]
 
 
 def _statements(n: int) -> str:
