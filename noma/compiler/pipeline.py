@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Optional
 
 from noma.diagnostics import Source
 
@@ -57,6 +57,29 @@ def whole_program(module: "ir.Module") -> Linkage:
 Linker = Callable[["ir.Module"], Linkage]
 
 
+class PrintedLater(Mapping[str, str]):
+    """Function name → its printed IR, printed on first access from a snapshot (ir.snapshot)."""
+
+    def __init__(self, module: "ir.Module"):
+        self._module = module
+        self._printed: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        from noma.compiler.middle import ir
+
+        if name not in self._printed:
+            if name not in self._module.functions:
+                raise KeyError(name)
+            self._printed[name] = ir.print_function(self._module, name)
+        return self._printed[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._module.functions)
+
+    def __len__(self) -> int:
+        return len(self._module.functions)
+
+
 @dataclass
 class Artifacts:
     """What the stages of one compilation produced (later stages None when compile() stopped)."""
@@ -65,7 +88,7 @@ class Artifacts:
     cell: str  # the name of the top-level code's function
     program: Optional["ast.Program"] = None  # the AST, defines applied
     #: the IR of each function as irgen produced it (before autodiff), printed; kept on request
-    ir_text: dict[str, str] = field(default_factory=dict)
+    ir_text: Mapping[str, str] = field(default_factory=dict)
     module: Optional["ir.Module"] = None  # after autodiff and passes, verified: what is lowered
     has_value: bool = False  # the top level leaves a value in global slot 0
     linkage: Optional[Linkage] = None
@@ -199,8 +222,8 @@ def _middle(art: Artifacts, symbols: "SymbolTable", dtype: str, read_header: Opt
     where = base_dir if base_dir is not None else source_dir(art.program.span.source)
     program = expand(art.program, symbols, where, loader)  # imported definitions compiled in
     module, art.has_value = irgen.generate(program, symbols, dtype, read_header, run_main, art.cell)
-    if keep_ir:
-        art.ir_text = {name: ir.print_function(module, name) for name in module.functions}
+    if keep_ir:  # printed when asked for (printing a 1 MB program's IR cost ~1 s per compile)
+        art.ir_text = PrintedLater(ir.snapshot(module))
     if differentiate:
         autodiff.differentiate(module)
         if optimize:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional, Union
 
 #: The op vocabulary lives in ops.py; ir re-exports it (`ir.Op`, `ir.ELEMENTWISE`, ...).
@@ -449,6 +449,30 @@ def print_module(module: Module) -> str:
         printer.function(module.functions[name])
         printer.lines.append("")
     return "\n".join(printer.lines).rstrip() + "\n"
+
+
+def snapshot(module: Module) -> Module:
+    """A copy of the module's structure that later stages' in-place rewrites leave unchanged:
+    new functions, blocks, region operations and lists; the instructions (which no stage changes
+    in place: they are replaced), the values and the span table are shared. What `print_function`
+    of the copy prints is the module as it was (a walk, far cheaper than printing it now)."""
+    def block(b: Block) -> Block:
+        return Block(list(b.params), [op if isinstance(op, Instr) else region(op) for op in b.ops], list(b.yields))
+
+    def region(op: Operation) -> Operation:
+        if isinstance(op, IfOp):
+            return replace(op, then=block(op.then), else_=block(op.else_), results=list(op.results))
+        if isinstance(op, WhileOp):
+            return replace(op, inits=list(op.inits), cond=block(op.cond), body=block(op.body),
+                           results=list(op.results), carry_slots=list(op.carry_slots))
+        assert isinstance(op, OptimizeOp)
+        return replace(op, params=list(op.params), hyper=list(op.hyper), inits=list(op.inits), body=block(op.body),
+                       results=list(op.results), grad=None if op.grad is None else block(op.grad),
+                       carry_slots=list(op.carry_slots))
+
+    functions = {name: replace(fn, params=list(fn.params), body=block(fn.body))
+                 for name, fn in module.functions.items()}
+    return replace(module, functions=functions)
 
 
 def print_function(module: Module, name: str) -> str:
