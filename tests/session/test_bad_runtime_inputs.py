@@ -141,3 +141,27 @@ def test_loss_log_over_the_memory_limit_is_located_at_the_training_loop(tmp_path
                           env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "error[runtime]" in done.stderr and f"{path}:2:1" in done.stderr, done.stderr
+
+
+def test_a_training_step_that_never_ends_is_stopped_by_the_memory_limit_at_its_optimize() -> None:
+    """Found by the fuzzer (a mutant of corpus program 114): the loop in the step never ends and
+    its tape grew until the process ran out of memory ("out of memory (tape)", no location). The
+    tape is charged to the memory limit now, and a refusal points at the training loop."""
+    import noma
+
+    program = """learn w = 0.7;
+let c = 0;
+fn step(x) { return c + x; }
+optimize(w) with sgd(lr = 0.1) max 1 {
+    let v = 1;
+    while step(w) < 2 { v = v * c + w; }
+    minimize v * w;
+}
+"""
+    s = noma.Session(memory_limit="64M")
+    r = s.execute(program, name="never.noma")
+    assert r.status == "error"
+    diag = r.errors[0]
+    assert diag.kind.value == "runtime" and "the training tape" in diag.message, diag.message
+    assert (diag.span.line, diag.span.column) == (4, 1)
+    assert s.execute("print(40 + 2);").output == "42\n"

@@ -263,6 +263,7 @@ NomaCtx *noma_ctx_new(void) {
     c->cur_chunk = -1;
     c->result_slot = -1;
     c->stop_at = -1;
+    c->train_span = -1;
     c->mem = (NomaMem *)calloc(1, sizeof(NomaMem));
     if (!c->mem) {
         free(c);
@@ -711,14 +712,23 @@ int64_t noma_arena_reserved(NomaCtx *c) {
 /* Tape: growable LIFO of scalars and tensor descriptors (data in the arena) */
 /* ======================================================================== */
 
+/* The tape grows by doubling, charged to the memory limit; refused (over the limit or out of
+   memory: a training step that never ends, say), a runtime error at the training loop's optimize. */
 static NomaTapeEntry *tape_push(NomaCtx *c) {
     if (c->tape_len == c->tape_cap) {
         int64_t nc = c->tape_cap ? c->tape_cap * 2 : 256;
-        NomaTapeEntry *p = (NomaTapeEntry *)realloc(c->tape, (size_t)nc * sizeof(NomaTapeEntry));
-        if (!p) {
-            noma__failf(NOMA_ERR_RUNTIME, -1, "out of memory (tape)");
+        uint64_t grow = (uint64_t)(nc - c->tape_cap) * sizeof(NomaTapeEntry);
+        if (!noma__mem_admit(c, grow)) {
+            noma__fail_alloc(c, c->train_span, grow, "the training tape");
             return NULL;
         }
+        c->mem->refused = 0;
+        NomaTapeEntry *p = (NomaTapeEntry *)realloc(c->tape, (size_t)nc * sizeof(NomaTapeEntry));
+        if (!p) {
+            noma__fail_alloc(c, c->train_span, grow, "the training tape");
+            return NULL;
+        }
+        noma__mem_charge(c, (int64_t)grow);
         c->tape = p;
         c->tape_cap = nc;
     }

@@ -105,6 +105,7 @@ int32_t noma__history_alloc(NomaCtx *c) { return hist_get(c) != NULL; }
    the context runs armed). */
 void noma_log_begin(int64_t span) {
     NomaCtx *c = noma__cur();
+    c->train_span = span; /* (the tape's allocation failures are located there too) */
     if (!hist_peek(c)) (void)hist_get_at(c, span);
 }
 

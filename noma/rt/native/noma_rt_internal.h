@@ -144,6 +144,8 @@ struct NomaCtx {
     /* tape */
     NomaTapeEntry *tape;
     int64_t tape_len, tape_cap;
+    int64_t train_span;   /* the optimize statement of the training loop last begun (noma_log_begin;
+                             its tape's allocation failures are located there), or -1 */
     /* output */
     int32_t capture;
     NomaBuf out, warn;
