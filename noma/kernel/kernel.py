@@ -66,7 +66,7 @@ class NomaKernel(Kernel):
         "mimetype": "text/x-noma",
         "file_extension": ".noma",
         "pygments_lexer": "noma",
-        "codemirror_mode": "rust",
+        "codemirror_mode": "noma",
     }
     banner = (f"NOMA {noma.__version__}: a small language for training neural networks, compiled "
               "natively through LLVM, with growable parameters. Type :help for meta-commands.")
