@@ -67,7 +67,8 @@ def _resize_text(event: Any) -> str:
     if event.kind == "dim_resize":
         old = event.old_shape[0] if event.old_shape else "?"
         new = event.new_shape[0] if event.new_shape else "?"
-        return f"{event.name} {old}→{new}"
+        by = " (controls)" if getattr(event, "origin", "program") == "controls" else ""
+        return f"{event.name} {old}→{new}{by}"
     return f"{event.name} {_shape(event.old_shape)}→{_shape(event.new_shape)}"
 
 

@@ -280,6 +280,7 @@ class Runtime:
             old = tuple(int(e.old_dims[i]) for i in range(e.old_rank))
             new = tuple(int(e.new_dims[i]) for i in range(e.new_rank))
             change = float(e.output_change)
+            origin = "controls" if kind == "dim_resize" and int(e.aux) == 1 else "program"
             out.append(Event(kind, int(e.step), name, old, new, POLICY_NAMES.get(int(e.policy), str(e.policy)),
-                             None if math.isnan(change) else change))
+                             None if math.isnan(change) else change, origin))
         return out

@@ -29,6 +29,8 @@ class Event:
     new_shape: tuple[int, ...]
     policy: str
     output_change: Optional[float] = None
+    #: who asked for it: "program" (the code), "controls" (the live controls, noma.session.controls)
+    origin: str = "program"
 
 
 @dataclass

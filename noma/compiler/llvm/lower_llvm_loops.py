@@ -105,6 +105,7 @@ RUNTIME_SIGS = {
     "noma_log_loss": "v:r",
     "noma_check_interrupt": "v:l",
     "noma_check_interrupt_loop": "v:l",
+    "noma_ctl_take_stop": "i:",
     "noma_opt_result_begin": "v:l",
     "noma_opt_result_set": "v:r",
     "noma_opt_result_end": "v:",
