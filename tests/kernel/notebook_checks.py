@@ -78,6 +78,21 @@ def check_population_tune(nb) -> None:
     assert not run_notebooks.outputs_of_type(nb, "error")
 
 
+def check_live_controls(nb) -> None:
+    """05: the `:controls` panel is a widget; without clicks, the loop grows itself on the plateau."""
+    out = run_notebooks.stream_text(nb)
+    (plateau,) = numbers(r"hidden = 2 \| plateau: loss " + NUMBER, out)
+    assert plateau > 0.1
+    (converged,) = numbers(r"hidden = 8 \| converged after \d+ steps: loss " + NUMBER, out)
+    assert converged < 0.002
+    assert "dim hidden 2 -> 8 (preserve)" in out  # :history
+    views = [o for o in run_notebooks.outputs_of_type(nb, "display_data")
+             if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    assert len(views) == 1
+    assert not run_notebooks.outputs_of_type(nb, "error")
+
+
 #: notebook file -> its check
 CHECKS = {"01_tour.ipynb": check_tour, "02_growing_xor.ipynb": check_growing_xor,
-          "03_digits.ipynb": check_digits, "04_population_tune.ipynb": check_population_tune}
+          "03_digits.ipynb": check_digits, "04_population_tune.ipynb": check_population_tune,
+          "05_live_controls.ipynb": check_live_controls}
