@@ -281,7 +281,7 @@ void noma_check_interrupt(int64_t span);
    loop at its next step boundary (or by noma_ctl_apply_now when no loop runs). */
 int32_t noma_ctl_resize_dim(int64_t dim_id, int64_t size, int32_t relative, int32_t policy, real a,
                             real b);
-int32_t noma_ctl_set_lr(double lr);
+int32_t noma_ctl_set_lr(real lr);
 void noma_ctl_pause(int32_t on);
 int32_t noma_ctl_paused(void);
 void noma_ctl_stop(void);

@@ -81,11 +81,11 @@ int32_t noma_ctl_resize_dim(int64_t dim_id, int64_t size, int32_t relative, int3
 }
 
 /* Queue a learning rate for the running loop (> 0). */
-int32_t noma_ctl_set_lr(double lr) {
+int32_t noma_ctl_set_lr(real lr) {
     CtlRequest r;
     memset(&r, 0, sizeof r);
     r.kind = 1;
-    r.lr = lr;
+    r.lr = (double)lr;
     return push(&r);
 }
 
