@@ -5,7 +5,8 @@ compiler's own tables through noma.lsp.vocabulary and noma.meta, never copied by
 source hash recorded in the built bundle (noma/kernel/labextension/build_info.json), which
 tests/kernel/test_labextension.py compares with the current sources.
 Usage: `python3 gen_vocabulary.py` (writes the JSON), `python3 gen_vocabulary.py --record-hash`
-(after the bundle is built), `python3 gen_vocabulary.py --core-path` (for build-labextension). Imports: noma (this checkout's).
+(after the bundle is built), `python3 gen_vocabulary.py --core-path` (for build-labextension).
+Imports: noma (this checkout's).
 """
 
 from __future__ import annotations
