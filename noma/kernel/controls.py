@@ -8,7 +8,8 @@ running loop's next step boundary, where the loop applies it itself (the deferre
 recompilation); when no cell runs, it is applied at once. The kernel serves the widgets' comm
 messages while a cell trains (NomaKernel._in_cell_thread) and calls `refresh()` from its progress
 ticks and after each cell, so sizes and the status follow what the loop did.
-Imports: ipywidgets (lazily, when the panel is first shown), noma.session.controls, noma.meta.
+Imports: ipywidgets (a dependency; imported when the panel is first shown), noma.session.controls,
+noma.meta.
 """
 
 from __future__ import annotations
