@@ -87,8 +87,9 @@ def test_notebook_runs_in_jupyterlab(lab, name):
         nb_page.run_all()
         nb_page.wait_idle_after_run(NOTEBOOK_SECONDS.get(name, 180))
         nb = nb_page.model()
-        errors = [o["ename"] for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert errors == EXPECTED_ERRORS.get(name, []), errors
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert [e["ename"] for e in errors] == EXPECTED_ERRORS.get(name, []), \
+            [f"{e['ename']}: {e['evalue']}" for e in errors]
         CHECKS[name](nb)
         nb_page.screenshot(f"{Path(name).stem}.png")
     finally:
