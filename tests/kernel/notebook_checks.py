@@ -78,8 +78,18 @@ def check_population_tune(nb) -> None:
     assert not run_notebooks.outputs_of_type(nb, "error")
 
 
+def check_grow_cnn(nb) -> None:
+    out = run_notebooks.stream_text(nb)
+    found = re.findall(r"channels (\d+) \| test accuracy " + NUMBER, out)
+    assert [int(c) for c, _ in found] == [4, 16, 16, 8, 8], out
+    acc = [float(a) for _, a in found]
+    assert acc[1] == acc[0]  # preserve keeps the function: the same predictions right after the grow
+    assert acc[-1] >= 0.97, acc
+    assert re.search(r"dim channels 16 -> 8 \(keep \[(\d+, ){7}\d+\]\)", out), out  # :history
+
+
 def check_live_controls(nb) -> None:
-    """05: the `:controls` panel is a widget; without clicks, the loop grows itself on the plateau."""
+    """06: the `:controls` panel is a widget; without clicks, the loop grows itself on the plateau."""
     out = run_notebooks.stream_text(nb)
     (plateau,) = numbers(r"hidden = 2 \| plateau: loss " + NUMBER, out)
     assert plateau > 0.1
@@ -95,4 +105,4 @@ def check_live_controls(nb) -> None:
 #: notebook file -> its check
 CHECKS = {"01_tour.ipynb": check_tour, "02_growing_xor.ipynb": check_growing_xor,
           "03_digits.ipynb": check_digits, "04_population_tune.ipynb": check_population_tune,
-          "05_live_controls.ipynb": check_live_controls}
+          "05_grow_cnn.ipynb": check_grow_cnn, "06_live_controls.ipynb": check_live_controls}

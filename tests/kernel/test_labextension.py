@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from noma.kernel import labextension_info as info
+from noma.lsp.vocabulary import editor_words
 
 REPO = Path(__file__).resolve().parents[2]
 REBUILD = "rebuild it: `cd editors/jupyterlab && npm ci && npm run build`, then commit noma/kernel/labextension"
@@ -23,13 +24,13 @@ REBUILD = "rebuild it: `cd editors/jupyterlab && npm ci && npm run build`, then 
 
 def test_bundle_is_built_from_the_current_sources():
     assert info.recorded_hash(), f"no build_info.json in {info.OUTPUT_DIR}: {REBUILD}"
-    assert info.recorded_hash() == info.source_hash(), f"the shipped JupyterLab bundle is stale: {REBUILD}"
+    assert info.recorded_hash() == info.source_hash(editor_words()), f"the shipped JupyterLab bundle is stale: {REBUILD}"
 
 
 def test_the_vocabulary_comes_from_the_compiler_tables():
     from noma.lsp import vocabulary
 
-    words = info.vocabulary()
+    words = editor_words()
     assert words["keywords"] == list(vocabulary.KEYWORDS) and "optimize" in words["keywords"]
     assert words["builtins"] == list(vocabulary.BUILTINS) and "sigmoid" in words["builtins"]
     assert "params" in words["meta"]

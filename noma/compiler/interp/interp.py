@@ -31,17 +31,13 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize, interp_thread
+from noma.compiler.interp import interp_checkpoint, interp_conv, interp_files, interp_resize, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
-from noma.compiler.interp.interp_state import InterpState  # noqa: F401  (re-exported: tests and the session use it)
+from noma.compiler.interp.interp_state import MEMORY_LIMIT, InterpState  # noqa: F401  (re-exported: tests and the session use it)
 
 MAX_DEPTH = 10000
 MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX)
-#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
-#: refuses any single result larger than this before NumPy allocates it; it does not account for
-#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
-MEMORY_LIMIT = 8 << 30
 
 
 # ----------------------------------------------------------------------------- printing
@@ -237,12 +233,12 @@ class Interpreter:
                 break
             if op.grad is None:
                 raise RuntimeError("this optimize loop has no gradient: run autodiff.differentiate first")
-            for ref, g in zip(op.params, self.run_block(op.grad, env)):
-                p, g = st.params[ref.slot], self._arr(g)
-                if p.shape != g.shape:
+            for ref, grad in zip(op.params, self.run_block(op.grad, env)):
+                param, g = st.params[ref.slot], self._arr(grad)
+                if param.shape != g.shape:
                     raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
-                                f"the parameter {_shape_text(p.shape)}", self._span(op.span))
-                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+                                f"the parameter {_shape_text(param.shape)}", self._span(op.span))
+                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, param, g))
             st.apply_deferred()
         else:
             st.warnings.append("optimize reached its iteration bound"
@@ -520,6 +516,18 @@ class Interpreter:
         self._defer_or_run(lambda: interp_resize.resize_dim(
             self.state, dim, size, ins.attr("policy"), a, b, self._span(ins.span), self.dt))
 
+    def _param_keep(self, ins: Instr, args: list[Any]) -> None:
+        slot, name, axis = ins.attr("slot"), ins.attr("name"), ins.attr("axis")
+        p, span = self._param(slot, name, ins.span), self._span(ins.span)
+        keep = interp_resize.keep_indices(self._arr(args[0]), p.shape[axis], name, span)  # checked now
+        self._defer_or_run(lambda: interp_resize.keep_param(self.state, slot, name, axis, keep, span))
+
+    def _dim_keep(self, ins: Instr, args: list[Any]) -> None:
+        dim, name, span = ins.attr("dim"), ins.attr("name"), self._span(ins.span)
+        self.state.dim_names.setdefault(dim, name)
+        keep = interp_resize.keep_indices(self._arr(args[0]), self.state.dims.get(dim, -1), name, span)
+        self._defer_or_run(lambda: interp_resize.keep_dim(self.state, dim, name, keep, span))
+
     def _save_checkpoint(self, ins: Instr, args: list[Any]) -> None:
         interp_checkpoint.save(self.state, ins.attr("path"), self.module.dtype, self._span(ins.span))
 
@@ -605,3 +613,4 @@ class Interpreter:
 
 for _op in ir.ELEMENTWISE:
     setattr(Interpreter, "_" + _op.value, Interpreter._elementwise)
+interp_conv.install(Interpreter)

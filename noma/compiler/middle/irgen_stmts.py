@@ -14,7 +14,7 @@ from noma.compiler.front import ast
 
 from noma import optimizers
 from noma.compiler.middle import ir
-from noma.compiler.middle.irgen import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
+from noma.compiler.middle.irgen_flow import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
 from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
@@ -156,6 +156,36 @@ def gen_realloc(g: "IRGen", s: ast.Realloc) -> None:
         g.load_name(s.name, s.name_span)  # freed / undefined diagnostics
         raise error(Kind.TYPE, f"`{s.name}` is not a parameter, buffer or dim; only those can be "
                     "reallocated", s.name_span)
+
+
+def gen_realloc_keep(g: "IRGen", s: ast.ReallocKeep) -> None:
+    """`realloc hidden keep idx;` / `realloc w keep idx axis 1;`: keep the units idx lists."""
+    sym, sid = g.symbols, g.span(s.span)
+    idx = g.gen_expr(s.indices)
+    if idx.rank != 1:
+        raise error(Kind.TYPE, "`keep` takes the indices of the units to keep as a vector, got "
+                    + ("a scalar" if idx.rank == 0 else f"a rank-{idx.rank} tensor"), s.indices.span)
+    if s.name in sym.params:
+        var = sym.params[s.name]
+        if s.axis is None:
+            raise error(Kind.TYPE, f"`{s.name}` is a parameter: say along which axis, "
+                        f"e.g. `realloc {s.name} keep idx axis 0;`", s.span)
+        node = s.axis
+        if not isinstance(node, ast.Num) or node.value != int(node.value):
+            raise error(Kind.TYPE, "an axis must be an integer written in the statement", node.span)
+        axis = int(node.value)
+        if not 0 <= axis < var.rank:
+            raise error(Kind.SHAPE, f"axis {axis} is out of range for `{s.name}` (rank {var.rank})", node.span)
+        g.b.emit(ir.Op.PARAM_KEEP, (idx,), sid, slot=var.slot, name=s.name, axis=axis)
+    elif s.name in sym.dims:
+        if s.axis is not None:
+            raise error(Kind.TYPE, f"`{s.name}` is a dim: its units are kept along every axis it sizes "
+                        "(no `axis`)", s.axis.span)
+        g.b.emit(ir.Op.DIM_KEEP, (idx,), sid, dim=sym.dims[s.name], name=s.name)
+    else:
+        g.load_name(s.name, s.name_span)
+        raise error(Kind.TYPE, f"`{s.name}` is not a parameter, buffer or dim; only those can keep units",
+                    s.name_span)
 
 
 def gen_free(g: "IRGen", s: ast.Free) -> None:
@@ -416,8 +446,8 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
         found = g.magic(MAGIC_MAX)
         max_iter = g.load_name(found[0], s.span) if found else g.const(DEFAULT_MAX_ITER)
     carried = sorted(n for n in _assigned(s.body.stmts) if g.lookup_local(n) is not None)
-    inits = [g.lookup_local(n) for n in carried]
-    body = ir.Block(params=[g.module.new_value(v.rank) for v in inits])  # type: ignore[union-attr]
+    inits = [v for n in carried if (v := g.lookup_local(n)) is not None]  # every carried name is local
+    body = ir.Block(params=[g.module.new_value(v.rank) for v in inits])
     state: dict = {"loss": None, "name": None, "depth": len(g.fn.scopes) + 1}
 
     def body_gen() -> None:
@@ -443,15 +473,15 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
             body.yields.append(v)
 
     g.in_block(body, body_gen)
-    results = [g.module.new_value(0)] + [g.module.new_value(v.rank) for v in inits]  # type: ignore[union-attr]
+    results = [g.module.new_value(0)] + [g.module.new_value(v.rank) for v in inits]
     carry_slots = [None if v.rank == 0 else (g.symbols.new_global_slot(), g.symbols.new_global_slot())
-                   for v in inits]  # type: ignore[union-attr]
+                   for v in inits]
     until_text = s.until.span.text() if s.until is not None else ""
-    op = ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,  # type: ignore[arg-type]
+    op = ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,
                        until_text=until_text, span=g.span(s.span), carry_slots=carry_slots)
     g.b.block.ops.append(op)
-    for n, r in zip(carried, results[1:]):
-        g.set_local(n, r)
+    for var, r in zip(carried, results[1:]):
+        g.set_local(var, r)
     name = state["name"]
     if name is not None:
         if g.lookup_local(name) is not None:
@@ -464,7 +494,8 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
 
 HANDLERS: dict[type, Callable] = {
     ast.Let: gen_let, ast.Assign: gen_assign, ast.Learn: gen_learn, ast.DimDecl: gen_dim,
-    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.Free: gen_free, ast.Return: gen_return,
+    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.ReallocKeep: gen_realloc_keep, ast.Free: gen_free,
+    ast.Return: gen_return,
     ast.ExprStmt: gen_expr_stmt, ast.If: gen_if, ast.While: gen_while, ast.For: gen_for,
     ast.Batch: gen_batch, ast.Break: gen_break, ast.Continue: gen_continue, ast.Minimize: gen_minimize,
     ast.Optimize: gen_optimize, ast.LoadCsv: gen_load_csv, ast.SaveCsv: gen_save_csv,
