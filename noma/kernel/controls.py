@@ -28,7 +28,7 @@ class ControlPanel:
     """The widgets of `:controls`, bound to a kernel (its session and whether a cell runs)."""
 
     def __init__(self, session: Callable[[], Any], busy: Callable[[], bool]):
-        import ipywidgets as w  # type: ignore[import-untyped]
+        import ipywidgets as w
 
         self._session = session
         self._busy = busy
@@ -70,7 +70,7 @@ class ControlPanel:
     # ------------------------------------------------------------------ dims
 
     def _dim_row(self, name: str) -> Any:
-        import ipywidgets as w  # type: ignore[import-untyped]
+        import ipywidgets as w
 
         size = w.HTML()
         size.add_class(f"noma-size-{name}")
