@@ -33,7 +33,7 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler.interp.interp import interp_checkpoint, interp_resize, interp_safetensors
+from noma.compiler.interp import interp_checkpoint, interp_resize, interp_safetensors
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
 from noma.compiler.interp.interp_rng import RuntimeRng
 

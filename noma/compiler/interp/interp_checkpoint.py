@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from noma.compiler.interp.interp import interp_safetensors
+from noma.compiler.interp import interp_safetensors
 from noma.compiler.interp.interp_optimizers import OptSlot
 from noma.diagnostics import Kind, error
 
