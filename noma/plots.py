@@ -70,7 +70,8 @@ def _loss_axis(axis: Any, buckets: LossSummary) -> None:
     few decades) when the losses span at least LOG_DECADES decades, logarithmic with 1-2-5 labels
     over a narrower positive range, linear when the range is too narrow for those (or a loss is
     not positive). Labels are plain text ("1e-4", "0.02"): mathtext labels cost most of a frame."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
+    from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator,
+                                   ScalarFormatter)
 
     finite_min = buckets.min[np.isfinite(buckets.min)]
     finite_max = buckets.max[np.isfinite(buckets.max)]
@@ -81,9 +82,13 @@ def _loss_axis(axis: Any, buckets: LossSummary) -> None:
     if low > 0 and decades >= LOG_DECADES:
         axis.axes.set_yscale("log")
         axis.set_major_locator(LogLocator(numticks=7))
+        # unlabelled ticks at 2 and 5 over a few decades, at the unlabelled decades over many
+        # (matplotlib's default, 2..9 in every decade, made most of a frame's cost)
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0) if decades <= 5 else (1.0,), numticks=30))
     elif low > 0 and high / low >= 2.5:  # at least one 1-2-5 step inside the range
         axis.axes.set_yscale("log")
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=7))
+        axis.set_minor_locator(NullLocator())
     else:
         axis.set_major_locator(MaxNLocator(nbins=5))
         axis.set_major_formatter(ScalarFormatter(useOffset=False))
@@ -262,12 +267,21 @@ def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
     return fig
 
 
-def history_png(history: Any, current_dims: Optional[dict[str, int]] = None) -> bytes:
-    """The loss and layer-size plot as PNG bytes."""
-    fig = _figure(history, layer_sizes(history, current_dims or {}))
+def figure_of(history: Any, current_dims: Optional[dict[str, int]] = None) -> Any:
+    """The loss and layer-size plot as a matplotlib Figure (built, not drawn yet)."""
+    return _figure(history, layer_sizes(history, current_dims or {}))
+
+
+def render_png(fig: Any) -> bytes:
+    """Draw a figure into PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def history_png(history: Any, current_dims: Optional[dict[str, int]] = None) -> bytes:
+    """The loss and layer-size plot as PNG bytes."""
+    return render_png(figure_of(history, current_dims))
 
 
 def save_history_png(path: str, history: Any, current_dims: Optional[dict[str, int]] = None) -> str:
