@@ -2,7 +2,7 @@
 
 Owns: NomaTensor / NomaTensorF32 (the tensor descriptor of the f64 and f32 runtimes), NomaEvent,
 and the mapping of dtype names to ctypes/NumPy types. native_lib re-exports them.
-Imports: the standard library and numpy.
+Imports: the standard library, numpy and noma.rt.abi (the header's enums).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import ctypes
 
 import numpy as np
 
-EVENT_KINDS = {0: "param_resize", 1: "dim_resize", 2: "param_free", 3: "opt_change", 4: "opt_reset",
-               5: "param_init"}
+from noma.rt import abi
+
+#: NomaEvent.kind -> name, from the header's NOMA_EV_* enum.
+EVENT_KINDS = {v: k for k, v in abi.enum_group("NOMA_EV_").items()}
 
 # ---------------------------------------------------------------------------
 # ctypes mirrors of the ABI structs

@@ -9,7 +9,8 @@ shared helper `noma.k.alloc`), small shared helper functions (`shared_helper`), 
 mixins the elementwise kernels, vector loops, reductions and library-free (vectorizable)
 exp / tanh).
 Input: called by lower_llvm_ops / lower_llvm. Output: llvmlite.ir values and instructions.
-Imports: llvmlite.ir, lower_llvm_kernels, lower_llvm_vector, lower_llvm_math, lower_llvm_types.
+Imports: llvmlite.ir, noma.rt.abi (the runtime's declarations, read from noma_rt.h),
+lower_llvm_kernels, lower_llvm_vector, lower_llvm_math, lower_llvm_types.
 The lower_llvm* modules are one component split for size; no other module of NOMA imports
 llvmlite.ir.
 """
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
 from llvmlite import ir as ll
+
+from noma.rt import abi
 
 from noma.compiler.llvm.lower_llvm_kernels import Kernels
 from noma.compiler.llvm.lower_llvm_math import InlineMath
@@ -42,82 +45,8 @@ from noma.compiler.llvm.lower_llvm_types import (
 MAX_AXIS = 1 << 40
 
 #: Runtime functions generated code may call: name -> signature "ret:args" with
-#: r = real, p = pointer, l = int64, i = int32, v = void.
-RUNTIME_SIGS = {
-    "noma_alloc": "p:l",
-    "noma_alloc_at": "p:ll",
-    "noma_arena_bump": "p:",
-    "noma_arena_mark": "l:",
-    "noma_arena_release": "v:l",
-    "noma_tape_push_s": "v:r",
-    "noma_tape_pop_s": "r:",
-    "noma_tape_push_t": "v:p",
-    "noma_tape_pop_t": "v:p",
-    "noma_tape_reset": "v:",
-    "noma_fail": "v:ilp",
-    "noma_fail_shape": "v:lppp",
-    "noma_fail_index": "v:lll",
-    "noma_fail_check": "v:prl",
-    "noma_check_int_cast": "v:pil",
-    "noma_enter": "v:l",
-    "noma_leave": "v:",
-    "noma_broadcast_dims": "v:lpppp",
-    "noma_expand": "v:pp",
-    "noma_print_str": "v:p",
-    "noma_print_scalar": "v:r",
-    "noma_print_tensor": "v:p",
-    "noma_print_sep": "v:",
-    "noma_print_end": "v:",
-    "noma_report": "v:prl",
-    "noma_warn": "v:p",
-    "noma_warn_once": "v:lp",
-    "noma_seed": "v:r",
-    "noma_rand": "r:",
-    "noma_randn": "r:",
-    "noma_fill": "v:plirr",
-    "noma_global": "p:l",
-    "noma_global_store": "v:lp",
-    "noma_global_store_at": "v:lpl",
-    "noma_global_load_s": "r:l",
-    "noma_global_store_s": "v:lr",
-    "noma_param_set": "v:lpp",
-    "noma_param_set_at": "v:lppl",
-    "noma_param": "p:l",
-    "noma_param_free": "v:l",
-    "noma_param_bind_dim": "v:lil",
-    "noma_param_resize": "v:llpirrl",
-    "noma_dim_resize": "v:llirrl",
-    "noma_dim_get": "l:l",
-    "noma_dim_set": "v:ll",
-    "noma_defer_begin": "v:",
-    "noma_defer_apply": "v:",
-    "noma_probe_wanted": "i:",
-    "noma_probe_begin": "v:i",
-    "noma_probe_value": "v:ilp",
-    "noma_probe_end": "v:i",
-    "noma_probe_replay": "v:p",
-    "noma_defer_end": "v:",
-    "noma_opt_begin": "v:lip",
-    "noma_opt_begin_at": "v:lipl",
-    "noma_opt_step": "v:lp",
-    "noma_opt_steps": "v:lpp",
-    "noma_opt_reset_all": "v:",
-    "noma_log_loss": "v:r",
-    "noma_check_interrupt": "v:l",
-    "noma_check_interrupt_loop": "v:l",
-    "noma_opt_result_begin": "v:l",
-    "noma_opt_result_set": "v:r",
-    "noma_opt_result_end": "v:",
-    "noma_matmul": "v:ppplllii",
-    "noma_load_csv": "v:ppl",
-    "noma_save_csv": "v:ppl",
-    "noma_st_load": "v:pplpl",
-    "noma_st_load_globals": "v:plpppl",
-    "noma_st_save": "v:plppl",
-    "noma_dim_set_name": "v:lp",
-    "noma_checkpoint_save": "v:plppl",
-    "noma_checkpoint_load": "v:pil",
-}
+#: r = real, p = pointer, l = int64, i = int32, v = void, generated from noma_rt.h (noma.rt.abi).
+RUNTIME_SIGS = abi.llvm_signatures()
 NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
 

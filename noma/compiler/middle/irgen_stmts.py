@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from noma.compiler.front import ast
 
+from noma import optimizers
 from noma.compiler.middle import ir
 from noma.compiler.middle.irgen import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
 from noma.diagnostics import Kind, error
@@ -19,11 +20,7 @@ from noma.diagnostics import Kind, error
 if TYPE_CHECKING:
     from noma.compiler.middle.irgen import IRGen
 
-HYPER_ALIASES = {
-    "lr": "lr", "learning_rate": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "eps",
-    "epsilon": "eps", "weight_decay": "weight_decay", "momentum": "momentum", "alpha": "alpha",
-    "dampening": "dampening", "nesterov": "nesterov",
-}
+HYPER_ALIASES = optimizers.HYPER_ALIASES
 DEFAULT_MAX_ITER = 1000.0
 
 
@@ -362,7 +359,7 @@ def _optimizer_config(g: "IRGen", s: ast.Optimize) -> tuple[int, list[ir.Value]]
     if s.optimizer is not None:
         kind = ir.OPTIMIZERS.get(s.optimizer.name)
         if kind is None:
-            raise error(Kind.NAME, f"unknown optimizer `{s.optimizer.name}`; use sgd, adam, adamw or rmsprop",
+            raise error(Kind.NAME, f"unknown optimizer `{s.optimizer.name}`; use {optimizers.names_text()}",
                         s.optimizer.span)
         for kw in s.optimizer.kwargs:
             key = HYPER_ALIASES.get(kw.name)
