@@ -91,7 +91,7 @@ def key_bindings() -> KeyBindings:
             buffer.apply_completion(buffer.complete_state.current_completion)
             return
         if should_submit(buffer.text):
-            event.app.noma_submitted_at = time.monotonic()  # a SIGINT from now on is for this input
+            setattr(event.app, "noma_submitted_at", time.monotonic())  # a SIGINT from now on is for this input
             buffer.validate_and_handle()
         else:
             buffer.insert_text("\n")
@@ -145,7 +145,7 @@ def typed_ctrl_c(prompt: PromptSession) -> bool:
     from prompt_toolkit.keys import Keys
 
     pressed = bool(getattr(prompt.app, "noma_ctrl_c_after_submit", False))
-    prompt.app.noma_ctrl_c_after_submit = False
+    setattr(prompt.app, "noma_ctrl_c_after_submit", False)
     source = prompt.input
     keys = list(get_typeahead(source))
     parser = Vt100Parser(keys.append)
@@ -227,7 +227,7 @@ def run_interactive(core: ReplCore) -> int:
     try:
         print(core.banner(), flush=True)
         while True:
-            prompt.app.noma_submitted_at = float("inf")
+            setattr(prompt.app, "noma_submitted_at", float("inf"))
             recorder.app = prompt.app
             try:
                 text = prompt.prompt(handle_sigint=False)  # SIGINT is the recorder's, not the event loop's
@@ -237,7 +237,7 @@ def run_interactive(core: ReplCore) -> int:
                 break
             finally:
                 recorder.app = None
-            submitted = prompt.app.noma_submitted_at
+            submitted: float = getattr(prompt.app, "noma_submitted_at")
             try:
                 if text.strip() and (typed_ctrl_c(prompt) or recorder.since(submitted)):
                     core.cancelled()
