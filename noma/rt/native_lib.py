@@ -1,11 +1,9 @@
-"""Build, cache and load the NOMA native runtime (``noma/rt/native/*.c``).
+"""Load the NOMA native runtime (``noma/rt/native/*.c``) into the process and declare its C interface.
 
-The runtime is plain C11. On first use it is compiled with the system C compiler
-(``$CC``, else ``cc`` / ``gcc`` / ``clang``) into a shared library kept in a cache
-directory (``$NOMA_CACHE_DIR`` or ``~/.cache/noma``), named by a hash of the
-sources, the flags, the dtype and the machine. Builds are atomic (compile to a
-temporary file in the cache directory, then rename), so concurrent processes do
-not clash. The library is loaded with ``ctypes.CDLL(path, mode=RTLD_GLOBAL)`` so
+The runtime is plain C11. On first use it is compiled with the system C compiler into a shared
+library kept in the runtime's build cache (noma.rt.native_build: ``$NOMA_CACHE_DIR`` or
+``~/.cache/noma``, named by a hash of the sources, the flags, the dtype and the machine; builds
+are atomic). The library is loaded with ``ctypes.CDLL(path, mode=RTLD_GLOBAL)`` so
 JIT-compiled code can resolve the ``noma_*`` symbols; it is linked with
 ``-Wl,-Bsymbolic`` so an f64 and an f32 runtime loaded into one process each
 call their own functions.
@@ -15,21 +13,14 @@ cblas dgemm (sgemm for f32) is registered with ``noma_set_gemm`` and OpenBLAS is
 set to ``$NOMA_THREADS`` threads (default 1). ``NOMA_NO_BLAS=1`` disables this.
 
 The ctypes declarations are generated from noma_rt.h (noma.rt.abi parses it).
-Imports: the standard library, numpy, noma.rt.abi, noma.rt.native_types.
+Imports: the standard library, numpy, noma.rt (abi, native_build, native_types).
 """
 
 from __future__ import annotations
 
 import ctypes
 import glob
-import hashlib
 import os
-import platform
-import shlex
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +28,19 @@ from typing import Any
 import numpy as np
 
 from noma.rt import abi
+from noma.rt.native_build import (  # noqa: F401  (re-exported: building the runtime lives there)
+    NATIVE_DIR,
+    CompilerNotFound,
+    RuntimeBuildError,
+    _cpu_fingerprint,
+    build_flags,
+    c_sources,
+    cache_dir,
+    compiler_command,
+    header_files,
+    include_dir,
+    runtime_library_path,
+)
 from noma.rt.native_types import (  # noqa: F401  (re-exported: the runtime's types live there)
     EVENT_KINDS,
     NomaEvent,
@@ -72,170 +76,11 @@ __all__ = [
     "EVENT_KINDS",
 ]
 
-NATIVE_DIR = Path(__file__).resolve().parent / "native"
-
-# Bump when the build recipe changes in a way the hash would not see.
-_RECIPE_VERSION = "1"
-
-_OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-semantic-interposition"]
-_SHARED_FLAGS = ["-std=c11", "-fPIC", "-shared"]
-_LINK_FLAGS = ["-Wl,-Bsymbolic", "-lm"]
 
 #: The header's enums (noma_rt.h is their one declaration).
 ERROR_KINDS = {v: k for k, v in abi.enum_group("NOMA_ERR_", skip=("NONE",)).items()}
 POLICIES = abi.enum_group("NOMA_POLICY_")
 OPTIMIZERS = abi.enum_group("NOMA_OPT_", skip=("NONE",))
-
-
-class CompilerNotFound(Exception):
-    """No C compiler is available to build the native runtime."""
-
-
-class RuntimeBuildError(Exception):
-    """The C compiler failed on the runtime sources."""
-
-# ---------------------------------------------------------------------------
-# Sources, compiler, cache
-# ---------------------------------------------------------------------------
-
-
-def c_sources() -> list[Path]:
-    """The runtime's C files (all are compiled together)."""
-    return sorted(NATIVE_DIR.glob("*.c"))
-
-
-def header_files() -> list[Path]:
-    return sorted(NATIVE_DIR.glob("*.h"))
-
-
-def include_dir() -> Path:
-    """Directory holding noma_rt.h (pass as -I when linking executables)."""
-    return NATIVE_DIR
-
-
-def build_flags(dtype: str = "f64") -> list[str]:
-    """Compiler flags of the shared library (without sources, -o, link flags)."""
-    flags = list(_OPT_FLAGS) + list(_SHARED_FLAGS)
-    if _norm_dtype(dtype) == "f32":
-        flags.append("-DNOMA_F32")
-    return flags
-
-
-def compiler_command() -> list[str]:
-    """The C compiler as an argv prefix: ``$CC`` (may hold arguments) or cc/gcc/clang."""
-    env = os.environ.get("CC", "").strip()
-    if env:
-        argv = shlex.split(env)
-        if argv and shutil.which(argv[0]):
-            return argv
-        raise CompilerNotFound(
-            f"the C compiler named by $CC ({env!r}) was not found. NOMA builds its native "
-            "runtime with a C compiler: fix $CC, or install one (Debian/Ubuntu: "
-            "`apt-get install build-essential`, or just `gcc`)."
-        )
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
-    raise CompilerNotFound(
-        "no C compiler found (looked for cc, gcc and clang). NOMA builds its native runtime "
-        "with the system C compiler: install one (Debian/Ubuntu: `apt-get install "
-        "build-essential`, or just `gcc`) or set $CC."
-    )
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("NOMA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "noma"
-
-
-def _cpu_fingerprint() -> str:
-    """-march=native code is CPU specific: key the cache by the CPU's features."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features", "isa")):
-                    return line.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _build_key(dtype: str) -> str:
-    h = hashlib.sha256()
-    parts = [
-        _RECIPE_VERSION,
-        dtype,
-        " ".join(build_flags(dtype)),
-        " ".join(_LINK_FLAGS),
-        os.environ.get("CC", ""),
-        sys.platform,
-        platform.machine(),
-        _cpu_fingerprint(),
-    ]
-    for p in parts:
-        h.update(p.encode("utf-8", "replace"))
-        h.update(b"\0")
-    for src in c_sources() + header_files():
-        h.update(src.name.encode())
-        h.update(b"\0")
-        h.update(src.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _compile(out: Path, dtype: str) -> None:
-    cc = compiler_command()
-    sources = [str(s) for s in c_sources()]
-    if not sources:
-        raise RuntimeBuildError(f"no C sources found in {NATIVE_DIR} (is the package complete?)")
-    flags = build_flags(dtype)
-    attempts = [flags]
-    if "-march=native" in flags:  # some compilers / targets reject it
-        attempts.append([f for f in flags if f != "-march=native"])
-    errors = ""
-    for fl in attempts:
-        cmd = cc + fl + ["-I", str(NATIVE_DIR)] + sources + ["-o", str(out)] + _LINK_FLAGS
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-        except FileNotFoundError as exc:
-            raise CompilerNotFound(
-                f"cannot run the C compiler {cc[0]!r} ({exc}). Install one (Debian/Ubuntu: "
-                "`apt-get install build-essential`, or just `gcc`) or set $CC."
-            ) from None
-        if proc.returncode == 0:
-            return
-        errors = f"$ {' '.join(cmd)}\n{proc.stderr}{proc.stdout}"
-    raise RuntimeBuildError("building the NOMA native runtime failed:\n" + errors)
-
-
-_BUILD_LOCK = threading.Lock()
-
-
-def runtime_library_path(dtype: str = "f64") -> Path:
-    """Path of the runtime shared library for dtype, building it when not cached."""
-    dtype = _norm_dtype(dtype)
-    key = _build_key(dtype)
-    suffix = ".dylib" if sys.platform == "darwin" else ".so"
-    d = cache_dir()
-    path = d / f"libnoma_rt_{dtype}_{key[:20]}{suffix}"
-    if path.is_file():
-        return path
-    with _BUILD_LOCK:
-        if path.is_file():
-            return path
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=d, prefix=".build-", suffix=suffix)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            _compile(tmp, dtype)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, path)  # atomic: readers see the old name or the full file
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    return path
 
 
 # ---------------------------------------------------------------------------
@@ -377,11 +222,18 @@ def _register_blas(lib: ctypes.CDLL, dtype: str) -> None:
 # Loading
 # ---------------------------------------------------------------------------
 
-_LIBS: dict[str, ctypes.CDLL] = {}
+class RuntimeLibrary(ctypes.CDLL):
+    """The loaded runtime: a CDLL that also says which dtype it was built for and its file."""
+
+    noma_dtype: str
+    noma_path: Path
+
+
+_LIBS: dict[str, RuntimeLibrary] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_runtime(dtype: str = "f64") -> ctypes.CDLL:
+def load_runtime(dtype: str = "f64") -> RuntimeLibrary:
     """The runtime for dtype ('f64' or 'f32'), built if needed, loaded once per process.
 
     Every function has argtypes/restype declared: ``real`` is c_double / c_float; tensor
@@ -398,7 +250,7 @@ def load_runtime(dtype: str = "f64") -> ctypes.CDLL:
         if lib is not None:
             return lib
         path = runtime_library_path(dtype)
-        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        lib = RuntimeLibrary(str(path), mode=ctypes.RTLD_GLOBAL)
         _declare(lib, dtype)
         if lib.noma_real_size() != numpy_dtype(dtype).itemsize:
             raise RuntimeBuildError(f"{path} was not built for {dtype}")

@@ -8,6 +8,7 @@ Imports: the standard library, numpy and noma.rt.abi (the header's enums).
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,13 @@ EVENT_KINDS = {v: k for k, v in abi.enum_group("NOMA_EV_").items()}
 
 class _TensorMixin:
     """Methods shared by NomaTensor (f64) and NomaTensorF32."""
+
+    # the ctypes fields of the structures below (declared for the type checker), and the array
+    # a descriptor made by from_array keeps alive
+    data: Any
+    rank: int
+    dims: Any
+    _keep: Any
 
     _dtype = "f64"
 
@@ -66,10 +74,10 @@ class _TensorMixin:
         if n == 0 or not addr:
             return np.zeros(shape, dtype=dt)
         buf = (ctypes.c_char * (n * dt.itemsize)).from_address(addr)
-        return np.frombuffer(buf, dtype=dt, count=n).reshape(shape).copy()
+        return np.frombuffer(memoryview(buf), dtype=dt, count=n).reshape(shape).copy()
 
 
-_TENSOR_FIELDS_TAIL = [("rank", ctypes.c_int64), ("dims", ctypes.c_int64 * 4)]
+_TENSOR_FIELDS_TAIL: list[tuple[str, Any]] = [("rank", ctypes.c_int64), ("dims", ctypes.c_int64 * 4)]
 
 
 class NomaTensor(_TensorMixin, ctypes.Structure):

@@ -267,7 +267,7 @@ class Runtime:
         return int(self.lib.noma_history_bytes(self.ctx))
 
     def events(self, param_names: dict[int, str], dim_names: dict[int, str]) -> list[Any]:
-        from noma.session.history import Event
+        from noma.rt.events import Event
 
         out = []
         for i in range(int(self.lib.noma_event_count(self.ctx))):

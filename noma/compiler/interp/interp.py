@@ -34,14 +34,10 @@ from noma.diagnostics import Kind, error
 from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
-from noma.compiler.interp.interp_state import InterpState  # noqa: F401  (re-exported: tests and the session use it)
+from noma.compiler.interp.interp_state import MEMORY_LIMIT, InterpState  # noqa: F401  (re-exported: tests and the session use it)
 
 MAX_DEPTH = 10000
 MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX)
-#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
-#: refuses any single result larger than this before NumPy allocates it; it does not account for
-#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
-MEMORY_LIMIT = 8 << 30
 
 
 # ----------------------------------------------------------------------------- printing
@@ -237,12 +233,12 @@ class Interpreter:
                 break
             if op.grad is None:
                 raise RuntimeError("this optimize loop has no gradient: run autodiff.differentiate first")
-            for ref, g in zip(op.params, self.run_block(op.grad, env)):
-                p, g = st.params[ref.slot], self._arr(g)
-                if p.shape != g.shape:
+            for ref, grad in zip(op.params, self.run_block(op.grad, env)):
+                param, g = st.params[ref.slot], self._arr(grad)
+                if param.shape != g.shape:
                     raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
-                                f"the parameter {_shape_text(p.shape)}", self._span(op.span))
-                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+                                f"the parameter {_shape_text(param.shape)}", self._span(op.span))
+                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, param, g))
             st.apply_deferred()
         else:
             st.warnings.append("optimize reached its iteration bound"

@@ -16,6 +16,11 @@ import numpy as np
 from noma.compiler.interp.interp_optimizers import OptSlot
 from noma.compiler.interp.interp_rng import RuntimeRng
 
+#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
+#: refuses any single result larger than this before NumPy allocates it; it does not account for
+#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
+MEMORY_LIMIT = 8 << 30
+
 
 @dataclass
 class InterpState:
@@ -28,6 +33,7 @@ class InterpState:
     dims: dict[int, int] = field(default_factory=dict)
     dim_names: dict[int, str] = field(default_factory=dict)
     bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
+    memory_limit: int = MEMORY_LIMIT  # bytes a parameter's resize may allocate (interp_resize)
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)

@@ -256,6 +256,7 @@ def _sum(e: Any, ins: Instr, g: Value) -> Grads:  # d sum x = 1 (broadcast back)
 @_rule(Op.MAX_R, Op.MIN_R)
 def _extreme(e: Any, ins: Instr, g: Value) -> Grads:  # d max x = [x == max] / (count of ties)
     x, axis, keep = ins.args[0], ins.attr("axis"), bool(ins.attr("keepdims"))
+    assert ins.result is not None  # a reduction has a result
     mask = e.op(Op.EQ, x, expand(e, ins.result, x, axis, keep))
     count = e.op(Op.SUM, mask, axis=axis, keepdims=keep)
     return [e.op(Op.MUL, mask, expand(e, e.op(Op.DIV, g, count), x, axis, keep))]

@@ -64,10 +64,12 @@ class BuiltinContext:
 
     def const_axis(self, e: ast.Call, i: int, rank: int) -> int:
         node = e.args[i]
-        neg = isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num)
-        if not (isinstance(node, ast.Num) or neg):
+        if isinstance(node, ast.Num):
+            value = node.value
+        elif isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num):
+            value = -node.operand.value
+        else:
             raise error(Kind.TYPE, "an axis must be a number written in the call", node.span)
-        value = -node.operand.value if neg else node.value  # type: ignore[union-attr]
         if value != int(value):
             raise error(Kind.TYPE, f"an axis must be an integer, got {value:g}", node.span)
         axis = int(value)
