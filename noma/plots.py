@@ -261,10 +261,20 @@ def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
         ax_size.set_xlabel("global step")
         ax_size.set_title("layer sizes", y=1.0)
         ax_size.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_size.set_ylim(*_size_limits([p[1] for points in sizes.values() for p in points]))
         _step_axis(ax_size.xaxis)
         ax_size.legend(fontsize=8, loc="best")
         ax_size.grid(alpha=0.3)
     return fig
+
+
+def _size_limits(values: list[int]) -> tuple[float, float]:
+    """The layer-size axis' range: at least one unit beyond the sizes on each side (0.5 below a
+    size 0), so that the integer locator always finds integers to tick (a size that never changed
+    had matplotlib's margins of ±0.4 around it and fractional ticks)."""
+    lo, hi = min(values), max(values)
+    pad = max(1.0, 0.05 * (hi - lo))
+    return (lo - pad if lo >= pad else lo - 0.5), hi + pad
 
 
 def figure_of(history: Any, current_dims: Optional[dict[str, int]] = None) -> Any:

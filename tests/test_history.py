@@ -345,6 +345,11 @@ def test_plot_draws_segments_apart_and_few_points():
     assert all(float(t).is_integer() for t in ax_size.get_yticks())
     no_dims = plots._figure(History(log[:100], []), plots.layer_sizes(History(log[:100], []), {}))
     assert len(no_dims.axes) == 1  # no empty layer-size panel
+    for sizes in ([(0, 8)], [(0, 0), (50, 1)], [(0, 3), (10, 300)]):  # a size that never changes, from 0, wide
+        ax = plots._figure(History(log[:100], []), {"hidden": sizes}).axes[1]
+        low, high = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (sizes, ticks)
 
 
 def test_the_loss_axis_is_labelled_whatever_the_range():
