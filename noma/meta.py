@@ -263,6 +263,10 @@ def event_text(event: Any) -> str:
         body = "reset_optimizer()"
     elif kind in ("init", "param_init"):
         body = f"learn {event.name} {shape_text(event.new_shape)} (re-initialised: a new run starts)"
+    elif kind == "control":
+        value = getattr(event, "value", None)
+        what = {"lr": "learning rate", "pause": "paused", "resume": "resumed", "stop": "stopped"}.get(event.name, event.name)
+        body = f"{what}{'' if value is None else f' {value:.4g}'} from the controls"
     else:
         body = f"{kind} {event.name}"
     return f"step {event.step:>7}  {body}"

@@ -98,6 +98,9 @@ def _loss_axis(axis: Any, buckets: LossSummary) -> None:
 
 
 def _resize_text(event: Any) -> str:
+    if event.kind == "control":  # lr 0.01, pause, resume, stop
+        value = getattr(event, "value", None)
+        return f"{event.name}{'' if value is None else f' {value:.3g}'} (controls)"
     if event.kind == "dim_resize":
         old = event.old_shape[0] if event.old_shape else "?"
         new = event.new_shape[0] if event.new_shape else "?"
@@ -107,12 +110,12 @@ def _resize_text(event: Any) -> str:
 
 
 def resize_groups(history: Any, span: tuple[float, float]) -> list[tuple[list[int], str, bool]]:
-    """Resize events as label groups: (their steps, one label, grew) with groups at least
-    LABEL_GAP of the step axis apart, so no two labels overlap. A dim resize stands for the
-    parameter resizes it caused (one label per layer, not per tensor)."""
+    """Resize events and actions of the live controls as label groups: (their steps, one label,
+    grew) with groups at least LABEL_GAP of the step axis apart, so no two labels overlap. A dim
+    resize stands for the parameter resizes it caused (one label per layer, not per tensor)."""
     dim_steps = {e.step for e in history.events if e.kind == "dim_resize"}
     shown = [e for e in history.events
-             if e.kind == "dim_resize" or (e.kind == "resize" and e.step not in dim_steps)]
+             if e.kind in ("dim_resize", "control") or (e.kind == "resize" and e.step not in dim_steps)]
     gap = max(span[1] - span[0], 1) * LABEL_GAP
     groups: list[list[Any]] = []
     for event in sorted(shown, key=lambda e: e.step):

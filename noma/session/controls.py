@@ -85,6 +85,11 @@ class Controls:
     def paused(self) -> bool:
         return bool(self.lib.noma_ctl_paused())
 
+    @property
+    def in_loop(self) -> bool:
+        """Whether a training loop has reached its first step boundary and not ended yet."""
+        return bool(self.lib.noma_ctl_in_loop())
+
     def stop(self) -> None:
         """End the running loop at its next stop test, as if its `until` held (the cell goes on)."""
         self.lib.noma_ctl_stop()

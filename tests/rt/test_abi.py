@@ -96,7 +96,7 @@ def test_struct_mirrors_match_the_header():
                 assert typ is ctypes.POINTER(real)
             else:
                 assert typ == (c_types[ctype] * count if count else c_types[ctype]), field
-    assert ctypes.sizeof(native_types.NomaTensor) == 48 and ctypes.sizeof(native_types.NomaEvent) == 120
+    assert ctypes.sizeof(native_types.NomaTensor) == 48 and ctypes.sizeof(native_types.NomaEvent) == 128
 
 
 def test_enum_copies_match_the_header():

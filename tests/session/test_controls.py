@@ -87,6 +87,11 @@ def test_stop_ends_the_loop_and_the_cell_goes_on(session):
     result = s.execute(LOOP.format(steps=1_000_000))
     assert result.ok and "rows 2" in result.output
     assert result.steps == 1  # the body ran once (its loss is logged), no update, no more steps
+    (event,) = [e for e in s.history.events if e.kind == "control"]
+    assert (event.name, event.origin, event.step) == ("stop", "controls", 1)  # after the one step
+    from noma.meta import event_text
+
+    assert "stopped from the controls" in event_text(event)
 
 
 def test_learning_rate_replaces_the_loops_own(session):
@@ -96,6 +101,13 @@ def test_learning_rate_replaces_the_loops_own(session):
     result = s.execute(LOOP.format(steps=50))
     assert result.ok and result.steps == 50
     np.testing.assert_allclose(s.params["W1"], before, rtol=0, atol=1e-250)
+    (event,) = [e for e in s.history.events if e.kind == "control"]
+    assert (event.name, event.value, event.step) == ("lr", 1e-300, 0)  # in the history, at its step
+    from noma.meta import event_text
+    from noma.plots import resize_groups
+
+    assert "learning rate 1e-300 from the controls" in event_text(event)
+    assert [label for _, label, _ in resize_groups(s.history, (0, 50))] == ["lr 1e-300 (controls)"]
     result = s.execute(LOOP.format(steps=50))  # the next loop has its own learning rate again
     assert np.abs(s.params["W1"] - before).max() > 1e-4
 
@@ -106,7 +118,7 @@ def test_pause_holds_the_loop_until_resumed(session):
     seen = {}
 
     def observe():
-        _wait(lambda: s.controls.paused and s.rt.global_step() == 0)
+        _wait(lambda: s.controls.in_loop)  # the loop reached its first boundary (compiled, running)
         time.sleep(0.05)
         seen["paused_at"] = s.rt.global_step()  # still 0: held at the first boundary
         s.controls.pause(False)
@@ -116,6 +128,7 @@ def test_pause_holds_the_loop_until_resumed(session):
     result = s.execute(LOOP.format(steps=20))
     thread.join()
     assert seen["paused_at"] == 0 and result.ok and result.steps == 20
+    assert [(e.name, e.step) for e in s.history.events if e.kind == "control"] == [("pause", 0), ("resume", 0)]
 
 
 def test_idle_grow_applies_at_once_and_bad_requests_are_diagnostics(session):

@@ -1171,6 +1171,7 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
     e->new_rank = new_rank;
     e->aux = aux;
     e->output_change = NAN;
+    e->value = NAN;
     for (int64_t i = 0; i < 4; i++) {
         e->old_dims[i] = (old_dims && i < old_rank) ? old_dims[i] : 0;
         e->new_dims[i] = (new_dims && i < new_rank) ? new_dims[i] : 0;

@@ -80,11 +80,17 @@ enum {
     NOMA_EV_PARAM_FREE = 2,   /* id = param slot; old shape; new rank -1 */
     NOMA_EV_OPT_CHANGE = 3,   /* id = param slot; policy = new optimizer kind, aux = old kind */
     NOMA_EV_OPT_RESET = 4,    /* id = -1; reset_optimizer() */
-    NOMA_EV_PARAM_INIT = 5    /* id = param slot; `learn` re-initialised a defined parameter:
+    NOMA_EV_PARAM_INIT = 5,   /* id = param slot; `learn` re-initialised a defined parameter:
                                  old shape, new shape */
+    NOMA_EV_CONTROL = 6       /* id = -1; an action of the live controls applied by a running loop
+                                 (noma_rt_controls.c): policy = NOMA_CTL_EV_*, value = the new
+                                 learning rate (NaN for the others); aux = 1 */
 };
 
-/* One recorded event. 120 bytes. Unused dims are 0. */
+/* NomaEvent.policy of a NOMA_EV_CONTROL event. */
+enum { NOMA_CTL_EV_LR = 0, NOMA_CTL_EV_PAUSE = 1, NOMA_CTL_EV_RESUME = 2, NOMA_CTL_EV_STOP = 3 };
+
+/* One recorded event. 128 bytes. Unused dims are 0. */
 typedef struct {
     int32_t kind;        /* NOMA_EV_* */
     int32_t policy;      /* resize policy as applied (0 resolved to 7 for dims); new opt kind */
@@ -98,6 +104,7 @@ typedef struct {
                             when done by a dim resize, else -1; otherwise 0 */
     double output_change; /* resizes at a training step's end: the largest change of the step's
                              outputs (noma_rt_probe.c); NaN when not measured */
+    double value;         /* NOMA_EV_CONTROL with NOMA_CTL_EV_LR: the learning rate; else NaN */
 } NomaEvent;
 
 /* ------------------------------------------------------------------------ */

@@ -15,6 +15,9 @@
  *  - pause holds the loop at the boundary (sleeping 2 ms at a time) until resumed, stopped or
  *    interrupted; stop makes the loop end at its next stop test as if its `until` held
  *    (noma_ctl_take_stop, called by the compiled loop).
+ * Each action a loop applies is an event at its step (NOMA_EV_CONTROL: learning rate, pause,
+ * resume, stop; a dim resize is the resize's own event, marked with aux = 1), recorded by the
+ * loop's thread.
  * Requests queued while no loop runs are applied by noma_ctl_apply_now (a front end calls it
  * when it knows nothing runs) or at the next loop's first boundary.
  */
@@ -45,6 +48,12 @@ static volatile int32_t g_stop = 0;
 static volatile int32_t g_in_loop = 0;   /* a training loop is between its first and last boundary */
 static volatile int64_t g_applied = 0;   /* requests applied so far */
 static double g_lr = NAN;                /* the learning rate the controls set for the running loop */
+
+/* An event of the controls at this step boundary (the loop's thread records it). */
+static void control_event(NomaCtx *c, int32_t action, double value) {
+    noma__event(c, NOMA_EV_CONTROL, action, -1, -1, NULL, -1, NULL, 1);
+    if (c->nevents > 0) c->events[c->nevents - 1].value = value;
+}
 
 static void lock(void) {
     while (__atomic_exchange_n(&g_lock, 1, __ATOMIC_ACQUIRE)) {
@@ -112,6 +121,7 @@ int32_t noma_ctl_take_stop(void) {
     if (!__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE)) return 0;
     __atomic_store_n(&g_stop, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&g_paused, 0, __ATOMIC_RELEASE);
+    control_event(noma__cur(), NOMA_CTL_EV_STOP, NAN);
     return 1;
 }
 
@@ -119,6 +129,7 @@ int32_t noma_ctl_take_stop(void) {
 double noma__ctl_lr_override(NomaCtx *c) { return c->defer_on ? g_lr : NAN; }
 
 static void set_lr(NomaCtx *c, double lr) {
+    control_event(c, NOMA_CTL_EV_LR, lr);
     g_lr = lr;
     for (int64_t s = 0; s < c->nparams; s++) {
         NomaParam *p = c->params[s];
@@ -171,12 +182,15 @@ int32_t noma_ctl_apply_now(NomaCtx *c) {
 void noma__ctl_step(NomaCtx *c) {
     __atomic_store_n(&g_in_loop, 1, __ATOMIC_RELEASE);
     if (__atomic_load_n(&g_pending, __ATOMIC_ACQUIRE)) apply_queue(c);
+    if (!__atomic_load_n(&g_paused, __ATOMIC_ACQUIRE)) return;
+    control_event(c, NOMA_CTL_EV_PAUSE, NAN);
     while (__atomic_load_n(&g_paused, __ATOMIC_ACQUIRE) && !__atomic_load_n(&g_stop, __ATOMIC_ACQUIRE) &&
            !noma_poll_interrupt()) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
         if (__atomic_load_n(&g_pending, __ATOMIC_ACQUIRE)) apply_queue(c);
     }
+    if (!__atomic_load_n(&g_paused, __ATOMIC_ACQUIRE)) control_event(c, NOMA_CTL_EV_RESUME, NAN);
 }
 
 /* A training loop ended (noma_defer_end): its learning rate is forgotten. */
