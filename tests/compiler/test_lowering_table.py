@@ -1,6 +1,6 @@
-"""The per-op tables are tied to the Op enum: every Op the IR defines has a lowering to LLVM (or
-is listed in noma.compiler.llvm.function.NOT_LOWERED with why). Other per-op tables (autodiff, interpreter) may get
-their coverage tests here too."""
+"""The lowering table is tied to the Op enum: every Op the IR defines has a lowering to LLVM (or is
+listed in noma.compiler.llvm.function.NOT_LOWERED with why); the elementwise ops have scalar rules.
+The autodiff and interpreter tables have coverage tests of their own."""
 
 from noma.compiler.llvm import elementwise
 from noma.compiler.llvm.function import LOWERINGS, NOT_LOWERED
