@@ -344,14 +344,9 @@ class Kernels:
         kernel.attributes.add("noinline")
         kernel.attributes.add("nounwind")
         kernel.args[1].add_attribute("noalias")
-        outer = tk.fn
-        tk.fn = kernel
-        try:
-            with tk.b.goto_block(kernel.append_basic_block("entry")):
-                emit(list(kernel.args))
-                tk.b.ret_void()
-        finally:
-            tk.fn = outer
+        with tk.emitting_into(kernel):
+            emit(list(kernel.args))
+            tk.b.ret_void()
         return kernel
 
     # ------------------------------------------------------------------ reductions

@@ -71,6 +71,15 @@ class Toolkit:
         """A constant of type t (splatted inside a vector body)."""
         return SplatConstant(ll.VectorType(t, self.vl), ll.Constant(t, v)) if self.vl else ll.Constant(t, v)
 
+    @contextmanager
+    def vector_body(self, vl: int) -> Iterator[None]:
+        """Within the with-body, constants and types are vectors of vl lanes (see vl)."""
+        self.vl = vl
+        try:
+            yield
+        finally:
+            self.vl = 0
+
     def lane_int(self, v: int, bits: int = 64) -> ll.Constant:
         """An integer constant (splatted inside a vector body)."""
         return self.lane_const(ll.IntType(bits), int(v))
@@ -275,14 +284,21 @@ class Toolkit:
         if self.mc.shared(name):
             return fn
         fn.attributes.add("noinline")
+        with self.emitting_into(fn):
+            emit(fn)
+        return fn
+
+    @contextmanager
+    def emitting_into(self, fn: ll.Function) -> Iterator[None]:
+        """Within the with-body, code goes to a new entry block of `fn` (a shared helper or an
+        outlined kernel: `self.fn` is fn meanwhile); then the builder returns where it was."""
         outer = self.fn
         self.fn = fn
         try:
             with self.b.goto_block(fn.append_basic_block("entry")):
-                emit(fn)
+                yield
         finally:
             self.fn = outer
-        return fn
 
     def join(self, a: ll.Value, a_bb: ll.Block, c: ll.Value, c_bb: ll.Block, typ: ll.Type) -> ll.Value:
         """a when control came from a_bb, c when from c_bb (a phi in the current block)."""

@@ -145,11 +145,8 @@ class VectorLoops:
             for k, j in zip(bases, offs):
                 j2 = b.add(j, tk.i64(VL))
                 nxt.append(b.select(b.icmp_unsigned(">=", j2, counts[k]), tk.i64(0), j2))
-            tk.vl = VL
-            try:
+            with tk.vector_body(VL):
                 y = fn(xs)
-            finally:
-                tk.vl = 0
             b.store(y, tk.elem_ptr(out, i0), align=tk.mc.elem_size)
             return nxt
 
