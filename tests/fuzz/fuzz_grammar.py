@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lark import Lark
 
-GRAMMAR = Path(__file__).resolve().parents[2] / "noma" / "compiler" / "grammar.lark"
+GRAMMAR = Path(__file__).resolve().parents[2] / "noma" / "compiler" / "front" / "grammar.lark"
 
 PRELUDE = """let a = 2;
 let b = ones([2, 3]);
