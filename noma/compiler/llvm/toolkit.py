@@ -1,12 +1,12 @@
 """The builder-level toolkit of the LLVM lowering: one LLVM function under construction.
 
 Owns: `Toolkit` (the builder `b`, the function being emitted `fn` (an outlined kernel or shared
-helper while one is emitted), the entry-block allocas and per-instruction scratch slots, the
-current span, the lanes of the vector body being emitted (`vl`), constants (scalar or splatted),
-runtime and intrinsic calls, conversions, descriptor helpers, arena allocation (bumped from the
-context's window by the shared helper `noma.k.alloc_at`), small shared helper functions
-(`shared_helper`), memcpy / memset, the located failure helpers, counted loops with carried
-values and loop nests). Every other collaborator of the lowering (inline_math, vector, kernels,
+helper while one is emitted: `emitting_into`), the entry-block allocas and per-instruction scratch
+slots, the current span, the lanes of the vector body being emitted (`vl`: `vector_body`),
+constants (scalar or splatted), runtime and intrinsic calls, conversions, descriptor helpers,
+arena allocation (bumped from the context's window by the shared helper `noma.k.alloc_at`), small
+shared helper functions (`shared_helper`), memcpy / memset, the located failure helpers, counted
+loops with carried values and loop nests). Every other collaborator of the lowering (inline_math, vector, kernels,
 linalg, the op handlers) emits through one Toolkit it is given.
 Input: a module.ModuleContext and an llvmlite function. Output: llvmlite.ir values and code.
 Imports: llvmlite.ir, basics, module.
