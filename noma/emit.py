@@ -37,6 +37,7 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
     their mistakes show as disagreements with native code). Raises NomaError."""
     from noma.compiler.middle import autodiff, ir, irgen, passes
     from noma.compiler.front.budget import run_stage
+    from noma.compiler.front.modules import expand, source_dir
     from noma.compiler.front.parse import parse
     from noma.compiler.front.symbols import SymbolTable
     from noma.rt.safetensors_header import read_ranks
@@ -44,7 +45,9 @@ def compile_ir(source: Source, dtype: str = "f64", *, differentiate: bool = True
     def front_end(program: Any) -> tuple[Any, bool]:
         if program is None:
             program = parse(source)
-        module, has_value = irgen.generate(program, SymbolTable(), dtype, read_ranks, run_main=True,
+        symbols = SymbolTable()
+        program = expand(program, symbols, source_dir(source))  # imported code is compiled in
+        module, has_value = irgen.generate(program, symbols, dtype, read_ranks, run_main=True,
                                            cell_name=ENTRY)
         if differentiate:
             autodiff.differentiate(module)

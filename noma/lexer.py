@@ -20,7 +20,7 @@ DECLARATIONS = ("fn", "let", "learn", "dim", "alloc", "realloc", "free", "load_c
                 "load_safetensors")
 KEYWORDS = DECLARATIONS + (
     "return", "if", "else", "while", "for", "in", "break", "continue", "optimize", "with", "until",
-    "max", "minimize", "batch", "save_csv", "save_safetensors", "init", "as", "tensor",
+    "max", "minimize", "batch", "save_csv", "save_safetensors", "init", "as", "tensor", "import",
 )
 BUILTINS = (
     "sigmoid", "relu", "tanh", "exp", "log", "sqrt", "abs", "sin", "cos", "tan", "floor", "ceil",

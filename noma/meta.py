@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html as _html
 import os
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -400,13 +401,19 @@ def _regenerate(session: Any, stage: str) -> Any:
     from noma.compiler.front.parse import parse
     from noma.rt.safetensors_header import read_ranks
 
+    from noma.compiler.front.modules import expand, source_dir
+
     program = parse(session.last_source)
     symbols = session.symbols.clone()
+    program = expand(program, symbols, source_dir(session.last_source), session.module_loader)
     module, _ = irgen.generate(program, symbols, session.dtype, read_ranks, False, _cell_name(session))
     if stage != "ir":
         autodiff.differentiate(module)
         passes.optimize_module(module)
     return module
+
+
+_SPEC_PART = re.compile(r"(s|t\d+|gl|p\d+r\d+)(\.|$)")
 
 
 def _select(module: Any, target: str) -> list[str]:
@@ -415,7 +422,9 @@ def _select(module: Any, target: str) -> list[str]:
         return names
     if target == "cell":
         return [n for n in names if n.startswith("__cell")]
-    return [n for n in names if n == target or n.split(".")[0] == target]
+    # `f` selects f and its specialisations (`f.s.t2`, `f.gl.3`, ...), not `f.g` of a module f
+    return [n for n in names if n == target or (n.startswith(target + ".") and _SPEC_PART.match(
+        n[len(target) + 1:]) is not None)]
 
 
 def _llvm_blocks(text: str, symbols: list[str]) -> str:

@@ -173,7 +173,8 @@ def test_built_program(path: Path, corpus, tmp_path: Path) -> None:
 
         expect(not exp.stdout, "a compile-time error cannot follow printed output")
         expect(f"error[{kind}]" in diagnostics, f"build diagnostics lack error[{kind}]")
-        expect(_has_location(diagnostics, line, col), f"build diagnostics lack :{line}:{col}")
+        expect(_has_location(diagnostics, line, col, exp.error_file),
+               f"build diagnostics lack {exp.error_file or ''}:{line}:{col}")
         assert not (out_dir / path.stem).exists(), "a failed build left an executable behind"
         for text in exp.stderr_contains:
             expect(text in diagnostics, f"build diagnostics lack {text!r}")

@@ -95,7 +95,7 @@ def test_readme_noma_block_grows_and_converges(tmp_path: Path) -> None:
 
 def test_language_noma_blocks_do_what_the_text_says(tmp_path: Path) -> None:
     text = (ROOT / "docs" / "LANGUAGE.md").read_text()
-    first, second = _run_noma_blocks(ROOT / "docs" / "LANGUAGE.md", tmp_path)
+    first, second, modules = _run_noma_blocks(ROOT / "docs" / "LANGUAGE.md", tmp_path)
     # the opening example: "... stops after N steps, when the loss first drops below 0.002, and prints `LINE`"
     stated = re.search(r"stops after (\d+) steps, when the loss first drops below 0\.002, and prints\s+`([^`]*)`",
                        text)
@@ -107,6 +107,11 @@ def test_language_noma_blocks_do_what_the_text_says(tmp_path: Path) -> None:
     # the explicit form of `optimize` continues training the same network: the condition holds at once
     block, session, result, steps_before = second
     assert not result.warnings and len(session.history.losses) == steps_before + 1
+    # the modules example: "... ``` prints `LINE`."
+    block, session, result, _ = modules
+    after = text[text.index(block.text) + len(block.text):]
+    stated_modules = re.match(r"```\nprints `([^`]*)`", after)
+    assert stated_modules and result.output.splitlines() == [stated_modules.group(1)]
 
 
 # ----------------------------------------------------------------------------- the other README blocks

@@ -4,6 +4,8 @@ Each program states its expectations in comments (see tests/programs/README.md):
 
     // expect: TEXT          one expected stdout line, in order
     // error[KIND] LINE:COL  the run must fail (exit 1) with that diagnostic kind and location
+    // error[KIND] FILE:LINE:COL  ... located in FILE (a module the program imports, e.g.
+                             modules/bad.noma: helper modules live in tests/programs/modules/)
     // warning: TEXT         stderr must contain TEXT
     // stderr: TEXT          stderr must contain TEXT
 
@@ -32,7 +34,7 @@ TIMEOUT_S = 60
 KINDS = ("syntax", "name", "type", "shape", "runtime", "io")
 
 _EXPECT = re.compile(r"^\s*//\s*expect:(.*)$")
-_ERROR = re.compile(r"^\s*//\s*error\[(\w+)\]\s+(\d+):(\d+)\s*$")
+_ERROR = re.compile(r"^\s*//\s*error\[(\w+)\]\s+(?:([\w./-]+\.noma):)?(\d+):(\d+)\s*$")
 _WARNING = re.compile(r"^\s*//\s*warning:\s*(.*?)\s*$")
 _STDERR = re.compile(r"^\s*//\s*stderr:\s*(.*?)\s*$")
 _DEFINE = re.compile(r"^\s*//\s*define:\s*(\S+)\s*$")
@@ -43,6 +45,7 @@ _LOCATION = re.compile(r"-->\s*(.*):(\d+):(\d+)\s*$", re.MULTILINE)
 class Expectation:
     stdout: list[str] = field(default_factory=list)
     error: Optional[tuple[str, int, int]] = None
+    error_file: Optional[str] = None  # the error is located in this imported file (relative to the program's)
     stderr_contains: list[str] = field(default_factory=list)
     defines: list[str] = field(default_factory=list)  # `// define: NAME=VALUE`: run with -D NAME=VALUE
 
@@ -60,7 +63,8 @@ def parse_expectations(text: str) -> Expectation:
         m = _ERROR.match(line)
         if m:
             assert exp.error is None, "a program may expect only one error"
-            exp.error = (m.group(1), int(m.group(2)), int(m.group(3)))
+            exp.error = (m.group(1), int(m.group(3)), int(m.group(4)))
+            exp.error_file = m.group(2)
             continue
         m = _DEFINE.match(line)
         if m:
@@ -117,11 +121,13 @@ def run_program(path: Path, workdir: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _has_location(stderr: str, line: int, col: int) -> bool:
+def _has_location(stderr: str, line: int, col: int, file: Optional[str] = None) -> bool:
+    """Whether stderr locates a diagnostic at line:col (in a file whose path ends with `file`)."""
     for m in _LOCATION.finditer(stderr):
-        if int(m.group(2)) == line and int(m.group(3)) == col:
+        if int(m.group(2)) == line and int(m.group(3)) == col and (
+                file is None or m.group(1).replace(os.sep, "/").endswith(file)):
             return True
-    return re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
+    return file is None and re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
 
 
 def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, label: str = "") -> None:
@@ -141,7 +147,8 @@ def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, l
         kind, line, col = exp.error
         check(proc.returncode == 1, f"expected exit code 1 (a diagnostic), got {proc.returncode}")
         check(f"error[{kind}]" in proc.stderr, f"stderr lacks error[{kind}]")
-        check(_has_location(proc.stderr, line, col), f"stderr lacks the location :{line}:{col}")
+        where = f"{exp.error_file}:" if exp.error_file else ":"
+        check(_has_location(proc.stderr, line, col, exp.error_file), f"stderr lacks the location {where}{line}:{col}")
     for text in exp.stderr_contains:
         check(text in proc.stderr, f"stderr lacks {text!r}")
 
@@ -170,7 +177,7 @@ def test_corpus_is_well_formed() -> None:
         if exp.error:
             errors += 1
             assert exp.error[0] in KINDS, f"{path.name}: unknown kind {exp.error[0]}"
-            lines = text.splitlines()
+            lines = (path.parent / exp.error_file if exp.error_file else path).read_text().splitlines()
             assert 1 <= exp.error[1] <= len(lines), f"{path.name}: error line out of range"
             assert 1 <= exp.error[2] <= len(lines[exp.error[1] - 1]), f"{path.name}: error column out of range"
         for line in text.splitlines():

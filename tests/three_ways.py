@@ -55,10 +55,14 @@ class Outcome:
 
 @contextmanager
 def workdir(path: Path, data: Optional[Path] = None) -> Iterator[Path]:
-    """chdir into path (created, with a copy of `data` as data/) for the duration."""
+    """chdir into path (created, with a copy of `data` as data/ and of the corpus's helper modules,
+    modules/ beside it, as modules/: a program run from text imports relative to the working
+    directory) for the duration."""
     path.mkdir(parents=True, exist_ok=True)
     if data is not None and data.is_dir() and not (path / "data").exists():
         shutil.copytree(data, path / "data")
+    if data is not None and (data.parent / "modules").is_dir() and not (path / "modules").exists():
+        shutil.copytree(data.parent / "modules", path / "modules")
     old = os.getcwd()
     os.chdir(path)
     try:

@@ -88,6 +88,7 @@ KEYWORD_DOCS: dict[str, str] = {
     "load_csv": 'load_csv x = "f.csv";  read a rank-2 CSV', "save_csv": 'save_csv e, "f.csv";',
     "fn": "fn name(a, b) { ...; return e; }", "for": "for i in a..b { }  (a..b excludes b)",
     "while": "while c { }", "if": "if c { } else { }", "return": "return e;",
+    "import": 'import "layers.noma" [as nn];  or  import std.nn [as nn];  a module\'s definitions',
 }
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")

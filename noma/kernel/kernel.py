@@ -168,7 +168,7 @@ class NomaKernel(Kernel):
         """Progress text and plots from the session's hook; printed text (code segments) and
         warnings streamed as the cell prints them."""
         live = LiveDisplay(self.noma, self._publish, enabled=not self._silent)
-        self.noma.session.progress = live.tick
+        self.noma.progress = live.tick
         self.noma.progress_interval = self.progress_interval
         self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live

@@ -99,7 +99,23 @@ def analyze(name: str, text: str, dtype: str = "f64", notebook: bool = False) ->
     except Exception as exc:  # a compiler bug: report it as `noma check` does, keep serving
         msg = f"internal compiler error ({type(exc).__name__}: {exc}); please report this program"
         problems.append(Problem(Diagnostic(Kind.RUNTIME, msg), "error"))
+    problems = [Problem(in_document(p.diagnostic, source, program), p.severity) for p in problems]
     return Analysis(source, LineIndex(text), problems, program, index, symbols, dtype)
+
+
+def in_document(d: Diagnostic, source: Source, program: Optional[ast.Program]) -> Diagnostic:
+    """A diagnostic located in an imported file, shown at the document's `import` of that file
+    (or its first import), its message naming the file, line and column."""
+    if d.span is None or d.span.source is source:
+        return d
+    imports = [i for i in (program.items if program else ()) if isinstance(i, ast.Import)]
+    if not imports:
+        return Diagnostic(d.kind, d.message, None, d.note)
+    name = d.span.source.name.replace("\\", "/")
+    here = next((i for i in imports if name.endswith(i.path.replace(".", "/") + ".noma" if i.dotted
+                                                     else i.path.split("/")[-1])), imports[0])
+    message = f"in {d.span.source.name}:{d.span.line}:{d.span.column}: {d.message}"
+    return Diagnostic(d.kind, message, here.path_span, d.note)
 
 
 def _index(program: ast.Program) -> Optional[ScopeIndex]:

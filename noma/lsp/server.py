@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +29,7 @@ from noma.lsp.scopes import Definition
 
 _WORD_BEFORE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _WORD_AFTER = re.compile(r"^[A-Za-z0-9_]*")
+_DOTTED_BEFORE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SEVERITY = {"error": lsp.DiagnosticSeverity.Error, "warning": lsp.DiagnosticSeverity.Warning,
              "information": lsp.DiagnosticSeverity.Information}
@@ -100,6 +102,27 @@ def _word_at(a: Analysis, offset: int) -> tuple[str, int, int]:
     return text[start:end], start, end
 
 
+def _imported_definition(a: Analysis, offset: int) -> Optional[lsp.Location]:
+    """Where a function of an imported module (`nn.dense`, or `dense` after a plain import) is
+    defined: its name in the module's file."""
+    from noma.compiler.front.modules import source_path
+    from noma.lsp.positions import LineIndex
+
+    text = a.source.text
+    left = _DOTTED_BEFORE.search(text[:offset])
+    right = _WORD_AFTER.match(text[offset:])
+    word = text[left.start() if left else offset:offset + (right.end() if right else 0)]
+    fn = a.symbols.functions.get(word)
+    if fn is None or fn.name_span.source is a.source:
+        return None
+    path = source_path(fn.name_span.source)
+    if path is None:
+        return None
+    lines = LineIndex(fn.name_span.source.text)
+    (sl, sc), (el, ec) = lines.position(fn.name_span.start), lines.position(fn.name_span.end)
+    return lsp.Location(uri=Path(path).as_uri(), range=lsp.Range(lsp.Position(sl, sc), lsp.Position(el, ec)))
+
+
 def _definition_at(a: Analysis, offset: int) -> Optional[Definition]:
     if a.index is None:
         return None
@@ -150,9 +173,10 @@ def build(dtype: str = "f64") -> NomaServer:
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     def definition(ls: NomaServer, params: lsp.DefinitionParams) -> Optional[lsp.Location]:
         a = ls.analysis(params.text_document.uri)
-        d = _definition_at(a, a.lines.offset(params.position.line, params.position.character))
+        offset = a.lines.offset(params.position.line, params.position.character)
+        d = _definition_at(a, offset)
         if d is None:
-            return None
+            return _imported_definition(a, offset)
         return lsp.Location(uri=params.text_document.uri, range=_range(a, d.span.start, d.span.end))
 
     @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)

@@ -170,7 +170,8 @@ class RecordingTable(SymbolTable):
         twin = before.clone()
         rec = _Recorder(before)
         table = cls(**{t: _Logged(t, getattr(twin, t), rec) for t in TABLES},  # type: ignore[arg-type]
-                    next_global=twin.next_global, next_param=twin.next_param, next_dim=twin.next_dim)
+                    next_global=twin.next_global, next_param=twin.next_param, next_dim=twin.next_dim,
+                    modules=twin.modules)
         table._rec = rec
         return table
 
@@ -201,7 +202,8 @@ class RecordingTable(SymbolTable):
     def plain(self) -> SymbolTable:
         """The table as the compilation left it, with ordinary dicts (what the session commits)."""
         return SymbolTable(**{t: dict(getattr(self, t).data) for t in TABLES},
-                           next_global=self.next_global, next_param=self.next_param, next_dim=self.next_dim)
+                           next_global=self.next_global, next_param=self.next_param, next_dim=self.next_dim,
+                           modules=dict(self.modules))
 
 
 @dataclass

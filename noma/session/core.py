@@ -25,8 +25,13 @@ import numpy as np
 from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
 from noma.session.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.compiler.front import ast
-from noma.compiler.front.symbols import VALUE_SLOT, SymbolTable
+from noma.compiler.front.modules import ModuleLoader
+from noma.compiler.front.symbols import VALUE_SLOT, SymbolTable, spec_base
 from noma.session.history import Event, History, LossSummary  # noqa: F401  (part of the session's API)
+
+
+#: a cell that may import modules (then it bypasses the cell cache)
+_IMPORT = re.compile(r"\bimport\b")
 
 
 @dataclass
@@ -218,6 +223,8 @@ class Session:
         self.defines = defines
         #: the define names some cell replaced
         self.defines_used: set[str] = set()
+        #: module files read and parsed by this session (noma.compiler.front.modules)
+        self.module_loader = ModuleLoader()
 
     # ------------------------------------------------------------------ compile
 
@@ -258,7 +265,7 @@ class Session:
 
         cell = f"__cell{self.cell_count}"
         module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell,
-                                  self._defines, self.defines_used)
+                                  self._defines, self.defines_used, loader=self.module_loader)
         return module, cell, has_value, symbols
 
     def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
@@ -301,7 +308,11 @@ class Session:
             self.rt.clear_interrupt()
         started = time.perf_counter()
         key = text + self._defines_key(text)  # the same text with other defines is other code
-        hit = self.cell_cache.lookup(key, run_main, self.symbols, self.compiled, read_ranks, self._spec_valid)
+        # a cell that imports depends on the imported files' texts: it is compiled every time (an
+        # unchanged module adds nothing then, see noma.compiler.front.modules)
+        imports = _IMPORT.search(text) is not None
+        hit = None if imports else self.cell_cache.lookup(key, run_main, self.symbols, self.compiled,
+                                                          read_ranks, self._spec_valid)
         if hit is not None:
             return self._replay(hit, source, started)
         try:
@@ -340,7 +351,9 @@ class Session:
                     for n, done in specs.items()]
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
         entry = self.jit.function_address(names[cell])
-        self.cell_cache.add(key, run_main, record(table, module, entry, has_value, source, externs, specs, pointers))
+        if not imports:
+            self.cell_cache.add(key, run_main,
+                                record(table, module, entry, has_value, source, externs, specs, pointers))
         result = self._run_declaring(before, module, entry, has_value,
                                      warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
@@ -375,7 +388,7 @@ class Session:
         for name, fn in module.functions.items():
             if name.startswith("__cell"):
                 continue
-            definition = symbols.functions[name.split(".")[0]]
+            definition = symbols.functions[spec_base(name, symbols.functions)]
             self.compiled[name] = _CompiledSpec(definition, names[name], fn.result_rank,
                                                 _called_functions(definition, symbols.functions))
         for name in patch:

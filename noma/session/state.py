@@ -15,7 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -58,6 +58,7 @@ class Snapshot:
     replay: Any = None  # the forward pass resizes are measured against (noma_rt_probe.c)
     hidden_events: list = field(default_factory=list)
     restored_events: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)  # `report` metrics by name (noma.rt.metrics.Metric)
 
 
 def capture(session: "Session") -> Snapshot:
@@ -77,6 +78,7 @@ def capture(session: "Session") -> Snapshot:
         replay=rt.lib.noma_probe_replay_get(rt.ctx),
         hidden_events=list(session.hidden_events),
         restored_events=[dict(e) for e in session.restored_events],
+        metrics=rt.metrics(),
     )
 
 
@@ -118,6 +120,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
         if value is not None:
             write_global(session, slot, value)
     rt.set_history(snap.history)
+    rt.restore_metrics(snap.metrics)
     set_rng_state(session, snap.rng)
     rt.lib.noma_probe_replay_put(rt.ctx, snap.replay)
     session.hidden_events = list(snap.hidden_events)
@@ -217,7 +220,6 @@ def save_checkpoint(session: "Session", path: str) -> str:
         "globals": globals_meta,
         "functions": {n: f.span.text() for n, f in session.symbols.functions.items()},
         "events": [e.__dict__ for e in session.events()],
-        "metrics": {n: m.to_json() for n, m in session.metrics.items()},  # `report` (absent before)
     }
     meta_path = path + ".json"
     with open(meta_path, "w") as f:
@@ -345,7 +347,8 @@ def _replace(session: "Session", path: str, plan: tuple, new_slots: list[int]) -
     symbols.functions.update(functions)
     session.hidden_events.append((0, int(lib.noma_event_count(rt.ctx))))
     session.restored_events = events
-    rt.restore_metrics(metrics)
+    if metrics is not None:
+        rt.restore_metrics(metrics)
     session.symbols = symbols
     session.compiled = {}
 
@@ -365,6 +368,8 @@ def _raise_runtime_error(session: "Session", path: str) -> None:
 
 def _plan_load(meta: dict) -> tuple:
     """The definitions PATH.json holds, checked (raises KeyError/ValueError/...)."""
+    from noma.compiler.front import ast
+    from noma.compiler.front.modules import requalify
     from noma.compiler.front.parse import parse
     from noma.session.history import Event
 
@@ -385,6 +390,8 @@ def _plan_load(meta: dict) -> tuple:
         except NomaError as exc:
             raise ValueError(f"function {name} does not parse: {exc.diagnostics[0].message}") from None
         for item in program.items:
+            if isinstance(item, ast.FnDef) and item.name != name:  # a module's, imported `as`
+                item = requalify(item, name, list(meta["functions"]) + list(params) + dims)
             functions[getattr(item, "name", name)] = item
     events = []
     for e in meta.get("events", []):
@@ -395,19 +402,22 @@ def _plan_load(meta: dict) -> tuple:
     return params, dims, globals_, functions, events, plan_metrics(meta)
 
 
-def plan_metrics(meta: dict) -> dict[str, Any]:
-    """The named metrics (`report`) PATH.json holds (none in checkpoints written before them)."""
+def plan_metrics(meta: dict) -> Optional[dict[str, Any]]:
+    """The named metrics (`report`) an older PATH.json holds; None when it holds none, because the
+    checkpoint file itself carries them ("metric/M", noma_rt_checkpoint.c) and its loader restored them."""
     from noma.rt.metrics import Metric
 
-    return {str(n): Metric.from_json(str(n), m) for n, m in meta.get("metrics", {}).items()}
+    if "metrics" not in meta:
+        return None
+    return {str(n): Metric.from_json(str(n), m) for n, m in meta["metrics"].items()}
 
 
 def load_checkpoint_values(session: "Session", path: str) -> None:
     """Load a session checkpoint's state into the running program without replacing its
     definitions (so its compiled code stays valid): parameters, optimizer state and dims (the
     runtime's loader: a parameter with other sizes than the running one is resized to the
-    checkpoint's), global step and history, and from PATH.json its scalar globals the session
-    also has and its named metrics (noma.tune's exploit). NomaError on a bad checkpoint."""
+    checkpoint's), global step, history and named metrics, and from PATH.json its scalar globals
+    the session also has (noma.tune's exploit). NomaError on a bad checkpoint."""
     meta_path = path + ".json"
     try:
         with open(meta_path) as f:
@@ -421,7 +431,8 @@ def load_checkpoint_values(session: "Session", path: str) -> None:
         var = session.symbols.globals.get(name)
         if var is not None and var.rank == 0:
             write_global(session, var.slot, value)
-    session.rt.restore_metrics(metrics)
+    if metrics is not None:
+        session.rt.restore_metrics(metrics)
 
 
 def keep_reached_declarations(session: "Session", before: SymbolTable, after: SymbolTable) -> SymbolTable:

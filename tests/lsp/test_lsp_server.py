@@ -14,6 +14,8 @@ import pytest
 from rpc_client import ROOT, LspClient, ServerError
 
 from noma.compiler.front.frontend import check
+from noma.compiler.front.parse import parse
+from noma.lsp.analysis import in_document
 from noma.compiler.front.symbols import SymbolTable
 from noma.diagnostics import NomaError, Source
 from noma.rt.safetensors_header import read_ranks
@@ -147,10 +149,14 @@ def test_notebook_meta_commands_are_skipped(client):
 
 def _check_in_process(path: Path) -> list:
     """What `noma check` reports (Session.compile runs frontend.check with read_ranks)."""
+    source = Source(str(path), path.read_text())
     try:
-        check(Source(str(path), path.read_text()), SymbolTable(), "f64", read_ranks, True, "__cell0")
-    except NomaError as exc:
-        return exc.diagnostics
+        check(source, SymbolTable(), "f64", read_ranks, True, "__cell0")
+    except NomaError as exc:  # an error in an imported file shows at the document's import
+        imported = [d for d in exc.diagnostics if d.span is not None and d.span.source is not source]
+        if not imported:
+            return exc.diagnostics
+        return [in_document(d, source, parse(source)) for d in exc.diagnostics]
     return []
 
 
@@ -297,3 +303,22 @@ def test_every_request_answered_on_every_corpus_program(client):
             client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
             client.close(uri)
     assert client.proc.poll() is None
+
+
+def test_imports_errors_in_modules_and_definitions_in_them(client, tmp_path):
+    """An error inside an imported file shows at the document's import, naming the file, line and
+    column; go-to-definition on `m.f` opens the module at `f`."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "m.noma").write_text("// module\nfn f(x) { x + 1 }\nfn bad() { 1 + missing }\n")
+    text = 'import "lib/m.noma" as m;\nprint(m.f(2));\n'
+    main = tmp_path / "main.noma"
+    main.write_text(text)
+    assert client.open(main.as_uri(), text)["diagnostics"] == []
+    loc = client.request("textDocument/definition", client.at(main.as_uri(), *_pos(text, "f(2)")))
+    assert loc["uri"] == (tmp_path / "lib" / "m.noma").as_uri()
+    assert loc["range"]["start"] == {"line": 1, "character": 3}
+    broken = text + "print(m.bad());\n"
+    d = client.change(main.as_uri(), broken, 2)["diagnostics"][0]
+    assert d["code"] == "name" and "m.noma:3:16" in d["message"] and "missing" in d["message"]
+    assert d["range"]["start"] == {"line": 0, "character": 7}
+    client.close(main.as_uri())

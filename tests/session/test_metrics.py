@@ -49,3 +49,67 @@ def test_more_than_32_names_is_a_runtime_error() -> None:
     assert result.status == "error" and "more than 32 metric names" in error.message
     assert error.span is not None and error.span.line == 33  # the 33rd report
     assert len(s.metrics) == 32
+
+
+def test_the_metrics_table_is_charged_to_the_memory_limit() -> None:
+    s = Session()
+    before = s.rt.memory_used
+    assert s.execute('report("a", 1);').ok
+    table = s.rt.memory_used - before
+    assert table >= 32 * 4096 * 16  # 32 names, rings of 4096 (step, value) samples
+    tight = Session(memory_limit=before + table // 2)
+    result = tight.execute('let x = 1;\nreport("a", x);')
+    error = result.errors[0]
+    assert result.status == "error" and "named metrics" in error.message
+    assert "over the memory limit" in error.message
+    assert error.span is not None and error.span.line == 2
+    assert tight.execute("print(2);").ok  # the session goes on
+
+
+def test_undo_puts_the_metrics_back() -> None:
+    s = Session()
+    assert s.execute('report("a", 1);').ok
+    assert s.execute('report("a", 2); report("b", 3);').ok
+    assert s.metrics["a"].count == 2 and "b" in s.metrics
+    s.undo()
+    assert set(s.metrics) == {"a"}
+    assert s.metrics["a"].count == 1 and list(s.metrics["a"].values) == [1.0]
+
+
+SAVES = """learn w = 0.0;
+optimize(w) with adam(lr = 0.1) max 50 {
+    report("w", w);
+    minimize (w - 1) ^ 2;
+}
+report("final", w);
+save_checkpoint("ck.safetensors");
+"""
+
+
+def test_checkpoints_of_executables_and_statements_keep_the_metrics(tmp_path) -> None:
+    import subprocess
+
+    from noma.build import build_executable
+    from noma.diagnostics import Source
+
+    build_executable(Source("saves.noma", SAVES), str(tmp_path / "saves"))
+    subprocess.run([str(tmp_path / "saves")], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    writer = Session()
+    assert writer.execute(SAVES.replace("ck.safetensors", str(tmp_path / "jit.safetensors"))).ok
+    for name in ("ck.safetensors", "jit.safetensors"):
+        s = Session()
+        assert s.execute(f'learn w = 0.0;\nreport("stale", 1);\nload_checkpoint("{tmp_path / name}");').ok
+        assert set(s.metrics) == {"w", "final"}  # the checkpoint's metrics replace the program's
+        got, want = s.metrics["w"], writer.metrics["w"]
+        assert (got.count, got.min, got.max, got.sum) == (want.count, want.min, want.max, want.sum)
+        np.testing.assert_array_equal(got.steps, want.steps)
+        np.testing.assert_array_equal(got.values, want.values)
+        assert list(s.metrics["final"].steps) == [50]
+
+
+def test_a_checkpoint_without_metrics_clears_them(tmp_path) -> None:
+    s = Session()
+    path = tmp_path / "plain.safetensors"
+    assert s.execute(f'learn w = 1.0;\nsave_checkpoint("{path}");').ok
+    assert s.execute(f'report("r", 2);\nload_checkpoint("{path}");').ok
+    assert s.metrics == {}

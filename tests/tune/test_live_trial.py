@@ -114,3 +114,18 @@ def test_metrics_survive_a_session_checkpoint(tmp_path: Path) -> None:
     assert list(got.steps) == list(want.steps) == [9, 19, 29]
     np.testing.assert_array_equal(got.values, want.values)
     assert (got.count, got.min, got.max) == (want.count, want.min, want.max)
+
+
+def test_a_reused_trial_with_a_new_configuration_keeps_the_compiled_training_loop() -> None:
+    t = _trial(4)
+    t.advance(20)
+    compiled = t.session.compilations
+    t.config = {"hidden": 8, "lr": 0.02}  # what reset_config does for the next trial (reuse_actors)
+    t.start()
+    setup_compilations = t.session.compilations - compiled  # the setup, whose values are constants
+    first = t.advance(20)
+    assert t.session.compilations - compiled == setup_compilations  # the loop came from the cache
+    assert first["dim_hidden"] == 8 and first["global_step"] == 20
+    assert t.session.globals()["lr"] == 0.02
+    fresh = _trial(8, 0.02)
+    np.testing.assert_allclose(fresh.advance(20)["loss"], first["loss"], rtol=1e-12)

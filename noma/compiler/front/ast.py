@@ -362,10 +362,22 @@ class SaveSafetensors:
     span: Span
 
 
+@dataclass(frozen=True)
+class Import:
+    """`import "layers.noma";`, `import "layers.noma" as nn;`, `import std.nn as nn;`"""
+
+    path: str  # the file path as written, or the dotted module name (`std.nn`)
+    dotted: bool  # written as a dotted name (a module of the standard library), not a string
+    alias: Optional[str]
+    span: Span
+    path_span: Span
+    alias_span: Optional[Span] = None
+
+
 Stmt = Union[
     Let, Learn, Assign, DimDecl, Alloc, Realloc, Free, Return, ExprStmt, If, While, For, Break,
     Continue, Minimize, Optimize, Batch, LoadCsv, SaveCsv, LoadSafetensors, SaveSafetensors,
-    "FnDef",
+    Import, "FnDef",
 ]
 
 
@@ -395,3 +407,14 @@ class Program:
 
     items: tuple[Stmt, ...]
     span: Span
+
+
+def dotted_name(e: object) -> "str | None":
+    """`nn` or `nn.o` (names joined by fields) as one dotted string; None for anything else."""
+    parts: list[str] = []
+    while isinstance(e, Field):
+        parts.append(e.name)
+        e = e.target
+    if not isinstance(e, Name):
+        return None
+    return ".".join([e.id] + parts[::-1])

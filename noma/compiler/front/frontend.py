@@ -19,10 +19,13 @@ HeaderReader = Callable[[str], Any]
 
 def check(source: Source, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],
           run_main: bool, cell: str, defines: Optional[Mapping[str, Any]] = None,
-          used: Optional[set[str]] = None) -> tuple[Any, bool]:
+          used: Optional[set[str]] = None, base_dir: Optional[str] = None,
+          loader: Optional[Any] = None) -> tuple[Any, bool]:
     """Parse and compile `source` against `symbols` (changed in place) → (IR module, has_value).
     `defines` (noma.compiler.front.defines) replace top-level let/dim values; the names replaced are
-    added to `used`.
+    added to `used`. Imports are relative to `base_dir` (None: the file's directory when the
+    source is a file, else the working directory), read through `loader` (a
+    noma.compiler.front.modules.ModuleLoader; None: a fresh one).
 
     Raises NomaError for user mistakes (the first one found).
     """
@@ -32,17 +35,21 @@ def check(source: Source, symbols: SymbolTable, dtype: str, read_header: Optiona
     program, replaced = apply_defines(parse(source), defines or {})
     if used is not None:
         used |= replaced
-    return check_program(program, symbols, dtype, read_header, run_main, cell)
+    return check_program(program, symbols, dtype, read_header, run_main, cell, base_dir, loader)
 
 
 def check_program(program: Any, symbols: SymbolTable, dtype: str, read_header: Optional[HeaderReader],
-                  run_main: bool, cell: str) -> tuple[Any, bool]:
+                  run_main: bool, cell: str, base_dir: Optional[str] = None,
+                  loader: Optional[Any] = None) -> tuple[Any, bool]:
     """The stages after parsing, for a caller that keeps the AST (the language server)."""
     from noma.compiler.middle import autodiff, ir, irgen, passes
     from noma.compiler.front.budget import run_stage
+    from noma.compiler.front.modules import expand, source_dir
 
     def stages() -> tuple[Any, bool]:
-        module, has_value = irgen.generate(program, symbols, dtype, read_header, run_main, cell)
+        where = base_dir if base_dir is not None else source_dir(program.span.source)
+        expanded = expand(program, symbols, where, loader)
+        module, has_value = irgen.generate(expanded, symbols, dtype, read_header, run_main, cell)
         autodiff.differentiate(module)
         passes.optimize_module(module)
         ir.verify(module)

@@ -24,6 +24,7 @@ KEYWORDS = frozenset((
     "fn", "let", "learn", "dim", "alloc", "realloc", "free", "return", "if", "else", "while",
     "for", "in", "break", "continue", "optimize", "with", "until", "max", "minimize", "batch",
     "load_csv", "save_csv", "load_safetensors", "save_safetensors", "init", "as", "tensor",
+    "import",
 ))
 CAST_TYPES = ("f64", "f32", "i32", "i64")
 #: How deep a program may nest (docs/LANGUAGE.md, Limits): every open bracket `(` `[` `{`, every
@@ -282,6 +283,8 @@ class _Build:
             if isinstance(stmt, ast.FnDef):
                 raise _err("functions are defined at the top level",
                            Span(self.src, stmt.span.start, stmt.name_span.end))
+            if isinstance(stmt, ast.Import):
+                raise _err("`import` stands at the top level of a file or cell", stmt.span)
         return ast.Block(tuple(c[1:-1]), self._span(c[0], c[-1]))
 
     def tail(self, c):
@@ -308,8 +311,8 @@ class _Build:
 
     def realloc_stmt(self, c):
         kw, name, _eq, dims, *policy, semi = c
-        return ast.Realloc(name.value, dims, policy[0] if policy else None,
-                           self._span(kw, semi), self._span(name, name))
+        return ast.Realloc(name.id, dims, policy[0] if policy else None,
+                           self._span(kw, semi), name.span)
 
     def init_policy(self, c):
         kw, name, *rest = c
@@ -320,7 +323,24 @@ class _Build:
 
     def free_stmt(self, c):
         kw, name, semi = c
-        return ast.Free(name.value, self._span(kw, semi), self._span(name, name))
+        return ast.Free(name.id, self._span(kw, semi), name.span)
+
+    def dotted(self, c):
+        """`a` or `nn.W`: one Name whose id holds the dots"""
+        names = [t for t in c if t.type == "NAME"]
+        return ast.Name(".".join(t.value for t in names), self._span(names[0], names[-1]))
+
+    def import_stmt(self, c):
+        kw, path, *rest = c
+        semi = rest[-1]
+        alias = rest[1] if len(rest) == 3 else None
+        alias_span = self._span(alias, alias) if alias is not None else None
+        if isinstance(path, ast.Name):
+            return ast.Import(path.id, True, alias.value if alias else None, self._span(kw, semi),
+                              path.span, alias_span)
+        text = self._string(path)
+        return ast.Import(text.value, False, alias.value if alias else None, self._span(kw, semi),
+                          text.span, alias_span)
 
     def return_stmt(self, c):
         return ast.Return(c[1] if len(c) == 3 else None, self._span(c[0], c[-1]))
@@ -358,7 +378,7 @@ class _Build:
                             self._span(kw, body))
 
     def name_list(self, c):
-        return tuple(ast.Name(t.value, self._span(t, t)) for t in c if t.type == "NAME")
+        return tuple(n for n in c if isinstance(n, ast.Name))
 
     def opt_with(self, c):
         _kw, name, *rest = c
@@ -464,6 +484,16 @@ class _Build:
 
     def field(self, c):
         return ast.Field(c[0], c[2].value, self._span(c[0], c[2]))
+
+    def qualified_call(self, c):
+        """`nn.dense(x)`: a function of the module imported as `nn` (Call.func "nn.dense")"""
+        target, _dot, name, args = c
+        prefix = ast.dotted_name(target)
+        if prefix is None:
+            raise _err("only a function of an imported module can be called after `.` "
+                       "(`nn.dense(x)` after `import ... as nn;`)", self._span(c[1], name))
+        return ast.Call(f"{prefix}.{name.value}", args.args, args.kwargs, self._span(target, args.end),
+                        self._span(target, name))
 
     def cast(self, c):
         operand, _as, to = c
@@ -586,7 +616,7 @@ def _numeric_literal(text: str, start: int) -> "_Literal | None":
 _EXPR_START = {"NAME", "NUMBER", "STRING", "_LPAR", "_LSQB", "MINUS", "BANG", "_TENSOR"}
 _STMT_START = {"_LET", "_LEARN", "_DIM", "_ALLOC", "_REALLOC", "_FREE", "_RETURN", "_IF", "_WHILE",
                "_FOR", "_BREAK", "_CONTINUE", "_OPTIMIZE", "_MINIMIZE", "_BATCH", "_LOAD_CSV",
-               "_SAVE_CSV", "_LOAD_SAFETENSORS", "_SAVE_SAFETENSORS", "_FN"} | _EXPR_START
+               "_SAVE_CSV", "_LOAD_SAFETENSORS", "_SAVE_SAFETENSORS", "_FN", "_IMPORT"} | _EXPR_START
 _OPERATORS = {"OROR", "ANDAND", "EQ", "NE", "LT", "LE", "GT", "GE", "PLUS", "MINUS", "STAR",
               "SLASH", "PERCENT", "CARET", "STARSTAR", "_AS", "_DOT", "_LSQB", "_LPAR"}
 _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string"}

@@ -19,6 +19,18 @@ from noma.diagnostics import Span
 VALUE_SLOT = 0
 
 
+def spec_base(spec: str, functions: "dict[str, ast.FnDef]") -> str:
+    """The function a specialisation's IR name belongs to (`nn.dense.s.t2` → `nn.dense`): the
+    longest dotted prefix that names a function. Unambiguous because a name is never both a
+    module alias and a function (noma.compiler.front.modules)."""
+    parts = spec.split(".")
+    for k in range(len(parts), 0, -1):
+        base = ".".join(parts[:k])
+        if base in functions:
+            return base
+    return parts[0]
+
+
 @dataclass
 class GlobalVar:
     """A top-level variable: runtime global slot and its rank."""
@@ -51,6 +63,9 @@ class SymbolTable:
     #: Globals bound by `load_safetensors m = ...` to a file of several tensors: m -> the file's
     #: tensor names in the file's order (`m` itself holds the first, as in the original NOMA).
     whole_models: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Modules imported so far (noma.compiler.front.modules): "prefix|absolute path" -> (digest of
+    #: the file's text, the texts of its `dim`/`learn` declarations run at its last import)
+    modules: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     next_global: int = 1
     next_param: int = 0
     next_dim: int = 0
@@ -65,6 +80,7 @@ class SymbolTable:
         twin.freed = dict(self.freed)
         twin.known_constants = dict(self.known_constants)
         twin.whole_models = dict(self.whole_models)
+        twin.modules = dict(self.modules)
         return twin
 
     def global_slot(self, name: str, rank: int) -> GlobalVar:

@@ -119,7 +119,9 @@ class IRGen:
             self.gen_stmts(stmts)
         except RecursionError:  # the parser limits source nesting; this is the last resort
             raise too_deep(self.where) from None
-        if run_main and not stmts and "main" in self.symbols.functions:
+        # statements imported from modules (their declarations) do not count: the file's own do
+        own = [s for s in stmts if s.span.source is program.span.source]
+        if run_main and not own and "main" in self.symbols.functions:
             main = self.symbols.functions["main"]
             value = self.call_user(main, (), main.name_span, main.span)
             if value is not None:  # `noma run` prints what main returns, in print's format

@@ -50,9 +50,11 @@ def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
     if isinstance(e, ast.TensorData):
         return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
     if isinstance(e, ast.Field):
-        if not isinstance(e.target, ast.Name):
-            raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files", e.span)
-        return g.load_name(f"{e.target.id}.{e.name}", e.span)
+        dotted = ast.dotted_name(e)
+        if dotted is None:
+            raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files "
+                        "and on modules imported with `as`", e.span)
+        return g.load_name(dotted, e.span)
     if isinstance(e, ast.Str):
         raise error(Kind.TYPE, "a string can only be printed or used as a file path", e.span)
     if isinstance(e, ast.ListLit):

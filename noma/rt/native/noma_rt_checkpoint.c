@@ -11,12 +11,15 @@
  *     "rng" (6 decimal words: the xoshiro256** state, has_spare, the spare's bits),
  *     "dim/D" (size of dim D), "opt/P" (sgd / adam / rmsprop / adamw),
  *     "bind/P/AXIS" (the dim that sizes that axis of parameter P),
- *     "history/levels" (decimal words: the summary's buckets per level, level 0 first);
+ *     "history/levels" (decimal words: the summary's buckets per level, level 0 first),
+ *     "metric/M" (the named metric M of `report`: count, min, max, sum, as %.17g words);
  *   tensors: "param/P" (values, the parameter's shape; a scalar has shape []),
  *     "opt/P/m", "opt/P/v", "opt/P/pow1", "opt/P/pow2" (like the parameter),
  *     "opt/P/step" (I64 per-entry step counts), "history/losses" ([n]: the exact
  *     window, the last n losses), "history/summary" ([buckets, 3]: min, max, mean
- *     per bucket, oldest first: the highest level's buckets first), all real
+ *     per bucket, oldest first: the highest level's buckets first),
+ *     "metric/M/steps" (I64 [n]: global steps of the held samples, oldest first) and
+ *     "metric/M/values" ([n]: their values), all real
  *     tensors F64 (F32 in an f32 build). Other tensors (a session's "global/G")
  *     and metadata keys are ignored by the loader.
  * Format "noma-checkpoint-2" (the previous one: the same without the summary, and
@@ -25,7 +28,8 @@
  * Loading is all or nothing: the file is parsed, checked against the live
  * program (names, ranks, dims, dtype) and every tensor is read into the arena
  * before anything changes; only then are values, shapes, optimizer state, dims,
- * the loss log, the global step and the RNG state replaced.
+ * the loss log, the named metrics (a file without them clears the program's),
+ * the global step and the RNG state replaced.
  */
 #include "noma_rt_internal.h"
 
@@ -159,6 +163,37 @@ static void out_tensor(NomaStOut *o, const char *name, const NomaTensor *t, cons
     o->is_i64 = is_i64;
 }
 
+/* The named metrics as "metric/M" metadata (the summary) and "metric/M/steps", "metric/M/values"
+   tensors (the held samples), appended at ts[*k] and meta[2 * *m]. 0 after a failed allocation. */
+static int save_metrics(NomaCtx *c, int32_t nmetrics, NomaStOut *ts, int64_t *k, const char **meta,
+                        int64_t *m) {
+    int64_t window = noma_metric_limit(1);
+    for (int32_t i = 0; i < nmetrics; i++) {
+        char *name = (char *)arena_bytes(c, NOMA_METRIC_NAME);
+        double summary[4];
+        int64_t *steps = (int64_t *)arena_bytes(c, (size_t)window * 8u);
+        double *values = (double *)arena_bytes(c, (size_t)window * sizeof(double));
+        real *held = noma__alloc(c, window);
+        if (!name || !steps || !values || !held) return 0;
+        int64_t n = noma_metric_get(c, i, name, summary, steps, values, window);
+        if (n < 0) return 0;
+        for (int64_t j = 0; j < n; j++) held[j] = (real)values[j];
+        const char *key = arena_fmt(c, "metric/%s", name);
+        const char *words = arena_fmt(c, "%.17g %.17g %.17g %.17g", summary[0], summary[1],
+                                      summary[2], summary[3]);
+        const char *sname = arena_fmt(c, "metric/%s/steps", name);
+        const char *vname = arena_fmt(c, "metric/%s/values", name);
+        if (!key || !words || !sname || !vname) return 0;
+        meta[2 * *m] = key;
+        meta[2 * *m + 1] = words;
+        (*m)++;
+        NomaTensor shape = {held, 1, {n, 0, 0, 0}};
+        out_tensor(&ts[(*k)++], sname, &shape, steps, 1);
+        out_tensor(&ts[(*k)++], vname, &shape, held, 0);
+    }
+    return 1;
+}
+
 void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_names,
                           const NomaTensor **extras, int64_t span) {
     NomaCtx *c = noma__cur();
@@ -196,6 +231,9 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
     }
     for (int64_t d = 0; d < c->ndim_names && d < c->ndims; d++)
         if (c->dim_names[d] && c->dims[d] >= 0) nmeta++;
+    int32_t nmetrics = noma_metric_count(c);
+    ntens += 2 * (int64_t)nmetrics;
+    nmeta += nmetrics;
 
     NomaStOut *ts = (NomaStOut *)arena_bytes(c, (size_t)ntens * sizeof *ts);
     const char **meta = (const char **)arena_bytes(c, (size_t)nmeta * 2 * sizeof *meta);
@@ -254,6 +292,7 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
             }
         }
     }
+    if (!save_metrics(c, nmetrics, ts, &k, meta, &m)) return;
 #undef META
     NomaTensor losses = {hc.recent, 1, {hc.nrecent, 0, 0, 0}};
     out_tensor(&ts[k++], "history/losses", &losses, hc.recent, 0);
@@ -286,6 +325,14 @@ typedef struct {
 } CkParam;
 
 typedef struct {
+    const char *name;
+    double summary[4]; /* count, min, max, sum */
+    int64_t n;         /* samples held */
+    int64_t *steps;    /* arena */
+    double *values;    /* arena */
+} CkMetric;
+
+typedef struct {
     CkParam *params;
     int64_t nparams;
     int64_t *dim_ids, *dim_sizes;
@@ -294,6 +341,8 @@ typedef struct {
     int32_t version;
     int64_t nlevels, counts[NOMA_HIST_LEVELS];
     double *bmin, *bmax, *bsum; /* v3 summary (arena) */
+    CkMetric *metrics;
+    int32_t nmetrics;
     int64_t step;
     uint64_t rng[6];
 } CkPlan;
@@ -343,6 +392,57 @@ static int find_param(const CkPlan *pl, const char *name, int64_t len) {
         if ((int64_t)strlen(n) == len && strncmp(n, name, (size_t)len) == 0) return (int)i;
     }
     return -1;
+}
+
+/* The named metrics of the file ("metric/M" and its two tensors), read into the arena; the
+   table is allocated now so that applying the plan cannot fail. */
+static int plan_metrics(NomaCtx *c, const char *path, const NomaStFile *sf, CkPlan *pl, CkErr *err) {
+    int64_t nm = 0;
+    for (int64_t i = 0; i < sf->nmeta; i++) nm += strncmp(sf->meta[2 * i], "metric/", 7) == 0;
+    if (nm == 0) return 1;
+    if (nm > noma_metric_limit(0))
+        return ck_fail(err, NOMA_ERR_IO, "%s: malformed checkpoint: more than %lld named metrics",
+                       path, (long long)noma_metric_limit(0));
+    pl->metrics = (CkMetric *)arena_bytes(c, (size_t)nm * sizeof(CkMetric));
+    if (!pl->metrics || !noma__metrics_alloc(c)) return 0;
+    for (int64_t i = 0; i < sf->nmeta; i++) {
+        const char *k = sf->meta[2 * i], *v = sf->meta[2 * i + 1];
+        if (strncmp(k, "metric/", 7) != 0) continue;
+        CkMetric *cm = &pl->metrics[pl->nmetrics];
+        cm->name = arena_fmt(c, "%s", k + 7); /* the header is released before the plan applies */
+        if (!cm->name) return 0;
+        const char *sname = arena_fmt(c, "metric/%s/steps", cm->name);
+        const char *vname = arena_fmt(c, "metric/%s/values", cm->name);
+        if (!sname || !vname) return 0;
+        const NomaStEntry *se = noma__st_find(sf, sname), *ve = noma__st_find(sf, vname);
+        int ok = strlen(cm->name) < (size_t)noma_metric_limit(2) && se && ve && se->rank == 1 &&
+                 ve->rank == 1 && se->shape[0] == ve->shape[0] && strcmp(se->dtype, "I64") == 0 &&
+                 strcmp(ve->dtype, REAL_DTYPE) == 0;
+        const char *w = v;
+        for (int j = 0; ok && j < 4; j++) {
+            char *end = NULL;
+            errno = 0;
+            cm->summary[j] = strtod(w, &end);
+            ok = end != w && !errno && (*end == ' ' || *end == 0);
+            w = end;
+        }
+        cm->n = ok ? se->shape[0] : 0;
+        if (!ok || *w || cm->summary[0] < (double)cm->n)
+            return ck_fail(err, NOMA_ERR_IO,
+                           "%s: malformed checkpoint: the named metric '%s' ('%s', its steps and "
+                           "values) does not fit together", path, cm->name, k);
+        cm->steps = (int64_t *)arena_bytes(c, (size_t)(cm->n ? cm->n : 1) * 8u);
+        real *held = noma__alloc(c, cm->n);
+        cm->values = (double *)arena_bytes(c, (size_t)(cm->n ? cm->n : 1) * sizeof(double));
+        if (!cm->steps || !held || !cm->values) return 0;
+        if (!noma__st_read(sf->path, sf->data_start, se, cm->steps, 1) ||
+            !noma__st_read(sf->path, sf->data_start, ve, held, 0))
+            return ck_fail(err, NOMA_ERR_IO, "%s: cannot read the samples of the named metric '%s'",
+                           path, cm->name);
+        for (int64_t j = 0; j < cm->n; j++) cm->values[j] = (double)held[j];
+        pl->nmetrics++;
+    }
+    return 1;
 }
 
 /* The checks of the file's own consistency and against the program; fills the plan's
@@ -524,6 +624,7 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
                 return ck_fail(err, NOMA_ERR_IO, "%s: parameter '%s' is not in the checkpoint", path,
                                p->name ? p->name : "?");
         }
+    if (!plan_metrics(c, path, sf, pl, err)) return 0;
     /* every tensor's data, into the arena */
     int64_t n = le->shape[0];
     pl->losses.rank = 1;
@@ -603,6 +704,11 @@ static void ck_apply(NomaCtx *c, const CkPlan *pl, int64_t span) {
                           pl->losses.dims[0], pl->losses.data);
     else
         noma__history_replay(c, pl->step, pl->losses.dims[0], pl->losses.data);
+    noma_metrics_clear(c);
+    for (int32_t i = 0; i < pl->nmetrics; i++) {
+        const CkMetric *cm = &pl->metrics[i];
+        noma_metric_set(c, cm->name, cm->summary, cm->n, cm->steps, cm->values);
+    }
     c->step = pl->step;
     noma_rng_state_set(c, pl->rng);
 }

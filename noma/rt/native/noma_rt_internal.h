@@ -199,6 +199,7 @@ void noma__probe_free(NomaCtx *c);
 #define NOMA_METRIC_NAME 64
 struct NomaMetrics;
 void noma__metrics_free(NomaCtx *c);
+int32_t noma__metrics_alloc(NomaCtx *c); /* 1 when the metrics table exists (allocated now if needed) */
 
 /* noma_rt_history.c */
 void noma__history_free(NomaCtx *c);

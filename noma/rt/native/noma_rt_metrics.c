@@ -2,7 +2,7 @@
  * noma_rt_metrics.c -- named metrics of a context (the `report("name", value);` statement), in
  * bounded memory: at most NOMA_METRICS_MAX names; per name the count, min, max and sum of every
  * value reported, and a ring of the last NOMA_METRIC_WINDOW (global step, value) samples. The
- * table is allocated on first use and never grows. A report records the value at the current
+ * table is allocated on first use, charged to the context's memory limit, and never grows. A report records the value at the current
  * global step (the number of training steps logged so far), next to the loss history
  * (noma_rt_history.c). Readers (Session.metrics, a checkpoint) run while no code runs; a live
  * plot may copy while training runs (a new name is published after it is written; a sample being
@@ -28,19 +28,36 @@ struct NomaMetrics {
 };
 
 void noma__metrics_free(NomaCtx *c) {
+    if (c->metrics) noma__mem_charge(c, -(int64_t)sizeof *c->metrics);
     free(c->metrics);
     c->metrics = NULL;
 }
 
-static NomaMetric *find(NomaCtx *c, const char *name, int create, int64_t span) {
+/* The context's table, allocated (and charged to the memory limit) on first use; NULL after a
+   failure located at span. */
+static struct NomaMetrics *table(NomaCtx *c, int64_t span) {
+    if (c->metrics) return c->metrics;
+    /* NOMA_METRICS_MAX rings of NOMA_METRIC_WINDOW samples, charged like every other block */
+    uint64_t bytes = sizeof *c->metrics;
+    c->metrics = noma__mem_admit(c, bytes) ? (struct NomaMetrics *)calloc(1, bytes) : NULL;
     if (!c->metrics) {
-        if (!create) return NULL;
-        c->metrics = (struct NomaMetrics *)calloc(1, sizeof *c->metrics);
-        if (!c->metrics) {
-            noma__failf(NOMA_ERR_RUNTIME, span, "out of memory (metrics)");
-            return NULL;
-        }
+        noma__fail_alloc(c, span, bytes, "the table of named metrics (report)");
+        return NULL;
     }
+    noma__mem_charge(c, (int64_t)bytes);
+    return c->metrics;
+}
+
+int32_t noma__metrics_alloc(NomaCtx *c) {
+    jmp_buf *jb = c->jb; /* a refusal is a failed call here, never an unwind */
+    c->jb = NULL;
+    struct NomaMetrics *t = table(c, -1);
+    c->jb = jb;
+    return t != NULL;
+}
+
+static NomaMetric *find(NomaCtx *c, const char *name, int create, int64_t span) {
+    if (!c->metrics && (!create || !table(c, span))) return NULL;
     struct NomaMetrics *t = c->metrics;
     for (int32_t i = 0; i < t->n; i++)
         if (strncmp(t->m[i].name, name, NOMA_METRIC_NAME - 1) == 0) return &t->m[i];
