@@ -6,8 +6,8 @@ slots, the current span, the lanes of the vector body being emitted (`vl`: `vect
 constants (scalar or splatted), runtime and intrinsic calls, conversions, descriptor helpers,
 arena allocation (bumped from the context's window by the shared helper `noma.k.alloc_at`), small
 shared helper functions (`shared_helper`), memcpy / memset, the located failure helpers, counted
-loops with carried values and loop nests). Every other collaborator of the lowering (inline_math, vector, kernels,
-linalg, the op handlers) emits through one Toolkit it is given.
+loops with carried values and loop nests). Every other collaborator of the lowering (inline_math,
+vector, kernels, linalg, the op handlers) emits through one Toolkit it is given.
 Input: a module.ModuleContext and an llvmlite function. Output: llvmlite.ir values and code.
 Imports: llvmlite.ir, basics, module.
 """
