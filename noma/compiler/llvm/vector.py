@@ -1,8 +1,7 @@
 """Explicitly vectorized elementwise loops of the LLVM lowering.
 
 Owns: `VectorLoops` and its `vec_elementwise`, one loop over the result's elements in vectors of VL
-lanes
-(8 in f64, 16 in f32: one 512-bit register) whose last vector is masked on its loads, so a
+lanes (8 in f64, 16 in f32: one 512-bit register) whose last vector is masked on its loads, so a
 tensor of 4 or 8 elements is one vector pass (the auto-vectorizer only vectorizes whole vectors
 and leaves the rest to a scalar loop: a 4 x 2 sigmoid was 8 scalar passes). Stores are whole
 vectors: results are fresh arena buffers, which the runtime rounds up to 64 bytes, so the lanes
