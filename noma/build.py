@@ -1,14 +1,14 @@
 """`noma build`: a NOMA program as a standalone native executable.
 
 Owns: `build_executable` — compile the whole program with the pipeline `noma run` uses
-(`noma.emit.compile_program`: parse → irgen → autodiff → passes → LLVM IR), emit a PIC object
+(`noma.emit.compile_program`: noma.compiler.pipeline up to LLVM IR), emit a PIC object
 with llvmlite for the host CPU or a portable target (`--cpu x86-64-v3`), generate a small C
 `main` that registers the pre-rendered source locations of every span
 (`noma.diagnostics.location_text`, so run-time errors print the caret rendering `noma run`
 prints) and calls `noma_exe_main(noma___main)`, and link object + main + the C runtime with the
 system C compiler (`cc`, `-lm` only). The runtime's C sources are compiled once per
-(dtype, CPU, sources, flags, compiler) into one relocatable object cached next to the JIT's
-runtime library (`$NOMA_CACHE_DIR` or `~/.cache/noma`), so a build costs one LLVM compile and
+(dtype, CPU, sources, flags, compiler) into one relocatable object kept in the runtime's build
+cache (noma.rt.native_build: `$NOMA_CACHE_DIR` or `~/.cache/noma`), so a build costs one LLVM compile and
 one link.
 
 Executables do not depend on Python or NumPy (`ldd`: libc, libm, the loader) and so do not use
@@ -16,19 +16,17 @@ NumPy's OpenBLAS: `matmul` runs the runtime's own blocked loop (no gemm is regis
 Results are bit-identical to `noma run` with `NOMA_NO_BLAS=1`, and to plain `noma run` as long
 as no matmul is large enough (m·n·k ≥ 4096) to go to BLAS.
 
-Imports: noma.emit, noma.compiler.llvm.jit (object code), noma.rt.native_lib (sources, compiler
-discovery, cache directory), noma.diagnostics.
+Imports: noma.emit, noma.compiler.llvm.jit (object code), noma.rt.native_build (sources, compiler
+discovery, the build cache), noma.diagnostics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -45,9 +43,6 @@ _GC_SECTIONS = sys.platform.startswith("linux")
 BUILD_HINT = ("install one: `apt install gcc` (Debian/Ubuntu), `dnf install gcc` (Fedora), "
               "`xcode-select --install` (macOS); or point $CC at one")
 
-_LOCK = threading.Lock()
-
-
 # ----------------------------------------------------------------------------- C compiler
 
 
@@ -57,11 +52,11 @@ def _build_error(message: str, note: str | None = None, kind: Kind = Kind.RUNTIM
 
 def _compiler() -> list[str]:
     """The C compiler argv prefix, or a NomaError naming the package to install."""
-    from noma.rt import native_lib
+    from noma.rt import native_build
 
     try:
-        return native_lib.compiler_command()
-    except native_lib.CompilerNotFound:
+        return native_build.compiler_command()
+    except native_build.CompilerNotFound:
         cc = os.environ.get("CC", "").strip()
         where = f"$CC is {cc!r}, which was not found" if cc else "looked for cc, gcc and clang on $PATH"
         raise _build_error(f"noma build needs a C compiler to link the executable, and none was found "
@@ -90,18 +85,13 @@ def _march(cpu: str) -> list[str]:
 
 
 def _runtime_key(cc: list[str], flags: list[str], dtype: str, cpu: str) -> str:
-    from noma.rt import native_lib
+    from noma.rt import native_build
 
-    h = hashlib.sha256()
     parts = [_RECIPE_VERSION, dtype, cpu, " ".join(flags), " ".join(cc), os.environ.get("CC", ""),
              sys.platform, platform.machine()]
     if cpu == "host":
-        parts.append(native_lib._cpu_fingerprint())
-    for part in parts:
-        h.update(part.encode("utf-8", "replace") + b"\0")
-    for src in native_lib.c_sources() + native_lib.header_files():
-        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
-    return h.hexdigest()
+        parts.append(native_build.cpu_fingerprint())
+    return native_build.source_key(parts)
 
 
 def _runtime_flags(dtype: str) -> list[str]:
@@ -111,43 +101,43 @@ def _runtime_flags(dtype: str) -> list[str]:
     return flags
 
 
+def _compile_runtime_object(out: Path, cc: list[str], flags: list[str], cpu: str) -> None:
+    """Every runtime source compiled and combined (`cc -r`) into the relocatable object `out`."""
+    from noma.rt import native_build
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".exe-build-") as tmp:
+        objects = []
+        for src in native_build.c_sources():
+            obj = Path(tmp) / (src.stem + ".o")
+            base = cc + flags + ["-I", str(native_build.include_dir()), "-c", str(src), "-o", str(obj)]
+            try:
+                _run(base[:len(cc)] + _march(cpu) + base[len(cc):], f"compiling the runtime ({src.name})")
+            except NomaError:
+                _run(base, f"compiling the runtime ({src.name})")  # compiler rejects -march=...
+            objects.append(str(obj))
+        _run(cc + ["-r", "-nostdlib", "-o", str(out)] + objects, "combining the runtime objects")
+
+
 def runtime_object(dtype: str = "f64", cpu: str = "host") -> Path:
-    """The runtime's C sources compiled into one relocatable object (cached; built on first use).
+    """The runtime's C sources compiled into one relocatable object, kept in the runtime's build
+    cache (noma.rt.native_build.cached; built on first use).
 
     Flags: `-O2 -std=c11 -fno-math-errno -march=native|CPU [-DNOMA_F32] -DNOMA_NO_TEST_HOOKS`;
     when the compiler rejects the -march flag it is retried without (generic code).
     """
-    from noma.rt import native_lib
+    from noma.rt import native_build
 
     cc = _compiler()
     flags = _runtime_flags(dtype)
     key = _runtime_key(cc, flags, dtype, cpu)
     safe_cpu = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cpu)
-    directory = native_lib.cache_dir()
+    directory = native_build.cache_dir()
     path = directory / f"noma_rt_exe_{dtype}_{safe_cpu}_{key[:20]}.o"
-    if path.is_file():
-        return path
-    with _LOCK:
-        if path.is_file():
-            return path
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _build_error(f"cannot create the cache directory {directory}: {exc.strerror}", kind=Kind.IO) from None
-        with tempfile.TemporaryDirectory(dir=directory, prefix=".exe-build-") as tmp:
-            objects = []
-            for src in native_lib.c_sources():
-                obj = Path(tmp) / (src.stem + ".o")
-                base = cc + flags + ["-I", str(native_lib.include_dir()), "-c", str(src), "-o", str(obj)]
-                try:
-                    _run(base[:len(cc)] + _march(cpu) + base[len(cc):], f"compiling the runtime ({src.name})")
-                except NomaError:
-                    _run(base, f"compiling the runtime ({src.name})")  # compiler rejects -march=...
-                objects.append(str(obj))
-            combined = Path(tmp) / "combined.o"
-            _run(cc + ["-r", "-nostdlib", "-o", str(combined)] + objects, "combining the runtime objects")
-            os.replace(combined, path)  # atomic: other builds see no file or the whole one
-    return path
+    try:
+        return native_build.cached(path, lambda out: _compile_runtime_object(out, cc, flags, cpu))
+    except OSError as exc:
+        raise _build_error(f"cannot write the cache directory {directory}: {exc.strerror or exc}",
+                           kind=Kind.IO) from None
 
 
 # ----------------------------------------------------------------------------- generated main
@@ -235,8 +225,8 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
     a failed link, an unwritable output path.
     """
     from noma.compiler.llvm import jit
-    from noma.emit import compile_program
-    from noma.rt import native_lib
+    from noma.emit import ENTRY, compile_program
+    from noma.rt import native_build
 
     if isinstance(source, str):
         source = Source("<program>", source)
@@ -245,12 +235,14 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
     from noma.compiler.front.defines import make_defines, parse_with_defines
 
     program = compile_program(source, dtype, program=parse_with_defines(source, make_defines(defines)))
+    assert program.module is not None and program.llvm_text is not None and program.linkage is not None
     cc = _compiler()
     obj = jit.emit_object(program.llvm_text, opt_level=opt_level, cpu=cpu, pic=True)
     runtime = runtime_object(dtype, cpu)
     texts = [None if span is None else location_text(span) for span in program.module.spans]
     warnings = [d.render() for d in located_warnings(program.module.spans, program.module.warnings)]
-    main_c = generate_main(texts, program.entry_symbol, program.has_value, source.name, warnings)
+    entry = program.linkage.symbols[ENTRY]
+    main_c = generate_main(texts, entry, program.has_value, source.name, warnings)
 
     output = Path(output)
     out_dir = output.resolve().parent
@@ -265,7 +257,7 @@ def build_executable(source: Union[Source, str], output: Union[str, Path], dtype
         try:
             fd, tmp_out = tempfile.mkstemp(dir=out_dir, prefix=f".{output.name}.")
             os.close(fd)
-            cmd = (cc + list(_BASE_FLAGS) + _dtype_flags(dtype) + ["-I", str(native_lib.include_dir()),
+            cmd = (cc + list(_BASE_FLAGS) + _dtype_flags(dtype) + ["-I", str(native_build.include_dir()),
                    str(main_path), str(obj_path), str(runtime), "-o", tmp_out, "-lm"])
             if _GC_SECTIONS:
                 cmd.append("-Wl,--gc-sections")

@@ -2,9 +2,10 @@
 
 Owns: NomaLexer: keywords, builtins, optimizers, casts, numbers, strings, comments, operators
 and meta-command lines (`:params`). Registered as the `noma` entry point of `pygments.lexers`
-in setup.cfg. Keeps its own keyword/builtin lists so that importing it stays cheap (no lark);
-tests check they match noma.compiler.front.parse.KEYWORDS and irgen_builtins.BUILTINS.
-Imports: pygments.
+in setup.cfg. Keeps its own keyword list so that importing it stays cheap (no lark); a test checks it matches
+noma.compiler.front.parse.KEYWORDS. Builtins come from the builtin table (noma.compiler.middle.ops,
+stdlib-only) and optimizers from the registry noma.optimizers.
+Imports: pygments, noma.optimizers, noma.compiler.middle.ops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuation, String, Text,
                             Whitespace)
+
+from noma import optimizers
+from noma.compiler.middle import ops
 
 __all__ = ["NomaLexer", "KEYWORDS", "BUILTINS", "OPTIMIZERS"]
 
@@ -22,16 +26,8 @@ KEYWORDS = DECLARATIONS + (
     "return", "if", "else", "while", "for", "in", "break", "continue", "optimize", "with", "until",
     "max", "minimize", "batch", "save_csv", "save_safetensors", "init", "as", "tensor", "import",
 )
-BUILTINS = (
-    "sigmoid", "relu", "tanh", "exp", "log", "sqrt", "abs", "sin", "cos", "tan", "floor", "ceil",
-    "pow", "min", "max", "clip", "sum", "mean", "dot", "matmul", "transpose", "shape", "rows",
-    "cols", "reshape", "concat", "slice", "softmax", "log_softmax", "cross_entropy", "argmax",
-    "accuracy", "print", "report", "seed", "reset_optimizer", "save_checkpoint", "load_checkpoint", "rand",
-    "rand_uniform", "rand_normal",
-    "rand_tensor", "rand_normal_tensor", "xavier_init", "he_init", "zeros", "ones", "full",
-    "normal", "uniform", "xavier", "he",
-)
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+BUILTINS = tuple(ops.BUILTINS)
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 CAST_TYPES = ("f64", "f32", "i32", "i64")
 #: Resize policies after `init`.
 POLICIES = ("copy", "preserve", "zeros", "normal", "uniform", "xavier", "he")
@@ -54,7 +50,8 @@ class NomaLexer(RegexLexer):
             (r"(fn)(\s+)([A-Za-z_]\w*)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (r"(let|learn|dim|alloc|realloc|free|load_csv|load_safetensors)(\s+)([A-Za-z_]\w*)",
              bygroups(Keyword.Declaration, Whitespace, Name.Variable)),
-            (r"(with)(\s+)(sgd|adamw|adam|rmsprop)\b", bygroups(Keyword, Whitespace, Name.Builtin)),
+            (r"(with)(\s+)(" + "|".join(sorted(OPTIMIZERS, key=len, reverse=True)) + r")\b",
+             bygroups(Keyword, Whitespace, Name.Builtin)),
             (r"(init)(\s+)([A-Za-z_]\w*)", bygroups(Keyword, Whitespace, Name.Builtin)),
             (r"(as)(\s+)(f64|f32|i32|i64)\b", bygroups(Keyword, Whitespace, Keyword.Type)),
             (words(("max",), suffix=r"(?=\s*\()"), Name.Builtin),

@@ -4,7 +4,8 @@ Owns: parsing a `:command args` line, running it against a live Session and retu
 MetaResult (plain text, optional HTML / PNG, the path of a file written, success), the one
 text rendering of an ExecResult used by the front ends (`render_result`), and `meta_names()`
 for completion. It never prints and never raises for a user mistake.
-Imports: noma.display; noma.diagnostics, noma.plots and compiler stages lazily.
+Imports: noma.display; noma.diagnostics, noma.plots, noma.source_file lazily (compiler stages only as the
+session's artifacts: noma.compiler.pipeline.Artifacts).
 
 API (stable):
     run_meta(session, line, *, color=False) -> MetaResult
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import html as _html
 import os
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -52,9 +52,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dims": ("", "named dims, their sizes and the parameters that use them"),
     "who": ("", "top-level variables with their shapes, parameters and functions"),
     "history": ("", "training history: steps, last loss, growth/free/optimizer events"),
-    "ir": ("[NAME|cell]", "IR of a function of the last cell (before autodiff)"),
+    "ir": ("[NAME|cell]", "IR of a function of the last cell, as irgen made it (before autodiff)"),
     "grad": ("[NAME|cell]", "IR with the gradient code, after autodiff and optimisation"),
-    "llvm": ("[NAME|cell]", "LLVM IR of a function of the last cell"),
+    "llvm": ("[NAME|cell]", "LLVM IR of a function of the last cell, as the JIT compiled it"),
     "plot": ("[FILE.png]", "save the loss and layer-size plot (default noma_plot.png)"),
     "save": ("FILE", "write a checkpoint of the session (parameters, optimizer state, dims)"),
     "load": ("FILE", "restore a checkpoint (an executable's loads into the declared parameters)"),
@@ -391,99 +391,41 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 # ----------------------------------------------------------------------------- compiler stages
 
 
-def _cell_name(session: Any) -> str:
-    return f"__cell{max(session.cell_count - 1, 0)}"
+def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]:
+    """The artifacts of the cell that compiled a specialisation of `target` the last cell reused."""
+    from noma.compiler.pipeline import selects
 
-
-def _regenerate(session: Any, stage: str) -> Any:
-    """The last cell compiled again (without touching the session): IR, or IR after autodiff."""
-    from noma.compiler.middle import autodiff, irgen, passes
-    from noma.compiler.front.parse import parse
-    from noma.rt.safetensors_header import read_ranks
-
-    from noma.compiler.front.modules import expand, source_dir
-
-    program = parse(session.last_source)
-    symbols = session.symbols.clone()
-    program = expand(program, symbols, source_dir(session.last_source), session.module_loader)
-    module, _ = irgen.generate(program, symbols, session.dtype, read_ranks, False, _cell_name(session))
-    if stage != "ir":
-        autodiff.differentiate(module)
-        passes.optimize_module(module)
-    return module
-
-
-_SPEC_PART = re.compile(r"(s|t\d+|gl|p\d+r\d+)(\.|$)")
-
-
-def _select(module: Any, target: str) -> list[str]:
-    names = sorted(module.functions)
-    if not target:
-        return names
-    if target == "cell":
-        return [n for n in names if n.startswith("__cell")]
-    # `f` selects f and its specialisations (`f.s.t2`, `f.gl.3`, ...), not `f.g` of a module f
-    return [n for n in names if n == target or (n.startswith(target + ".") and _SPEC_PART.match(
-        n[len(target) + 1:]) is not None)]
-
-
-def _llvm_blocks(text: str, symbols: list[str]) -> str:
-    """The `define ... { ... }` blocks of the given LLVM symbols."""
-    out: list[str] = []
-    keep = False
-    for line in text.splitlines():
-        if line.startswith("define"):
-            keep = any(f"@{s}(" in line or f'@"{s}"(' in line for s in symbols)
-        if keep:
-            out.append(line)
-            if line == "}":
-                keep = False
-                out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    for name, spec in sorted(getattr(session, "compiled", {}).items()):
+        earlier = getattr(spec, "artifacts", None)
+        if earlier is not None and selects(target, name):
+            chosen = earlier.functions(stage, target)
+            if chosen:
+                return earlier, chosen
+    return None, []
 
 
 def stage_text(session: Any, stage: str, target: str) -> MetaResult:
-    """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function."""
-    import copy
-
-    from noma.compiler.middle import ir
-
-    if session.last_module is None or session.last_source is None:
+    """`:ir`, `:grad`, `:llvm` for the whole last cell, its top level (`cell`) or one function:
+    the artifacts the session kept of what it compiled (noma.compiler.pipeline.Artifacts), never a
+    compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
+    art = getattr(session, "last_artifacts", None)
+    if art is None or art.module is None:
         return MetaResult("no cell has been compiled yet", ok=False)
     note = ""
-    module = None
-    if stage == "grad" and _select(session.last_module, target):
-        module = session.last_module
-    else:
-        try:
-            module = _regenerate(session, stage)
-        except Exception:
-            module = None
-        if module is None or not _select(module, target):
-            module = copy.deepcopy(session.last_module) if stage == "llvm" else session.last_module
-            if stage == "ir":
-                note = "; (IR after autodiff: the cell cannot be regenerated)\n"
-    chosen = _select(module, target)
+    chosen = art.functions(stage, target)
+    if not chosen and target and target != "cell":
+        earlier, chosen = _compiled_by(session, stage, target)
+        if earlier is not None:
+            art, note = earlier, f"; compiled by an earlier cell ({earlier.source.name}); the last cell reused it\n"
     if not chosen:
-        known = ", ".join(n for n in sorted(module.functions)) or "none"
+        known = ", ".join(art.functions(stage)) or "none"
         if target in session.symbols.functions:
             msg = (f"`{target}` has no compiled version in the last cell (a function is compiled for "
                    "the argument ranks it is called with: call it in a cell first)")
         else:
             msg = f"no function `{target}` in the last cell; its functions: {known} (or `cell`)"
         return MetaResult(msg, ok=False)
-    if stage == "llvm":
-        from noma.compiler.llvm.lower_llvm import lower_module
-
-        symbols = {n: f"noma_{n}" for n in module.functions}
-        text = lower_module(module, symbols=symbols, own_pointers=set(module.functions),
-                            name=_cell_name(session))
-        body = text if not target else _llvm_blocks(text, [symbols[n] for n in chosen])
-        return MetaResult(body.rstrip("\n"))
-    if not target:
-        return MetaResult(note + ir.print_module(module).rstrip("\n"))
-    body = "\n".join(ir.print_function(module, n) for n in chosen)
-    return MetaResult(note + body.rstrip("\n"))
+    return MetaResult(note + art.text(stage, chosen if target else None).rstrip("\n"))
 
 
 def cmd_ir(session: Any, arg: str, color: bool) -> MetaResult:

@@ -27,6 +27,7 @@ import pytest
 import noma
 from noma.diagnostics import Kind, NomaError, Source
 from noma.meta import run_meta
+from conftest import run
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-12
@@ -67,12 +68,6 @@ PROGRAMS = {
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def run(s: noma.Session, src: str):
-    r = s.execute(src)
-    assert r.status == "ok", (src, [d.message for d in r.diagnostics])
-    return r
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

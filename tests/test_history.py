@@ -328,7 +328,8 @@ def test_plot_draws_segments_apart_and_few_points():
     log = np.concatenate([np.linspace(2, 1, 5000), np.linspace(3, 0.5, 5000)])
     events = [noma.session.history.Event("init", 5000, "w", (), (), "default")]
     for step in (100, 110, 120, 4000):
-        events.append(noma.session.history.Event("dim_resize", step, "hidden", (step // 10,), (step // 10 + 1,), "preserve"))
+        events.append(noma.session.history.Event("dim_resize", step, "hidden", (step // 10,), (step // 10 + 1,),
+                                                 "preserve"))
     h = History(log, events)
     assert len(plots.loss_buckets(h, 20000)) == 10000  # exact when it fits
     assert len(plots.loss_buckets(h)) <= plots.MAX_POINTS  # else thinned

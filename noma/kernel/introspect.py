@@ -4,7 +4,8 @@ Owns: the word under the cursor, completion candidates (keywords, builtins, opti
 session's live names, meta-commands) with typed metadata, the shift-tab inspection text of a
 parameter / variable / dim / function / builtin / keyword, and the text/html of tensors.
 Pure functions over a Session; no Jupyter imports (the kernel wraps them into replies).
-Imports: numpy, noma.display, noma.meta, compiler tables (parse.KEYWORDS, irgen_builtins).
+Imports: numpy, noma.display, noma.meta, the builtin table (noma.compiler.middle.ops), the
+optimizer registry (noma.optimizers), parse.KEYWORDS.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from noma import optimizers
+from noma.compiler.middle import ops
 from noma.display import format_scalar, format_value
 
 _IDENT_END = re.compile(r"[A-Za-z_][A-Za-z_0-9]*$")
@@ -22,59 +25,9 @@ _IDENT_START = re.compile(r"^[A-Za-z_0-9]*")
 _CALL_BEFORE = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\s*\([^()]*$")
 _META_LINE = re.compile(r"^\s*(:[A-Za-z_?]*)$")
 
-#: One line per builtin, shown by shift-tab (taken from docs/LANGUAGE.md).
-BUILTIN_DOCS: dict[str, str] = {
-    "sigmoid": "sigmoid(x): 1 / (1 + exp(-x)), elementwise",
-    "relu": "relu(x): max(x, 0), elementwise",
-    "tanh": "tanh(x): hyperbolic tangent, elementwise",
-    "exp": "exp(x): e^x, elementwise", "log": "log(x): natural logarithm, elementwise",
-    "sqrt": "sqrt(x): square root, elementwise", "abs": "abs(x): absolute value, elementwise",
-    "sin": "sin(x), elementwise", "cos": "cos(x), elementwise", "tan": "tan(x), elementwise",
-    "floor": "floor(x), elementwise (zero gradient)", "ceil": "ceil(x), elementwise (zero gradient)",
-    "pow": "pow(a, b): a ^ b, broadcasting",
-    "min": "min(x): smallest element (scalar); min(a, b): elementwise minimum",
-    "max": "max(x): largest element (scalar); max(a, b): elementwise maximum",
-    "clip": "clip(x, lo, hi): x limited to [lo, hi], elementwise",
-    "sum": "sum(x): sum of all elements; sum(x, axis): sum along an axis",
-    "mean": "mean(x): mean of all elements; mean(x, axis): mean along an axis",
-    "matmul": "matmul(a, b): matrix product (vectors like NumPy)",
-    "dot": "dot(a, b): inner product of two vectors",
-    "transpose": "transpose(m): the transposed matrix",
-    "shape": "shape(x): the shape as a rank-1 tensor",
-    "rows": "rows(x): number of rows (first axis)", "cols": "cols(x): number of columns (last axis)",
-    "reshape": "reshape(x, [d1, d2]): the same elements with another shape",
-    "concat": "concat(a, b): a's rows followed by b's rows",
-    "slice": "slice(x, start, end): rows start..end-1",
-    "softmax": "softmax(x): softmax along the last axis",
-    "log_softmax": "log_softmax(x): log of softmax along the last axis",
-    "cross_entropy": "cross_entropy(logits, targets): mean cross-entropy over rows (one-hot or class indices)",
-    "argmax": "argmax(x): index of the largest entry along the last axis",
-    "accuracy": "accuracy(logits, targets): fraction of rows whose argmax matches the targets",
-    "print": "print(a, b, ...): print space-separated on one line; returns its last argument",
-    "seed": "seed(n): reseed the session's random generator",
-    "report": 'report("name", x): record the scalar x as the named metric at the current global step '
-              '(plots, :history, noma tune)',
-    "reset_optimizer": "reset_optimizer(): clear all optimizer state (moments and step counts)",
-    "save_checkpoint": 'save_checkpoint("ck.safetensors"): write parameters, optimizer state, dims, '
-                       "loss log and generator state",
-    "load_checkpoint": 'load_checkpoint("ck.safetensors"): restore them into the declared parameters',
-    "rand": "rand(): a uniform draw in [0, 1)", "rand_uniform": "rand_uniform(lo, hi): a uniform draw",
-    "rand_normal": "rand_normal(mean, std): a normal draw",
-    "rand_tensor": "rand_tensor(d1, d2, ...): uniform [0, 1) tensor",
-    "rand_normal_tensor": "rand_normal_tensor(mean, std, d1, ...): normal tensor",
-    "xavier_init": "xavier_init(fan_in, fan_out, d1, ...): Xavier-uniform tensor",
-    "he_init": "he_init(fan_in, d1, ...): He-normal tensor",
-    "zeros": "zeros([d1, ...]): a tensor of zeros", "ones": "ones([d1, ...]): a tensor of ones",
-    "full": "full([d1, ...], v): a tensor filled with v",
-    "normal": "normal([d1, ...], mean, std): normal draws",
-    "uniform": "uniform([d1, ...], lo, hi): uniform draws",
-    "xavier": "xavier([fan_in, fan_out]): Xavier/Glorot-uniform initialiser",
-    "he": "he([fan_in, fan_out]): He/Kaiming-normal initialiser",
-    "sgd": "sgd(lr = 0.01, momentum = 0, dampening = 0, nesterov = 0, weight_decay = 0): optimizer",
-    "adam": "adam(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0): optimizer",
-    "adamw": "adamw(lr = 0.001, beta1, beta2, eps, weight_decay = 0.01): optimizer",
-    "rmsprop": "rmsprop(lr = 0.01, alpha = 0.99, eps = 1e-8, momentum = 0, weight_decay = 0): optimizer",
-}
+#: One line per builtin and optimizer, shown by shift-tab (the builtin table and the registry).
+BUILTIN_DOCS: dict[str, str] = {b.name: b.doc for b in ops.BUILTINS.values()}
+BUILTIN_DOCS.update({o.name: o.doc() for o in optimizers.OPTIMIZERS.values()})
 
 KEYWORD_DOCS: dict[str, str] = {
     "let": "let x = e;  new variable", "learn": "learn w = e;  declare a learnable parameter",
@@ -91,16 +44,11 @@ KEYWORD_DOCS: dict[str, str] = {
     "import": 'import "layers.noma" [as nn];  or  import std.nn [as nn];  a module\'s definitions',
 }
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 
 
 def builtin_names() -> list[str]:
-    try:
-        from noma.compiler.middle.irgen_builtins import BUILTINS
-        names = set(BUILTINS)
-    except Exception:  # the compiler is optional for completion
-        names = set()
-    return sorted(names | (set(BUILTIN_DOCS) - set(OPTIMIZERS)))
+    return sorted(ops.BUILTINS)
 
 
 def keyword_names() -> list[str]:

@@ -111,7 +111,8 @@ class NomaKernel(Kernel):
     # ------------------------------------------------------------------ execute
 
     async def do_execute(self, code: str, silent: bool, store_history: bool = True,
-                         user_expressions: Optional[dict] = None, allow_stdin: bool = False) -> dict:
+                         user_expressions: Optional[dict] = None, allow_stdin: bool = False, *,
+                         cell_meta: Any = None, cell_id: Any = None) -> dict:
         count = self.execution_count
         self._silent = silent
         self._shown = []

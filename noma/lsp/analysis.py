@@ -1,13 +1,14 @@
 """One checked version of a NOMA document: its diagnostics, AST, scope index and symbol table.
 
-Owns: running the compiler's front end (noma.compiler.front.frontend, the path `noma check` takes)
+Owns: running the compile pipeline (noma.compiler.pipeline up to autodiff and passes, the path
+`noma check` takes)
 on a document without executing anything (a notebook's meta-command lines blanked out), and
 the text the server shows for a name (hover, completion details). `load_safetensors` files are
 not opened: the header reader given to irgen refuses, so the statement gets an information
 diagnostic saying the file's tensors are unknown to the server (irgen stops there, as `noma
 check` stops at its first error); `load_csv` needs no file at compile time (its result is rank
 2). A compiler crash becomes a diagnostic, never an exception out of the server.
-Imports: noma.compiler (frontend, parse, ast, symbols, irgen_builtins), noma.diagnostics,
+Imports: noma.compiler (pipeline, parse, ast, symbols, irgen_builtins), noma.diagnostics,
 noma.lsp.scopes, noma.lsp.positions, noma.lsp.vocabulary.
 """
 
@@ -17,8 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from noma.compiler import pipeline
 from noma.compiler.front import ast
-from noma.compiler.front.frontend import check_program
 from noma.compiler.middle.irgen_builtins import INITIALISERS
 from noma.compiler.front.parse import parse
 from noma.compiler.front.symbols import SymbolTable
@@ -90,7 +91,8 @@ def analyze(name: str, text: str, dtype: str = "f64", notebook: bool = False) ->
     try:
         program = parse(source)
         index = _index(program)
-        check_program(program, symbols, dtype, reader, True, "__cell0")
+        pipeline.compile(source, symbols, dtype=dtype, read_header=reader, cell="__cell0", program=program,
+                         stop="grad")
     except NomaError as exc:
         for d in exc.diagnostics:
             unknown = reader.asked and d.kind is Kind.IO and NO_FILE_READS in d.message
@@ -189,10 +191,10 @@ def describe(d: Definition, analysis: Analysis) -> str:
     if d.kind == "model":
         return f"load_safetensors {d.name}: tensors of the file (unknown to the language server)"
     shape = _declared_shape(d.value)
-    var = sym.globals.get(d.name) if d.kind == "global" else None
+    global_var = sym.globals.get(d.name) if d.kind == "global" else None
     where = "global" if d.kind == "global" else (f"local of fn {d.function}" if d.function else "local")
-    if shape is None and var is not None:
-        shape = _rank_words(var.rank)
+    if shape is None and global_var is not None:
+        shape = _rank_words(global_var.rank)
     return f"let {d.name}: {shape or 'shape known at run time'} {dtype} ({where})"
 
 

@@ -200,7 +200,7 @@ def build(dtype: str = "f64") -> NomaServer:
         if a.index is None or _definition_at(a, offset) is None:
             return None
         ref = a.index.reference_at(offset)
-        return _range(a, ref.start, ref.end)
+        return None if ref is None else _range(a, ref.start, ref.end)
 
     @server.feature(lsp.TEXT_DOCUMENT_RENAME)
     def rename(ls: NomaServer, params: lsp.RenameParams) -> Optional[lsp.WorkspaceEdit]:

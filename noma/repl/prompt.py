@@ -141,7 +141,7 @@ def typed_ctrl_c(prompt: PromptSession) -> bool:
     from prompt_toolkit.keys import Keys
 
     pressed = bool(getattr(prompt.app, "noma_ctrl_c_after_submit", False))
-    prompt.app.noma_ctrl_c_after_submit = False
+    setattr(prompt.app, "noma_ctrl_c_after_submit", False)  # our flag on prompt_toolkit's Application
     source = prompt.input
     keys = list(get_typeahead(source))
     parser = Vt100Parser(keys.append)

@@ -2,17 +2,20 @@
 
 Owns: NomaTensor / NomaTensorF32 (the tensor descriptor of the f64 and f32 runtimes), NomaEvent,
 and the mapping of dtype names to ctypes/NumPy types. native_lib re-exports them.
-Imports: the standard library and numpy.
+Imports: the standard library, numpy and noma.rt.abi (the header's enums).
 """
 
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import numpy as np
 
-EVENT_KINDS = {0: "param_resize", 1: "dim_resize", 2: "param_free", 3: "opt_change", 4: "opt_reset",
-               5: "param_init"}
+from noma.rt import abi
+
+#: NomaEvent.kind -> name, from the header's NOMA_EV_* enum.
+EVENT_KINDS = {v: k for k, v in abi.enum_group("NOMA_EV_").items()}
 
 # ---------------------------------------------------------------------------
 # ctypes mirrors of the ABI structs
@@ -21,6 +24,13 @@ EVENT_KINDS = {0: "param_resize", 1: "dim_resize", 2: "param_free", 3: "opt_chan
 
 class _TensorMixin:
     """Methods shared by NomaTensor (f64) and NomaTensorF32."""
+
+    # the ctypes fields of the structures below (declared for the type checker), and the array
+    # a descriptor made by from_array keeps alive
+    data: Any
+    rank: int
+    dims: Any
+    _keep: Any
 
     _dtype = "f64"
 
@@ -64,10 +74,10 @@ class _TensorMixin:
         if n == 0 or not addr:
             return np.zeros(shape, dtype=dt)
         buf = (ctypes.c_char * (n * dt.itemsize)).from_address(addr)
-        return np.frombuffer(buf, dtype=dt, count=n).reshape(shape).copy()
+        return np.frombuffer(memoryview(buf), dtype=dt, count=n).reshape(shape).copy()
 
 
-_TENSOR_FIELDS_TAIL = [("rank", ctypes.c_int64), ("dims", ctypes.c_int64 * 4)]
+_TENSOR_FIELDS_TAIL: list[tuple[str, Any]] = [("rank", ctypes.c_int64), ("dims", ctypes.c_int64 * 4)]
 
 
 class NomaTensor(_TensorMixin, ctypes.Structure):

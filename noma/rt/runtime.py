@@ -20,8 +20,7 @@ import numpy as np
 from noma.rt import native_lib
 
 EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init"}
-POLICY_NAMES = {0: "default", 1: "zeros", 2: "normal", 3: "uniform", 4: "xavier", 5: "he",
-                6: "copy", 7: "preserve"}
+POLICY_NAMES = {v: k for k, v in native_lib.POLICIES.items()}  # from noma_rt.h
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
 
 
@@ -268,7 +267,7 @@ class Runtime:
         return int(self.lib.noma_history_bytes(self.ctx))
 
     def events(self, param_names: dict[int, str], dim_names: dict[int, str]) -> list[Any]:
-        from noma.session.history import Event
+        from noma.rt.events import Event
 
         out = []
         for i in range(int(self.lib.noma_event_count(self.ctx))):

@@ -222,6 +222,7 @@ class CachedCell:
     entry: int  # address of the cell's native function
     has_value: bool
     source: Any  # the Source it was compiled from (spans point into it)
+    artifacts: Any = None  # noma.compiler.pipeline.Artifacts of the compilation (`:ir`, `:grad`, `:llvm`)
 
     def matches(self, symbols: SymbolTable, compiled: dict, read_header: Callable[[str], Any]) -> bool:
         """Whether compiling the same text against `symbols` would give this code."""
@@ -265,7 +266,7 @@ class CachedCell:
 
 
 def record(table: RecordingTable, module: Any, entry: int, has_value: bool, source: Any,
-           externs: dict, specs: dict, pointers: list) -> CachedCell:
+           externs: dict, specs: dict, pointers: list, artifacts: Any = None) -> CachedCell:
     """The cache entry of a compilation that recorded into `table` (after the session committed it)."""
     rec = table._rec
     observed = [(t, k, kind, before, result) for (t, k), (kind, before, result) in rec.observed.items()]
@@ -281,7 +282,7 @@ def record(table: RecordingTable, module: Any, entry: int, has_value: bool, sour
                 effects.append((t, key, _copy(t, after.get(key, ABSENT)), False))
     return CachedCell(observed, dict(rec.whole), list(rec.headers), effects,
                       (table.next_global, table.next_param, table.next_dim), dict(externs), dict(specs),
-                      list(pointers), module, entry, has_value, source)
+                      list(pointers), module, entry, has_value, source, artifacts)
 
 
 @dataclass

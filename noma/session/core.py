@@ -11,167 +11,30 @@ Imports: compiler stages, noma.rt, noma.diagnostics.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import re
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
-from noma.session.cell_cache import CellCache, RecordingTable, Replay, record
-from noma.compiler.front import ast
 from noma.compiler.front.modules import ModuleLoader
 from noma.compiler.front.symbols import VALUE_SLOT, SymbolTable, spec_base
+from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
+from noma.session.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.session.history import Event, History, LossSummary  # noqa: F401  (part of the session's API)
+from noma.session.output import ExecResult, LiveOutput, cancelled, cell_label
+from noma.session.specs import CompiledSpec, called_functions, declared_global_slots, plan_symbols, spec_valid
 
+if TYPE_CHECKING:
+    from noma.compiler.pipeline import Artifacts, Linkage, Linker, Stage
+
+__all__ = ["Event", "ExecResult", "History", "LossSummary", "Session"]
 
 #: a cell that may import modules (then it bypasses the cell cache)
 _IMPORT = re.compile(r"\bimport\b")
-
-
-@dataclass
-class ExecResult:
-    """What running one cell produced."""
-
-    output: str = ""
-    value: Any = None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    status: str = "ok"  # ok | error | interrupted
-    steps: int = 0  # training steps this cell ran
-    compile_seconds: float = 0.0
-    run_seconds: float = 0.0
-    #: the cell's compiled code was reused (same text, same symbol-table context): nothing compiled
-    cache_hit: bool = False
-    #: where compile_seconds went (seconds): front_end (parse, IR, autodiff, IR passes),
-    #: lowering (NOMA IR to LLVM IR text), llvm_parse, llvm_optimise, llvm_codegen
-    compile_phases: dict[str, float] = field(default_factory=dict)
-    #: `output` and the warnings were already delivered, as they were printed, to the session's
-    #: output_sink (front ends then show only the value and the errors)
-    streamed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.kind is Kind.WARNING]
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.kind is not Kind.WARNING]
-
-
-def _cell_label(source: Source) -> str:
-    """`<cell 3> `realloc h = 4;`` (the first line of its code, shortened)."""
-    lines = [line.strip() for line in source.text.splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    if len(first) > 50 or len(lines) > 1:
-        first = first[:47].rstrip() + " …"
-    return f"{source.name} `{first}`"
-
-
-def _cancelled(compile_seconds: float) -> ExecResult:
-    """The result of a cell an interrupt cancelled before it ran (nothing changed)."""
-    return ExecResult(status="interrupted", compile_seconds=compile_seconds, diagnostics=[Diagnostic(
-        Kind.RUNTIME, "interrupted before the cell ran; nothing changed")])
-
-
-class _LiveOutput:
-    """What a running cell printed, taken from the runtime (noma_live_take) and handed to a sink:
-    whole lines of text and each warning, in program order; the text and warnings are kept for
-    the ExecResult."""
-
-    def __init__(self, sink: Callable[[str, Any], None]):
-        self.sink = sink
-        self.pending = b""  # an unfinished line
-        self.parts: list[str] = []
-        self.warnings: list[str] = []
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def drain(self, rt: Any, final: bool) -> None:
-        data = self.pending + rt.take_live()
-        self.pending = b""
-        pieces = data.split(b"\0")
-        self._text(pieces[0], final or len(pieces) > 1)
-        for piece in pieces[1:]:
-            message, _, rest = piece.partition(b"\n")
-            self._emit("warning", message.decode("utf-8", "replace"))
-            self._text(rest, final or piece is not pieces[-1])
-
-    def _text(self, data: bytes, whole: bool) -> None:
-        end = len(data) if whole else data.rfind(b"\n") + 1
-        if end:
-            self._emit("stdout", data[:end].decode("utf-8", "replace"))
-        self.pending += data[end:]
-
-    def emit_warning(self, diag: Diagnostic) -> None:
-        """A warning of the compiler's, before the code runs (kept in the result by the caller)."""
-        self._send("warning", diag)
-
-    def _emit(self, kind: str, text: str) -> None:
-        if kind == "warning":
-            self.warnings.append(text)
-            self._send(kind, Diagnostic(Kind.WARNING, text))
-        else:
-            self.parts.append(text)
-            self._send(kind, text)
-
-    def _send(self, kind: str, payload: Any) -> None:
-        try:
-            self.sink(kind, payload)
-        except Exception:
-            pass  # a front end's display must never disturb the cell
-
-
-@dataclass
-class _CompiledSpec:
-    definition: ast.FnDef
-    symbol: str
-    result_rank: Optional[int]
-    #: user functions it calls (transitively), with the definitions it was compiled against;
-    #: calls inside optimize bodies are inlined, so a redefinition of any of them recompiles it
-    deps: dict[str, Any] = field(default_factory=dict)
-
-
-def _called_functions(definition: Any, functions: dict[str, Any]) -> dict[str, Any]:
-    """User functions a definition calls, directly or through other user functions."""
-    found: dict[str, Any] = {}
-    stack: list[Any] = [definition]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (tuple, list)):
-            stack.extend(node)
-            continue
-        if not dataclasses.is_dataclass(node) or isinstance(node, (Span, Source)):
-            continue
-        if isinstance(node, ast.Call) and node.func in functions and node.func not in found:
-            found[node.func] = functions[node.func]
-            stack.append(functions[node.func])
-        for f in dataclasses.fields(node):
-            stack.append(getattr(node, f.name))
-    return found
-
-
-def _lower(module: Any, source: Source, names: dict[str, str], own: set[str], cell: str, shared: Any) -> str:
-    from noma.compiler.front.budget import run_stage
-    from noma.compiler.llvm.lower_llvm import lower_module
-
-    return run_stage(source, lower_module, module, symbols=names, own_pointers=own, name=cell, shared=shared)
-
-
-def _declared_global_slots(before: SymbolTable, after: SymbolTable) -> list[int]:
-    """Global slots a cell (re)declares: names that are new or got another slot."""
-    return [var.slot for name, var in after.globals.items()
-            if name not in before.globals or before.globals[name].slot != var.slot]
 
 
 class Session:
@@ -191,9 +54,12 @@ class Session:
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
         self.cell_count = 0
-        self.compiled: dict[str, _CompiledSpec] = {}
+        self.compiled: dict[str, CompiledSpec] = {}
         self.pointer_globals: set[str] = set()
-        self.last_module = None
+        #: what the pipeline produced for the last cell compiled (or replayed): its AST, IR before
+        #: autodiff, final IR module, the LLVM IR the JIT compiled (`:ir`, `:grad`, `:llvm` show them)
+        self.last_artifacts: Optional["Artifacts"] = None
+        self.last_module: Any = None
         self.last_source: Optional[Source] = None
         self.progress: Optional[Callable[["Session"], None]] = None
         self.progress_interval = 0.2
@@ -235,7 +101,9 @@ class Session:
         """
         from noma.rt.safetensors_header import read_ranks
 
-        return self._compile(source, run_main, self.symbols.clone(), read_ranks)
+        symbols = self.symbols.clone()
+        art = self._pipeline(source, run_main, symbols, read_ranks, stop="grad")
+        return art.module, art.cell, art.has_value, symbols
 
     @property
     def defines(self) -> dict[str, Any]:
@@ -259,41 +127,20 @@ class Session:
         used = sorted(n for n in self._defines if re.search(rf"\b(?:let|dim)\s+{re.escape(n)}\b", text))
         return "".join(f"\n//-D {n}={self._defines[n].value}" for n in used)
 
-    def _compile(self, source: Source, run_main: bool, symbols: SymbolTable,
-                 read_header: Callable[[str], Any]) -> tuple[Any, str, bool, SymbolTable]:
-        from noma.compiler.front.frontend import check
+    def _pipeline(self, source: Source, run_main: bool, symbols: SymbolTable, read_header: Callable[[str], Any],
+                  stop: "Stage", link: Optional["Linker"] = None) -> "Artifacts":
+        """The compile pipeline (noma.compiler.pipeline) on one cell against `symbols`, up to `stop`."""
+        from noma.compiler import pipeline
 
-        cell = f"__cell{self.cell_count}"
-        module, has_value = check(source, symbols, self.dtype, read_header, run_main, cell,
-                                  self._defines, self.defines_used, loader=self.module_loader)
-        return module, cell, has_value, symbols
+        return pipeline.compile(source, symbols, dtype=self.dtype, read_header=read_header, run_main=run_main,
+                                cell=f"__cell{self.cell_count}", defines=self._defines, used=self.defines_used,
+                                stop=stop, keep_ir=stop == "native", link=link or pipeline.whole_program,
+                                loader=self.module_loader,
+                                jit=self.jit if stop == "native" else None)
 
-    def _spec_valid(self, done: "_CompiledSpec", symbols: SymbolTable) -> bool:
+    def _spec_valid(self, done: CompiledSpec, symbols: SymbolTable) -> bool:
         """Whether a compiled specialisation still matches the definitions in `symbols`."""
-        return (done.definition is symbols.functions.get(done.definition.name)
-                and all(symbols.functions.get(n) is d for n, d in done.deps.items()))
-
-    def _plan_symbols(self, module: Any, symbols: SymbolTable) -> tuple[dict[str, str], set[str], list[str]]:
-        """Which functions of the module to (re)compile; their LLVM symbols; pointer globals to patch."""
-        version = self.cell_count
-        names: dict[str, str] = {}
-        own: set[str] = set()
-        patch: list[str] = []
-        for name, fn in list(module.functions.items()):
-            if name.startswith("__cell"):
-                names[name] = f"noma_{name}"
-                continue
-            done = self.compiled.get(name)
-            if done is not None and done.result_rank == fn.result_rank and self._spec_valid(done, symbols):
-                module.externs[name] = (tuple(p.rank for p in fn.params), fn.result_rank)
-                del module.functions[name]
-                continue
-            names[name] = f"noma_{name}_v{version}"
-            if name in self.pointer_globals:
-                patch.append(name)
-            else:
-                own.add(name)
-        return names, own, patch
+        return spec_valid(done, symbols)
 
     # ------------------------------------------------------------------ execute
 
@@ -317,17 +164,10 @@ class Session:
             return self._replay(hit, source, started)
         try:
             table = RecordingTable.of(self.symbols)
-            module, cell, has_value, _ = self._compile(source, run_main, table, table.header_reader(read_ranks))
-            symbols = table.plain()
-            names, own, patch = self._plan_symbols(module, symbols)
-
-            lowering_started = time.perf_counter()
-            llvm_text = _lower(module, source, names, own, cell, self.jit.defines)
-            lowered = time.perf_counter()
-            self.jit.last_phases = {}
-            self.jit.add_ir(llvm_text, cell)
-            phases = {"front_end": lowering_started - started, "lowering": lowered - lowering_started,
-                      **self.jit.last_phases}
+            planned: list[Any] = []  # (symbols after the cell, patch list), filled by the linker
+            pipeline_started = time.perf_counter()
+            art = self._pipeline(source, run_main, table, table.header_reader(read_ranks), "native",
+                                 lambda module: self._link(module, table, planned))
         except NomaError as exc:
             return ExecResult(diagnostics=exc.diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
@@ -338,36 +178,49 @@ class Session:
             return ExecResult(diagnostics=too_deep(first_line).diagnostics, status="error",
                               compile_seconds=time.perf_counter() - started)
         compile_seconds = time.perf_counter() - started
+        art.phases["front_end"] += pipeline_started - started  # the cache lookup
+        assert art.module is not None and art.linkage is not None
+        module, names, own = art.module, art.linkage.symbols, art.linkage.own_pointers
+        symbols, patch = planned[0]
         if self.rt.interrupt_pending():  # cancelled: nothing changes, but the JIT keeps what it defined
             self.cell_count += 1  # (the cell's symbol names and pointer globals are taken)
             self.pointer_globals |= own
-            return _cancelled(compile_seconds)
+            return cancelled(compile_seconds)
         self.compilations += 1
-        self._push_undo(_cell_label(source))
+        self._push_undo(cell_label(source))
         before = self.symbols
-        self._commit(module, symbols, names, own, patch, source)
+        self._commit(art, symbols, patch)
         specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
         pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
                     for n, done in specs.items()]
         externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
-        entry = self.jit.function_address(names[cell])
+        entry = self.jit.function_address(names[art.cell])
         if not imports:
-            self.cell_cache.add(key, run_main,
-                                record(table, module, entry, has_value, source, externs, specs, pointers))
-        result = self._run_declaring(before, module, entry, has_value,
+            self.cell_cache.add(key, run_main, record(table, module, entry, art.has_value, source, externs,
+                                                      specs, pointers, artifacts=art))
+        result = self._run_declaring(before, module, entry, art.has_value,
                                      warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds
-        result.compile_phases = phases
+        result.compile_phases = dict(art.phases)
         return result
+
+    def _link(self, module: Any, table: RecordingTable, planned: list[Any]) -> "Linkage":
+        """The pipeline's linker for a cell: versioned symbols, reused specialisations as externs."""
+        from noma.compiler.pipeline import Linkage
+
+        symbols = table.plain()
+        names, own, patch = plan_symbols(module, symbols, self.compiled, self.pointer_globals, self.cell_count)
+        planned.append((symbols, patch))
+        return Linkage(names, own, self.jit.defines)
 
     def _replay(self, hit: Replay, source: Source, started: float) -> ExecResult:
         """Run a cached cell: its effects on the symbol table and specialisations, then its code."""
         cell = hit.cell
         compile_seconds = time.perf_counter() - started
         if self.rt.interrupt_pending():
-            return _cancelled(compile_seconds)
+            return cancelled(compile_seconds)
         self.cache_hits += 1
-        self._push_undo(_cell_label(source))
+        self._push_undo(cell_label(source))
         self.compiled.update(cell.specs)
         for pointer, address in cell.pointers:  # the specialisations it compiled are current again
             ctypes.c_void_p.from_address(pointer).value = address
@@ -375,6 +228,7 @@ class Session:
         before = self.symbols
         self.symbols = hit.symbols
         self.cell_count += 1
+        self.last_artifacts = cell.artifacts
         self.last_module = cell.module
         self.last_source = source
         result = self._run_declaring(before, cell.module, cell.entry, cell.has_value, (cell.source, source),
@@ -383,23 +237,25 @@ class Session:
         result.cache_hit = True
         return result
 
-    def _commit(self, module: Any, symbols: SymbolTable, names: dict[str, str], own: set[str],
-                patch: list[str], source: Source) -> None:
-        for name, fn in module.functions.items():
+    def _commit(self, art: "Artifacts", symbols: SymbolTable, patch: list[str]) -> None:
+        assert art.module is not None and art.linkage is not None
+        names = art.linkage.symbols
+        for name, fn in art.module.functions.items():
             if name.startswith("__cell"):
                 continue
             definition = symbols.functions[spec_base(name, symbols.functions)]
-            self.compiled[name] = _CompiledSpec(definition, names[name], fn.result_rank,
-                                                _called_functions(definition, symbols.functions))
+            self.compiled[name] = CompiledSpec(definition, names[name], fn.result_rank,
+                                               called_functions(definition, symbols.functions), art)
         for name in patch:
             address = self.jit.function_address(names[name])
             pointer = self.jit.global_address(f"noma.fp.{name}")
             ctypes.c_void_p.from_address(pointer).value = address
-        self.pointer_globals |= own
+        self.pointer_globals |= art.linkage.own_pointers
         self.symbols = symbols
         self.cell_count += 1
-        self.last_module = module
-        self.last_source = source
+        self.last_artifacts = art
+        self.last_module = art.module
+        self.last_source = art.source
 
     def _run_declaring(self, before: SymbolTable, module: Any, address: int, has_value: bool,
                        rebind: Optional[tuple[Source, Source]] = None,
@@ -407,7 +263,7 @@ class Session:
         """Run a committed cell whose symbol table was `before`; when it fails (or is interrupted),
         the declarations it did not reach are taken back: a failed cell keeps what it completed."""
         self.rt.activate()
-        for slot in _declared_global_slots(before, self.symbols):
+        for slot in declared_global_slots(before, self.symbols):
             self.rt.lib.noma_global_forget(slot)
         result = self._run(module, address, has_value, rebind, warnings)
         if not result.ok:
@@ -424,7 +280,7 @@ class Session:
         come first in the result, and to the output sink before the code runs."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
-        live = _LiveOutput(self.output_sink) if self.output_sink is not None else None
+        live = LiveOutput(self.output_sink) if self.output_sink is not None else None
         if live is not None:
             for diag in warnings or []:
                 live.emit_warning(diag)
@@ -466,7 +322,7 @@ class Session:
         self.rt.release_arena()
         return result
 
-    def _invoke_with_progress(self, address: int, live: Optional["_LiveOutput"] = None) -> int:
+    def _invoke_with_progress(self, address: int, live: Optional[LiveOutput] = None) -> int:
         """Run native code. With a progress hook or an output sink, it runs in a worker thread
         (ctypes releases the GIL) while this thread streams printed output every stream_interval
         seconds and calls the hook every progress_interval seconds, and once more when the code

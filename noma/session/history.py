@@ -1,12 +1,12 @@
 """The training history as the front ends see it: losses in bounded memory, events, run segments.
 
 Owns: `History` (what `Session.history` returns), `LossSummary` (the runtime's multi-resolution
-summary of every logged loss: min, max and mean per bucket), `Event`, and the split of a history
+summary of every logged loss: min, max and mean per bucket), `Event` (noma.rt.events), and the split of a history
 into run segments at `learn` re-initialisations. The runtime keeps the data
 (noma/rt/native/noma_rt_history.c: an exact window of the last losses plus levels of buckets that
 merge pairwise); this module only gives it names and steps. Steps are numbered from 1: the loss of
 step k is the k-th loss the session logged, and an event at step s happened after step s.
-Imports: numpy only.
+Imports: numpy, noma.rt.events.
 """
 
 from __future__ import annotations
@@ -16,19 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-
-@dataclass
-class Event:
-    """A resize, free, optimizer change, reset or re-initialisation (`learn` of a defined
-    parameter: kind "init"), at a global step."""
-
-    kind: str
-    step: int
-    name: str
-    old_shape: tuple[int, ...]
-    new_shape: tuple[int, ...]
-    policy: str
-    output_change: Optional[float] = None
+from noma.rt.events import Event  # noqa: F401  (part of the history's API)
 
 
 @dataclass
@@ -116,6 +104,16 @@ class History:
             self.summary = LossSummary.exact(self.losses, self.first_step)
 
     @property
+    def _summary(self) -> LossSummary:
+        assert self.summary is not None  # set by __post_init__
+        return self.summary
+
+    @property
+    def _total(self) -> int:
+        assert self.total_steps is not None  # set by __post_init__
+        return self.total_steps
+
+    @property
     def loss_steps(self) -> np.ndarray:
         """The step of each exact loss."""
         return np.arange(self.first_step, self.first_step + len(self.losses), dtype=np.int64)
@@ -129,11 +127,12 @@ class History:
     def last_loss(self) -> Optional[float]:
         if len(self.losses):
             return float(self.losses[-1])
-        return float(self.summary.mean[-1]) if len(self.summary) else None
+        return float(self._summary.mean[-1]) if len(self._summary) else None
 
     def best_loss(self) -> Optional[float]:
         """The smallest loss logged (NaN ignored); None when nothing was logged or all are NaN."""
-        values = self.summary.min[np.isfinite(self.summary.min)] if len(self.summary) else []
+        summary = self._summary
+        values = summary.min[np.isfinite(summary.min)] if len(summary) else []
         return float(np.min(values)) if len(values) else None
 
     def segments(self) -> list[Segment]:
@@ -141,7 +140,7 @@ class History:
         starts a new one (re-initialisations before any new step join the same boundary). Every
         step from the first summarised one to `total_steps` is in exactly one segment; a segment
         begun by the last re-initialisation may hold no steps yet (first > last)."""
-        start = int(self.summary.first[0]) if len(self.summary) else self.total_steps + 1
+        start = int(self._summary.first[0]) if len(self._summary) else self._total + 1
         cuts: list[tuple[int, list[str]]] = []  # steps s: steps up to s before, after s after
         for e in self.events:
             if e.kind != "init" or e.step < start:  # before any summarised step: nothing to split
@@ -152,11 +151,11 @@ class History:
             elif not cuts or e.step > cuts[-1][0]:
                 cuts.append((e.step, [e.name]))
         segments: list[Segment] = []
-        first, names = start, ()
+        first, names = start, tuple[str, ...]()
         for step, reinit in cuts:
             segments.append(Segment(len(segments) + 1, first, step, tuple(names)))
             first, names = step + 1, tuple(reinit)
-        segments.append(Segment(len(segments) + 1, first, self.total_steps, tuple(names)))
+        segments.append(Segment(len(segments) + 1, first, self._total, tuple(names)))
         return segments
 
 

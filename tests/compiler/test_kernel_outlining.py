@@ -12,13 +12,7 @@ import noma
 from noma.compiler.middle import ir
 from noma.compiler.llvm import jit
 from noma.compiler.llvm.lower_llvm import lower_module
-
-
-def lit(arr) -> str:
-    def rec(a):
-        return repr(float(a)) if a.ndim == 0 else "[" + ", ".join(rec(x) for x in a) + "]"
-
-    return "tensor " + rec(np.asarray(arr, np.float64))
+from conftest import lit
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from lark import Lark
 
+from noma import optimizers
+
 GRAMMAR = Path(__file__).resolve().parents[2] / "noma" / "compiler" / "front" / "grammar.lark"
 
 PRELUDE = """let a = 2;
@@ -25,7 +27,7 @@ dim d = 3;
 fn f(v) { return v * 2; }
 """
 VARIABLES = ("a", "b", "x", "W", "d", "f", "v", "loss", "i", "xb", "yb")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 CASTS = ("i32", "i64", "f32", "f64")
 NUMBERS = ("0", "1", "2", "3", "0.5", "1", "2", "4", "10", "1e308", "3037000500", "100000",
            "1e-320", "2147483648")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from rpc_client import ROOT, LspClient, ServerError
 
-from noma.compiler.front.frontend import check
+from noma import optimizers as noma_optimizers
+from noma.compiler import pipeline
 from noma.compiler.front.parse import parse
 from noma.lsp.analysis import in_document
 from noma.compiler.front.symbols import SymbolTable
@@ -148,10 +149,10 @@ def test_notebook_meta_commands_are_skipped(client):
 
 
 def _check_in_process(path: Path) -> list:
-    """What `noma check` reports (Session.compile runs frontend.check with read_ranks)."""
+    """What `noma check` reports (Session.compile runs the pipeline with read_ranks)."""
     source = Source(str(path), path.read_text())
     try:
-        check(source, SymbolTable(), "f64", read_ranks, True, "__cell0")
+        pipeline.compile(source, SymbolTable(), read_header=read_ranks, cell="__cell0", stop="grad")
     except NomaError as exc:  # an error in an imported file shows at the document's import
         imported = [d for d in exc.diagnostics if d.span is not None and d.span.source is not source]
         if not imported:
@@ -212,7 +213,7 @@ def test_completion_after_with_as_and_init(client):
     uri = _uri("contexts.noma")
     client.open(uri, "learn w = zeros([2]);\noptimize(w) with \nlet y = 1 as \nrealloc w = [3] init \n")
     optimizers = client.request("textDocument/completion", client.at(uri, 1, 17))["items"]
-    assert {i["label"] for i in optimizers} == {"sgd", "adam", "adamw", "rmsprop"}
+    assert {i["label"] for i in optimizers} == set(noma_optimizers.OPTIMIZERS)
     casts = client.request("textDocument/completion", client.at(uri, 2, 13))["items"]
     assert {i["label"] for i in casts} == {"f64", "f32", "i32", "i64"}
     policies = client.request("textDocument/completion", client.at(uri, 3, 21))["items"]

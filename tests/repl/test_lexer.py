@@ -91,7 +91,7 @@ def test_completion_candidates_and_meta_column():
         return [(c.text, c.display_meta_text) for c in got]
 
     assert complete("print(wei") == [("weights", "[2, 3] f64 param")]
-    assert [t for t, _ in complete("soft")] == ["softmax"]
+    assert [t for t, _ in complete("softm")] == ["softmax"]
     assert (":params", "parameters: shape, dtype, size, optimizer and its state (step counts)") in complete(":pa")
     assert [t for t, _ in complete(":ir d")] == ["double"]
     assert complete("1 + ") == []

@@ -1,5 +1,5 @@
-"""Helpers shared by the session tests: tensor literals, running a cell that must succeed, and a
-byte-level picture of a session's whole state."""
+"""Helpers shared by the session tests: a byte-level picture of a session's whole state (lit and
+run are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,6 @@ import dataclasses
 import numpy as np
 
 import noma
-
-
-def lit(arr) -> str:
-    """A NOMA tensor literal holding exactly the values of arr (repr round-trips doubles)."""
-
-    def rec(a):
-        return repr(float(a)) if a.ndim == 0 else "[" + ", ".join(rec(x) for x in a) + "]"
-
-    return "tensor " + rec(np.asarray(arr, np.float64))
-
-
-def run(s: noma.Session, src: str):
-    r = s.execute(src)
-    assert r.status == "ok", (src, [d.message for d in r.diagnostics])
-    return r
 
 
 def state(s: noma.Session) -> dict:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import noma
-from session_checks import assert_same_state, run, state
+from conftest import run
+from session_checks import assert_same_state, state
 
 SETUP = """
 seed(9);

@@ -18,26 +18,10 @@ import numpy as np
 import pytest
 
 import noma
+from conftest import lit, run
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def lit(arr: np.ndarray) -> str:
-    """A NOMA tensor literal holding exactly the values of arr (repr round-trips doubles)."""
-
-    def rec(a):
-        if a.ndim == 0:
-            return repr(float(a))
-        return "[" + ", ".join(rec(x) for x in a) + "]"
-
-    return "tensor " + rec(np.asarray(arr, np.float64))
-
-
-def run(s: noma.Session, src: str) -> noma.session.core.ExecResult:
-    r = s.execute(src)
-    assert r.ok, (src, [d.message for d in r.diagnostics])
-    return r
 
 
 def expected_resize(old: np.ndarray, new_shape: tuple[int, ...], fill: float = 0.0) -> np.ndarray:

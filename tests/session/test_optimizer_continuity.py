@@ -20,24 +20,12 @@ import numpy as np
 import pytest
 
 import noma
+from conftest import lit, run
 
 TOL = 1e-10
 NAMES = ("W1", "b1", "W2", "b2")
 BOUND_AXIS = {"W1": 1, "b1": 0, "W2": 0}  # axis sized by `hidden`
 SCHEDULE = [(200, 8), (300, 3), (300, 6), (200, None)]  # (steps, then resize hidden to)
-
-
-def lit(arr: np.ndarray) -> str:
-    def rec(a):
-        return repr(float(a)) if a.ndim == 0 else "[" + ", ".join(rec(x) for x in a) + "]"
-
-    return "tensor " + rec(np.asarray(arr, np.float64))
-
-
-def run(s: noma.Session, src: str):
-    r = s.execute(src)
-    assert r.status == "ok", (src, [d.message for d in r.diagnostics])
-    return r
 
 
 def data():

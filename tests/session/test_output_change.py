@@ -13,7 +13,7 @@ import numpy as np
 
 import noma
 from noma.meta import event_text
-from session_checks import lit, run
+from conftest import lit, run
 
 MLP = """
 seed(21);

@@ -17,7 +17,8 @@ import pytest
 
 import noma
 from noma.diagnostics import Kind, NomaError
-from session_checks import assert_same_state, lit, run, state
+from conftest import lit, run
+from session_checks import assert_same_state, state
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -518,10 +519,9 @@ def test_progress_hook_reports_the_final_step_even_when_the_cell_ends_within_one
     run(s, LONG)
     seen = []
     s.progress = lambda sess: seen.append(sess.rt.global_step())
-    s.progress_interval = 30.0
-    started = time.perf_counter()
+    s.progress_interval = 3600.0  # a cell that waited for the interval would hang, not pass
     r = s.execute(LONG_TRAIN.replace("1000000000", "10"))
-    assert r.status == "ok" and time.perf_counter() - started < 30.0
+    assert r.status == "ok"
     assert seen == [10]
 
 CHILD = textwrap.dedent("""

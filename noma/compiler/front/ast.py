@@ -294,7 +294,7 @@ class Minimize:
 class OptimizerSpec:
     """`adam(lr = 0.05)` after `with`"""
 
-    name: str  # sgd | adam | adamw | rmsprop
+    name: str  # an optimizer of the registry noma/optimizers.py
     kwargs: tuple[KwArg, ...]
     span: Span
 

@@ -14,7 +14,7 @@ import dataclasses
 import re
 from array import array
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Optional, cast
 
 from noma.compiler.front import ast, parse_tables
 from noma.compiler.front.budget import gc_paused
@@ -70,7 +70,7 @@ class _Splice(list):
 class _Rule(NamedTuple):
     size: int
     origin: str
-    fn: object  # a _Build method, or None for a helper rule (spliced into its parent)
+    fn: Optional[Callable[..., Any]]  # a _Build method, or None for a helper rule (spliced into its parent)
     expand1: bool  # `?rule`: a single child stands for the rule
     flatten: bool  # some child may be a _Splice
     unit: bool  # `?rule: other` (one symbol, not a helper): nothing to build
@@ -107,7 +107,8 @@ def _machine() -> _Machine:
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
-    text, states, match, keywords = source.text, machine.states, machine.scanner.match, machine.keywords
+    text, states, keywords = source.text, machine.states, machine.keywords
+    match = _always(machine.scanner)
     units = machine.units
     stack, values = [machine.start], []
     nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
@@ -171,7 +172,7 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             stack.append(states[stack[-1]][origin])
             nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
             if kind == _END and stack[-1] == machine.end:
-                return values[-1]
+                return cast(ast.Program, values[-1])
             row = states[stack[-1]]
 
 
@@ -230,7 +231,7 @@ class _Args(NamedTuple):
 
 class _Clause(NamedTuple):
     kind: str  # "until" | "max"
-    value: object
+    value: ast.Expr
 
 
 def _start(x) -> int:
@@ -512,8 +513,8 @@ def _tensor_items(lit: ast.ListLit) -> tuple[tuple, tuple[int, ...]]:
         first_is_row = isinstance(lit.items[0], ast.ListLit)
         odd = next(x for x in lit.items if isinstance(x, ast.ListLit) != first_is_row)
         raise _err("ragged tensor literal: rows and single values are mixed", odd.span)
-    flat, first_shape = _tensor_items(rows[0])
-    flat = list(flat)
+    first, first_shape = _tensor_items(rows[0])
+    flat = list(first)
     for row in rows[1:]:
         items, shape = _tensor_items(row)
         if shape != first_shape:
@@ -551,6 +552,14 @@ def _plain_numbers(row: str) -> bool:
 _GAP = re.compile(r"\s*")
 
 
+def _always(pattern: "re.Pattern[str]") -> Callable[[str, int], "re.Match[str]"]:
+    """`pattern.match` for a pattern that matches everywhere (it may match the empty string)."""
+    return cast(Callable[[str, int], "re.Match[str]"], pattern.match)
+
+
+_gap = _always(_GAP)
+
+
 class _Literal(str):
     """The source text of a numeric tensor literal (str, for messages), with its values."""
 
@@ -561,16 +570,17 @@ class _Literal(str):
 
 def _numeric_literal(text: str, start: int) -> "_Literal | None":
     """The numbers-only literal after `tensor` at start, or None (then the grammar parses it)."""
-    i = _GAP.match(text, start).end()
+    i = _gap(text, start).end()
     if not text.startswith("[", i):
         return None
-    values, sizes, counts, leaf_depth = array("d"), {}, [], 0
+    values, counts, leaf_depth = array("d"), [], 0
+    sizes: dict[int, int] = {}
     begin = i
     while True:  # at an opening bracket
         counts.append(0)
         if len(counts) > MAX_TENSOR_RANK:
             return None
-        j = _GAP.match(text, i + 1).end()
+        j = _gap(text, i + 1).end()
         if text.startswith("[", j):
             i = j
             continue
@@ -600,9 +610,9 @@ def _numeric_literal(text: str, start: int) -> "_Literal | None":
                 lit.shape = tuple(sizes[d] for d in range(leaf_depth))
                 return lit
             counts[-1] += 1
-            j = _GAP.match(text, i + 1).end()
+            j = _gap(text, i + 1).end()
             if text.startswith(",", j):
-                j = _GAP.match(text, j + 1).end()
+                j = _gap(text, j + 1).end()
                 if text.startswith("[", j):  # the next row
                     i = j
                     break
@@ -707,8 +717,9 @@ def _scan(text: str) -> _ScanResult:
     machine = _machine()
     stack: list = []
     pos, last, head, fresh = 0, "", "", True
+    match = _always(machine.scanner)
     while True:
-        m = machine.scanner.match(text, pos)
+        m = match(text, pos)
         kind, pos = m.lastgroup, m.end()
         if kind is None:
             if pos >= len(text):

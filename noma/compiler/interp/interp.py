@@ -1,10 +1,12 @@
 """A NumPy interpreter of NOMA's IR: the executable specification and the test oracle.
 
-Owns: Interpreter (every op and region, the tape, optimize loops), InterpState (parameters,
-optimizer state, globals, dims, printed lines, loss log, RNG) and the print format; the optimizer
-formulas are in interp_optimizers, the generator in interp_rng, resizes in interp_resize,
-checkpoints in interp_checkpoint. It is never the product's execution path
-(that is lower_llvm and the native runtime); tests compare the two.
+Owns: Interpreter (every op and region, the tape, optimize loops) and the print format; the
+state it runs on (InterpState) is in interp_state, the elementwise rules in interp_elementwise,
+the optimizer formulas in interp_optimizers, the generator in interp_rng, resizes in
+interp_resize, checkpoints in interp_checkpoint, CSV and safetensors files in interp_files. An op
+without a rule raises interp_elementwise.MissingRule (never passes its input through).
+It is never the product's execution path (that is lower_llvm and the native runtime); tests
+compare the two.
 
 An oracle independent of the lowering: every semantic comes from the IR and the documented
 runtime contracts, never from the lowering's machinery. Globals are InterpState.globals by slot
@@ -15,17 +17,13 @@ gradient block, update, queued resizes). What it shares with the product is the 
 (parse, irgen, autodiff): tests run it on the IR before the IR passes, and check the front end
 itself against programs that take other paths through it (tests/test_generated_programs.py).
 Values: tensors are np.ndarray (float64, or float32 when module.dtype == "f32"), scalars floats.
-Imports: the standard library, numpy, noma.compiler.middle.ir, noma.diagnostics.
+Imports: the standard library, numpy, noma.compiler.middle.ir, noma.diagnostics, the interp_*
+modules.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import struct
-import sys
-import threading
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -33,53 +31,13 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler.interp import interp_checkpoint, interp_resize, interp_safetensors
+from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize, interp_thread
+from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
-from noma.compiler.interp.interp_rng import RuntimeRng
+from noma.compiler.interp.interp_state import MEMORY_LIMIT, InterpState  # noqa: F401  (re-exported: tests and the session use it)
 
 MAX_DEPTH = 10000
 MAX_METRICS = 32  # metric names a context keeps (the runtime's NOMA_METRICS_MAX)
-#: The runtime's default memory limit (NOMA_MEMORY_LIMIT overrides it there). The interpreter
-#: refuses any single result larger than this before NumPy allocates it; it does not account for
-#: the total in use as the runtime does, so it refuses a subset of what the runtime refuses.
-MEMORY_LIMIT = 8 << 30
-#: Python frames (and stack) a NOMA call may need: calls run on a thread with a large stack.
-_STACK_BYTES = 1 << 30
-
-
-@dataclass
-class InterpState:
-    """What the native runtime keeps in its context, for the interpreter."""
-
-    params: dict[int, np.ndarray] = field(default_factory=dict)
-    param_names: dict[int, str] = field(default_factory=dict)
-    opt: dict[int, OptSlot] = field(default_factory=dict)
-    globals: dict[int, Any] = field(default_factory=dict)
-    dims: dict[int, int] = field(default_factory=dict)
-    dim_names: dict[int, str] = field(default_factory=dict)
-    bindings: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, axis) -> dim id
-    output: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    warned_spans: set[int] = field(default_factory=set)  # CHECK warnings already given (once each)
-    loss_log: list[float] = field(default_factory=list)
-    #: `report`: name -> [(global step, value)]
-    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    tape: list[Any] = field(default_factory=list)
-    rng: Any = field(default_factory=RuntimeRng)
-    #: resizes queued by a training step (None outside training loops): applied after its update
-    deferred: Optional[list[Callable[[], None]]] = None
-
-    def set_dim(self, dim: int, size: int) -> None:
-        """Declare a dim's size; parameters bound to it with another size lose that binding."""
-        for (slot, axis), d in list(self.bindings.items()):
-            if d == dim and self.params[slot].shape[axis] != size:
-                del self.bindings[(slot, axis)]
-        self.dims[dim] = size
-
-    def apply_deferred(self) -> None:
-        queue, self.deferred = self.deferred or [], []
-        for apply in queue:
-            apply()
 
 
 # ----------------------------------------------------------------------------- printing
@@ -97,22 +55,6 @@ def format_value(v: Any) -> str:
     from noma.display import format_print
 
     return format_print(v)
-
-
-# ----------------------------------------------------------------------------- elementwise tables
-
-_UNARY: dict[Op, Callable[[np.ndarray], Any]] = {
-    Op.NEG: np.negative, Op.EXP: np.exp, Op.LOG: np.log, Op.SQRT: np.sqrt, Op.SIN: np.sin,
-    Op.COS: np.cos, Op.TAN: np.tan, Op.TANH: np.tanh, Op.SIGMOID: lambda x: 1 / (1 + np.exp(-x)),
-    Op.RELU: lambda x: np.maximum(x, 0), Op.ABS: np.abs, Op.SIGN: np.sign, Op.FLOOR: np.floor,
-    Op.CEIL: np.ceil, Op.NOT: lambda x: x == 0, Op.STOP_GRAD: lambda x: x,
-}
-_BINARY: dict[Op, Callable[[np.ndarray, np.ndarray], Any]] = {
-    Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.divide, Op.POW: np.power,
-    Op.MOD: np.fmod, Op.MIN: np.minimum, Op.MAX: np.maximum, Op.LT: np.less, Op.LE: np.less_equal,
-    Op.GT: np.greater, Op.GE: np.greater_equal, Op.EQ: np.equal, Op.NE: np.not_equal,
-    Op.AND: lambda a, b: (a != 0) & (b != 0), Op.OR: lambda a, b: (a != 0) | (b != 0),
-}
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -137,32 +79,16 @@ class Interpreter:
 
     def call(self, fn_name: str, *args: Any) -> Any:
         """Run a function of the module. Deep NOMA recursion (up to MAX_DEPTH nested calls) needs
-        more Python frames and stack than the main thread has: the call runs on its own thread."""
+        more Python frames and stack than the main thread has: the call runs on its own thread
+        (interp_thread)."""
         fn = self.module.functions[fn_name]
         values = [self._value(a, p.rank) for a, p in zip(args, fn.params)]
-        outcome: list[Any] = []
 
-        def run() -> None:
-            try:
-                with np.errstate(all="ignore"):
-                    outcome.append((True, self._invoke(fn, values, fn.span)))
-            except BaseException as exc:  # re-raised on the caller's thread
-                outcome.append((False, exc))
+        def run() -> Any:
+            with np.errstate(all="ignore"):
+                return self._invoke(fn, values, fn.span)
 
-        limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
-        sys.setrecursionlimit(max(limit, 40 * MAX_DEPTH))
-        threading.stack_size(_STACK_BYTES)
-        try:
-            worker = threading.Thread(target=run, name="noma-interp")
-            worker.start()
-            worker.join()
-        finally:
-            threading.stack_size(old_stack)
-            sys.setrecursionlimit(limit)
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        return interp_thread.run_deep(run, 40 * MAX_DEPTH)
 
     def prelude(self, fn_name: str, op: OptimizeOp) -> dict[int, Any]:
         """The values defined before `op`, a top-level op of function fn_name (which takes no
@@ -175,20 +101,14 @@ class Interpreter:
 
     def forward(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> list[Any]:
         """Run an optimize body once (carried values from env's inits); its yields."""
-        env = dict(env or {})
-        self.state.tape.clear()
-        for p, v in zip(op.body.params, op.inits):
-            env[p.id] = env[v.id]
+        env = self._body_env(op, env)
         with np.errstate(all="ignore"):
             return self.run_block(op.body, env)
 
     def gradients(self, op: OptimizeOp, env: Optional[dict[int, Any]] = None) -> tuple[Any, list[Any]]:
         """Run an optimize body then its grad block once: (loss, one gradient per parameter)."""
         assert op.grad is not None, "run autodiff.differentiate first"
-        env = dict(env or {})
-        self.state.tape.clear()
-        for p, v in zip(op.body.params, op.inits):
-            env[p.id] = env[v.id]
+        env = self._body_env(op, env)
         with np.errstate(all="ignore"):
             out = self.run_block(op.body, env)
             grads = self.run_block(op.grad, env)
@@ -197,6 +117,14 @@ class Interpreter:
         return out[0], grads
 
     # --- helpers
+
+    def _body_env(self, op: OptimizeOp, env: Optional[dict[int, Any]]) -> dict[int, Any]:
+        """A copy of env with the body's carried values bound to their inits; the tape emptied."""
+        env = dict(env or {})
+        self.state.tape.clear()
+        for p, v in zip(op.body.params, op.inits):
+            env[p.id] = env[v.id]
+        return env
 
     def _span(self, span: int) -> Any:
         return self.module.spans[span] if 0 <= span < len(self.module.spans) else None
@@ -257,7 +185,10 @@ class Interpreter:
     def run_block(self, block: Block, env: dict[int, Any]) -> list[Any]:
         for op in block.ops:
             if isinstance(op, Instr):
-                value = self._ops[op.op](op, [env[a.id] for a in op.args])
+                rule = self._ops.get(op.op)
+                if rule is None:
+                    raise MissingRule(op.op)
+                value = rule(op, [env[a.id] for a in op.args])
                 if op.result is not None:
                     env[op.result.id] = self._value(value, op.result.rank)
             elif isinstance(op, IfOp):
@@ -302,12 +233,12 @@ class Interpreter:
                 break
             if op.grad is None:
                 raise RuntimeError("this optimize loop has no gradient: run autodiff.differentiate first")
-            for ref, g in zip(op.params, self.run_block(op.grad, env)):
-                p, g = st.params[ref.slot], self._arr(g)
-                if p.shape != g.shape:
+            for ref, grad in zip(op.params, self.run_block(op.grad, env)):
+                param, g = st.params[ref.slot], self._arr(grad)
+                if param.shape != g.shape:
                     raise error(Kind.SHAPE, f"the gradient of '{ref.name}' has shape {_shape_text(g.shape)}, "
-                                f"the parameter {_shape_text(p.shape)}", self._span(op.span))
-                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, p, g))
+                                f"the parameter {_shape_text(param.shape)}", self._span(op.span))
+                st.params[ref.slot] = self._arr(optimizer_step(self._opt_slot(ref, op), h, param, g))
             st.apply_deferred()
         else:
             st.warnings.append("optimize reached its iteration bound"
@@ -337,18 +268,10 @@ class Interpreter:
             self._room(np.broadcast_shapes(*(a.shape for a in arrays)), ins.span)
         except ValueError:
             raise self._shape_error(ins, *(a.shape for a in arrays)) from None
-        if ins.op in _UNARY:
-            return _UNARY[ins.op](arrays[0])
-        if ins.op in _BINARY:
-            return _BINARY[ins.op](arrays[0], arrays[1])
-        if ins.op is Op.SELECT:
-            return np.where(arrays[0] != 0, arrays[1], arrays[2])
-        to = ins.attr("to")  # CAST
-        a = arrays[0]
-        if to in ir.INT_RANGES:
-            self._check_cast(ins, a, to)
-            return np.trunc(a)
-        return a.astype(np.float32) if to == "f32" else a
+        to = ins.attr("to")
+        if ins.op is Op.CAST and to in ir.INT_RANGES:
+            self._check_cast(ins, arrays[0], to)
+        return elementwise(ins.op, arrays, to)
 
     def _check_cast(self, ins: Instr, a: Any, to: str) -> None:
         """`x as i32|i64` of a NaN or of a value whose truncation is out of the type's range fails."""
@@ -658,97 +581,22 @@ class Interpreter:
         return error(Kind.IO, message, self._span(ins.span))
 
     def _load_csv(self, ins: Instr, args: list[Any]) -> Any:
-        path, rows = ins.attr("path"), []
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise self._io(ins, f"cannot read '{path}': {e.strerror}") from None
-        if lines and lines[0].startswith("\ufeff"):
-            lines[0] = lines[0][1:]  # a UTF-8 byte order mark
-        seen = False
-        for n, line in enumerate(lines, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            fields = [x.strip() for x in text.split(",")]
-            numbers = [_csv_number(x) for x in fields]
-            text_col = next((k for k, (x, v) in enumerate(zip(fields, numbers), 1) if x and v is None), 0)
-            if text_col and not seen:
-                seen = True  # a header row: text that is not a number
-                continue
-            empty_col = next((k for k, x in enumerate(fields, 1) if not x), 0)
-            if empty_col and (not text_col or empty_col < text_col):
-                raise self._io(ins, f"{path}: line {n}, column {empty_col} is empty")
-            if text_col:
-                raise self._io(ins, f"{path}: line {n}, column {text_col}: cannot read "
-                                    f"'{fields[text_col - 1]}' as a number")
-            row = [float(v) for v in numbers if v is not None]
-            seen = True
-            if rows and len(row) != len(rows[0]):
-                raise self._io(ins, f"{path}:{n}: expected {len(rows[0])} values, got {len(row)}")
-            rows.append(row)
-        return np.array(rows, dtype=self.dt).reshape(len(rows), len(rows[0]) if rows else 0)
+        return interp_files.load_csv(ins.attr("path"), self.dt, lambda m: self._io(ins, m))
 
     def _save_csv(self, ins: Instr, args: list[Any]) -> None:
-        a = np.asarray(args[0], dtype=np.float64)
-        a = a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
-        try:
-            with open(ins.attr("path"), "w") as f:
-                f.writelines(",".join(format(x, ".17g") for x in row) + "\n" for row in a)
-        except OSError as e:
-            raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
+        interp_files.save_csv(ins.attr("path"), args[0], lambda m: self._io(ins, m))
 
     def _load_st(self, ins: Instr, args: list[Any]) -> Any:
-        path, name = ins.attr("path"), ins.attr("name")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-            n = struct.unpack("<Q", data[:8])[0]
-            header = json.loads(data[8:8 + n])
-        except (OSError, ValueError, struct.error) as e:
-            raise self._io(ins, f"cannot read safetensors file '{path}': {e}") from None
-        if name not in header:
-            raise self._io(ins, f"'{path}' has no tensor named '{name}'")
-        info = header[name]
-        kinds = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "BF16": "<u2"}
-        if info.get("dtype") not in kinds:
-            raise self._io(ins, f"{path}: tensor '{name}': unknown dtype '{info.get('dtype')}'")
-        start, end = info["data_offsets"]
-        count = int(np.prod(info["shape"], dtype=object))
-        if not 0 <= start <= end <= len(data) - 8 - n or count * np.dtype(kinds[info["dtype"]]).itemsize != end - start:
-            raise self._io(ins, f"{path}: tensor '{name}': its data offsets [{start}, {end}] do not fit its "
-                           "shape and the file")
-        raw = np.frombuffer(data[8 + n + start:8 + n + end], dtype=kinds[info["dtype"]])
-        if info["dtype"] == "BF16":
-            raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(self.dt).reshape(info["shape"])
+        return interp_files.load_st(ins.attr("path"), ins.attr("name"), self.dt, lambda m: self._io(ins, m))
 
     def _load_st_globals(self, ins: Instr, args: list[Any]) -> None:
         for name, slot in zip(ins.attr("names"), ins.attr("slots")):
-            one = Instr(Op.LOAD_ST, (), None, (("name", name), ("path", ins.attr("path"))), ins.span)
-            self.state.globals[slot] = self._load_st(one, [])
+            self.state.globals[slot] = interp_files.load_st(ins.attr("path"), name, self.dt,
+                                                            lambda m: self._io(ins, m))
 
     def _save_st(self, ins: Instr, args: list[Any]) -> None:
         tag = "F32" if self.dt is np.float32 else "F64"
-        names = list(ins.attr("names"))
-        for name in names:
-            if names.count(name) > 1:
-                raise self._io(ins, f"{ins.attr('path')}: tensor name '{name}' given twice")
-        try:  # the statement's order, as the runtime writes it
-            interp_safetensors.write(ins.attr("path"), [(n, v, tag) for n, v in zip(names, args)])
-        except OSError as e:
-            raise self._io(ins, f"cannot write '{ins.attr('path')}': {e.strerror}") from None
-
-
-def _csv_number(field: str) -> Optional[float]:
-    """A CSV field as a number (what C's strtod reads whole), or None."""
-    if "_" in field:  # Python reads 1_000, strtod does not
-        return None
-    try:
-        return float(field)
-    except ValueError:
-        return None
+        interp_files.save_st(ins.attr("path"), list(ins.attr("names")), args, tag, lambda m: self._io(ins, m))
 
 
 for _op in ir.ELEMENTWISE:

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from noma import optimizers
 from noma.compiler.interp import interp_safetensors
 from noma.compiler.interp.interp_optimizers import OptSlot
 from noma.diagnostics import Kind, error
 
 FORMAT = "noma-checkpoint-2"
-OPT_NAMES = {1: "sgd", 2: "adam", 3: "rmsprop", 4: "adamw"}
+OPT_NAMES = {o.kind: o.name for o in optimizers.OPTIMIZERS.values()}
 
 
 def _names(table: dict[int, str]) -> dict[str, int]:

@@ -87,13 +87,11 @@ def _pad(dims: list[int]) -> list[int]:
     return [1] * (4 - len(dims)) + list(dims)
 
 
-def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any, span: Any = None) -> np.ndarray:
+def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any, span: Any, limit: int) -> np.ndarray:
     """The new values of a parameter (entry by entry, row-major over the new shape); a runtime
-    error, before allocating, when they would not fit the memory limit."""
-    from noma.compiler.interp.interp import MEMORY_LIMIT
-
+    error, before allocating, when they would not fit the memory limit (`limit` bytes)."""
     size = int(np.prod(new_dims, dtype=object)) * np.dtype(dt).itemsize
-    if size > MEMORY_LIMIT:
+    if size > limit:
         raise error(Kind.RUNTIME, f"cannot allocate {size} bytes for a resize: over the memory limit", span)
     rank = old.ndim
     od, nd = _pad(list(old.shape)), _pad(new_dims)
@@ -175,7 +173,7 @@ def resize_param(state: Any, slot: int, name: str, dims: list[int], policy: int,
         fill.maps = [_copy_choice(state.rng, od[ax], nd[ax]) if nd[ax] > od[ax] else None for ax in range(4)]
     else:
         fill = simple_fill(policy, a, b, p, dims)
-    _commit(state, slot, remap(state.rng, p, dims, fill, dt, span))
+    _commit(state, slot, remap(state.rng, p, dims, fill, dt, span, state.memory_limit))
 
 
 def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float, span: Any, dt: Any) -> None:
@@ -220,7 +218,7 @@ def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float,
             fill = Fill("preserve", 0.0, _std(p) if size > old else 0.0)
         else:
             fill = simple_fill(pol, a, b, p, ndims)
-        new_values.append((s, remap(state.rng, p, ndims, fill, dt, span)))
+        new_values.append((s, remap(state.rng, p, ndims, fill, dt, span, state.memory_limit)))
     for s, values in new_values:
         _commit(state, s, values)
     state.dims[dim] = size

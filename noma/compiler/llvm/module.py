@@ -4,7 +4,7 @@ Owns: `ModuleContext` (one llvmlite module: the `%NomaTensor` type, lazily decla
 functions (RUNTIME_SIGS), libm functions and intrinsics, string and data constants,
 function-pointer globals, the IR functions' LLVM signatures and symbols).
 Input: built by lower_llvm.lower_module. Output: llvmlite.ir declarations.
-Imports: llvmlite.ir, basics.
+Imports: llvmlite.ir, basics, noma.rt.abi (the runtime's declarations, read from noma_rt.h).
 """
 
 from __future__ import annotations
@@ -16,84 +16,11 @@ from typing import Callable, Optional, Sequence
 from llvmlite import ir as ll
 
 from noma.compiler.llvm.basics import I8, I32, I64, PTR, VOID
+from noma.rt import abi
 
 #: Runtime functions generated code may call: name -> signature "ret:args" with
-#: r = real, p = pointer, l = int64, i = int32, v = void.
-RUNTIME_SIGS = {
-    "noma_alloc": "p:l",
-    "noma_alloc_at": "p:ll",
-    "noma_arena_bump": "p:",
-    "noma_arena_mark": "l:",
-    "noma_arena_release": "v:l",
-    "noma_tape_push_s": "v:r",
-    "noma_tape_pop_s": "r:",
-    "noma_tape_push_t": "v:p",
-    "noma_tape_pop_t": "v:p",
-    "noma_tape_reset": "v:",
-    "noma_fail": "v:ilp",
-    "noma_fail_shape": "v:lppp",
-    "noma_fail_index": "v:lll",
-    "noma_fail_check": "v:prl",
-    "noma_check_int_cast": "v:pil",
-    "noma_enter": "v:l",
-    "noma_leave": "v:",
-    "noma_broadcast_dims": "v:lpppp",
-    "noma_expand": "v:pp",
-    "noma_print_str": "v:p",
-    "noma_print_scalar": "v:r",
-    "noma_print_tensor": "v:p",
-    "noma_print_sep": "v:",
-    "noma_print_end": "v:",
-    "noma_report": "v:prl",
-    "noma_warn": "v:p",
-    "noma_warn_once": "v:lp",
-    "noma_seed": "v:r",
-    "noma_rand": "r:",
-    "noma_randn": "r:",
-    "noma_fill": "v:plirr",
-    "noma_global": "p:l",
-    "noma_global_store": "v:lp",
-    "noma_global_store_at": "v:lpl",
-    "noma_global_load_s": "r:l",
-    "noma_global_store_s": "v:lr",
-    "noma_param_set": "v:lpp",
-    "noma_param_set_at": "v:lppl",
-    "noma_param": "p:l",
-    "noma_param_free": "v:l",
-    "noma_param_bind_dim": "v:lil",
-    "noma_param_resize": "v:llpirrl",
-    "noma_dim_resize": "v:llirrl",
-    "noma_dim_get": "l:l",
-    "noma_dim_set": "v:ll",
-    "noma_defer_begin": "v:",
-    "noma_defer_apply": "v:",
-    "noma_probe_wanted": "i:",
-    "noma_probe_begin": "v:i",
-    "noma_probe_value": "v:ilp",
-    "noma_probe_end": "v:i",
-    "noma_probe_replay": "v:p",
-    "noma_defer_end": "v:",
-    "noma_opt_begin": "v:lip",
-    "noma_opt_begin_at": "v:lipl",
-    "noma_opt_step": "v:lp",
-    "noma_opt_steps": "v:lpp",
-    "noma_opt_reset_all": "v:",
-    "noma_log_loss": "v:r",
-    "noma_check_interrupt": "v:l",
-    "noma_check_interrupt_loop": "v:l",
-    "noma_opt_result_begin": "v:l",
-    "noma_opt_result_set": "v:r",
-    "noma_opt_result_end": "v:",
-    "noma_matmul": "v:ppplllii",
-    "noma_load_csv": "v:ppl",
-    "noma_save_csv": "v:ppl",
-    "noma_st_load": "v:pplpl",
-    "noma_st_load_globals": "v:plpppl",
-    "noma_st_save": "v:plppl",
-    "noma_dim_set_name": "v:lp",
-    "noma_checkpoint_save": "v:plppl",
-    "noma_checkpoint_load": "v:pil",
-}
+#: r = real, p = pointer, l = int64, i = int32, v = void, generated from noma_rt.h (noma.rt.abi).
+RUNTIME_SIGS = abi.llvm_signatures()
 NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
 

@@ -6,7 +6,7 @@ The per-op derivatives live in autodiff_rules.py; this module owns the sweep.
 
 How it works
 ------------
-* Calls reachable from an optimize body are inlined first (passes.inline_calls), except calls
+* Calls reachable from an optimize body are inlined first (rewrite.inline_calls), except calls
   of recursive functions: they stay calls and are differentiated through an adjoint pair of
   functions that use the runtime tape (autodiff_calls.py). Then the globals the step writes
   become SSA values (globals_ssa.promote_globals), so a loss computed from a global written
@@ -27,7 +27,7 @@ How it works
 * While: the forward loop gets an iteration counter (an extra carried value and result); the
   reverse is a loop counting it down, each iteration popping its forward iteration's residuals and
   carrying the adjoints of the loop-carried values and of the outside values the body uses.
-Imports: noma.compiler.middle.ir, noma.compiler.middle.passes, noma.compiler.middle.globals_ssa,
+Imports: noma.compiler.middle.ir, noma.compiler.middle.rewrite, noma.compiler.middle.globals_ssa,
 noma.compiler.middle.autodiff_rules, noma.compiler.middle.autodiff_calls.
 """
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from noma.compiler.middle import globals_ssa, ir, passes
+from noma.compiler.middle import globals_ssa, ir, rewrite
 from noma.compiler.middle.autodiff_calls import CallContext, reverse_call
 from noma.compiler.middle.autodiff_rules import RULES, differentiable_args
 from noma.compiler.middle.ir import Block, Builder, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
@@ -49,14 +49,14 @@ def differentiate(module: ir.Module) -> None:
                for op in block.ops if isinstance(op, OptimizeOp)]
     for op in targets:
         if op.grad is None:
-            passes.inline_calls(module, op.body)
+            rewrite.inline_calls(module, op.body)
             globals_ssa.promote_globals(module, op.body, frozenset(p.slot for p in op.params))
             _differentiate_optimize(module, op)
 
 
 def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
     params = {p.slot: p for p in opt.params}
-    calls = CallContext(module, params)
+    calls = CallContext(module, params, _call_sweep)
     top = _Sweep(_Analysis(module, params, opt.body, calls), opt.body)
     loss = opt.body.yields[0]
     if loss.id in top.an.active:  # a non-scalar loss is summed: its seed is ones of its shape
@@ -65,6 +65,11 @@ def _differentiate_optimize(module: ir.Module, opt: OptimizeOp) -> None:
     top.run()
     top.block.yields = [top.adjoint_or_zeros(("param", p.slot)) for p in opt.params]
     opt.grad = top.block
+
+
+def _call_sweep(ctx: CallContext, body: Block, inputs: list[Value]) -> "_Sweep":
+    """The reverse sweep of a recursive callee's body (autodiff_calls builds its adjoint pair with it)."""
+    return _Sweep(_Analysis(ctx.module, ctx.params, body, ctx, inputs=inputs), body)
 
 
 class _Analysis:
@@ -309,7 +314,7 @@ class _Sweep:
     def finish(self, yields: list[Value]) -> None:
         """Set the reverse block's yields and save, on the tape, the forward block's values it uses."""
         self.block.yields = list(yields)
-        used = passes.used_ids(self.block)
+        used = rewrite.used_ids(self.block)
         consts = {op.result.id: op for op in self.fwd.ops
                   if isinstance(op, Instr) and op.op is Op.CONST and op.result is not None}
         order = list(self.fwd.params) + [r for op in self.fwd.ops for r in ir.results(op)]
@@ -330,4 +335,4 @@ class _Sweep:
             mapping[v.id] = self.an.module.new_value(v.rank)
             prelude.append(Instr(Op.TAPE_POP, (), mapping[v.id], (("rank", v.rank),)))
         self.block.ops = prelude + self.block.ops
-        passes.substitute(self.block, mapping)
+        rewrite.substitute(self.block, mapping)

@@ -5,7 +5,7 @@ parameters a callee reaches) and the adjoint pair of a recursive function.
 
 Design
 ------
-Non-recursive calls are inlined before autodiff (passes.inline_calls). A call of a recursive
+Non-recursive calls are inlined before autodiff (rewrite.inline_calls). A call of a recursive
 function cannot be inlined (its depth is known only at run time), so it stays a CALL and gets,
 per optimize loop, an adjoint pair generated from its body:
 
@@ -28,16 +28,17 @@ differentiated for the same parameters is the same function in every cell.
 Globals: before this, globals_ssa passes the globals a recursive call only reads as arguments
 (so they are ordinary arguments here) and globals_calls refuses gradients through the globals
 it writes.
-Imports: noma.compiler.middle.ir, noma.compiler.middle.passes (autodiff's sweep is imported where it is used).
+Imports: noma.compiler.middle.ir, noma.compiler.middle.rewrite. autodiff's reverse sweep reaches
+this module as `CallContext.new_sweep` (autodiff imports this module, never the reverse).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from noma.compiler.middle import ir, passes
+from noma.compiler.middle import ir, rewrite
 from noma.compiler.middle.ir import Instr, Op, Value
 
 if TYPE_CHECKING:
@@ -60,13 +61,15 @@ class CallContext:
 
     module: ir.Module
     params: dict[int, ir.ParamRef]
+    #: autodiff's reverse sweep of a block whose inputs are the given values: new_sweep(ctx, block, inputs)
+    new_sweep: Callable[["CallContext", ir.Block, list[Value]], "_Sweep"]
     pairs: dict[str, Pair] = field(default_factory=dict)
     _reach: dict[str, list[int]] = field(default_factory=dict)
 
     def slots_reached(self, callee: str) -> list[int]:
         """Listed parameters loaded by the callee or anything it calls, ascending."""
         if callee not in self._reach:
-            names = {callee} | passes.reachable_functions(self.module, callee)
+            names = {callee} | rewrite.reachable_functions(self.module, callee)
             found = {op.attr("slot") for n in names if n in self.module.functions
                      for b in ir.walk_blocks(self.module.functions[n].body) for op in b.ops
                      if isinstance(op, Instr) and op.op is Op.PARAM_LOAD and op.attr("slot") in self.params}
@@ -88,15 +91,12 @@ class CallContext:
 
 
 def _generate(ctx: CallContext, fn: ir.Function, pair: Pair) -> None:
-    from noma.compiler.middle.autodiff import _Analysis, _Sweep
-
     module = ctx.module
     params = [module.new_value(p.rank) for p in fn.params]
-    body = passes.clone_block(module, fn.body, {p.id: q for p, q in zip(fn.params, params)})
-    passes.inline_calls(module, body)
+    body = rewrite.clone_block(module, fn.body, {p.id: q for p, q in zip(fn.params, params)})
+    rewrite.inline_calls(module, body)
     body.params = params  # seen as the block's inputs by the sweep (saved on the tape at the end)
-    an = _Analysis(module, ctx.params, body, ctx, inputs=params)
-    sweep = _Sweep(an, body)
+    sweep = ctx.new_sweep(ctx, body, params)
     g: Optional[Value] = None if fn.result_rank is None else module.new_value(fn.result_rank)
     if g is not None and body.yields:
         sweep.accum(body.yields[0].id, g)

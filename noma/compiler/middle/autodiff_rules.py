@@ -8,8 +8,10 @@ use the forward operands and result directly; autodiff.py makes them available (
 The emitter provides: e.op(Op, *args, **attrs) -> Value, e.const(x) -> Value, e.wants(v) -> bool
 (whether v needs an adjoint at all) and e.unbroadcast(grad, operand, result) -> Value (SUM_TO
 grad down to the operand's shape, unless the shapes are provably equal).
-Ops missing from RULES pass zero gradient (SIGN FLOOR CEIL NOT comparisons AND OR ARGMAX ONE_HOT
-DIM SHAPE ZEROS_LIKE STOP_GRAD CONST CONST_TENSOR RANDOM RAND_SCALAR and every state/effect op).
+Every other op is listed in ZERO_GRADIENT with why no gradient flows through it, or in
+DIFFERENTIATED_ELSEWHERE (CALL and PARAM_LOAD, which autodiff.py handles); an op in none of the
+three tables makes differentiable_args raise, and tests/compiler/test_op_tables.py checks that the
+tables cover the Op enum.
 Imports: noma.compiler.middle.ir.
 """
 
@@ -32,9 +34,47 @@ def _rule(*ops: Op) -> Callable[[Rule], Rule]:
     return register
 
 
+_PIECEWISE_CONSTANT = "piecewise constant: its derivative is 0 wherever it exists"
+_EFFECT = "an effect on the session or the outside world: no result to differentiate"
+_REVERSE = "emitted by the reverse sweep itself (no second-order derivatives)"
+#: Ops through which no gradient flows, each with why.
+ZERO_GRADIENT: dict[Op, str] = {
+    Op.CONST: "a constant", Op.CONST_TENSOR: "a constant",
+    Op.RANDOM: "a random draw: the language gives draws no gradient (no reparameterisation)",
+    Op.RAND_SCALAR: "a random draw: the language gives draws no gradient (no reparameterisation)",
+    Op.SIGN: _PIECEWISE_CONSTANT, Op.FLOOR: _PIECEWISE_CONSTANT, Op.CEIL: _PIECEWISE_CONSTANT,
+    Op.NOT: _PIECEWISE_CONSTANT, Op.LT: _PIECEWISE_CONSTANT, Op.LE: _PIECEWISE_CONSTANT,
+    Op.GT: _PIECEWISE_CONSTANT, Op.GE: _PIECEWISE_CONSTANT, Op.EQ: _PIECEWISE_CONSTANT,
+    Op.NE: _PIECEWISE_CONSTANT, Op.AND: _PIECEWISE_CONSTANT, Op.OR: _PIECEWISE_CONSTANT,
+    Op.ARGMAX: "an index (integer valued)", Op.ONE_HOT: "built from indices (integer valued)",
+    Op.STOP_GRAD: "the identity whose derivative is defined to be 0",
+    Op.DIM: "a size, not a value", Op.SHAPE: "sizes, not values", Op.DIM_LOAD: "a size, not a value",
+    Op.ZEROS_LIKE: "zeros: depends on its operand's shape only",
+    Op.CHECK: "its operand is a size or count (batch size, mean's element count), never learned",
+    Op.GLOBAL_LOAD: "a constant of the differentiated body (globals_ssa turns assigned globals into "
+                    "SSA values first)",
+    Op.LOAD_CSV: "data read from a file: a constant", Op.LOAD_ST: "data read from a file: a constant",
+    Op.SLICE_GRAD: _REVERSE, Op.INDEX_GRAD: _REVERSE, Op.TAPE_PUSH: _REVERSE, Op.TAPE_POP: _REVERSE,
+    **{op: _EFFECT for op in (Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE,
+                              Op.DIM_SET, Op.DIM_RESIZE, Op.GLOBAL_STORE, Op.SEED, Op.PRINT,
+                              Op.REPORT, Op.SAVE_CSV, Op.LOAD_ST_GLOBALS, Op.SAVE_ST, Op.OPT_RESET,
+                              Op.SAVE_CKPT, Op.LOAD_CKPT)},
+}
+#: Ops the sweep differentiates without a rule of this table.
+DIFFERENTIATED_ELSEWHERE: dict[Op, str] = {
+    Op.CALL: "autodiff_calls: the call of the callee's reverse function",
+    Op.PARAM_LOAD: "autodiff.py: a leaf; the adjoint it accumulates is the parameter's gradient",
+}
+
+
 def differentiable_args(ins: Instr) -> list[int]:
     """Operand positions through which a gradient can flow."""
-    if ins.op not in RULES or (ins.op is Op.CAST and ins.attr("to") not in ("f32", "f64")):
+    if ins.op not in RULES:
+        if ins.op in ZERO_GRADIENT:
+            return []
+        raise NotImplementedError(f"autodiff has no rule for op `{ins.op.value}` (add one to RULES, or "
+                                  "list it in ZERO_GRADIENT with why: docs/CONTRIBUTING.md)")
+    if ins.op is Op.CAST and ins.attr("to") not in ("f32", "f64"):
         return []
     if ins.op is Op.SELECT:
         return [1, 2]
@@ -216,6 +256,7 @@ def _sum(e: Any, ins: Instr, g: Value) -> Grads:  # d sum x = 1 (broadcast back)
 @_rule(Op.MAX_R, Op.MIN_R)
 def _extreme(e: Any, ins: Instr, g: Value) -> Grads:  # d max x = [x == max] / (count of ties)
     x, axis, keep = ins.args[0], ins.attr("axis"), bool(ins.attr("keepdims"))
+    assert ins.result is not None  # a reduction has a result
     mask = e.op(Op.EQ, x, expand(e, ins.result, x, axis, keep))
     count = e.op(Op.SUM, mask, axis=axis, keepdims=keep)
     return [e.op(Op.MUL, mask, expand(e, e.op(Op.DIV, g, count), x, axis, keep))]

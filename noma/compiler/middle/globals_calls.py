@@ -15,14 +15,14 @@ argument that depends on them, from the result of a call given such an argument 
 such a load, or from a global such a value was written to. Counters and other values computed
 from constants pass.
 Input: an optimize body after globals_ssa, its listed parameter slots, and the kept calls with
-what globals_ssa knew at each. Imports: noma.compiler.middle.ir, noma.compiler.middle.passes, noma.diagnostics.
+what globals_ssa knew at each. Imports: noma.compiler.middle.ir, noma.compiler.middle.rewrite, noma.diagnostics.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from noma.compiler.middle import ir, passes
+from noma.compiler.middle import ir, rewrite
 from noma.compiler.middle.ir import Block, Instr, Op, Value
 from noma.diagnostics import Kind, error
 
@@ -32,7 +32,7 @@ Site = tuple[Instr, dict[int, Value]]
 
 def reachable(module: ir.Module, name: str) -> set[str]:
     """`name` and every function a call of it may run (callees missing from the module included)."""
-    return {name} | passes.reachable_functions(module, name)
+    return {name} | rewrite.reachable_functions(module, name)
 
 
 class _Dependence:

@@ -26,12 +26,12 @@ of the body.
 
 The forward semantics do not change (tests run the interpreter on the IR before this pass);
 only the data flow autodiff sees does.
-Imports: noma.compiler.middle.ir, noma.compiler.middle.passes, noma.compiler.middle.globals_calls.
+Imports: noma.compiler.middle.ir, noma.compiler.middle.rewrite, noma.compiler.middle.globals_calls.
 """
 
 from __future__ import annotations
 
-from noma.compiler.middle import ir, passes
+from noma.compiler.middle import ir, rewrite
 from noma.compiler.middle.globals_calls import Site, check_kept_calls, reachable
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
 
@@ -77,14 +77,14 @@ def promote_globals(module: ir.Module, body: Block, params: frozenset[int] = fro
     `params`: the listed parameter slots, for the check of calls that stay calls (globals_calls)."""
     p = _Promoter(module)
     p.block(body, {})
-    passes.substitute(body, p.renames)
+    rewrite.substitute(body, p.renames)
     check_kept_calls(module, body, set(params), p.sites)
 
 
 class _Promoter:
     def __init__(self, module: ir.Module):
         self.module = module
-        self.renames: passes.Mapping = {}
+        self.renames: rewrite.Mapping = {}
         self.sites: list[Site] = []
 
     def _load(self, block: Block, slot: int, rank: int, name: str) -> Value:
@@ -157,9 +157,9 @@ class _Promoter:
         fn = self.module.functions[name]
         params = [self.module.new_value(p.rank) for p in fn.params]
         extra = [self.module.new_value(r) for r in ranks]
-        body = passes.clone_block(self.module, fn.body, {p.id: q for p, q in zip(fn.params, params)})
+        body = rewrite.clone_block(self.module, fn.body, {p.id: q for p, q in zip(fn.params, params)})
         by_slot = dict(zip(slots, extra))
-        renames: passes.Mapping = {}
+        renames: rewrite.Mapping = {}
         for block in ir.walk_blocks(body):
             ops: list[ir.Operation] = []
             for op in block.ops:
@@ -173,7 +173,7 @@ class _Promoter:
                     op = Instr(Op.CALL, op.args + tuple(extra), op.result, tuple(sorted(attrs.items())), op.span)
                 ops.append(op)
             block.ops = ops
-        passes.substitute(body, renames)
+        rewrite.substitute(body, renames)
         self.module.functions[name + suffix] = ir.Function(name + suffix, params + extra, body,
                                                            fn.result_rank, fn.span)
 
@@ -197,8 +197,8 @@ class _Promoter:
         the condition's effects move where the SSA values are threaded. Returns the block of
         ops to run before the loop (the first evaluation of the condition)."""
         def inline_cond(into: Block, args: list[Value]) -> Value:
-            mapping: passes.Mapping = {p.id: a for p, a in zip(op.cond.params, args)}
-            into.ops.extend(passes.clone_op(self.module, c, mapping) for c in op.cond.ops)
+            mapping: rewrite.Mapping = {p.id: a for p, a in zip(op.cond.params, args)}
+            into.ops.extend(rewrite.clone_op(self.module, c, mapping) for c in op.cond.ops)
             return mapping.get(op.cond.yields[0].id, op.cond.yields[0])
 
         pre = Block()

@@ -1,10 +1,10 @@
 """NOMA's intermediate representation: structured SSA over immutable scalars and tensors.
 
-Owns: the Op enum with each op's operand/attribute contract and result rank, values,
+Owns: values (the op vocabulary, Op and result_rank, is in ops.py and re-exported here),
 instructions, structured regions (If, While, Optimize), functions and modules; the builder;
 verify(); the deterministic printer.
 Input: built by irgen, rewritten by autodiff and passes. Output: read by interp and lower_llvm.
-Imports: only the standard library.
+Imports: the standard library and ops (the op vocabulary, re-exported here).
 
 Model
 -----
@@ -23,168 +23,30 @@ Model
 from __future__ import annotations
 
 import itertools
-import math
 import struct
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Iterator, Optional, Union
 
-
-class Op(Enum):
-    """Every IR operation. Operand order and attributes are documented per group."""
-
-    # --- creation
-    CONST = "const"            # () attrs value:float -> scalar
-    PACK = "pack"              # (*scalars) attrs shape:tuple[int] -> tensor of that literal shape
-    CONST_TENSOR = "const_tensor"  # () attrs shape:tuple[int], data:bytes (f64 LE, row-major) -> tensor
-    FILL = "fill"              # (value, *dims) -> tensor rank len(dims) filled with value
-    RANDOM = "random"          # (a, b, *dims) attrs kind:"uniform"|"normal" -> tensor (seeded RNG)
-    RAND_SCALAR = "rand_scalar"  # (a, b) attrs kind -> scalar
-    # --- elementwise unary (rank preserved)
-    NEG = "neg"
-    EXP = "exp"
-    LOG = "log"
-    SQRT = "sqrt"
-    SIN = "sin"
-    COS = "cos"
-    TAN = "tan"
-    TANH = "tanh"
-    SIGMOID = "sigmoid"
-    RELU = "relu"
-    ABS = "abs"
-    SIGN = "sign"              # -1, 0, 1
-    FLOOR = "floor"
-    CEIL = "ceil"
-    NOT = "not"                # x == 0 ? 1 : 0
-    CAST = "cast"              # attrs to:"f64"|"f32"|"i32"|"i64" (value stays real: rounding/truncation)
-    STOP_GRAD = "stop_grad"    # identity whose derivative is zero
-    # --- elementwise binary (NumPy broadcasting)
-    ADD = "add"
-    SUB = "sub"
-    MUL = "mul"
-    DIV = "div"
-    POW = "pow"
-    MOD = "mod"                # C fmod
-    MIN = "min"
-    MAX = "max"
-    LT = "lt"
-    LE = "le"
-    GT = "gt"
-    GE = "ge"
-    EQ = "eq"
-    NE = "ne"
-    AND = "and"
-    OR = "or"
-    # --- elementwise ternary
-    SELECT = "select"          # (c, a, b) -> where(c != 0, a, b), broadcast over all three
-    # --- reductions
-    SUM = "sum"                # (x) attrs axis:Optional[int] (None = all -> scalar), keepdims:bool
-    MAX_R = "max_r"            # same attrs as SUM
-    MIN_R = "min_r"            # same attrs as SUM
-    ARGMAX = "argmax"          # (x) along the last axis; rank r -> r-1
-    SUM_TO = "sum_to"          # (x, like) sum x over broadcast axes down to like's shape -> rank(like)
-    BROADCAST_TO = "broadcast_to"  # (x, like) expand x to like's shape -> rank(like)
-    # --- linear algebra and shape
-    MATMUL = "matmul"          # (a, b) rank 2 x rank 2 attrs ta:bool, tb:bool -> rank 2
-    TRANSPOSE = "transpose"    # (x) rank 2 -> rank 2
-    RESHAPE = "reshape"        # (x, *dims) -> rank len(dims); element counts must match
-    RESHAPE_LIKE = "reshape_like"  # (x, like) -> like's shape (same element count)
-    CONCAT = "concat"          # (a, b) along axis 0, same rank >= 1
-    SLICE = "slice"            # (x, start, end) rows [start, end) of axis 0 -> rank(x)
-    SLICE_GRAD = "slice_grad"  # (g, like, start) zeros like `like` with rows start.. = g
-    INDEX = "index"            # (x, i) x[i] along axis 0 -> rank(x) - 1; bounds-checked
-    INDEX_GRAD = "index_grad"  # (g, like, i) zeros like `like` with [i] = g
-    ONE_HOT = "one_hot"        # (idx, n) idx rank 0 or 1 -> rank(idx) + 1
-    DIM = "dim"                # (x) attrs axis:int -> scalar size of that axis
-    SHAPE = "shape"            # (x) -> rank-1 tensor of x's dims
-    ZEROS_LIKE = "zeros_like"  # (x) -> zeros of x's shape
-    CHECK = "check"            # (x) attrs rule:str -> x unchanged; a runtime error at its span
-    #                            unless scalar x obeys the rule (CHECK_RULES)
-    # --- session / program state (side effects; never differentiated)
-    PARAM_LOAD = "param_load"  # () attrs slot:int, name:str -> rank of the parameter
-    PARAM_SET = "param_set"    # (v) attrs slot, name  (learn / alloc; clears optimizer state)
-    PARAM_FREE = "param_free"  # () attrs slot, name
-    PARAM_BIND_DIM = "param_bind_dim"  # () attrs slot, axis:int, dim:int
-    PARAM_RESIZE = "param_resize"  # (a, b, *dims) attrs slot, name, policy:int
-    DIM_LOAD = "dim_load"      # () attrs dim:int, name:str -> scalar
-    DIM_SET = "dim_set"        # (v) attrs dim, name
-    DIM_RESIZE = "dim_resize"  # (size, a, b) attrs dim, name, policy:int
-    GLOBAL_LOAD = "global_load"    # () attrs slot:int, name:str -> rank recorded at compile time
-    GLOBAL_STORE = "global_store"  # (v) attrs slot, name
-    SEED = "seed"              # (v)
-    PRINT = "print"            # (*vals) attrs parts:tuple[Optional[str]] (None = next operand)
-    REPORT = "report"          # (v) attrs name:str (a named metric at the current global step)
-    LOAD_CSV = "load_csv"      # () attrs path:str -> rank 2
-    SAVE_CSV = "save_csv"      # (v) attrs path
-    LOAD_ST = "load_st"        # () attrs path, name, rank -> tensor
-    LOAD_ST_GLOBALS = "load_st_globals"  # () attrs path, names, ranks, slots: every tensor to its global slot
-    SAVE_ST = "save_st"        # (*vals) attrs path, names:tuple[str]
-    OPT_RESET = "opt_reset"    # ()
-    SAVE_CKPT = "save_checkpoint"  # () attrs path: the whole training state (runtime checkpoint)
-    LOAD_CKPT = "load_checkpoint"  # () attrs path: replaces params, optimizer state, dims, log, RNG
-    CALL = "call"              # (*args) attrs callee:str -> result rank of the callee (or none)
-    # --- reverse-mode support (emitted by autodiff)
-    TAPE_PUSH = "tape_push"    # (v)
-    TAPE_POP = "tape_pop"      # () attrs rank -> value (LIFO)
-
-
-UNARY_ELEMENTWISE = frozenset({
-    Op.NEG, Op.EXP, Op.LOG, Op.SQRT, Op.SIN, Op.COS, Op.TAN, Op.TANH, Op.SIGMOID, Op.RELU,
-    Op.ABS, Op.SIGN, Op.FLOOR, Op.CEIL, Op.NOT, Op.CAST, Op.STOP_GRAD,
-})
-BINARY_ELEMENTWISE = frozenset({
-    Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MOD, Op.MIN, Op.MAX, Op.LT, Op.LE, Op.GT,
-    Op.GE, Op.EQ, Op.NE, Op.AND, Op.OR,
-})
-ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
-#: Ops with effects on the session/program state or the outside world: never removed or reordered.
-EFFECTFUL = frozenset({
-    Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
-    Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
-    Op.LOAD_ST_GLOBALS,
-    Op.SAVE_CKPT, Op.LOAD_CKPT,
-    Op.TAPE_PUSH, Op.TAPE_POP, Op.RANDOM, Op.RAND_SCALAR, Op.LOAD_CSV, Op.LOAD_ST,
-})
-#: CHECK rules: the condition a scalar must meet, and the message when it does not.
-CHECK_RULES = {
-    "batch_size": "a batch size must be a positive whole number",
-    "mean_count": "mean of an empty tensor: the result is nan",
-}
-#: CHECK rules that warn (once per op: the runtime remembers the span) instead of failing.
-CHECK_WARNS = frozenset({"mean_count"})
-#: The range of each integer cast type: x converts when lo <= trunc(x) < hi (exact in doubles).
-INT_RANGES = {"i32": (-2.0 ** 31, 2.0 ** 31), "i64": (-2.0 ** 63, 2.0 ** 63)}
-
-
-def cast_fits(x: float, to: str) -> bool:
-    """Whether `x as to` (i32 / i64: truncation toward zero) is defined: not NaN, in range."""
-    lo, hi = INT_RANGES[to]
-    if math.isnan(x) or math.isinf(x):
-        return False
-    t = math.trunc(x)
-    return lo <= t < hi
-
-
-def check_passes(rule: str, x: float) -> bool:
-    """Whether scalar x obeys CHECK rule `rule`."""
-    if rule == "batch_size":
-        return x >= 1 and math.floor(x) == x and not math.isinf(x)
-    if rule == "mean_count":
-        return x != 0
-    raise ValueError(f"unknown check rule {rule!r}")
-
-
-#: Ops that read state that effectful ops may change (not CSE'd across effects).
-READS_STATE = frozenset({Op.PARAM_LOAD, Op.DIM_LOAD, Op.GLOBAL_LOAD})
-
-# Resize policies (same numbering as the native runtime).
-POLICIES = {"default": 0, "zeros": 1, "normal": 2, "uniform": 3, "xavier": 4, "he": 5,
-            "copy": 6, "preserve": 7}
-# Optimizer kinds (same numbering as the native runtime) and the hyperparameter vector layout.
-OPTIMIZERS = {"sgd": 1, "adam": 2, "rmsprop": 3, "adamw": 4}
-HYPER_NAMES = ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum", "alpha", "dampening",
-               "nesterov")
-HYPER_LEN = 16
+#: The op vocabulary lives in ops.py; ir re-exports it (`ir.Op`, `ir.ELEMENTWISE`, ...).
+from noma.compiler.middle.ops import (  # noqa: F401  (re-exported)
+    BINARY_ELEMENTWISE,
+    CHECK_RULES,
+    CHECK_WARNS,
+    EFFECTFUL,
+    ELEMENTWISE,
+    HYPER_LEN,
+    HYPER_NAMES,
+    INT_RANGES,
+    OPTIMIZERS,
+    POLICIES,
+    READS_STATE,
+    UNARY_ELEMENTWISE,
+    Op,
+    RankError,
+    cast_fits,
+    check_passes,
+    result_rank,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,57 +198,6 @@ class Module:
 
 
 # ----------------------------------------------------------------------------- result ranks
-
-
-class RankError(Exception):
-    """An op used with operand ranks it does not accept (a compiler bug or a type error)."""
-
-
-def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Optional[int]:
-    """The rank of op's result for operand ranks `ranks` (None: the op has no result)."""
-    if op in ELEMENTWISE:
-        return max(ranks) if ranks else 0
-    if op in (Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD):
-        return 0
-    if op in (Op.PACK, Op.CONST_TENSOR):
-        return len(attrs["shape"])
-    if op is Op.FILL:
-        return len(ranks) - 1
-    if op is Op.RANDOM:
-        return len(ranks) - 2
-    if op in (Op.SUM, Op.MAX_R, Op.MIN_R):
-        axis = attrs.get("axis")
-        if axis is None:
-            return 0
-        return ranks[0] if attrs.get("keepdims") else ranks[0] - 1
-    if op is Op.ARGMAX:
-        return max(ranks[0] - 1, 0)
-    if op in (Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE_GRAD, Op.INDEX_GRAD):
-        return ranks[1]
-    if op in (Op.MATMUL, Op.TRANSPOSE):
-        if any(r != 2 for r in ranks):
-            raise RankError(f"{op.value} needs matrices, got ranks {ranks}")
-        return 2
-    if op is Op.RESHAPE:
-        return len(ranks) - 1
-    if op in (Op.CONCAT, Op.SLICE, Op.ZEROS_LIKE, Op.CHECK):
-        return ranks[0]
-    if op is Op.INDEX:
-        if ranks[0] == 0:
-            raise RankError("cannot index a scalar")
-        return ranks[0] - 1
-    if op is Op.ONE_HOT:
-        return ranks[0] + 1
-    if op is Op.SHAPE:
-        return 1
-    if op in (Op.PARAM_LOAD, Op.GLOBAL_LOAD, Op.LOAD_ST, Op.TAPE_POP):
-        return int(attrs["rank"])
-    if op is Op.LOAD_CSV:
-        return 2
-    if op is Op.CALL:
-        r = attrs.get("result_rank")
-        return None if r is None else int(r)
-    return None
 
 
 # ----------------------------------------------------------------------------- builder

@@ -5,7 +5,8 @@ top-level statements; specialising user functions per argument ranks; turning mu
 and `break`/`continue`/`return` into structured SSA (if results, loop-carried values, flags);
 the `optimize` statement's parameters, optimizer, stop test and carried state.
 Input: ast.Program + a SymbolTable (changed in place: pass a clone). Output: ir.Module.
-Imports: ast, ir, passes (the call graph), symbols, irgen_builtins, diagnostics. The only module that
+Imports: ast, ir, rewrite (the call graph), symbols, irgen_flow, irgen_stmts, irgen_exprs, irgen_builtins
+(they see IRGen only as a type), diagnostics. The only module that
 knows AST and IR.
 """
 
@@ -17,15 +18,14 @@ from typing import Callable, Optional
 
 from noma.compiler.front import ast
 
-from noma.compiler.middle import ir, passes
+from noma.compiler.middle import ir, rewrite
 from noma.compiler.front.budget import too_deep
 from noma.compiler.middle.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
+from noma.compiler.middle import irgen_exprs, irgen_stmts
+from noma.compiler.middle.irgen_flow import BRK, CONT, RET, RETVAL, _assigned, _exits, _rank_words
 from noma.compiler.front.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, NomaError, Span, error
 
-BRK, CONT, RET, RETVAL = "$brk", "$cont", "$ret", "$retval"
-MAGIC_LR = ("learning_rate", "lr")
-MAGIC_MAX = ("max_iterations", "max_iter", "iterations")
 #: Result ranks tried, in order, for a recursive function (None: it returns no value).
 RANK_CANDIDATES: tuple[Optional[int], ...] = (0, 1, 2, 3, 4, None)
 
@@ -42,42 +42,6 @@ class FnState:
     scopes: list[dict[str, ir.Value]] = field(default_factory=lambda: [{}])
     loop_depth: int = 0
     optimize_body: Optional[dict] = None  # records the `minimize` of the innermost optimize
-
-
-def _exits(stmts: tuple, depth: int = 0) -> set[str]:
-    """Which of break/continue/return the statements may take, at the current loop level."""
-    found: set[str] = set()
-    for s in stmts:
-        if isinstance(s, ast.Break) and depth == 0:
-            found.add(BRK)
-        elif isinstance(s, ast.Continue) and depth == 0:
-            found.add(CONT)
-        elif isinstance(s, ast.Return):
-            found.add(RET)
-        elif isinstance(s, ast.If):
-            found |= _exits(s.then.stmts, depth)
-            if s.else_ is not None:
-                found |= _exits(s.else_.stmts, depth)
-        elif isinstance(s, (ast.While, ast.For, ast.Batch)):
-            found |= _exits(s.body.stmts, depth + 1) & {RET}
-    return found
-
-
-def _assigned(stmts: tuple) -> set[str]:
-    """Names assigned anywhere in the statements (over-approximates what a loop carries)."""
-    names: set[str] = set()
-    for s in stmts:
-        if isinstance(s, ast.Assign):
-            names.add(s.name)
-        elif isinstance(s, ast.Return):
-            names |= {RET, RETVAL}
-        elif isinstance(s, ast.Break):
-            names.add(BRK)
-        elif isinstance(s, ast.If):
-            names |= _assigned(s.then.stmts) | (_assigned(s.else_.stmts) if s.else_ else set())
-        elif isinstance(s, (ast.While, ast.For, ast.Batch, ast.Optimize)):
-            names |= _assigned(s.body.stmts)
-    return names
 
 
 class IRGen:
@@ -129,7 +93,7 @@ class IRGen:
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
         self.module.entry = self.cell_name
         for fn in self.module.functions.values():
-            if passes.is_recursive(self.module, fn.name):
+            if rewrite.is_recursive(self.module, fn.name):
                 _keep_reentered_loops(fn.body)
         return self.module
 
@@ -248,12 +212,10 @@ class IRGen:
             self.gen_stmt(stmt)
             if i + 1 < len(stmts) and _exits((stmt,)):
                 rest = stmts[i + 1:]
-                self.gen_if(self.guard(), lambda r=rest: self.gen_stmts(r), None, -1, stmt.span)
+                self.gen_if(self.guard(), lambda: self.gen_stmts(rest), None, -1, stmt.span)
                 return
 
     def gen_stmt(self, s: ast.Stmt) -> None:
-        from noma.compiler.middle import irgen_stmts
-
         irgen_stmts.HANDLERS[type(s)](self, s)
 
     # ------------------------------------------------------------------ loops
@@ -330,13 +292,9 @@ class IRGen:
     # ------------------------------------------------------------------ expressions
 
     def gen_expr(self, e: ast.Expr) -> ir.Value:
-        from noma.compiler.middle import irgen_exprs
-
         return irgen_exprs.gen_expr(self, e)
 
     def gen_expr_or_void(self, e: ast.Expr) -> Optional[ir.Value]:
-        from noma.compiler.middle import irgen_exprs
-
         return irgen_exprs.gen_expr_or_void(self, e)
 
     def scalar(self, e: ast.Expr, what: str) -> ir.Value:
@@ -379,7 +337,7 @@ class IRGen:
             f"is the first one in the file, `{tensors[0]}`",
             f"write `{name}.{tensors[0]}` (or `{name}.NAME` for another tensor) to say which one"))
 
-    def undefined(self, name: str, span: Span, what: str) -> Exception:
+    def undefined(self, name: str, span: Span, what: str) -> NomaError:
         known = list(self.symbols.globals) + list(self.symbols.params) + list(self.symbols.dims)
         for scope in self.fn.scopes:
             known += [k for k in scope if not k.startswith("$")]
@@ -507,10 +465,6 @@ def _keep_reentered_loops(block: ir.Block) -> None:
 def spec_name(name: str, ranks: tuple[int, ...]) -> str:
     """The IR name of `name` specialised for argument ranks (`f` at (0, 2) → `f.s.t2`)."""
     return name + "".join("." + ("s" if r == 0 else f"t{r}") for r in ranks)
-
-
-def _rank_words(rank: int) -> str:
-    return "a scalar" if rank == 0 else f"a rank-{rank} tensor"
 
 
 def generate(program: ast.Program, symbols: SymbolTable, dtype: str = "f64",

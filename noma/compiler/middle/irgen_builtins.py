@@ -1,6 +1,6 @@
 """IR generation for builtin calls (part of irgen).
 
-Owns: the builtin table (name → arity) and the expansion of every builtin into IR ops.
+Owns: the expansion of every builtin of the table (ops.BUILTINS: name, arity, doc) into IR ops.
 Composite functions (mean, softmax, log_softmax, cross_entropy, accuracy, clip, dot,
 vector matmul, initialisers) expand into primitive ops, so autodiff needs rules only for
 primitives and every path (interpreter, JIT, executables) shares the same expansion.
@@ -13,38 +13,17 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from noma.compiler.front import ast
 
-from noma.compiler.middle import ir
+from noma.compiler.middle import ir, ops
 from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
     from noma.compiler.middle.irgen import IRGen
 
 Op = ir.Op
-MANY = 99
-UNARY = {
-    "sigmoid": Op.SIGMOID, "relu": Op.RELU, "tanh": Op.TANH, "exp": Op.EXP, "log": Op.LOG,
-    "sqrt": Op.SQRT, "abs": Op.ABS, "sin": Op.SIN, "cos": Op.COS, "tan": Op.TAN,
-    "floor": Op.FLOOR, "ceil": Op.CEIL,
-}
-#: name -> (min args, max args, method)
-BUILTINS: dict[str, tuple[int, int, str]] = {name: (1, 1, "unary") for name in UNARY}
-BUILTINS.update({
-    "pow": (2, 2, "pow"), "min": (1, 2, "min"), "max": (1, 2, "max"), "clip": (3, 3, "clip"),
-    "sum": (1, 2, "sum"), "mean": (1, 2, "mean"), "dot": (2, 2, "dot"), "matmul": (2, 2, "matmul"),
-    "transpose": (1, 1, "transpose"), "shape": (1, 1, "shape"), "rows": (1, 1, "rows"),
-    "cols": (1, 1, "cols"), "reshape": (2, 2, "reshape"), "concat": (2, 2, "concat"),
-    "slice": (3, 3, "slice"), "softmax": (1, 1, "softmax"), "log_softmax": (1, 1, "log_softmax"),
-    "cross_entropy": (2, 2, "cross_entropy"), "argmax": (1, 1, "argmax"),
-    "accuracy": (2, 2, "accuracy"), "print": (0, MANY, "print"), "report": (2, 2, "report"), "seed": (1, 1, "seed"),
-    "reset_optimizer": (0, 0, "reset_optimizer"), "save_checkpoint": (1, 1, "save_checkpoint"),
-    "load_checkpoint": (1, 1, "load_checkpoint"), "rand": (0, 0, "rand"),
-    "rand_uniform": (2, 2, "rand_uniform"), "rand_normal": (2, 2, "rand_normal"),
-    "rand_tensor": (1, 4, "rand_tensor"), "rand_normal_tensor": (3, 6, "rand_normal_tensor"),
-    "xavier_init": (3, 6, "xavier_init"), "he_init": (2, 5, "he_init"),
-    "zeros": (1, 1, "zeros"), "ones": (1, 1, "ones"), "full": (2, 2, "full"),
-    "normal": (3, 3, "normal"), "uniform": (3, 3, "uniform"), "xavier": (1, 1, "xavier"),
-    "he": (1, 1, "he"),
-})
+MANY = ops.MANY
+#: name -> (min args, max args, method): read from the builtin table (ops.BUILTINS).
+BUILTINS: dict[str, tuple[int, int, str]] = {b.name: (b.low, b.high, b.method) for b in ops.BUILTINS.values()}
+UNARY = {b.name: b.op for b in ops.BUILTINS.values() if b.op is not None}
 INITIALISERS = frozenset({"zeros", "ones", "full", "normal", "uniform", "xavier", "he"})
 
 
@@ -85,10 +64,12 @@ class BuiltinContext:
 
     def const_axis(self, e: ast.Call, i: int, rank: int) -> int:
         node = e.args[i]
-        neg = isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num)
-        if not (isinstance(node, ast.Num) or neg):
+        if isinstance(node, ast.Num):
+            value = node.value
+        elif isinstance(node, ast.Unary) and node.op == "-" and isinstance(node.operand, ast.Num):
+            value = -node.operand.value
+        else:
             raise error(Kind.TYPE, "an axis must be a number written in the call", node.span)
-        value = -node.operand.value if neg else node.value  # type: ignore[union-attr]
         if value != int(value):
             raise error(Kind.TYPE, f"an axis must be an integer, got {value:g}", node.span)
         axis = int(value)

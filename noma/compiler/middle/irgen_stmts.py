@@ -12,18 +12,15 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from noma.compiler.front import ast
 
+from noma import optimizers
 from noma.compiler.middle import ir
-from noma.compiler.middle.irgen import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
+from noma.compiler.middle.irgen_flow import BRK, CONT, MAGIC_LR, MAGIC_MAX, RET, RETVAL, _assigned, _rank_words
 from noma.diagnostics import Kind, error
 
 if TYPE_CHECKING:
     from noma.compiler.middle.irgen import IRGen
 
-HYPER_ALIASES = {
-    "lr": "lr", "learning_rate": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "eps",
-    "epsilon": "eps", "weight_decay": "weight_decay", "momentum": "momentum", "alpha": "alpha",
-    "dampening": "dampening", "nesterov": "nesterov",
-}
+HYPER_ALIASES = optimizers.HYPER_ALIASES
 DEFAULT_MAX_ITER = 1000.0
 
 
@@ -362,7 +359,7 @@ def _optimizer_config(g: "IRGen", s: ast.Optimize) -> tuple[int, list[ir.Value]]
     if s.optimizer is not None:
         kind = ir.OPTIMIZERS.get(s.optimizer.name)
         if kind is None:
-            raise error(Kind.NAME, f"unknown optimizer `{s.optimizer.name}`; use sgd, adam, adamw or rmsprop",
+            raise error(Kind.NAME, f"unknown optimizer `{s.optimizer.name}`; use {optimizers.names_text()}",
                         s.optimizer.span)
         for kw in s.optimizer.kwargs:
             key = HYPER_ALIASES.get(kw.name)
@@ -419,8 +416,8 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
         found = g.magic(MAGIC_MAX)
         max_iter = g.load_name(found[0], s.span) if found else g.const(DEFAULT_MAX_ITER)
     carried = sorted(n for n in _assigned(s.body.stmts) if g.lookup_local(n) is not None)
-    inits = [g.lookup_local(n) for n in carried]
-    body = ir.Block(params=[g.module.new_value(v.rank) for v in inits])  # type: ignore[union-attr]
+    inits = [v for n in carried if (v := g.lookup_local(n)) is not None]  # every carried name is local
+    body = ir.Block(params=[g.module.new_value(v.rank) for v in inits])
     state: dict = {"loss": None, "name": None, "depth": len(g.fn.scopes) + 1}
 
     def body_gen() -> None:
@@ -446,15 +443,15 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
             body.yields.append(v)
 
     g.in_block(body, body_gen)
-    results = [g.module.new_value(0)] + [g.module.new_value(v.rank) for v in inits]  # type: ignore[union-attr]
+    results = [g.module.new_value(0)] + [g.module.new_value(v.rank) for v in inits]
     carry_slots = [None if v.rank == 0 else (g.symbols.new_global_slot(), g.symbols.new_global_slot())
-                   for v in inits]  # type: ignore[union-attr]
+                   for v in inits]
     until_text = s.until.span.text() if s.until is not None else ""
-    op = ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,  # type: ignore[arg-type]
+    op = ir.OptimizeOp(refs, kind, hyper, max_iter, list(inits), body, results,
                        until_text=until_text, span=g.span(s.span), carry_slots=carry_slots)
     g.b.block.ops.append(op)
-    for n, r in zip(carried, results[1:]):
-        g.set_local(n, r)
+    for var, r in zip(carried, results[1:]):
+        g.set_local(var, r)
     name = state["name"]
     if name is not None:
         if g.lookup_local(name) is not None:

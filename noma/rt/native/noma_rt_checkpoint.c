@@ -45,7 +45,6 @@
 #define NSTATE 5
 #define STEP_STATE 2
 
-static const char *const OPT_NAMES[] = {"none", "sgd", "adam", "rmsprop", "adamw"};
 static const char *const STATE_KEYS[NSTATE] = {"m", "v", "step", "pow1", "pow2"};
 
 #ifdef NOMA_F32
@@ -275,7 +274,7 @@ void noma_checkpoint_save(const char *path, int64_t nextra, const char **extra_n
             if (p->bind[a] >= 0)
                 META(arena_fmt(c, "bind/%s/%d", p->name, a), noma_dim_name(p->bind[a]));
         if (!p->opt_kind) continue;
-        META(arena_fmt(c, "opt/%s", p->name), OPT_NAMES[p->opt_kind]);
+        META(arena_fmt(c, "opt/%s", p->name), noma__opt_names[p->opt_kind]);
         for (int w = 0; w < NSTATE; w++) {
             const char *sname = arena_fmt(c, "opt/%s/%s", p->name, STATE_KEYS[w]);
             if (!sname) return;
@@ -518,8 +517,8 @@ static int ck_plan(NomaCtx *c, const char *path, const NomaStFile *sf, int32_t f
         if (!okey) return 0;
         const char *kind = noma__st_meta(sf, okey);
         if (!kind) continue;
-        for (int k = 1; k <= 4; k++)
-            if (strcmp(kind, OPT_NAMES[k]) == 0) cp->opt_kind = k;
+        for (int32_t k = 1; k < noma__opt_kinds; k++)
+            if (strcmp(kind, noma__opt_names[k]) == 0) cp->opt_kind = k;
         if (!cp->opt_kind)
             return ck_fail(err, NOMA_ERR_IO, "%s: malformed checkpoint: unknown optimizer '%s' of '%s'",
                            path, kind, name);

@@ -190,6 +190,11 @@ struct NomaCtx {
     const char **span_texts;
 };
 
+/* noma_rt_params.c: the optimizers' names (checkpoints store them), indexed by NOMA_OPT_* kind;
+   kinds 1 .. NOMA__OPT_KINDS - 1 are optimizers, 0 is none. */
+extern const char *const noma__opt_names[];
+extern const int32_t noma__opt_kinds;
+
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
 

@@ -956,6 +956,10 @@ void noma_defer_end(void) {
 /* Every kind increments the per-entry step counts t.                        */
 /* ======================================================================== */
 
+/* Each kind's name (noma/optimizers.py is the registry; tests check the names agree). */
+const char *const noma__opt_names[] = {"none", "sgd", "adam", "rmsprop", "adamw"};
+const int32_t noma__opt_kinds = (int32_t)(sizeof noma__opt_names / sizeof noma__opt_names[0]);
+
 static void resolve_hyper(int32_t kind, const real *h, NomaHyper *o) {
 #define HV(i, d) ((h && !isnan((double)h[i])) ? h[i] : (real)(d))
     int adam = kind == NOMA_OPT_ADAM || kind == NOMA_OPT_ADAMW;
@@ -980,7 +984,7 @@ void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t sp
     NomaParam *p = param_live(c, slot, span);
     if (!p) return;
     p->opt_span = span;
-    if (kind < NOMA_OPT_SGD || kind > NOMA_OPT_ADAMW) {
+    if (kind < NOMA_OPT_SGD || kind >= noma__opt_kinds) {
         noma__failf(NOMA_ERR_RUNTIME, -1, "unknown optimizer kind %d", (int)kind);
         return;
     }

@@ -1,0 +1,26 @@
+"""A runtime event as Python sees it: `Event` (resize, free, optimizer change, reset, re-initialisation).
+
+Owns: the record noma.rt.runtime.Runtime.events() builds from the runtime's event log (the C
+struct NomaEvent, noma.rt.native_types) and the session's history shows (noma.session.history
+re-exports it).
+Imports: the standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class Event:
+    """A resize, free, optimizer change, reset or re-initialisation (`learn` of a defined
+    parameter: kind "init"), at a global step."""
+
+    kind: str
+    step: int
+    name: str
+    old_shape: tuple[int, ...]
+    new_shape: tuple[int, ...]
+    policy: str
+    output_change: Optional[float] = None
