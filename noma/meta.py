@@ -393,11 +393,9 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 
 def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]:
     """The artifacts of the cell that compiled a specialisation of `target` the last cell reused."""
-    from noma.compiler.pipeline import selects
-
     for name, spec in sorted(getattr(session, "compiled", {}).items()):
         earlier = getattr(spec, "artifacts", None)
-        if earlier is not None and selects(target, name):
+        if earlier is not None:  # functions() selects the target's specialisations
             chosen = earlier.functions(stage, target)
             if chosen:
                 return earlier, chosen
