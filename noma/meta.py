@@ -240,13 +240,15 @@ def cmd_who(session: Any, arg: str, color: bool) -> MetaResult:
 def event_text(event: Any) -> str:
     """One history event as a line: `step 120  resize W1 [2, 2] -> [2, 8] (normal)`; a dim resize
     also shows its output change when it was measured (`dim hidden 2 -> 8 (preserve), output
-    change 0`)."""
+    change 0`); a keep shows the units kept (`dim channels 16 -> 8 (keep [3, 0, ...])`)."""
     kind = event.kind
     if kind in ("resize", "param_resize", "dim_resize"):
         what = "dim" if kind == "dim_resize" else "resize"
         old = event.old_shape[0] if kind == "dim_resize" and event.old_shape else shape_text(event.old_shape)
         new = event.new_shape[0] if kind == "dim_resize" and event.new_shape else shape_text(event.new_shape)
-        body = f"{what} {event.name} {old} -> {new} ({event.policy})"
+        kept = getattr(event, "kept", None)
+        policy = event.policy if kept is None else f"keep {list(kept)}"  # the units kept, in order
+        body = f"{what} {event.name} {old} -> {new} ({policy})"
         if kind == "dim_resize" and getattr(event, "output_change", None) is not None:
             body += f", output change {event.output_change:.3g}"
     elif kind in ("free", "param_free"):

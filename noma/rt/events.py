@@ -24,3 +24,5 @@ class Event:
     new_shape: tuple[int, ...]
     policy: str
     output_change: Optional[float] = None
+    #: a keep (`realloc NAME keep idx`, policy "keep"): the old indices of the units kept, in order
+    kept: Optional[tuple[int, ...]] = None

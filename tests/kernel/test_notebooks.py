@@ -2,7 +2,8 @@
 
 Each notebook is executed afresh with nbclient (tools/run_notebooks.py; nothing is written) and
 its printed output is checked: the tour's values and error, XOR converging after growth, the
-digits network growing to 128 units, pruned to 32, at >= 95% training accuracy.
+digits network growing to 128 units, pruned to 32, at >= 95% training accuracy, the CNN growing
+from 4 to 16 filters and pruned to 8 at >= 97% test accuracy.
 """
 
 from __future__ import annotations
@@ -93,3 +94,14 @@ def test_population_tune():
     assert all(int(h) in (4, 8, 16, 32) and 0.5 < float(v) <= 1 for h, v, _ in trials)
     assert any("image/png" in o["data"] for o in run_notebooks.outputs_of_type(nb, "execute_result"))
     assert not run_notebooks.outputs_of_type(nb, "error")
+
+
+def test_grow_cnn():
+    nb = run("05_grow_cnn.ipynb")
+    out = run_notebooks.stream_text(nb)
+    found = re.findall(r"channels (\d+) \| test accuracy " + NUMBER, out)
+    assert [int(c) for c, _ in found] == [4, 16, 16, 8, 8], out
+    acc = [float(a) for _, a in found]
+    assert acc[1] == acc[0]  # preserve keeps the function: the same predictions right after the grow
+    assert acc[-1] >= 0.97, acc
+    assert re.search(r"dim channels 16 -> 8 \(keep \[(\d+, ){7}\d+\]\)", out), out  # :history

@@ -44,7 +44,7 @@ def uses_any(block: ir.Block, ops: AbstractSet[ir.Op]) -> bool:
 
 def resizes(block: ir.Block) -> bool:
     """Whether a training-step body can queue a resize (then its loop measures output changes)."""
-    return uses_any(block, {ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE})
+    return uses_any(block, {ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE, ir.Op.PARAM_KEEP, ir.Op.DIM_KEEP})
 
 
 def probe_outputs(body: ir.Block) -> list[ir.Instr]:
@@ -98,7 +98,7 @@ def _effects(block: ir.Block, eff: _Effects, deferred: bool) -> None:
                 eff.calls = True
             elif op.op in (ir.Op.PARAM_SET, ir.Op.PARAM_FREE, ir.Op.LOAD_CKPT):
                 eff.params = True
-            elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE) and not deferred:
+            elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE, ir.Op.PARAM_KEEP, ir.Op.DIM_KEEP) and not deferred:
                 eff.params = True
             elif op.op is ir.Op.GLOBAL_STORE:
                 eff.globals.add(int(op.attr("slot")))

@@ -4,12 +4,12 @@ Owns: `FunctionLowering` (one LLVM function under construction: the collaborator
 through -- the builder-level toolkit, inline math, vector loops, kernels, linalg --, the map from
 IR values to LLVM values, the fused instructions not emitted yet, the training loops being
 lowered), LOWERINGS (Op -> handler: every Op the IR defines, checked by
-tests/compiler/test_op_tables.py; the handlers live in elementwise.py, ops.py and state.py),
-the structured ops IfOp / WhileOp (branches and loops with phis; an OptimizeOp goes to
+tests/compiler/test_lowering_table.py; the handlers live in elementwise.py, ops.py, state.py and
+conv.py), the structured ops IfOp / WhileOp (branches and loops with phis; an OptimizeOp goes to
 training.py) and PROBE_LEFT_OUT (the effects a resize probe's copy of a step leaves out).
 Input: ir.Block / ir.Instr with a module.ModuleContext. Output: llvmlite.ir code.
 Imports: ir, basics, module, toolkit, inline_math, vector, kernels, linalg, elementwise, ops,
-state, training, llvmlite.ir.
+state, conv, training, llvmlite.ir.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.llvm import elementwise, ops, state
+from noma.compiler.llvm import conv, elementwise, ops, state
 from noma.compiler.llvm.basics import LoweringError
 from noma.compiler.llvm.inline_math import InlineMath
 from noma.compiler.llvm.kernels import Kernels
@@ -47,7 +47,7 @@ def _merge(*tables: dict[Op, Handler]) -> dict[Op, Handler]:
 
 
 #: Op -> its lowering. Every Op of the IR has one (tests/compiler/test_op_tables.py).
-LOWERINGS: dict[Op, Handler] = _merge(elementwise.HANDLERS, ops.HANDLERS, state.HANDLERS)
+LOWERINGS: dict[Op, Handler] = _merge(elementwise.HANDLERS, ops.HANDLERS, state.HANDLERS, conv.HANDLERS)
 
 #: Ops deliberately without a lowering, with why (none today: the structured operations IfOp,
 #: WhileOp and OptimizeOp are not Op members and are lowered by FunctionLowering.lower_block).

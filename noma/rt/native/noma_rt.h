@@ -59,6 +59,10 @@ enum {
     NOMA_POLICY_PRESERVE = 7
 };
 
+/* The policy of the resize events of a keep (`realloc NAME keep idx`; the indices:
+   noma_event_kept). Not a resize policy. */
+enum { NOMA_EVENT_KEEP = 8 };
+
 /* Optimizer kinds. */
 enum {
     NOMA_OPT_NONE = 0,
@@ -215,6 +219,10 @@ int64_t noma_param_bound_dim(int64_t slot, int32_t axis);
 void noma_param_resize(int64_t slot, int64_t rank, const int64_t *dims, int32_t policy, real a,
                        real b, int64_t span);
 void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real b, int64_t span);
+/* `realloc dim keep idx;` / `realloc w keep idx axis A;`: keep the units whose indices idx (a
+   vector of whole numbers, each in range once) lists, in that order, with optimizer state. */
+void noma_dim_keep(int64_t dim_id, const NomaTensor *idx, int64_t span);
+void noma_param_keep(int64_t slot, int32_t axis, const NomaTensor *idx, int64_t span);
 int64_t noma_dim_get(int64_t dim_id);
 void noma_dim_set(int64_t dim_id, int64_t v);
 void noma_defer_begin(void);
@@ -271,6 +279,8 @@ int64_t noma_history_limit(int32_t which); /* 0 levels, 1 buckets per level, 2 d
                                               3 largest window */
 int64_t noma_event_count(NomaCtx *c);
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
+/* The indices event i (a keep) kept, into out[0..cap); returns their count, -1 when none. */
+int64_t noma_event_kept(NomaCtx *c, int64_t i, int64_t *out, int64_t cap);
 int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
@@ -301,6 +311,19 @@ void noma_sigint_restore(void);
 void noma_set_gemm(void *fn);
 void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, int64_t n, int32_t ta,
                  int32_t tb);
+/* 2-D convolution and pooling, NCHW (noma_rt_conv.c): fresh arena results in *out, errors at span. */
+void noma_conv2d(const NomaTensor *x, const NomaTensor *w, real stride, real pad, NomaTensor *out,
+                 int64_t span);
+void noma_conv2d_grad_x(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_conv2d_grad_w(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_pool2d(const NomaTensor *x, real k, real stride, int32_t kind, NomaTensor *out, int64_t span);
+void noma_pool2d_grad(const NomaTensor *g, const NomaTensor *x, real k, real stride, int32_t kind,
+                      NomaTensor *out, int64_t span);
+/* Ranking of a vector (noma_rt_rank.c): indices as reals in a fresh arena vector *out. */
+void noma_argsort(const NomaTensor *x, NomaTensor *out, int64_t span);
+void noma_topk(const NomaTensor *x, real k, NomaTensor *out, int64_t span);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */

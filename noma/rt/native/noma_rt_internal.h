@@ -108,7 +108,17 @@ typedef struct {
     int64_t dims[4];
     real a, b;
     int64_t span;
+    int64_t *keep;        /* a keep (realloc NAME keep idx): the indices (malloc'd), else NULL */
+    int64_t nkeep;
+    int32_t axis;         /* a single parameter's keep: the axis */
 } NomaDeferred;
+
+/* The indices a keep event kept (noma_event_kept). */
+typedef struct {
+    int64_t event;
+    int64_t n;
+    int64_t *idx;
+} NomaKept;
 
 /* Copies of the globals (noma_rt_probe.c). */
 typedef struct {
@@ -175,6 +185,8 @@ struct NomaCtx {
     struct NomaMetrics *metrics; /* named metrics (noma_rt_metrics.c), allocated on first report */
     NomaEvent *events;
     int64_t nevents, events_cap;
+    NomaKept *kept;       /* per keep event, its indices */
+    int64_t nkept, kept_cap;
     /* output change of resizes (noma_rt_probe.c) */
     uint64_t probe_rng[6];
     int64_t probe_ev_from;
@@ -215,6 +227,8 @@ int32_t noma__history_put(NomaCtx *c, int64_t step, int64_t nlevels, const int64
                           int64_t nrecent, const real *recent); /* 0: invalid or out of memory */
 void noma__history_replay(NomaCtx *c, int64_t step, int64_t n, const real *losses); /* old logs */
 int32_t noma__history_export(NomaCtx *c, NomaHistoryCopy *out);
+void noma__defer_clear_keeps(NomaCtx *c); /* frees the queued keeps' indices */
+void noma__event_kept(NomaCtx *c, const int64_t *idx, int64_t n); /* the last event's kept units */
 void noma__probe_before_resize(NomaCtx *c); /* a resize outside a training loop is about to apply */
 
 /* ---- shared helpers (defined in noma_rt.c) ---- */
