@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("", "start over with an empty session"),
     "time": ("STATEMENT", "run a statement and report compile and run time"),
     "run": ("FILE", "run a NOMA file in this session"),
+    "controls": ("", "Jupyter: widgets to grow/shrink dims, set the learning rate, pause or stop "
+                     "the running training loop"),
 }
 #: Short spellings accepted too.
 ALIASES = {"h": "help", "?": "help", "p": "params", "t": "time", "r": "run"}
@@ -251,6 +253,8 @@ def event_text(event: Any) -> str:
         body = f"{what} {event.name} {old} -> {new} ({policy})"
         if kind == "dim_resize" and getattr(event, "output_change", None) is not None:
             body += f", output change {event.output_change:.3g}"
+        if getattr(event, "origin", "program") == "controls":
+            body += " from the controls"
     elif kind in ("free", "param_free"):
         body = f"free {event.name} {shape_text(event.old_shape)}"
     elif kind in ("optimizer", "opt_change"):
@@ -444,9 +448,15 @@ def cmd_help(session: Any, arg: str, color: bool) -> MetaResult:
     return MetaResult(help_text())
 
 
+def cmd_controls(session: Any, arg: str, color: bool) -> MetaResult:
+    """The Jupyter kernel shows a widget panel (noma.kernel.controls); elsewhere: what to use."""
+    return MetaResult(":controls shows a widget panel in the Jupyter kernel; from Python, use "
+                      "Session.controls (grow, shrink, set_lr, pause, stop) from another thread", ok=False)
+
+
 _HANDLERS: dict[str, Callable[[Any, str, bool], MetaResult]] = {
     "help": cmd_help, "params": cmd_params, "dims": cmd_dims, "who": cmd_who,
     "history": cmd_history, "ir": cmd_ir, "grad": cmd_grad, "llvm": cmd_llvm, "plot": cmd_plot,
     "save": cmd_save, "load": cmd_load, "undo": cmd_undo, "reset": cmd_reset, "time": cmd_time,
-    "run": cmd_run,
+    "run": cmd_run, "controls": cmd_controls,
 }

@@ -286,6 +286,7 @@ class Runtime:
                 n = int(self.lib.noma_event_kept(self.ctx, i, buf, len(buf)))
                 kept = tuple(int(buf[j]) for j in range(min(n, len(buf)))) if n >= 0 else None
             policy = "keep" if kept is not None else POLICY_NAMES.get(int(e.policy), str(e.policy))
+            origin = "controls" if kind == "dim_resize" and int(e.aux) == 1 else "program"
             out.append(Event(kind, int(e.step), name, old, new, policy,
-                             None if math.isnan(change) else change, kept))
+                             None if math.isnan(change) else change, kept, origin))
         return out

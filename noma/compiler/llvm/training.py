@@ -30,7 +30,7 @@ def lower_optimize(fl: FunctionLowering, op: ir.OptimizeOp) -> None:
     head:   step == max_iter -> warn, leave
     body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss(loss);
             carried tensors -> global carry slot (even/odd step) and reloaded from it;
-            stop != 0 -> release mark, leave
+            stop != 0 or the live controls' stop (noma_ctl_take_stop) -> release mark, leave
     grad:   grad block; noma_opt_steps; apply queued resizes (if the body can queue any);
             noma_check_interrupt (SIGINT -> unwind, status 2; the step is complete);
             arena_release(mark); step += 1
@@ -99,7 +99,9 @@ def lower_optimize(fl: FunctionLowering, op: ir.OptimizeOp) -> None:
     if op.result_slot >= 0:
         tk.rt("noma_opt_result_set", loss)
     kept = fl.keep_carried(op.inits, nxt, slots, b.trunc(step, ll.IntType(1)))
-    b.cbranch(tk.truth(stop), stopped, grad)
+    # the live controls' stop (noma_rt_controls.c) ends the loop as its `until` would
+    halt = b.icmp_signed("!=", tk.rt("noma_ctl_take_stop"), tk.i32(0))
+    b.cbranch(b.or_(tk.truth(stop), halt), stopped, grad)
 
     b.position_at_end(grad)
     gys = fl.lower_block(op.grad, [])

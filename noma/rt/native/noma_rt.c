@@ -1235,9 +1235,11 @@ void noma_clear_interrupt(void) { g_interrupted = 0; }
 /* Sets the flag as SIGINT would (e.g. a Jupyter kernel's interrupt, from any thread). */
 void noma_request_interrupt(void) { g_interrupted = 1; }
 
-/* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
+/* At a training loop's step boundary: applies the live controls' requests, then unwinds to
+   noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
     NomaCtx *c = noma__cur();
+    noma__ctl_step(c); /* the live controls' requests (noma_rt_controls.c) */
     if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
     g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;
