@@ -265,7 +265,8 @@ def event_text(event: Any) -> str:
         body = f"learn {event.name} {shape_text(event.new_shape)} (re-initialised: a new run starts)"
     elif kind == "control":
         value = getattr(event, "value", None)
-        what = {"lr": "learning rate", "pause": "paused", "resume": "resumed", "stop": "stopped"}.get(event.name, event.name)
+        actions = {"lr": "learning rate", "pause": "paused", "resume": "resumed", "stop": "stopped"}
+        what = actions.get(event.name, event.name)
         body = f"{what}{'' if value is None else f' {value:.4g}'} from the controls"
     else:
         body = f"{kind} {event.name}"

@@ -136,7 +136,8 @@ def frame_signature(fig: Any) -> Signature:
             minor = np.asarray(axis.get_minorticklocs(), dtype=float)
             along = ax.get_yaxis_transform() if vertical else ax.get_xaxis_transform()  # data one way, axes the other
             where = lambda v: np.rint(along.transform(  # noqa: E731
-                np.column_stack([np.zeros_like(v), v] if vertical else [v, np.zeros_like(v)])) * QUANTUM).astype(np.int64)
+                np.column_stack([np.zeros_like(v), v] if vertical else [v, np.zeros_like(v)])) * QUANTUM
+            ).astype(np.int64)
             add("axis", axis.get_scale(), tuple(axis.major.formatter.format_ticks(list(shown))),
                 axis.label.get_text(), where(shown), where(minor))
         add(ax.get_title(), ax.get_title("left"), ax.get_title("right"))

@@ -24,7 +24,8 @@ REBUILD = "rebuild it: `cd editors/jupyterlab && npm ci && npm run build`, then 
 
 def test_bundle_is_built_from_the_current_sources():
     assert info.recorded_hash(), f"no build_info.json in {info.OUTPUT_DIR}: {REBUILD}"
-    assert info.recorded_hash() == info.source_hash(editor_words()), f"the shipped JupyterLab bundle is stale: {REBUILD}"
+    stale = f"the shipped JupyterLab bundle is stale: {REBUILD}"
+    assert info.recorded_hash() == info.source_hash(editor_words()), stale
 
 
 def test_the_vocabulary_comes_from_the_compiler_tables():
