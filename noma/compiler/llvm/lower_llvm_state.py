@@ -54,7 +54,7 @@ class StateOps:
         return self._copy_to_arena(t, rank) if id(ins) in self.copy_loads else t
 
     def op_param_load(self, ins: ir.Instr) -> ll.Value:
-        p = self.rt("noma_param", self.i64(ins.attr("slot")))
+        p = self.rt("noma_param_at", self.i64(ins.attr("slot")), self.span_c())
         return self._load_descriptor(p, int(ins.attr("rank")), ins)
 
     def op_param_set(self, ins: ir.Instr) -> None:
