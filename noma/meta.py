@@ -410,7 +410,9 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
     art = getattr(session, "last_artifacts", None)
     if art is None or art.module is None:
-        return MetaResult("no cell has been compiled yet", ok=False)
+        undone = getattr(session, "cell_count", 0) > 0
+        return MetaResult("no cell is left: the cells compiled were undone" if undone
+                          else "no cell has been compiled yet", ok=False)
     note = ""
     chosen = art.functions(stage, target)
     if not chosen and target and target != "cell":
