@@ -20,7 +20,7 @@ from noma.compiler.llvm.lower_llvm_types import ERR_SHAPE, ERR_TYPE, I64, PTR, L
 
 #: `dim d = v;` needs a whole number 0 <= v < 2^62 (the interpreter and irgen say the same)
 DIM_LIMIT = 2.0 ** 62
-DIM_MESSAGE = "a dim's size must be a whole number, at least 0"
+DIM_MESSAGE = "a dim's size must be a whole number from 0 to 2^62 - 1"
 
 Op = ir.Op
 
