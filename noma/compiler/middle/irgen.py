@@ -12,6 +12,7 @@ knows AST and IR.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -356,7 +357,10 @@ class IRGen:
         key = (fn.name, ranks)
         spec = spec_name(fn.name, ranks)
         if key not in self.specs and key not in self.in_progress:
-            self.specialise(fn, ranks, spec)
+            try:
+                self.specialise(fn, ranks, spec)
+            except NomaError as exc:
+                raise _called_from(exc, fn.name, name_span) from None
         if key in self.specs:
             result_rank = self.specs[key]
         else:  # a recursive call while its body is generated: the rank being tried
@@ -448,6 +452,18 @@ class IRGen:
             if isinstance(item, ast.Name) and item.id in self.symbols.dims and self.lookup_local(item.id) is None:
                 var.dims[axis] = item.id
                 self.b.emit(ir.Op.PARAM_BIND_DIM, (), sid, slot=var.slot, axis=axis, dim=self.symbols.dims[item.id])
+
+
+def _called_from(exc: NomaError, name: str, call: Span) -> NomaError:
+    """An error inside a function of another file (a module's, the standard library's) with a note
+    naming the call that reached it (`in `nn.dense`, called at train.noma:12:9`): the located line
+    alone is in code the user did not write."""
+    first = exc.diagnostics[0]
+    if first.span is None or first.span.source is call.source:
+        return exc
+    where = f"in `{name}`, called at {call.source.name}:{call.line}:{call.column}"
+    note = f"{first.note}; {where}" if first.note else where
+    return NomaError([dataclasses.replace(first, note=note), *exc.diagnostics[1:]])
 
 
 def _keep_reentered_loops(block: ir.Block) -> None:
