@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("", "start over with an empty session"),
     "time": ("STATEMENT", "run a statement and report compile and run time"),
     "run": ("FILE", "run a NOMA file in this session"),
+    "controls": ("", "Jupyter: widgets to grow/shrink dims, set the learning rate, pause or stop "
+                     "the running training loop"),
 }
 #: Short spellings accepted too.
 ALIASES = {"h": "help", "?": "help", "p": "params", "t": "time", "r": "run"}
@@ -240,15 +242,19 @@ def cmd_who(session: Any, arg: str, color: bool) -> MetaResult:
 def event_text(event: Any) -> str:
     """One history event as a line: `step 120  resize W1 [2, 2] -> [2, 8] (normal)`; a dim resize
     also shows its output change when it was measured (`dim hidden 2 -> 8 (preserve), output
-    change 0`)."""
+    change 0`); a keep shows the units kept (`dim channels 16 -> 8 (keep [3, 0, ...])`)."""
     kind = event.kind
     if kind in ("resize", "param_resize", "dim_resize"):
         what = "dim" if kind == "dim_resize" else "resize"
         old = event.old_shape[0] if kind == "dim_resize" and event.old_shape else shape_text(event.old_shape)
         new = event.new_shape[0] if kind == "dim_resize" and event.new_shape else shape_text(event.new_shape)
-        body = f"{what} {event.name} {old} -> {new} ({event.policy})"
+        kept = getattr(event, "kept", None)
+        policy = event.policy if kept is None else f"keep {list(kept)}"  # the units kept, in order
+        body = f"{what} {event.name} {old} -> {new} ({policy})"
         if kind == "dim_resize" and getattr(event, "output_change", None) is not None:
             body += f", output change {event.output_change:.3g}"
+        if getattr(event, "origin", "program") == "controls":
+            body += " from the controls"
     elif kind in ("free", "param_free"):
         body = f"free {event.name} {shape_text(event.old_shape)}"
     elif kind in ("optimizer", "opt_change"):
@@ -393,11 +399,9 @@ def cmd_run(session: Any, arg: str, color: bool) -> MetaResult:
 
 def _compiled_by(session: Any, stage: str, target: str) -> tuple[Any, list[str]]:
     """The artifacts of the cell that compiled a specialisation of `target` the last cell reused."""
-    from noma.compiler.pipeline import selects
-
     for name, spec in sorted(getattr(session, "compiled", {}).items()):
         earlier = getattr(spec, "artifacts", None)
-        if earlier is not None and selects(target, name):
+        if earlier is not None:  # functions() selects the target's specialisations
             chosen = earlier.functions(stage, target)
             if chosen:
                 return earlier, chosen
@@ -446,9 +450,15 @@ def cmd_help(session: Any, arg: str, color: bool) -> MetaResult:
     return MetaResult(help_text())
 
 
+def cmd_controls(session: Any, arg: str, color: bool) -> MetaResult:
+    """The Jupyter kernel shows a widget panel (noma.kernel.controls); elsewhere: what to use."""
+    return MetaResult(":controls shows a widget panel in the Jupyter kernel; from Python, use "
+                      "Session.controls (grow, shrink, set_lr, pause, stop) from another thread", ok=False)
+
+
 _HANDLERS: dict[str, Callable[[Any, str, bool], MetaResult]] = {
     "help": cmd_help, "params": cmd_params, "dims": cmd_dims, "who": cmd_who,
     "history": cmd_history, "ir": cmd_ir, "grad": cmd_grad, "llvm": cmd_llvm, "plot": cmd_plot,
     "save": cmd_save, "load": cmd_load, "undo": cmd_undo, "reset": cmd_reset, "time": cmd_time,
-    "run": cmd_run,
+    "run": cmd_run, "controls": cmd_controls,
 }

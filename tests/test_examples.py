@@ -35,3 +35,13 @@ def test_grow_digits_grows_prunes_and_reaches_95_percent(tmp_path: Path) -> None
     assert sizes == [128, 32, 32], out
     accuracies = [float(a) for a in re.findall(r"train accuracy ([\d.]+)", out)]
     assert min(accuracies) >= 0.95, out
+
+
+def test_grow_cnn_grows_prunes_and_reaches_97_percent(tmp_path: Path) -> None:
+    out = run_example("grow_cnn.noma", tmp_path).stdout
+    found = re.findall(r"channels (\d+) \| test accuracy ([\d.]+)", out)
+    assert [int(c) for c, _ in found] == [4, 16, 16, 8, 8], out
+    acc = [float(a) for _, a in found]
+    assert acc[1] == acc[0] and acc[-1] >= 0.97, out  # preserve keeps the function; pruned and tuned
+    kept = re.search(r"keeping filters \[([\d, ]+)\]", out)
+    assert kept and len(set(kept.group(1).split(", "))) == 8, out

@@ -177,6 +177,11 @@ class ScopeIndex:
                 for a in s.policy.args:
                     self._expr(a)
             self._use(s.name, s.name_span)
+        elif isinstance(s, ast.ReallocKeep):
+            self._expr(s.indices)
+            if s.axis is not None:
+                self._expr(s.axis)
+            self._use(s.name, s.name_span)
         elif isinstance(s, ast.Free):
             self._use(s.name, s.name_span)
         elif isinstance(s, (ast.Return,)):

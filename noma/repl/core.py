@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Callable, Iterable, Iterator, Optional, TextIO
 
 from noma.display import format_value
 from noma.meta import is_meta, render_result, run_meta
@@ -48,8 +48,10 @@ class ReplCore:
 
     # ------------------------------------------------------------------ one input
 
-    def handle(self, text: str) -> bool:
-        """Run one complete input (code or `:command`). False when the user asked to quit."""
+    def handle(self, text: str, interrupted: Optional[Callable[[], bool]] = None) -> bool:
+        """Run one complete input (code or `:command`). False when the user asked to quit.
+        `interrupted` says whether a Ctrl-C for this input came before its handler is installed
+        here (the prompt's SIGINT recorder): then the input is cancelled as if it came after."""
         stripped = text.strip()
         if not stripped:
             return True
@@ -59,6 +61,8 @@ class ReplCore:
         # handler that sets it is installed, not when the session starts executing
         self.session.rt.clear_interrupt()
         with self.session.sigint_stops_training():
+            if interrupted is not None and interrupted():  # one that came earlier is not lost
+                self.session.interrupt()
             try:
                 self.progress.begin(self.session)
                 if is_meta(stripped):

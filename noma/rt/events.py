@@ -24,3 +24,7 @@ class Event:
     new_shape: tuple[int, ...]
     policy: str
     output_change: Optional[float] = None
+    #: a keep (`realloc NAME keep idx`, policy "keep"): the old indices of the units kept, in order
+    kept: Optional[tuple[int, ...]] = None
+    #: who asked for it: "program" (the code), "controls" (the live controls, noma.session.controls)
+    origin: str = "program"

@@ -17,10 +17,11 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from noma.rt import native_lib
+from noma.rt import abi, native_lib
 
 EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init"}
 POLICY_NAMES = {v: k for k, v in native_lib.POLICIES.items()}  # from noma_rt.h
+KEEP_EVENT = abi.enums()["NOMA_EVENT_KEEP"]  # the policy number of a keep's resize events
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
 
 
@@ -282,6 +283,13 @@ class Runtime:
             old = tuple(int(e.old_dims[i]) for i in range(e.old_rank))
             new = tuple(int(e.new_dims[i]) for i in range(e.new_rank))
             change = float(e.output_change)
-            out.append(Event(kind, int(e.step), name, old, new, POLICY_NAMES.get(int(e.policy), str(e.policy)),
-                             None if math.isnan(change) else change))
+            kept = None
+            if int(e.policy) == KEEP_EVENT and kind in ("resize", "dim_resize"):  # the units kept, in order
+                buf = (ctypes.c_int64 * max([1, *new]))()
+                n = int(self.lib.noma_event_kept(self.ctx, i, buf, len(buf)))
+                kept = tuple(int(buf[j]) for j in range(min(n, len(buf)))) if n >= 0 else None
+            policy = "keep" if kept is not None else POLICY_NAMES.get(int(e.policy), str(e.policy))
+            origin = "controls" if kind == "dim_resize" and int(e.aux) == 1 else "program"
+            out.append(Event(kind, int(e.step), name, old, new, policy,
+                             None if math.isnan(change) else change, kept, origin))
         return out

@@ -482,6 +482,14 @@ class Session:
     def globals(self) -> dict[str, Any]:
         return {n: self.rt.read_global(v.slot) for n, v in self.symbols.globals.items()}
 
+    @property
+    def controls(self) -> Any:
+        """The live controls (noma.session.controls.Controls): grow/shrink a dim, set the learning
+        rate, pause or stop the running training loop at its next step boundary, from any thread."""
+        from noma.session.controls import Controls
+
+        return Controls(self)
+
     def interrupt(self) -> None:
         """Ask the running cell's training loop to stop at its next step boundary."""
         self.rt.request_interrupt()

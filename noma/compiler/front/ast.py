@@ -212,6 +212,17 @@ class Realloc:
 
 
 @dataclass(frozen=True)
+class ReallocKeep:
+    """`realloc hidden keep idx;` or `realloc w keep idx axis 1;` (axis None for a dim)"""
+
+    name: str
+    indices: Expr
+    axis: Optional[Expr]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
 class Free:
     """`free w;`"""
 

@@ -317,6 +317,9 @@ class _Renamer:
     def _Free(self, s: ast.Free) -> ast.Free:
         return self._declares(s, False)
 
+    def _ReallocKeep(self, s: ast.ReallocKeep) -> ast.ReallocKeep:
+        return self._declares(s, False)
+
     def _For(self, s: ast.For) -> ast.For:
         start, stop = self._value(s.start), self._value(s.stop)
         body = self._scoped({s.var}, s.body)

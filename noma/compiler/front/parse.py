@@ -315,6 +315,19 @@ class _Build:
         return ast.Realloc(name.id, dims, policy[0] if policy else None,
                            self._span(kw, semi), name.span)
 
+    def realloc_keep_stmt(self, c: list[Any]) -> ast.ReallocKeep:
+        kw, name, word, indices, *rest = c
+        if word.value != "keep":
+            raise _err(f"expected `=` or `keep` after `realloc {name.id}`, found `{word.value}`",
+                       self._span(word, word))
+        axis = None
+        if len(rest) == 3:
+            if rest[0].value != "axis":
+                raise _err(f"expected `axis` or `;` after the indices, found `{rest[0].value}`",
+                           self._span(rest[0], rest[0]))
+            axis = rest[1]
+        return ast.ReallocKeep(name.id, indices, axis, self._span(kw, c[-1]), name.span)
+
     def init_policy(self, c):
         kw, name, *rest = c
         args = rest[0] if rest else _Args((), (), name.end_pos)

@@ -31,7 +31,7 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, error
-from noma.compiler.interp import interp_checkpoint, interp_files, interp_resize, interp_thread
+from noma.compiler.interp import interp_checkpoint, interp_conv, interp_files, interp_resize, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
 from noma.compiler.interp.interp_state import MEMORY_LIMIT, InterpState  # noqa: F401  (re-exported: tests and the session use it)
@@ -516,6 +516,18 @@ class Interpreter:
         self._defer_or_run(lambda: interp_resize.resize_dim(
             self.state, dim, size, ins.attr("policy"), a, b, self._span(ins.span), self.dt))
 
+    def _param_keep(self, ins: Instr, args: list[Any]) -> None:
+        slot, name, axis = ins.attr("slot"), ins.attr("name"), ins.attr("axis")
+        p, span = self._param(slot, name, ins.span), self._span(ins.span)
+        keep = interp_resize.keep_indices(self._arr(args[0]), p.shape[axis], name, span)  # checked now
+        self._defer_or_run(lambda: interp_resize.keep_param(self.state, slot, name, axis, keep, span))
+
+    def _dim_keep(self, ins: Instr, args: list[Any]) -> None:
+        dim, name, span = ins.attr("dim"), ins.attr("name"), self._span(ins.span)
+        self.state.dim_names.setdefault(dim, name)
+        keep = interp_resize.keep_indices(self._arr(args[0]), self.state.dims.get(dim, -1), name, span)
+        self._defer_or_run(lambda: interp_resize.keep_dim(self.state, dim, name, keep, span))
+
     def _save_checkpoint(self, ins: Instr, args: list[Any]) -> None:
         interp_checkpoint.save(self.state, ins.attr("path"), self.module.dtype, self._span(ins.span))
 
@@ -601,3 +613,4 @@ class Interpreter:
 
 for _op in ir.ELEMENTWISE:
     setattr(Interpreter, "_" + _op.value, Interpreter._elementwise)
+interp_conv.install(Interpreter)

@@ -8,11 +8,12 @@ entry, where the runtime works row by row:
   zero moments (and running powers 1);
 - a dim resize changes every parameter bound to it, in increasing slot order; `preserve` (also the
   default) draws the incoming weights of new units (new only along a rank >= 2 parameter's last
-  axis) from normal(0, std of the parameter) and leaves outgoing weights and biases 0; `copy`
+  axis; for rank-4 conv filters [out, in, kh, kw], new only along axis 0) from normal(0, std of
+  the parameter) and leaves outgoing weights and biases 0; `copy`
   (Net2Net) draws a source unit g(u) = floor(u53 * old) for each new unit, shared by all bound
   parameters, and divides values along bound non-last axes by the source's copy count.
 
-Owns: resize_param, resize_dim (they raise NomaError located at the statement).
+Owns: resize_param, resize_dim, keep_param, keep_dim (they raise NomaError located at the statement).
 Imports: the standard library, numpy, noma.compiler.interp.interp_optimizers, noma.diagnostics.
 """
 
@@ -117,8 +118,10 @@ def remap(rng: Any, old: np.ndarray, new_dims: list[int], fill: Fill, dt: Any, s
             out[idx] = fill.a + fill.b * rng.randn()
         elif fill.kind == "uniform":
             out[idx] = fill.a + (fill.b - fill.a) * rng.u53()
-        elif fill.kind == "preserve" and rank >= 2 and new_last and not new_other:
+        elif fill.kind == "preserve" and 2 <= rank < 4 and new_last and not new_other:
             out[idx] = fill.b * rng.randn()
+        elif fill.kind == "preserve" and rank == 4 and idx[0] >= od[0] and all(idx[a] < od[a] for a in (1, 2, 3)):
+            out[idx] = fill.b * rng.randn()  # conv filters [out, in, kh, kw]: those of new output channels
     return out.astype(dt).reshape(new_dims)
 
 
@@ -222,3 +225,60 @@ def resize_dim(state: Any, dim: int, size: int, policy: int, a: float, b: float,
     for s, values in new_values:
         _commit(state, s, values)
     state.dims[dim] = size
+
+
+# ----------------------------------------------------------------------------- keep (pruning)
+
+
+def keep_indices(idx: np.ndarray, size: int, what: str, span: Any) -> list[int]:
+    """The unit indices of `realloc NAME keep idx`: whole numbers in [0, size), each once."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for i, v in enumerate(float(x) for x in np.asarray(idx).ravel()):
+        bad = None
+        if not (0 <= v < size) or math.floor(v) != v:
+            bad = "is not a unit of"
+        elif int(v) in seen:
+            bad = "is kept twice in"
+        if bad:
+            raise error(Kind.RUNTIME, f"keep: index {v:g} (entry {i}) {bad} {what} (size {size})", span)
+        seen.add(int(v))
+        out.append(int(v))
+    return out
+
+
+def _gather(state: Any, slot: int, axes: list[int], keep: list[int]) -> None:
+    """Parameter `slot` and its optimizer state with unit i = old unit keep[i] along `axes`."""
+    def take(x: np.ndarray) -> np.ndarray:
+        for ax in axes:
+            x = np.take(x, np.asarray(keep, dtype=np.int64), axis=ax)
+        return np.ascontiguousarray(x)
+    state.params[slot] = take(state.params[slot])
+    s = state.opt.get(slot)
+    if s is not None:
+        s.m, s.v, s.pow1, s.pow2, s.step = (take(a) for a in (s.m, s.v, s.pow1, s.pow2, s.step))
+
+
+def keep_param(state: Any, slot: int, name: str, axis: int, keep: list[int], span: Any) -> None:
+    p = state.params[slot]
+    if (slot, axis) in state.bindings:
+        raise error(Kind.SHAPE, f"cannot keep units along axis {axis} of {name} alone: it is sized by a dim "
+                    "(keep along the dim)", span)
+    for k in keep:
+        if k >= p.shape[axis]:
+            raise error(Kind.RUNTIME, f"keep: index {k} is not a unit of {name} (size {p.shape[axis]})", span)
+    _gather(state, slot, [axis], keep)
+
+
+def keep_dim(state: Any, dim: int, name: str, keep: list[int], span: Any) -> None:
+    old = state.dims.get(dim, -1)
+    if old < 0:
+        raise error(Kind.NAME, f"keep: {name} has no size yet", span)
+    for k in keep:
+        if k >= old:
+            raise error(Kind.RUNTIME, f"keep: index {k} is not a unit of {name} (size {old})", span)
+    for s in sorted(state.params):
+        axes = [ax for ax in range(state.params[s].ndim) if state.bindings.get((s, ax)) == dim]
+        if axes:
+            _gather(state, s, axes, keep)
+    state.dims[dim] = len(keep)

@@ -211,7 +211,7 @@ class FunctionLowering(OpLowering):
         head:   step == max_iter -> warn, leave
         body:   mark = arena_mark; tape_reset (if the step uses the tape); body; log_loss(loss);
                 carried tensors -> global carry slot (even/odd step) and reloaded from it;
-                stop != 0 -> release mark, leave
+                stop != 0 or the live controls' stop (noma_ctl_take_stop) -> release mark, leave
         grad:   grad block; noma_opt_steps; apply queued resizes (if the body can queue any);
                 noma_check_interrupt (SIGINT -> unwind, status 2; the step is complete);
                 arena_release(mark); step += 1
@@ -279,7 +279,9 @@ class FunctionLowering(OpLowering):
         if op.result_slot >= 0:
             self.rt("noma_opt_result_set", loss)
         kept = self._keep_carried(op.inits, nxt, slots, b.trunc(step, ll.IntType(1)))
-        b.cbranch(self.truth(stop), stopped, grad)
+        # the live controls' stop (noma_rt_controls.c) ends the loop as its `until` would
+        halt = b.icmp_signed("!=", self.rt("noma_ctl_take_stop"), self.i32(0))
+        b.cbranch(b.or_(self.truth(stop), halt), stopped, grad)
 
         b.position_at_end(grad)
         gys = self.lower_block(op.grad, [])
@@ -448,7 +450,7 @@ def _uses(block: ir.Block, ops: set) -> bool:
 
 def _resizes(block: ir.Block) -> bool:
     """Whether a training-step body can queue a resize (then its loop measures output changes)."""
-    return _uses(block, {ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE})
+    return _uses(block, {ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE, ir.Op.PARAM_KEEP, ir.Op.DIM_KEEP})
 
 
 def _probe_outputs(body: ir.Block) -> list[ir.Instr]:
@@ -502,7 +504,7 @@ def _effects(block: ir.Block, eff: _Effects, deferred: bool) -> None:
                 eff.calls = True
             elif op.op in (ir.Op.PARAM_SET, ir.Op.PARAM_FREE, ir.Op.LOAD_CKPT):
                 eff.params = True
-            elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE) and not deferred:
+            elif op.op in (ir.Op.PARAM_RESIZE, ir.Op.DIM_RESIZE, ir.Op.PARAM_KEEP, ir.Op.DIM_KEEP) and not deferred:
                 eff.params = True
             elif op.op is ir.Op.GLOBAL_STORE:
                 eff.globals.add(int(op.attr("slot")))

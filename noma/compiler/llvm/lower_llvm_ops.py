@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from llvmlite import ir as ll
 
 from noma.compiler.middle import ir
+from noma.compiler.llvm import lower_llvm_conv
 from noma.compiler.llvm.lower_llvm_linalg import InlineLinalg
 from noma.compiler.llvm.lower_llvm_loops import Emitter, ModuleContext
 from noma.compiler.llvm.lower_llvm_state import StateOps
@@ -628,3 +629,4 @@ _HANDLERS: dict[Op, Callable[[OpLowering, ir.Instr], Optional[ll.Value]]] = {
     Op.CALL: OpLowering.op_call, Op.TAPE_PUSH: OpLowering.op_tape_push,
     Op.TAPE_POP: OpLowering.op_tape_pop,
 }
+_HANDLERS.update(lower_llvm_conv.HANDLERS)

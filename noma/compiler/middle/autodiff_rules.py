@@ -55,10 +55,12 @@ ZERO_GRADIENT: dict[Op, str] = {
                     "SSA values first)",
     Op.LOAD_CSV: "data read from a file: a constant", Op.LOAD_ST: "data read from a file: a constant",
     Op.SLICE_GRAD: _REVERSE, Op.INDEX_GRAD: _REVERSE, Op.TAPE_PUSH: _REVERSE, Op.TAPE_POP: _REVERSE,
+    Op.CONV2D_GRAD_X: _REVERSE, Op.CONV2D_GRAD_W: _REVERSE, Op.POOL2D_GRAD: _REVERSE,
+    Op.ARGSORT: "indices (integer valued)", Op.TOPK: "indices (integer valued)",
     **{op: _EFFECT for op in (Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE,
                               Op.DIM_SET, Op.DIM_RESIZE, Op.GLOBAL_STORE, Op.SEED, Op.PRINT,
                               Op.REPORT, Op.SAVE_CSV, Op.LOAD_ST_GLOBALS, Op.SAVE_ST, Op.OPT_RESET,
-                              Op.SAVE_CKPT, Op.LOAD_CKPT)},
+                              Op.SAVE_CKPT, Op.LOAD_CKPT, Op.PARAM_KEEP, Op.DIM_KEEP)},
 }
 #: Ops the sweep differentiates without a rule of this table.
 DIFFERENTIATED_ELSEWHERE: dict[Op, str] = {
@@ -79,6 +81,10 @@ def differentiable_args(ins: Instr) -> list[int]:
     if ins.op is Op.SELECT:
         return [1, 2]
     if ins.op in (Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.FILL):
+        return [0]
+    if ins.op is Op.CONV2D:
+        return [0, 1]
+    if ins.op is Op.POOL2D:
         return [0]
     return list(range(len(ins.args)))
 
@@ -339,3 +345,22 @@ def _pack(e: Any, ins: Instr, g: Value) -> Grads:  # d pack(s..)[k] = g at k's p
             rest //= size
         out.append(at(tuple(reversed(pos))) if e.wants(arg) else None)
     return out
+
+
+# ----------------------------------------------------------------------------- convolution and pooling
+
+
+@_rule(Op.CONV2D)
+def _conv2d(e: Any, ins: Instr, g: Value) -> Grads:
+    # y[n,o,i,j] = sum_{c,u,v} x[n,c,i*s-p+u, j*s-p+v] w[o,c,u,v]:
+    # dx = col2im(G . w) (scatter of each output's gradient back through its window), dw = G^T . im2col(x)
+    x, w, stride, pad = ins.args
+    return [e.op(Op.CONV2D_GRAD_X, g, x, w, stride, pad) if e.wants(x) else None,
+            e.op(Op.CONV2D_GRAD_W, g, x, w, stride, pad) if e.wants(w) else None, None, None]
+
+
+@_rule(Op.POOL2D)
+def _pool2d(e: Any, ins: Instr, g: Value) -> Grads:
+    # max: g to the first largest entry of each window; avg: g / k² to every entry of it
+    x, k, stride = ins.args
+    return [e.op(Op.POOL2D_GRAD, g, x, k, stride, kind=ins.attr("kind")), None, None]

@@ -38,9 +38,15 @@ class BuiltinContext:
     # -------------------------------------------------------------- helpers
 
     def call(self, e: ast.Call) -> Optional[ir.Value]:
+        """The IR of builtin call e; its ops are located at e (the caller's call node and span are
+        put back afterwards: arguments that are builtin calls themselves must not move them)."""
+        saved = self.call_node, self.sid
         self.call_node, self.sid = e, self.g.span(e.span)
         method: Callable = getattr(self, "b_" + BUILTINS[e.func][2])
-        return method(e)
+        try:
+            return method(e)
+        finally:
+            self.call_node, self.sid = saved
 
     def op(self, op: Op, *args: ir.Value, **attrs) -> ir.Value:
         return self.g.b.value(op, *args, span=self.sid, **attrs)
@@ -206,6 +212,65 @@ class BuiltinContext:
     def b_slice(self, e: ast.Call) -> ir.Value:
         x = self.tensor_arg(e, 0)
         return self.op(Op.SLICE, x, self.scalar_arg(e, 1, "a start row"), self.scalar_arg(e, 2, "an end row"))
+
+    # -------------------------------------------------------------- convolution, pooling, ranking
+
+    def rank4_arg(self, e: ast.Call, i: int, what: str) -> ir.Value:
+        v = self.arg(e, i)
+        if v.rank != 4:
+            raise error(Kind.TYPE, f"`{e.func}` needs {what} as a rank-4 tensor, got "
+                        + ("a scalar" if v.rank == 0 else f"a rank-{v.rank} tensor"), e.args[i].span)
+        return v
+
+    def b_conv2d(self, e: ast.Call) -> ir.Value:
+        """conv2d(x [N,C,H,W], W [O,C,KH,KW], stride, padding) -> [N,O,OH,OW]."""
+        x = self.rank4_arg(e, 0, "the input [batch, channels, height, width]")
+        w = self.rank4_arg(e, 1, "the filters [out, in, kh, kw]")
+        stride, pad = self.scalar_arg(e, 2, "a stride"), self.scalar_arg(e, 3, "a padding")
+        return self.op(Op.CONV2D, x, w, stride, pad)
+
+    def _pool(self, e: ast.Call, kind: str) -> ir.Value:
+        x = self.rank4_arg(e, 0, "the input [batch, channels, height, width]")
+        k, stride = self.scalar_arg(e, 1, "a window size"), self.scalar_arg(e, 2, "a stride")
+        return self.op(Op.POOL2D, x, k, stride, kind=kind)
+
+    def b_max_pool2d(self, e: ast.Call) -> ir.Value:
+        return self._pool(e, "max")
+
+    def b_avg_pool2d(self, e: ast.Call) -> ir.Value:
+        return self._pool(e, "avg")
+
+    def _vector_arg(self, e: ast.Call) -> ir.Value:
+        v = self.arg(e, 0)
+        if v.rank != 1:
+            raise error(Kind.TYPE, f"`{e.func}` needs a rank-1 tensor, got "
+                        + ("a scalar" if v.rank == 0 else f"a rank-{v.rank} tensor"), e.args[0].span)
+        return v
+
+    def b_argsort(self, e: ast.Call) -> ir.Value:
+        return self.op(Op.ARGSORT, self._vector_arg(e))
+
+    def b_topk(self, e: ast.Call) -> ir.Value:
+        x = self._vector_arg(e)
+        return self.op(Op.TOPK, x, self.scalar_arg(e, 1, "a count"))
+
+    def b_norm(self, e: ast.Call) -> ir.Value:
+        """norm(x): the L2 norm of all entries; norm(x, axis): one L2 norm per index along axis
+        (over all the other axes: the norms of the units of that axis), a rank-1 tensor."""
+        x = self.arg(e, 0)
+        sq = self.op(Op.MUL, x, x)
+        if len(e.args) == 1 or x.rank <= 1:
+            if len(e.args) == 2 and x.rank == 0:
+                raise error(Kind.TYPE, "a scalar has no axes", e.args[1].span)
+            if len(e.args) == 2:
+                self.const_axis(e, 1, x.rank)
+                return self.op(Op.SQRT, sq)  # a vector's units are its entries
+            return self.op(Op.SQRT, sq if x.rank == 0 else self.op(Op.SUM, sq, axis=None, keepdims=False))
+        keep = self.const_axis(e, 1, x.rank)
+        for axis in reversed(range(x.rank)):
+            if axis != keep:
+                sq = self.op(Op.SUM, sq, axis=axis, keepdims=False)
+        return self.op(Op.SQRT, sq)
 
     # -------------------------------------------------------------- classification
 

@@ -158,6 +158,36 @@ def gen_realloc(g: "IRGen", s: ast.Realloc) -> None:
                     "reallocated", s.name_span)
 
 
+def gen_realloc_keep(g: "IRGen", s: ast.ReallocKeep) -> None:
+    """`realloc hidden keep idx;` / `realloc w keep idx axis 1;`: keep the units idx lists."""
+    sym, sid = g.symbols, g.span(s.span)
+    idx = g.gen_expr(s.indices)
+    if idx.rank != 1:
+        raise error(Kind.TYPE, "`keep` takes the indices of the units to keep as a vector, got "
+                    + ("a scalar" if idx.rank == 0 else f"a rank-{idx.rank} tensor"), s.indices.span)
+    if s.name in sym.params:
+        var = sym.params[s.name]
+        if s.axis is None:
+            raise error(Kind.TYPE, f"`{s.name}` is a parameter: say along which axis, "
+                        f"e.g. `realloc {s.name} keep idx axis 0;`", s.span)
+        node = s.axis
+        if not isinstance(node, ast.Num) or node.value != int(node.value):
+            raise error(Kind.TYPE, "an axis must be an integer written in the statement", node.span)
+        axis = int(node.value)
+        if not 0 <= axis < var.rank:
+            raise error(Kind.SHAPE, f"axis {axis} is out of range for `{s.name}` (rank {var.rank})", node.span)
+        g.b.emit(ir.Op.PARAM_KEEP, (idx,), sid, slot=var.slot, name=s.name, axis=axis)
+    elif s.name in sym.dims:
+        if s.axis is not None:
+            raise error(Kind.TYPE, f"`{s.name}` is a dim: its units are kept along every axis it sizes "
+                        "(no `axis`)", s.axis.span)
+        g.b.emit(ir.Op.DIM_KEEP, (idx,), sid, dim=sym.dims[s.name], name=s.name)
+    else:
+        g.load_name(s.name, s.name_span)
+        raise error(Kind.TYPE, f"`{s.name}` is not a parameter, buffer or dim; only those can keep units",
+                    s.name_span)
+
+
 def gen_free(g: "IRGen", s: ast.Free) -> None:
     sym = g.symbols
     if s.name not in sym.params:
@@ -464,7 +494,8 @@ def gen_optimize(g: "IRGen", s: ast.Optimize) -> None:
 
 HANDLERS: dict[type, Callable] = {
     ast.Let: gen_let, ast.Assign: gen_assign, ast.Learn: gen_learn, ast.DimDecl: gen_dim,
-    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.Free: gen_free, ast.Return: gen_return,
+    ast.Alloc: gen_alloc, ast.Realloc: gen_realloc, ast.ReallocKeep: gen_realloc_keep, ast.Free: gen_free,
+    ast.Return: gen_return,
     ast.ExprStmt: gen_expr_stmt, ast.If: gen_if, ast.While: gen_while, ast.For: gen_for,
     ast.Batch: gen_batch, ast.Break: gen_break, ast.Continue: gen_continue, ast.Minimize: gen_minimize,
     ast.Optimize: gen_optimize, ast.LoadCsv: gen_load_csv, ast.SaveCsv: gen_save_csv,

@@ -91,6 +91,14 @@ class Op(Enum):
     ZEROS_LIKE = "zeros_like"  # (x) -> zeros of x's shape
     CHECK = "check"            # (x) attrs rule:str -> x unchanged; a runtime error at its span
     #                            unless scalar x obeys the rule (CHECK_RULES)
+    # --- convolution and pooling (NCHW; stride, padding and window are scalars: whole numbers)
+    CONV2D = "conv2d"          # (x [N,C,H,W], w [O,C,KH,KW], stride, pad) -> [N,O,OH,OW]
+    CONV2D_GRAD_X = "conv2d_grad_x"  # (g, x, w, stride, pad) -> like x: the VJP of CONV2D for x
+    CONV2D_GRAD_W = "conv2d_grad_w"  # (g, x, w, stride, pad) -> like w: the VJP of CONV2D for w
+    POOL2D = "pool2d"          # (x, k, stride) attrs kind:"max"|"avg" -> [N,C,OH,OW] (no padding)
+    POOL2D_GRAD = "pool2d_grad"  # (g, x, k, stride) attrs kind -> like x
+    ARGSORT = "argsort"        # (x) rank 1 -> rank 1: indices that sort x ascending (stable)
+    TOPK = "topk"              # (x, k) rank 1 -> rank 1: indices of the k largest, largest first
     # --- session / program state (side effects; never differentiated)
     PARAM_LOAD = "param_load"  # () attrs slot:int, name:str -> rank of the parameter
     PARAM_SET = "param_set"    # (v) attrs slot, name  (learn / alloc; clears optimizer state)
@@ -100,6 +108,8 @@ class Op(Enum):
     DIM_LOAD = "dim_load"      # () attrs dim:int, name:str -> scalar
     DIM_SET = "dim_set"        # (v) attrs dim, name
     DIM_RESIZE = "dim_resize"  # (size, a, b) attrs dim, name, policy:int
+    PARAM_KEEP = "param_keep"  # (idx) attrs slot, name, axis:int: keep units idx along one axis
+    DIM_KEEP = "dim_keep"      # (idx) attrs dim, name: keep units idx along every axis bound to the dim
     GLOBAL_LOAD = "global_load"    # () attrs slot:int, name:str -> rank recorded at compile time
     GLOBAL_STORE = "global_store"  # (v) attrs slot, name
     SEED = "seed"              # (v)
@@ -131,6 +141,7 @@ ELEMENTWISE = UNARY_ELEMENTWISE | BINARY_ELEMENTWISE | {Op.SELECT}
 #: Ops with effects on the session/program state or the outside world: never removed or reordered.
 EFFECTFUL = frozenset({
     Op.PARAM_SET, Op.PARAM_FREE, Op.PARAM_BIND_DIM, Op.PARAM_RESIZE, Op.DIM_SET, Op.DIM_RESIZE,
+    Op.PARAM_KEEP, Op.DIM_KEEP,
     Op.GLOBAL_STORE, Op.SEED, Op.PRINT, Op.REPORT, Op.SAVE_CSV, Op.SAVE_ST, Op.OPT_RESET, Op.CALL,
     Op.LOAD_ST_GLOBALS,
     Op.SAVE_CKPT, Op.LOAD_CKPT,
@@ -217,6 +228,15 @@ def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Option
     if op is Op.ONE_HOT:
         return ranks[0] + 1
     if op is Op.SHAPE:
+        return 1
+    if op in (Op.CONV2D, Op.CONV2D_GRAD_X, Op.CONV2D_GRAD_W, Op.POOL2D, Op.POOL2D_GRAD):
+        n4 = {Op.CONV2D: 2, Op.POOL2D: 1, Op.POOL2D_GRAD: 2}.get(op, 3)  # leading tensor operands
+        if any(r != 4 for r in ranks[:n4]) or any(r != 0 for r in ranks[n4:]):
+            raise RankError(f"{op.value} needs rank-4 tensors and scalars, got ranks {ranks}")
+        return 4
+    if op in (Op.ARGSORT, Op.TOPK):
+        if ranks[0] != 1:
+            raise RankError(f"{op.value} needs a rank-1 tensor, got rank {ranks[0]}")
         return 1
     if op in (Op.PARAM_LOAD, Op.GLOBAL_LOAD, Op.LOAD_ST, Op.TAPE_POP):
         return int(attrs["rank"])
@@ -315,6 +335,12 @@ _BUILTINS = (
     Builtin('uniform', 3, 3, 'uniform([d1, ...], lo, hi): uniform draws'),
     Builtin('xavier', 1, 1, 'xavier([fan_in, fan_out]): Xavier/Glorot-uniform initialiser'),
     Builtin('he', 1, 1, 'he([fan_in, fan_out]): He/Kaiming-normal initialiser'),
+    Builtin('conv2d', 4, 4, 'conv2d(x, W, stride, padding): 2-D convolution, x [N, C, H, W], W [out, C, kh, kw]'),
+    Builtin('max_pool2d', 3, 3, 'max_pool2d(x, k, stride): largest entry of each k x k window (NCHW)'),
+    Builtin('avg_pool2d', 3, 3, 'avg_pool2d(x, k, stride): mean of each k x k window (NCHW)'),
+    Builtin('argsort', 1, 1, 'argsort(x): the indices that sort a vector ascending (stable)'),
+    Builtin('topk', 2, 2, 'topk(scores, k): indices of the k largest entries, largest first'),
+    Builtin('norm', 1, 2, 'norm(x): L2 norm of all entries; norm(x, axis): one L2 norm per index of that axis'),
 )
 #: name -> Builtin, in the order the docs list them.
 BUILTINS: dict[str, Builtin] = {b.name: b for b in _BUILTINS}

@@ -306,6 +306,8 @@ void noma_ctx_free(NomaCtx *c) {
     noma__history_free(c);
     noma__metrics_free(c);
     free(c->events);
+    for (int64_t i = 0; i < c->nkept; i++) free(c->kept[i].idx);
+    free(c->kept);
     free(c->warned);
     noma__st_cache_free(c);
     noma__probe_free(c);
@@ -1176,6 +1178,32 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
     }
 }
 
+/* Remember the indices of the keep event just recorded (copied; losing them is not an error). */
+void noma__event_kept(NomaCtx *c, const int64_t *idx, int64_t n) {
+    if (c->nevents == 0) return;
+    if (c->nkept == c->kept_cap) {
+        int64_t nc = c->kept_cap ? c->kept_cap * 2 : 16;
+        NomaKept *p = (NomaKept *)realloc(c->kept, (size_t)nc * sizeof(NomaKept));
+        if (!p) return;
+        c->kept = p;
+        c->kept_cap = nc;
+    }
+    int64_t *copy = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    if (!copy) return;
+    if (n > 0) memcpy(copy, idx, (size_t)n * sizeof(int64_t));
+    c->kept[c->nkept++] = (NomaKept){c->nevents - 1, n, copy};
+}
+
+int64_t noma_event_kept(NomaCtx *c, int64_t i, int64_t *out, int64_t cap) {
+    c = ctx_or_cur(c);
+    for (int64_t k = 0; k < c->nkept; k++)
+        if (c->kept[k].event == i) {
+            for (int64_t j = 0; j < c->kept[k].n && j < cap; j++) out[j] = c->kept[k].idx[j];
+            return c->kept[k].n;
+        }
+    return -1;
+}
+
 int64_t noma_event_count(NomaCtx *c) { return ctx_or_cur(c)->nevents; }
 
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out) {
@@ -1208,9 +1236,11 @@ void noma_clear_interrupt(void) { g_interrupted = 0; }
 /* Sets the flag as SIGINT would (e.g. a Jupyter kernel's interrupt, from any thread). */
 void noma_request_interrupt(void) { g_interrupted = 1; }
 
-/* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
+/* At a training loop's step boundary: applies the live controls' requests, then unwinds to
+   noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
     NomaCtx *c = noma__cur();
+    noma__ctl_step(c); /* the live controls' requests (noma_rt_controls.c) */
     if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
     g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;

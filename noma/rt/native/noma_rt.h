@@ -59,6 +59,10 @@ enum {
     NOMA_POLICY_PRESERVE = 7
 };
 
+/* The policy of the resize events of a keep (`realloc NAME keep idx`; the indices:
+   noma_event_kept). Not a resize policy. */
+enum { NOMA_EVENT_KEEP = 8 };
+
 /* Optimizer kinds. */
 enum {
     NOMA_OPT_NONE = 0,
@@ -71,7 +75,8 @@ enum {
 /* Event kinds (NomaEvent.kind). */
 enum {
     NOMA_EV_PARAM_RESIZE = 0, /* id = param slot; old/new shape; policy; aux = dim id or -1 */
-    NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy */
+    NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy; aux = 1 when
+                                 the live controls asked for it (noma_ctl_resize_dim), else 0 */
     NOMA_EV_PARAM_FREE = 2,   /* id = param slot; old shape; new rank -1 */
     NOMA_EV_OPT_CHANGE = 3,   /* id = param slot; policy = new optimizer kind, aux = old kind */
     NOMA_EV_OPT_RESET = 4,    /* id = -1; reset_optimizer() */
@@ -216,6 +221,10 @@ int64_t noma_param_bound_dim(int64_t slot, int32_t axis);
 void noma_param_resize(int64_t slot, int64_t rank, const int64_t *dims, int32_t policy, real a,
                        real b, int64_t span);
 void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real b, int64_t span);
+/* `realloc dim keep idx;` / `realloc w keep idx axis A;`: keep the units whose indices idx (a
+   vector of whole numbers, each in range once) lists, in that order, with optimizer state. */
+void noma_dim_keep(int64_t dim_id, const NomaTensor *idx, int64_t span);
+void noma_param_keep(int64_t slot, int32_t axis, const NomaTensor *idx, int64_t span);
 int64_t noma_dim_get(int64_t dim_id);
 void noma_dim_set(int64_t dim_id, int64_t v);
 void noma_defer_begin(void);
@@ -272,10 +281,26 @@ int64_t noma_history_limit(int32_t which); /* 0 levels, 1 buckets per level, 2 d
                                               3 largest window */
 int64_t noma_event_count(NomaCtx *c);
 int32_t noma_event_get(NomaCtx *c, int64_t i, NomaEvent *out);
+/* The indices event i (a keep) kept, into out[0..cap); returns their count, -1 when none. */
+int64_t noma_event_kept(NomaCtx *c, int64_t i, int64_t *out, int64_t cap);
 int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
+
+/* Live controls (noma_rt_controls.c): requests from any thread, applied by the running training
+   loop at its next step boundary (or by noma_ctl_apply_now when no loop runs). */
+int32_t noma_ctl_resize_dim(int64_t dim_id, int64_t size, int32_t relative, int32_t policy, real a,
+                            real b);
+int32_t noma_ctl_set_lr(real lr);
+void noma_ctl_pause(int32_t on);
+int32_t noma_ctl_paused(void);
+void noma_ctl_stop(void);
+int32_t noma_ctl_take_stop(void); /* the compiled loop's stop test: 1 once after noma_ctl_stop */
+int64_t noma_ctl_applied(void);
+int32_t noma_ctl_in_loop(void);
+void noma_ctl_clear(void);
+int32_t noma_ctl_apply_now(NomaCtx *c);
 void noma_check_interrupt_loop(int64_t span); /* every while/for iteration; ignores stop_at */
 void noma_stop_interrupted(void);
 /* A training loop of context c stops at the step boundary where the global step reaches `step`
@@ -302,6 +327,19 @@ void noma_sigint_restore(void);
 void noma_set_gemm(void *fn);
 void noma_matmul(const real *A, const real *B, real *C, int64_t m, int64_t k, int64_t n, int32_t ta,
                  int32_t tb);
+/* 2-D convolution and pooling, NCHW (noma_rt_conv.c): fresh arena results in *out, errors at span. */
+void noma_conv2d(const NomaTensor *x, const NomaTensor *w, real stride, real pad, NomaTensor *out,
+                 int64_t span);
+void noma_conv2d_grad_x(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_conv2d_grad_w(const NomaTensor *g, const NomaTensor *x, const NomaTensor *w, real stride,
+                        real pad, NomaTensor *out, int64_t span);
+void noma_pool2d(const NomaTensor *x, real k, real stride, int32_t kind, NomaTensor *out, int64_t span);
+void noma_pool2d_grad(const NomaTensor *g, const NomaTensor *x, real k, real stride, int32_t kind,
+                      NomaTensor *out, int64_t span);
+/* Ranking of a vector (noma_rt_rank.c): indices as reals in a fresh arena vector *out. */
+void noma_argsort(const NomaTensor *x, NomaTensor *out, int64_t span);
+void noma_topk(const NomaTensor *x, real k, NomaTensor *out, int64_t span);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */

@@ -108,7 +108,17 @@ typedef struct {
     int64_t dims[4];
     real a, b;
     int64_t span;
+    int64_t *keep;        /* a keep (realloc NAME keep idx): the indices (malloc'd), else NULL */
+    int64_t nkeep;
+    int32_t axis;         /* a single parameter's keep: the axis */
 } NomaDeferred;
+
+/* The indices a keep event kept (noma_event_kept). */
+typedef struct {
+    int64_t event;
+    int64_t n;
+    int64_t *idx;
+} NomaKept;
 
 /* Copies of the globals (noma_rt_probe.c). */
 typedef struct {
@@ -166,6 +176,7 @@ struct NomaCtx {
     int64_t ndim_names;
     /* deferred resizes */
     int32_t defer_on;
+    int32_t ctl_origin; /* 1 while the live controls' requests are applied (noma_rt_controls.c) */
     NomaDeferred *dq;
     int64_t dq_len, dq_cap;
     /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
@@ -175,6 +186,8 @@ struct NomaCtx {
     struct NomaMetrics *metrics; /* named metrics (noma_rt_metrics.c), allocated on first report */
     NomaEvent *events;
     int64_t nevents, events_cap;
+    NomaKept *kept;       /* per keep event, its indices */
+    int64_t nkept, kept_cap;
     /* output change of resizes (noma_rt_probe.c) */
     uint64_t probe_rng[6];
     int64_t probe_ev_from;
@@ -198,6 +211,11 @@ extern const int32_t noma__opt_kinds;
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
 
+/* noma_rt_controls.c */
+void noma__ctl_step(NomaCtx *c);
+void noma__ctl_loop_end(void);
+double noma__ctl_lr_override(NomaCtx *c);
+
 /* noma_rt_metrics.c */
 #define NOMA_METRICS_MAX 32
 #define NOMA_METRIC_WINDOW 4096
@@ -215,6 +233,8 @@ int32_t noma__history_put(NomaCtx *c, int64_t step, int64_t nlevels, const int64
                           int64_t nrecent, const real *recent); /* 0: invalid or out of memory */
 void noma__history_replay(NomaCtx *c, int64_t step, int64_t n, const real *losses); /* old logs */
 int32_t noma__history_export(NomaCtx *c, NomaHistoryCopy *out);
+void noma__defer_clear_keeps(NomaCtx *c); /* frees the queued keeps' indices */
+void noma__event_kept(NomaCtx *c, const int64_t *idx, int64_t n); /* the last event's kept units */
 void noma__probe_before_resize(NomaCtx *c); /* a resize outside a training loop is about to apply */
 
 /* ---- shared helpers (defined in noma_rt.c) ---- */

@@ -353,8 +353,8 @@ static double fill_value(NomaCtx *c, const RemapSpec *sp, int new_other, int new
         return sp->a + (sp->b - sp->a) * noma__rand_u53(c);
     case FILL_PRESERVE:
         /* incoming weights of new units: normal(0, std); everything else 0 */
-        if (sp->rank >= 2 && new_last && !new_other) return sp->b * noma__randn_d(c);
-        return 0.0;
+        if (sp->rank >= 2 && sp->rank < 4 && new_last && !new_other) return sp->b * noma__randn_d(c);
+        return 0.0; /* rank 4 (conv filters): see preserve_filters */
     default:
         return 0.0;
     }
@@ -368,7 +368,7 @@ static void fill_run(NomaCtx *c, const RemapSpec *sp, real *dst, int64_t n, int 
         for (int64_t i = 0; i < n; i++) dst[i] = (real)fill_value(c, sp, new_other, 1);
         return;
     }
-    if (sp->fill == FILL_PRESERVE && (sp->rank < 2 || new_other)) return; /* zeros */
+    if (sp->fill == FILL_PRESERVE && (sp->rank < 2 || sp->rank == 4 || new_other)) return; /* zeros */
     noma__randn_affine(c, dst, n, sp->fill == FILL_NORMAL ? sp->a : 0.0, sp->b);
 }
 
@@ -502,7 +502,7 @@ static int pending_alloc(Pending *q, NomaParam *p, int64_t slot, int64_t rank, c
    of each row (a page of each row in a 16 -> 1024 grow) and leave their pages to fault in. */
 static size_t dense_prefix_bytes(const RemapSpec *sp) {
     int draws_new = sp->fill == FILL_NORMAL || sp->fill == FILL_UNIFORM ||
-                    (sp->fill == FILL_PRESERVE && sp->rank >= 2);
+                    (sp->fill == FILL_PRESERVE && sp->rank >= 2 && sp->rank < 4);
     if (sp->map[0] || sp->map[1] || sp->map[2] || sp->map[3] || (sp->nd[3] > sp->od[3] && !draws_new))
         return 0;
     int64_t rows = 1;
@@ -516,15 +516,31 @@ static size_t dense_prefix_bytes(const RemapSpec *sp) {
     return (size_t)rows * (size_t)sp->nd[3] * sizeof(real);
 }
 
+static void preserve_filters(NomaCtx *c, const RemapSpec *sp, real *dst);
+
 static void pending_fill(NomaCtx *c, Pending *q, const RemapSpec *sp) {
     NomaParam *p = q->p;
     noma__xprefault(q->data, dense_prefix_bytes(sp));
     remap_values(c, sp, p->t.data, q->data);
+    preserve_filters(c, sp, q->data);
     if (q->m) remap_state_real(p->m, sp->od, q->m, sp->nd);
     if (q->v) remap_state_real(p->v, sp->od, q->v, sp->nd);
     if (q->pow1) remap_state_real(p->pow1, sp->od, q->pow1, sp->nd);
     if (q->pow2) remap_state_real(p->pow2, sp->od, q->pow2, sp->nd);
     if (q->steps) remap_state_i64(p->steps, sp->od, q->steps, sp->nd);
+}
+
+/* preserve on a rank-4 parameter (conv filters [out, in, kh, kw], whose units are along axis 0):
+   the entries new only along axis 0 (the filters of new output channels) are normal(0, std), drawn
+   in row-major order after remap_values wrote the rest (0 for every other new entry). */
+static void preserve_filters(NomaCtx *c, const RemapSpec *sp, real *dst) {
+    if (sp->fill != FILL_PRESERVE || sp->rank != 4 || sp->nd[0] <= sp->od[0]) return;
+    int64_t e1 = sp->od[1] < sp->nd[1] ? sp->od[1] : sp->nd[1], e2 = sp->od[2] < sp->nd[2] ? sp->od[2] : sp->nd[2];
+    int64_t e3 = sp->od[3] < sp->nd[3] ? sp->od[3] : sp->nd[3];
+    for (int64_t i0 = sp->od[0]; i0 < sp->nd[0]; i0++)
+        for (int64_t i1 = 0; i1 < e1; i1++)
+            for (int64_t i2 = 0; i2 < e2; i2++)
+                noma__randn_affine(c, dst + ((i0 * sp->nd[1] + i1) * sp->nd[2] + i2) * sp->nd[3], e3, 0.0, sp->b);
 }
 
 static void pending_commit(Pending *q) {
@@ -832,7 +848,7 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
         return;
     }
     int64_t od1[1] = {old}, nd1[1] = {size};
-    noma__event(c, NOMA_EV_DIM_RESIZE, pol, dim_id, 1, od1, 1, nd1, 0);
+    noma__event(c, NOMA_EV_DIM_RESIZE, pol, dim_id, 1, od1, 1, nd1, c->ctl_origin);
     for (int64_t i = 0; i < k; i++) {
         NomaParam *p = pend[i].p;
         int64_t old_rank = p->t.rank, old_dims[4];
@@ -866,7 +882,15 @@ static void defer_push(NomaCtx *c, const NomaDeferred *d) {
     c->dq[c->dq_len++] = *d;
 }
 
+void noma__defer_clear_keeps(NomaCtx *c) {
+    for (int64_t i = 0; i < c->dq_len; i++) {
+        free(c->dq[i].keep);
+        c->dq[i].keep = NULL;
+    }
+}
+
 void noma__defer_clear(NomaCtx *c) {
+    noma__defer_clear_keeps(c);
     c->dq_len = 0;
     c->defer_on = 0;
 }
@@ -916,6 +940,237 @@ void noma_dim_resize(int64_t dim_id, int64_t size, int32_t policy, real a, real 
     apply_dim_resize(c, dim_id, size, policy, a, b, span);
 }
 
+/* ======================================================================== */
+/* Keep: `realloc dim keep idx;` / `realloc w keep idx axis A;`              */
+/* Unit i of the result is old unit idx[i] along every axis the keep acts on */
+/* (all axes bound to the dim / axis A): values and optimizer state (moments,*/
+/* powers, per-entry steps) are gathered alike, so every kept entry carries  */
+/* on exactly. idx holds whole numbers in [0, old size), each at most once.  */
+/* ======================================================================== */
+
+/* dst[i0..i3] = src[m0(i0), .., m3(i3)] (padded shapes; a NULL map is the identity). */
+#define DEFINE_GATHER(NAME, T)                                                                     \
+    static void NAME(const T *src, const int64_t od[4], T *dst, const int64_t nd[4],               \
+                     int64_t *const map[4]) {                                                      \
+        int64_t w = 0;                                                                             \
+        for (int64_t i0 = 0; i0 < nd[0]; i0++)                                                     \
+            for (int64_t i1 = 0; i1 < nd[1]; i1++)                                                 \
+                for (int64_t i2 = 0; i2 < nd[2]; i2++) {                                           \
+                    int64_t j0 = map[0] ? map[0][i0] : i0, j1 = map[1] ? map[1][i1] : i1;          \
+                    int64_t j2 = map[2] ? map[2][i2] : i2;                                         \
+                    const T *s = src + ((j0 * od[1] + j1) * od[2] + j2) * od[3];                   \
+                    for (int64_t i3 = 0; i3 < nd[3]; i3++) dst[w++] = s[map[3] ? map[3][i3] : i3]; \
+                }                                                                                  \
+    }
+DEFINE_GATHER(gather_real, real)
+DEFINE_GATHER(gather_i64, int64_t)
+
+/* idx as checked unit indices (malloc'd; *k their count), or NULL after a located error. */
+static int64_t *keep_indices(NomaCtx *c, const NomaTensor *idx, int64_t old, const char *what,
+                             int64_t span, int64_t *k) {
+    if (!idx || idx->rank != 1) {
+        noma__failf(NOMA_ERR_TYPE, span, "keep needs a vector of unit indices");
+        return NULL;
+    }
+    int64_t n = idx->dims[0];
+    int64_t *out = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    unsigned char *seen = (unsigned char *)calloc((size_t)(old > 0 ? old : 1), 1);
+    if (!out || !seen) {
+        free(out);
+        free(seen);
+        noma__fail_alloc(c, span, (uint64_t)n * sizeof(int64_t) + (uint64_t)old, "keep");
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)idx->data[i];
+        const char *bad = NULL;
+        if (!(v >= 0) || v >= (double)old || floor(v) != v)
+            bad = "is not a unit of";
+        else if (seen[(int64_t)v]++)
+            bad = "is kept twice in";
+        if (bad) {
+            noma__failf(NOMA_ERR_RUNTIME, span, "keep: index %g (entry %lld) %s %s (size %lld)", v,
+                        (long long)i, bad, what, (long long)old);
+            free(out);
+            free(seen);
+            return NULL;
+        }
+        out[i] = (int64_t)v;
+    }
+    free(seen);
+    *k = n;
+    return out;
+}
+
+/* Gather parameter p along the axes of `mask` (bit = axis) into a pending set. */
+static int keep_pending(NomaCtx *c, Pending *q, NomaParam *p, int64_t slot, int mask, int64_t *keep,
+                        int64_t k) {
+    int64_t r = p->t.rank, ndims[4] = {0, 0, 0, 0}, od[4], nd[4];
+    int64_t *map[4] = {NULL, NULL, NULL, NULL};
+    for (int ax = 0; ax < r; ax++) {
+        ndims[ax] = (mask >> ax) & 1 ? k : p->t.dims[ax];
+        if ((mask >> ax) & 1) map[4 - r + ax] = keep;
+    }
+    if (!pending_alloc(q, p, slot, r, ndims)) return 0;
+    pad4(r, p->t.dims, od);
+    pad4(r, ndims, nd);
+    (void)c;
+    gather_real(p->t.data, od, q->data, nd, map);
+    if (q->m) gather_real(p->m, od, q->m, nd, map);
+    if (q->v) gather_real(p->v, od, q->v, nd, map);
+    if (q->pow1) gather_real(p->pow1, od, q->pow1, nd, map);
+    if (q->pow2) gather_real(p->pow2, od, q->pow2, nd, map);
+    if (q->steps) gather_i64(p->steps, od, q->steps, nd, map);
+    return 1;
+}
+
+static void commit_keep(NomaCtx *c, Pending *q, int64_t aux, const int64_t *keep, int64_t k) {
+    NomaParam *p = q->p;
+    int64_t old_rank = p->t.rank, old_dims[4], slot = q->slot, nr = q->rank, ndims[4];
+    memcpy(old_dims, p->t.dims, sizeof old_dims);
+    memcpy(ndims, q->dims, sizeof ndims);
+    pending_commit(q);
+    noma__event(c, NOMA_EV_PARAM_RESIZE, NOMA_EVENT_KEEP, slot, old_rank, old_dims, nr, ndims, aux);
+    noma__event_kept(c, keep, k);
+}
+
+static void apply_param_keep(NomaCtx *c, int64_t slot, int32_t axis, const NomaTensor *idx,
+                             int64_t *given, int64_t ngiven, int64_t span) {
+    NomaParam *p = param_live(c, slot, span);
+    if (!p) return;
+    if (axis < 0 || axis >= p->t.rank) {
+        noma__failf(NOMA_ERR_SHAPE, span, "axis %d is out of range for %s (rank %lld)", (int)axis,
+                    pname(p), (long long)p->t.rank);
+        return;
+    }
+    if (p->bind[axis] >= 0) {
+        noma__failf(NOMA_ERR_SHAPE, span,
+                    "cannot keep units along axis %d of %s alone: it is sized by a dim (keep along the dim)",
+                    (int)axis, pname(p));
+        return;
+    }
+    int64_t k = ngiven, *keep = given ? given : keep_indices(c, idx, p->t.dims[axis], pname(p), span, &k);
+    if (!keep) return;
+    for (int64_t i = 0; i < k; i++)
+        if (keep[i] >= p->t.dims[axis]) { /* checked when queued against an earlier size */
+            noma__failf(NOMA_ERR_RUNTIME, span, "keep: index %lld is not a unit of %s (size %lld)",
+                        (long long)keep[i], pname(p), (long long)p->t.dims[axis]);
+            if (!given) free(keep);
+            return;
+        }
+    Pending q;
+    if (!keep_pending(c, &q, p, slot, 1 << axis, keep, k)) {
+        if (!given) free(keep);
+        noma__fail_alloc(c, span, q.need, pname(p));
+        return;
+    }
+    commit_keep(c, &q, -1, keep, k);
+    if (!given) free(keep);
+}
+
+static void apply_dim_keep(NomaCtx *c, int64_t dim_id, const NomaTensor *idx, int64_t *given,
+                           int64_t ngiven, int64_t span) {
+    if (!dim_ensure(c, dim_id)) return;
+    int64_t old = c->dims[dim_id];
+    const char *name = dim_id < c->ndim_names && c->dim_names[dim_id] ? c->dim_names[dim_id] : "the dim";
+    if (old < 0) {
+        noma__failf(NOMA_ERR_NAME, span, "keep: %s has no size yet", name);
+        return;
+    }
+    int64_t k = ngiven, *keep = given ? given : keep_indices(c, idx, old, name, span, &k);
+    if (!keep) return;
+    for (int64_t i = 0; i < k; i++)
+        if (keep[i] >= old) {
+            noma__failf(NOMA_ERR_RUNTIME, span, "keep: index %lld is not a unit of %s (size %lld)",
+                        (long long)keep[i], name, (long long)old);
+            if (!given) free(keep);
+            return;
+        }
+    int64_t nb = 0;
+    for (int64_t s = 0; s < c->nparams; s++) {
+        NomaParam *p = c->params[s];
+        if (!p || !p->defined) continue;
+        for (int ax = 0; ax < p->t.rank; ax++)
+            if (p->bind[ax] == dim_id) {
+                nb++;
+                break;
+            }
+    }
+    Pending *pend = nb ? (Pending *)calloc((size_t)nb, sizeof(Pending)) : NULL;
+    int ok = !nb || pend;
+    int64_t n = 0;
+    uint64_t need = 0;
+    for (int64_t s = 0; ok && s < c->nparams; s++) {
+        NomaParam *p = c->params[s];
+        if (!p || !p->defined) continue;
+        int mask = 0;
+        for (int ax = 0; ax < p->t.rank; ax++) mask |= (p->bind[ax] == dim_id) << ax;
+        if (!mask) continue;
+        if (!keep_pending(c, &pend[n], p, s, mask, keep, k)) {
+            need = pend[n].need;
+            ok = 0;
+            break;
+        }
+        n++;
+    }
+    if (!ok) {
+        for (int64_t i = 0; i < nb; i++) pending_discard(&pend[i]);
+        free(pend);
+        if (!given) free(keep);
+        noma__fail_alloc(c, span, need, name);
+        return;
+    }
+    int64_t od1[1] = {old}, nd1[1] = {k};
+    noma__event(c, NOMA_EV_DIM_RESIZE, NOMA_EVENT_KEEP, dim_id, 1, od1, 1, nd1, 0);
+    noma__event_kept(c, keep, k);
+    for (int64_t i = 0; i < n; i++) commit_keep(c, &pend[i], dim_id, keep, k);
+    c->dims[dim_id] = k;
+    free(pend);
+    if (!given) free(keep);
+}
+
+/* Queue a keep (inside a training step): the indices are checked and copied now. */
+static void defer_keep(NomaCtx *c, int is_dim, int64_t id, int32_t axis, const NomaTensor *idx,
+                       int64_t size, const char *what, int64_t span) {
+    NomaDeferred d;
+    memset(&d, 0, sizeof d);
+    d.is_dim = is_dim;
+    d.id = id;
+    d.axis = axis;
+    d.span = span;
+    d.keep = keep_indices(c, idx, size, what, span, &d.nkeep);
+    if (d.keep) defer_push(c, &d);
+}
+
+void noma_dim_keep(int64_t dim_id, const NomaTensor *idx, int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (c->defer_on) {
+        if (!dim_ensure(c, dim_id)) return;
+        const char *name = dim_id < c->ndim_names && c->dim_names[dim_id] ? c->dim_names[dim_id] : "the dim";
+        defer_keep(c, 1, dim_id, 0, idx, c->dims[dim_id], name, span);
+        return;
+    }
+    noma__probe_before_resize(c);
+    apply_dim_keep(c, dim_id, idx, NULL, 0, span);
+}
+
+void noma_param_keep(int64_t slot, int32_t axis, const NomaTensor *idx, int64_t span) {
+    NomaCtx *c = noma__cur();
+    if (c->defer_on) {
+        NomaParam *p = param_live(c, slot, span);
+        if (!p) return;
+        if (axis < 0 || axis >= p->t.rank) {
+            noma__failf(NOMA_ERR_SHAPE, span, "axis %d is out of range for %s (rank %lld)", (int)axis,
+                        pname(p), (long long)p->t.rank);
+            return;
+        }
+        defer_keep(c, 0, slot, axis, idx, p->t.dims[axis], pname(p), span);
+        return;
+    }
+    noma__probe_before_resize(c);
+    apply_param_keep(c, slot, axis, idx, NULL, 0, span);
+}
+
 void noma_defer_begin(void) { noma__cur()->defer_on = 1; }
 
 /* Applies the queued resizes in order (deferred mode stays on). */
@@ -925,12 +1180,19 @@ void noma_defer_apply(void) {
     while (i < c->dq_len) {
         NomaDeferred d = c->dq[i++];
         int64_t fails = c->fail_count;
-        if (d.is_dim)
+        c->dq[i - 1].keep = NULL; /* owned here now: freed below, also when the apply jumps */
+        if (d.keep && d.is_dim)
+            apply_dim_keep(c, d.id, NULL, d.keep, d.nkeep, d.span);
+        else if (d.keep)
+            apply_param_keep(c, d.id, d.axis, NULL, d.keep, d.nkeep, d.span);
+        else if (d.is_dim)
             apply_dim_resize(c, d.id, d.dims[0], d.policy, d.a, d.b, d.span);
         else
             apply_param_resize(c, d.id, d.rank, d.dims, d.policy, d.a, d.b, d.span);
+        free(d.keep);
         if (c->fail_count != fails) break; /* failed without a jump: drop the rest */
     }
+    noma__defer_clear_keeps(c);
     c->dq_len = 0;
 }
 
@@ -939,6 +1201,7 @@ void noma_defer_end(void) {
     NomaCtx *c = noma__cur();
     noma_defer_apply();
     c->defer_on = 0;
+    noma__ctl_loop_end();
 }
 
 /* ======================================================================== */
@@ -1000,6 +1263,8 @@ void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t sp
         p->opt_kind = kind;
     }
     resolve_hyper(kind, hyper, &p->hyper);
+    double lr = noma__ctl_lr_override(c); /* the live controls set the running loop's */
+    if (!isnan(lr)) p->hyper.lr = (real)lr;
 }
 
 static void sgd_kernel(int64_t n, real *restrict p, const real *restrict g, real *restrict buf,
