@@ -333,3 +333,12 @@ def test_stages_after_undo_show_the_cell_that_is_last_again(session):
     assert meta(fresh, ":undo").ok
     r = meta(fresh, ":ir")
     assert not r.ok and "undone" in r.text
+
+
+def test_history_of_a_metric_reported_only_as_nan(session):
+    """min and max skip NaN reports; a metric of NaN reports only shows nan for them (it showed
+    `min inf, max -inf`), and one with a number among them that number."""
+    assert session.execute('report("bad", 0 / 0); report("mixed", 0 / 0); report("mixed", 2);').ok
+    text = meta(session, ":history").text
+    assert "metric bad: last nan at step 0, 1 reports, min nan, max nan, mean nan" in text, text
+    assert "metric mixed: last 2 at step 0, 2 reports, min 2, max 2, mean nan" in text, text
