@@ -49,9 +49,11 @@ class IRGen:
     """Generates one module. Use `generate(program)` once per instance."""
 
     def __init__(self, symbols: SymbolTable, dtype: str = "f64", read_header: Optional[HeaderReader] = None,
-                 cell_name: str = "__cell"):
+                 cell_name: str = "__cell", spans: Optional[list] = None):
         self.symbols = symbols
-        self.module = ir.Module(dtype=dtype)
+        # `spans`: a session's one span table (append-only), so a span id in code compiled by an
+        # earlier cell still names its span when a later cell's run fails inside that code
+        self.module = ir.Module(dtype=dtype, spans=spans if spans is not None else [])
         self.read_header = read_header
         self.cell_name = cell_name
         self.b: ir.Builder = ir.Builder(self.module, ir.Block())
@@ -485,8 +487,9 @@ def spec_name(name: str, ranks: tuple[int, ...]) -> str:
 
 def generate(program: ast.Program, symbols: SymbolTable, dtype: str = "f64",
              read_header: Optional[HeaderReader] = None, run_main: bool = False,
-             cell_name: str = "__cell") -> tuple[ir.Module, bool]:
-    """Compile a program or cell. Returns the module and whether the cell leaves a value in slot 0."""
-    gen = IRGen(symbols, dtype, read_header, cell_name)
+             cell_name: str = "__cell", spans: Optional[list] = None) -> tuple[ir.Module, bool]:
+    """Compile a program or cell. Returns the module and whether the cell leaves a value in slot 0.
+    `spans`: the span table to extend (a session's, shared by its cells), else a new one."""
+    gen = IRGen(symbols, dtype, read_header, cell_name, spans)
     module = gen.generate(program, run_main=run_main)
     return module, gen.has_value
