@@ -19,6 +19,7 @@ end must then use that object from now on (it always should adopt MetaResult.ses
 from __future__ import annotations
 
 import html as _html
+import math
 import os
 import shlex
 import time
@@ -288,8 +289,10 @@ def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
     if len(segments) > 1:
         lines.append("runs: " + "; ".join(f"{s.label}: steps {s.first}-{s.last}" for s in segments))
     for name, m in getattr(history, "metrics", {}).items():
+        # min and max skip NaN reports: of NaN reports only, they are nan (the runtime holds inf, -inf)
+        low, high = (m.min, m.max) if m.min <= m.max else (math.nan, math.nan)
         lines.append(f"metric {name}: last {format_scalar(m.last)} at step {int(m.steps[-1]) if len(m.steps) else 0}, "
-                     f"{m.count} reports, min {format_scalar(m.min)}, max {format_scalar(m.max)}, "
+                     f"{m.count} reports, min {format_scalar(low)}, max {format_scalar(high)}, "
                      f"mean {format_scalar(m.mean)}")
     if history.events:
         lines.append("events:")
@@ -419,7 +422,9 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
     art = getattr(session, "last_artifacts", None)
     if art is None or art.module is None:
-        return MetaResult("no cell has been compiled yet", ok=False)
+        undone = getattr(session, "cell_count", 0) > 0
+        return MetaResult("no cell is left: the cells compiled were undone" if undone
+                          else "no cell has been compiled yet", ok=False)
     note = ""
     chosen = art.functions(stage, target)
     if not chosen and target and target != "cell":

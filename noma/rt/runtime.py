@@ -273,6 +273,9 @@ class Runtime:
         from noma.rt.events import Event
 
         out = []
+        self.activate()  # a freed parameter's name: the runtime keeps it (the tables do not)
+        param_names = {**{s: n for s in range(int(self.lib.noma_param_slot_count(self.ctx)))
+                          if (n := self.lib.noma_param_name(s).decode("utf-8", "replace"))}, **param_names}
         for i in range(int(self.lib.noma_event_count(self.ctx))):
             e = native_lib.NomaEvent()
             self.lib.noma_event_get(self.ctx, i, ctypes.byref(e))

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: `dim d = v;` needs a whole number 0 <= v < 2^62 (the interpreter and irgen say the same)
 DIM_LIMIT = 2.0 ** 62
-DIM_MESSAGE = "a dim's size must be a whole number, at least 0"
+DIM_MESSAGE = "a dim's size must be a whole number from 0 to 2^62 - 1"
 
 Op = ir.Op
 
@@ -46,7 +46,7 @@ def _load_descriptor(fl: FunctionLowering, ptr: ll.Value, rank: int, ins: ir.Ins
 
 def lower_param_load(fl: FunctionLowering, ins: ir.Instr) -> ll.Value:
     tk = fl.tk
-    p = tk.rt("noma_param", tk.i64(ins.attr("slot")))
+    p = tk.rt("noma_param_at", tk.i64(ins.attr("slot")), tk.span_c())
     return _load_descriptor(fl, p, int(ins.attr("rank")), ins)
 
 

@@ -107,6 +107,7 @@ static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
     int u = 0;
     while (x >= 1024 && u < 6) x /= 1024, u++;
     if (u == 0) snprintf(buf, cap, "%llu bytes", (unsigned long long)b);
+    else if (x >= 999.5) snprintf(buf, cap, "%.0f %s", x, units[u]); /* 1020 KiB, not 1.02e+03 */
     else snprintf(buf, cap, "%.3g %s", x, units[u]);
 }
 

@@ -218,6 +218,7 @@ void noma_global_forget(int64_t slot);
 void noma_param_set(int64_t slot, const char *name, const NomaTensor *v);
 void noma_param_set_at(int64_t slot, const char *name, const NomaTensor *v, int64_t span);
 NomaTensor *noma_param(int64_t slot);
+NomaTensor *noma_param_at(int64_t slot, int64_t span);
 void noma_param_free(int64_t slot);
 int32_t noma_param_defined(int64_t slot);
 const char *noma_param_name(int64_t slot);

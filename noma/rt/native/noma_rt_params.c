@@ -169,7 +169,11 @@ void noma__param_set(NomaCtx *c, int64_t slot, const char *name, const NomaTenso
 }
 
 NomaTensor *noma_param(int64_t slot) {
-    NomaParam *p = param_live(noma__cur(), slot, -1);
+    return noma_param_at(slot, -1);
+}
+
+NomaTensor *noma_param_at(int64_t slot, int64_t span) {
+    NomaParam *p = param_live(noma__cur(), slot, span);
     return p ? &p->t : pdummy();
 }
 
