@@ -51,17 +51,26 @@ def _print_live(kind: str, payload: Any) -> None:
         sys.stdout.flush()
 
 
+def _bad_defines(source: Source, defines: list[str]) -> Optional[NomaError]:
+    """The error of a malformed define, one naming nothing or of the wrong kind (None when they
+    are fine, or when the program's own syntax error comes first: the compilation reports it)."""
+    from noma.compiler.front.defines import make_defines, parse_with_defines
+
+    try:
+        parse_with_defines(source, make_defines(defines))
+    except NomaError as exc:
+        if any(d.span is not None and d.span.source.name == "-D" for d in exc.diagnostics):
+            return exc
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from noma.session.core import Session
 
-    from noma.compiler.front.defines import make_defines, parse_with_defines
-
     source = _read(args.file)
-    try:  # a malformed define, one naming nothing or of the wrong kind stops before anything runs
-        parse_with_defines(source, make_defines(args.define))
-    except NomaError as exc:  # (the program's own syntax error is reported by the run below)
-        if any(d.span is not None and d.span.source.name == "-D" for d in exc.diagnostics):
-            return _print_diagnostics(exc)
+    bad = _bad_defines(source, args.define)  # stops before anything runs
+    if bad is not None:
+        return _print_diagnostics(bad)
     session = Session(dtype=args.dtype, defines=args.define)
     session.output_sink = _print_live  # `print` inside training loops shows as it happens
     result = session.execute(source.text, name=source.name, run_main=True)
@@ -85,8 +94,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from noma.session.core import Session
 
     source = _read(args.file)
+    bad = _bad_defines(source, args.define)
+    if bad is not None:
+        return _print_diagnostics(bad)
     try:
-        Session(dtype=args.dtype).compile(source, run_main=True)
+        Session(dtype=args.dtype, defines=args.define).compile(source, run_main=True)
     except NomaError as exc:
         return _print_diagnostics(exc)
     print(f"{args.file}: ok")
@@ -194,6 +206,8 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="compile a program without running it")
     check.add_argument("file")
+    check.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                       help="check with the top-level `let` or `dim` NAME replaced, as `run -D` does")
     check.set_defaults(func=cmd_check)
     emit = sub.add_parser("emit", help="print a compiler stage")
     emit.add_argument("--stage", choices=("ast", "ir", "grad", "llvm", "asm", "obj"), default="ir")

@@ -19,6 +19,7 @@ end must then use that object from now on (it always should adopt MetaResult.ses
 from __future__ import annotations
 
 import html as _html
+import math
 import os
 import shlex
 import time
@@ -62,6 +63,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("", "start over with an empty session"),
     "time": ("STATEMENT", "run a statement and report compile and run time"),
     "run": ("FILE", "run a NOMA file in this session"),
+    "controls": ("", "Jupyter: widgets to grow/shrink dims, set the learning rate, pause or stop "
+                     "the running training loop"),
 }
 #: Short spellings accepted too.
 ALIASES = {"h": "help", "?": "help", "p": "params", "t": "time", "r": "run"}
@@ -251,6 +254,8 @@ def event_text(event: Any) -> str:
         body = f"{what} {event.name} {old} -> {new} ({policy})"
         if kind == "dim_resize" and getattr(event, "output_change", None) is not None:
             body += f", output change {event.output_change:.3g}"
+        if getattr(event, "origin", "program") == "controls":
+            body += " from the controls"
     elif kind in ("free", "param_free"):
         body = f"free {event.name} {shape_text(event.old_shape)}"
     elif kind in ("optimizer", "opt_change"):
@@ -259,6 +264,11 @@ def event_text(event: Any) -> str:
         body = "reset_optimizer()"
     elif kind in ("init", "param_init"):
         body = f"learn {event.name} {shape_text(event.new_shape)} (re-initialised: a new run starts)"
+    elif kind == "control":
+        value = getattr(event, "value", None)
+        actions = {"lr": "learning rate", "pause": "paused", "resume": "resumed", "stop": "stopped"}
+        what = actions.get(event.name, event.name)
+        body = f"{what}{'' if value is None else f' {value:.4g}'} from the controls"
     else:
         body = f"{kind} {event.name}"
     return f"step {event.step:>7}  {body}"
@@ -279,8 +289,10 @@ def cmd_history(session: Any, arg: str, color: bool) -> MetaResult:
     if len(segments) > 1:
         lines.append("runs: " + "; ".join(f"{s.label}: steps {s.first}-{s.last}" for s in segments))
     for name, m in getattr(history, "metrics", {}).items():
+        # min and max skip NaN reports: of NaN reports only, they are nan (the runtime holds inf, -inf)
+        low, high = (m.min, m.max) if m.min <= m.max else (math.nan, math.nan)
         lines.append(f"metric {name}: last {format_scalar(m.last)} at step {int(m.steps[-1]) if len(m.steps) else 0}, "
-                     f"{m.count} reports, min {format_scalar(m.min)}, max {format_scalar(m.max)}, "
+                     f"{m.count} reports, min {format_scalar(low)}, max {format_scalar(high)}, "
                      f"mean {format_scalar(m.mean)}")
     if history.events:
         lines.append("events:")
@@ -410,7 +422,9 @@ def stage_text(session: Any, stage: str, target: str) -> MetaResult:
     compilation again. A specialisation the last cell reused is shown from the cell that compiled it."""
     art = getattr(session, "last_artifacts", None)
     if art is None or art.module is None:
-        return MetaResult("no cell has been compiled yet", ok=False)
+        undone = getattr(session, "cell_count", 0) > 0
+        return MetaResult("no cell is left: the cells compiled were undone" if undone
+                          else "no cell has been compiled yet", ok=False)
     note = ""
     chosen = art.functions(stage, target)
     if not chosen and target and target != "cell":
@@ -444,9 +458,15 @@ def cmd_help(session: Any, arg: str, color: bool) -> MetaResult:
     return MetaResult(help_text())
 
 
+def cmd_controls(session: Any, arg: str, color: bool) -> MetaResult:
+    """The Jupyter kernel shows a widget panel (noma.kernel.controls); elsewhere: what to use."""
+    return MetaResult(":controls shows a widget panel in the Jupyter kernel; from Python, use "
+                      "Session.controls (grow, shrink, set_lr, pause, stop) from another thread", ok=False)
+
+
 _HANDLERS: dict[str, Callable[[Any, str, bool], MetaResult]] = {
     "help": cmd_help, "params": cmd_params, "dims": cmd_dims, "who": cmd_who,
     "history": cmd_history, "ir": cmd_ir, "grad": cmd_grad, "llvm": cmd_llvm, "plot": cmd_plot,
     "save": cmd_save, "load": cmd_load, "undo": cmd_undo, "reset": cmd_reset, "time": cmd_time,
-    "run": cmd_run,
+    "run": cmd_run, "controls": cmd_controls,
 }

@@ -27,6 +27,8 @@ LABEL_GAP = 0.035
 MAX_EVENT_LINES = 200
 COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 RESIZE_KINDS = ("resize", "dim_resize")
+#: Losses spanning at least this many decades get one label per decade (or every few decades).
+LOG_DECADES = 2.0
 
 
 def loss_buckets(history: Any, max_points: int = MAX_POINTS) -> LossSummary:
@@ -59,25 +61,61 @@ def _power_text(value: float, _pos: Any = None) -> str:
         return ""
     exponent = int(np.round(np.log10(value)))
     if abs(value / 10.0 ** exponent - 1) > 1e-6:
-        return f"{value:.2g}"
+        return f"{value:.2g}".replace("e-0", "e-").replace("e+0", "e")
     return {0: "1", 1: "10", 2: "100", -1: "0.1", -2: "0.01"}.get(exponent, f"1e{exponent}")
 
 
+def _loss_axis(axis: Any, buckets: LossSummary) -> None:
+    """The loss axis, labelled whatever the range: logarithmic with a label per decade (or every
+    few decades) when the losses span at least LOG_DECADES decades, logarithmic with 1-2-5 labels
+    over a narrower positive range, linear when the range is too narrow for those (or a loss is
+    not positive). Labels are plain text ("1e-4", "0.02"): mathtext labels cost most of a frame."""
+    from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator,
+                                   ScalarFormatter)
+
+    finite_min = buckets.min[np.isfinite(buckets.min)]
+    finite_max = buckets.max[np.isfinite(buckets.max)]
+    if not len(finite_min) or not len(finite_max):
+        return
+    low, high = float(finite_min.min()), float(finite_max.max())
+    decades = np.log10(high / low) if low > 0 else 0.0
+    if low > 0 and decades >= LOG_DECADES:
+        axis.axes.set_yscale("log")
+        axis.set_major_locator(LogLocator(numticks=7))
+        # unlabelled ticks at 2 and 5 over a few decades, at the unlabelled decades over many
+        # (matplotlib's default, 2..9 in every decade, made most of a frame's cost)
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0) if decades <= 5 else (1.0,), numticks=30))
+    elif low > 0 and high / low >= 2.5:  # at least one 1-2-5 step inside the range
+        axis.axes.set_yscale("log")
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=7))
+        axis.set_minor_locator(NullLocator())
+    else:
+        axis.set_major_locator(MaxNLocator(nbins=5))
+        axis.set_major_formatter(ScalarFormatter(useOffset=False))
+        return
+    axis.set_major_formatter(FuncFormatter(_power_text))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _resize_text(event: Any) -> str:
+    if event.kind == "control":  # lr 0.01, pause, resume, stop
+        value = getattr(event, "value", None)
+        return f"{event.name}{'' if value is None else f' {value:.3g}'} (controls)"
     if event.kind == "dim_resize":
         old = event.old_shape[0] if event.old_shape else "?"
         new = event.new_shape[0] if event.new_shape else "?"
-        return f"{event.name} {old}→{new}"
+        by = " (controls)" if getattr(event, "origin", "program") == "controls" else ""
+        return f"{event.name} {old}→{new}{by}"
     return f"{event.name} {_shape(event.old_shape)}→{_shape(event.new_shape)}"
 
 
 def resize_groups(history: Any, span: tuple[float, float]) -> list[tuple[list[int], str, bool]]:
-    """Resize events as label groups: (their steps, one label, grew) with groups at least
-    LABEL_GAP of the step axis apart, so no two labels overlap. A dim resize stands for the
-    parameter resizes it caused (one label per layer, not per tensor)."""
+    """Resize events and actions of the live controls as label groups: (their steps, one label,
+    grew) with groups at least LABEL_GAP of the step axis apart, so no two labels overlap. A dim
+    resize stands for the parameter resizes it caused (one label per layer, not per tensor)."""
     dim_steps = {e.step for e in history.events if e.kind == "dim_resize"}
     shown = [e for e in history.events
-             if e.kind == "dim_resize" or (e.kind == "resize" and e.step not in dim_steps)]
+             if e.kind in ("dim_resize", "control") or (e.kind == "resize" and e.step not in dim_steps)]
     gap = max(span[1] - span[0], 1) * LABEL_GAP
     groups: list[list[Any]] = []
     for event in sorted(shown, key=lambda e: e.step):
@@ -116,6 +154,23 @@ def layer_sizes(history: Any, current_dims: dict[str, int]) -> dict[str, list[tu
     return series
 
 
+def _band(ax: Any, x: np.ndarray, low: np.ndarray, high: np.ndarray, color: str) -> None:
+    """The min-max band: one polygon per run of buckets with finite bounds (a gap where a bucket
+    is NaN or infinite), as a single collection (fill_between's bookkeeping cost a tenth of a frame)."""
+    from matplotlib.collections import PolyCollection
+
+    finite = np.isfinite(low) & np.isfinite(high)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.view(np.int8), [0]])))
+    polygons = []
+    for start, stop in zip(edges[::2], edges[1::2]):
+        xs = x[start:stop]
+        polygons.append(np.column_stack([np.concatenate([xs, xs[::-1]]),
+                                         np.concatenate([low[start:stop], high[start:stop][::-1]])]))
+    if polygons:
+        ax.add_collection(PolyCollection(polygons, facecolors=color, alpha=0.2, linewidths=0), autolim=True)
+        ax.autoscale_view()
+
+
 def _draw_losses(ax: Any, history: Any) -> None:
     buckets = loss_buckets(history)
     segments = history.segments()
@@ -131,16 +186,8 @@ def _draw_losses(ax: Any, history: Any) -> None:
             label = segment.label if len(segments) > 1 else None
             ax.plot(x[sel], buckets.mean[sel], color=color, lw=1.4, label=label)
             if banded:
-                ax.fill_between(x[sel], buckets.min[sel], buckets.max[sel], color=color, alpha=0.2, lw=0)
-        finite = buckets.min[np.isfinite(buckets.min)]
-        if len(finite) and finite.min() > 0:
-            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-            ax.set_yscale("log")
-            # plain "1e-4" labels: mathtext tick labels cost most of a frame's time
-            ax.yaxis.set_major_locator(LogLocator(numticks=7))
-            ax.yaxis.set_major_formatter(FuncFormatter(_power_text))
-            ax.yaxis.set_minor_formatter(NullFormatter())
+                _band(ax, x[sel], buckets.min[sel], buckets.max[sel], color)
+        _loss_axis(ax.yaxis, buckets)
     for segment in segments[1:]:  # where a re-initialisation started a new run
         ax.axvline(segment.first - 0.5, color="#555", ls=":", lw=1.2)
     if len(segments) > 1:
@@ -162,7 +209,7 @@ def _draw_losses(ax: Any, history: Any) -> None:
     title = "loss"
     if len(buckets) and int(buckets.count.max()) > 1:
         title += " (mean, min–max band)"
-    ax.set_title(title)
+    ax.set_title(title, y=1.0)  # placed, not measured: fitting it to the tick labels cost a sixth of a frame
     ax.grid(alpha=0.3)
 
 
@@ -208,7 +255,7 @@ def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
     else:
         fig = Figure(figsize=(7, 3.8), dpi=100)
         ax_loss, ax_size = fig.subplots(1, 1), None
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.91)
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.91)
     _draw_losses(ax_loss, history)
     _draw_metrics(ax_loss, getattr(history, "metrics", {}))
     _step_axis(ax_loss.xaxis)
@@ -216,20 +263,39 @@ def _figure(history: Any, sizes: dict[str, list[tuple[int, int]]]) -> Any:
         for name, points in sizes.items():
             ax_size.step([p[0] for p in points], [p[1] for p in points], where="post", label=name, lw=1.6)
         ax_size.set_xlabel("global step")
-        ax_size.set_title("layer sizes")
+        ax_size.set_title("layer sizes", y=1.0)
         ax_size.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_size.set_ylim(*_size_limits([p[1] for points in sizes.values() for p in points]))
         _step_axis(ax_size.xaxis)
         ax_size.legend(fontsize=8, loc="best")
         ax_size.grid(alpha=0.3)
     return fig
 
 
-def history_png(history: Any, current_dims: Optional[dict[str, int]] = None) -> bytes:
-    """The loss and layer-size plot as PNG bytes."""
-    fig = _figure(history, layer_sizes(history, current_dims or {}))
+def _size_limits(values: list[int]) -> tuple[float, float]:
+    """The layer-size axis' range: at least one unit beyond the sizes on each side (0.5 below a
+    size 0), so that the integer locator always finds integers to tick (a size that never changed
+    had matplotlib's margins of ±0.4 around it and fractional ticks)."""
+    lo, hi = min(values), max(values)
+    pad = max(1.0, 0.05 * (hi - lo))
+    return (lo - pad if lo >= pad else lo - 0.5), hi + pad
+
+
+def figure_of(history: Any, current_dims: Optional[dict[str, int]] = None) -> Any:
+    """The loss and layer-size plot as a matplotlib Figure (built, not drawn yet)."""
+    return _figure(history, layer_sizes(history, current_dims or {}))
+
+
+def render_png(fig: Any) -> bytes:
+    """Draw a figure into PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def history_png(history: Any, current_dims: Optional[dict[str, int]] = None) -> bytes:
+    """The loss and layer-size plot as PNG bytes."""
+    return render_png(figure_of(history, current_dims))
 
 
 def save_history_png(path: str, history: Any, current_dims: Optional[dict[str, int]] = None) -> str:

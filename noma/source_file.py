@@ -2,14 +2,33 @@
 
 Owns: decoding a file's bytes as UTF-8 (a leading BOM is dropped) and, when a byte is not
 UTF-8, the diagnostic naming the line and column of the first bad byte, with the line shown
-(bad bytes rendered as U+FFFD) and a caret under it. `noma run`/`check`/`emit`/`build`, the
+(bad bytes rendered as U+FFFD) and a caret under it; reading only regular files (and pipes, for
+a program itself), never a device such as /dev/zero. `noma run`/`check`/`emit`/`build`, the
 REPL's and the kernel's `:run FILE` and `:load FILE` (its JSON of definitions) read through it.
-Imports: noma.diagnostics only.
+Imports: noma.diagnostics only (and os, stat, errno).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span, error
+
+
+def read_bytes(path: str, pipes: bool = False) -> bytes:
+    """The bytes of a regular file (or, with `pipes`, of a pipe: `noma run <(gen)`); OSError for
+    anything else, before opening it (a device such as /dev/zero would be read until memory runs
+    out; opening a FIFO waits for a writer, and a module is read again at every import)."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory")
+    if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
+        what = "a device, pipe or socket" if not pipes else "a device or socket"
+        raise OSError(errno.EINVAL, f"not a regular file ({what})")
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def decode(name: str, data: bytes) -> Source:
@@ -31,8 +50,7 @@ def decode(name: str, data: bytes) -> Source:
 def read(path: str) -> Source:
     """Read and decode a source file; raises NomaError (io) when it cannot be read."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path, pipes=True)
     except OSError as exc:
         raise error(Kind.IO, f"cannot read {path}: {exc.strerror or exc}") from None
     return decode(path, data)

@@ -184,10 +184,11 @@ def _bash_kernel_install(cmd: str, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "kernels" / "noma" / "kernel.json").exists()
+    assert (tmp_path / "labextensions" / "jupyterlab-noma" / "package.json").exists()  # the README says so
 
 
 def _bash_jupyter_lab(cmd: str, tmp_path: Path) -> None:
-    assert len(list((ROOT / "notebooks").glob("*.ipynb"))) == 5  # "notebooks/ has five tours"
+    assert len(list((ROOT / "notebooks").glob("*.ipynb"))) == 6  # "notebooks/ has six tours"
 
 
 def _bash_build(cmd: str, tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ BASH: dict[str, Callable[[str, Path], None]] = {
     "pip install -e . && noma run examples/grow_xor.noma --plot grow_xor.png": _bash_noma_run,
     'pip install -e ".[test]" && python -m pytest -q': _bash_test_extra,
     "python -m noma.kernel install --user     # or: noma kernel install --user": _bash_kernel_install,
-    'jupyter lab                              # pick the "NOMA" kernel; notebooks/ has five tours': _bash_jupyter_lab,
+    'jupyter lab                              # pick the "NOMA" kernel; notebooks/ has six tours': _bash_jupyter_lab,
     "noma build examples/grow_xor.noma -o grow_xor && ./grow_xor": _bash_build,
 }
 

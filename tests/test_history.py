@@ -345,6 +345,40 @@ def test_plot_draws_segments_apart_and_few_points():
     assert all(float(t).is_integer() for t in ax_size.get_yticks())
     no_dims = plots._figure(History(log[:100], []), plots.layer_sizes(History(log[:100], []), {}))
     assert len(no_dims.axes) == 1  # no empty layer-size panel
+    for sizes in ([(0, 8)], [(0, 0), (50, 1)], [(0, 3), (10, 300)]):  # a size that never changes, from 0, wide
+        ax = plots._figure(History(log[:100], []), {"hidden": sizes}).axes[1]
+        low, high = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (sizes, ticks)
+
+
+def test_the_loss_axis_is_labelled_whatever_the_range():
+    """A few labelled ticks inside the drawn range: a short run whose loss barely moves (linear),
+    one spanning about a decade (log, 1-2-5 labels) and one spanning many decades (log, powers
+    of ten); the min-max band of a summary is drawn with gaps where a bucket is NaN."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from noma import plots
+
+    cases = {"narrow": np.linspace(0.2487, 0.2483, 10), "decade": np.geomspace(0.5, 0.04, 200),
+             "wide": np.geomspace(1.0, 1e-11, 3000)}
+    for name, log in cases.items():
+        fig = plots._figure(History(log, []), {})
+        ax = fig.axes[0]
+        FigureCanvasAgg(fig).draw()  # tick labels get their text when drawn
+        low, high = ax.get_ylim()
+        shown = [(tick, label.get_text()) for tick, label in zip(ax.get_yticks(), ax.get_yticklabels())
+                 if low <= tick <= high]
+        assert len(shown) >= 2 and all(text for _, text in shown), (name, shown)
+        assert ax.get_yscale() == ("linear" if name == "narrow" else "log"), name
+    mean = np.array([1.0, 0.5, np.nan, 0.2, 0.1])
+    summary = LossSummary(np.arange(1, 41, 8), np.full(5, 8), mean * 0.9, mean * 1.1, mean)
+    fig = plots._figure(History(np.zeros(0), [], summary, 41, 40), {})
+    (band,) = fig.axes[0].collections
+    assert [len(path.vertices) for path in band.get_paths()] == [5, 5]  # two runs of 2 buckets (closed)
 
 
 def test_plot_of_a_long_summary_has_bounded_points():

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ("01_tour.ipynb", "02_growing_xor.ipynb", "03_digits.ipynb", "04_population_tune.ipynb",
-             "05_grow_cnn.ipynb")
+             "05_grow_cnn.ipynb", "06_live_controls.ipynb")
 
 _prefix: Optional[tempfile.TemporaryDirectory] = None
 

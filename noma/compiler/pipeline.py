@@ -163,7 +163,7 @@ def compile(source: Source, symbols: "SymbolTable", *, dtype: str = "f64",
             program: Optional["ast.Program"] = None, defines: Optional[Mapping[str, Any]] = None,
             used: Optional[set[str]] = None, stop: Stage = "llvm", optimize: bool = True,
             keep_ir: bool = False, link: Linker = whole_program, jit: Any = None,
-            base_dir: Optional[str] = None, loader: Any = None) -> Artifacts:
+            base_dir: Optional[str] = None, loader: Any = None, spans: Optional[list] = None) -> Artifacts:
     """Run the pipeline on `source` (or on its already parsed `program`) against `symbols`
     (changed in place) up to and including the stage `stop`.
 
@@ -173,8 +173,9 @@ def compile(source: Source, symbols: "SymbolTable", *, dtype: str = "f64",
     `link` names the LLVM symbols once the module is final; `jit` (noma.compiler.llvm.jit.JIT)
     compiles the LLVM IR for stop="native". `import`s are relative to `base_dir` (None: the file's
     directory when the source is a file, else the working directory) and read through `loader` (a
-    noma.compiler.front.modules.ModuleLoader; None: a fresh one). Raises NomaError for the
-    program's mistakes.
+    noma.compiler.front.modules.ModuleLoader; None: a fresh one). `spans`: the span table the
+    module extends (a session's, shared by its cells so that span ids stay unique; None: a new
+    one). Raises NomaError for the program's mistakes.
     """
     from noma.compiler.front.budget import run_stage
 
@@ -185,7 +186,7 @@ def compile(source: Source, symbols: "SymbolTable", *, dtype: str = "f64",
         return art
     run_stage(source, _middle, art, symbols, dtype, read_header, run_main,
               differentiate=_ORDER.index(stop) >= _ORDER.index("grad"), optimize=optimize, keep_ir=keep_ir,
-              base_dir=base_dir, loader=loader)
+              base_dir=base_dir, loader=loader, spans=spans)
     art.phases["front_end"] = time.perf_counter() - started
     if _ORDER.index(stop) < _ORDER.index("llvm"):
         return art
@@ -213,7 +214,7 @@ def _parse(source: Source, program: Optional["ast.Program"], defines: Optional[M
 
 def _middle(art: Artifacts, symbols: "SymbolTable", dtype: str, read_header: Optional[HeaderReader],
             run_main: bool, *, differentiate: bool, optimize: bool, keep_ir: bool, base_dir: Optional[str],
-            loader: Any) -> None:
+            loader: Any, spans: Optional[list] = None) -> None:
     """imports → irgen → (kept IR text) → autodiff → passes → verify, into `art`."""
     from noma.compiler.front.modules import expand, source_dir
     from noma.compiler.middle import autodiff, ir, irgen, passes
@@ -221,7 +222,7 @@ def _middle(art: Artifacts, symbols: "SymbolTable", dtype: str, read_header: Opt
     assert art.program is not None
     where = base_dir if base_dir is not None else source_dir(art.program.span.source)
     program = expand(art.program, symbols, where, loader)  # imported definitions compiled in
-    module, art.has_value = irgen.generate(program, symbols, dtype, read_header, run_main, art.cell)
+    module, art.has_value = irgen.generate(program, symbols, dtype, read_header, run_main, art.cell, spans)
     if keep_ir:  # printed when asked for (printing a 1 MB program's IR cost ~1 s per compile)
         art.ir_text = PrintedLater(ir.snapshot(module))
     if differentiate:

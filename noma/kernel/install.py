@@ -2,9 +2,12 @@
 
 Owns: the kernelspec (kernel.json: display name "NOMA", argv running `python -m noma.kernel`,
 language "noma", interrupt_mode "signal") with its logos, installed through
-jupyter_client's KernelSpecManager; and drawing the logos (committed in resources/, redrawn
-by `make_logos` when missing).
-Imports: jupyter_client (lazily), matplotlib (only to redraw logos).
+jupyter_client's KernelSpecManager; linking the prebuilt JupyterLab extension (the `noma`
+language for CodeMirror, noma/kernel/labextension) into the same Jupyter data directory's
+labextensions/ (a wheel also installs it there as data files; an editable install does not, so
+this link is what makes JupyterLab find it there); and drawing the logos (committed in
+resources/, redrawn by `make_logos` when missing).
+Imports: jupyter_client (lazily), matplotlib (only to redraw logos), noma.kernel.labextension_info.
 """
 
 from __future__ import annotations
@@ -95,15 +98,36 @@ def write_spec(directory: str, python: Optional[str] = None) -> str:
 
 
 def install(user: bool = False, prefix: Optional[str] = None, python: Optional[str] = None) -> str:
-    """Install the "noma" kernelspec (system-wide, per user, or under `prefix`); its path."""
+    """Install the "noma" kernelspec (system-wide, per user, or under `prefix`) and link the
+    JupyterLab extension beside it (install_labextension); the kernelspec's path."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = os.path.join(tmp, KERNEL_NAME)
         os.makedirs(spec_dir)
         write_spec(spec_dir, python)
-        return KernelSpecManager().install_kernel_spec(spec_dir, kernel_name=KERNEL_NAME, user=user,
+        path = KernelSpecManager().install_kernel_spec(spec_dir, kernel_name=KERNEL_NAME, user=user,
                                                        prefix=prefix)
+    install_labextension(os.path.dirname(os.path.dirname(path)))
+    return path
+
+
+def install_labextension(data_dir: str) -> Optional[str]:
+    """Link the prebuilt JupyterLab extension as DATA_DIR/labextensions/jupyterlab-noma (what
+    `jupyter labextension develop` does); its path, or None when the package has no bundle.
+    A link or folder already there is replaced (an older copy of the same extension)."""
+    from noma.kernel.labextension_info import EXTENSION_NAME, OUTPUT_DIR
+
+    if not (OUTPUT_DIR / "package.json").exists():
+        return None
+    target = os.path.join(data_dir, "labextensions", EXTENSION_NAME)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.islink(target) or os.path.isfile(target):
+        os.unlink(target)
+    elif os.path.isdir(target):
+        shutil.rmtree(target)
+    os.symlink(OUTPUT_DIR, target, target_is_directory=True)
+    return target
 
 
 def parser() -> argparse.ArgumentParser:

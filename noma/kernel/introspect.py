@@ -20,9 +20,9 @@ from noma import optimizers
 from noma.compiler.middle import ops
 from noma.display import format_scalar, format_value
 
-_IDENT_END = re.compile(r"[A-Za-z_][A-Za-z_0-9]*$")
-_IDENT_START = re.compile(r"^[A-Za-z_0-9]*")
-_CALL_BEFORE = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\s*\([^()]*$")
+_IDENT_END = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*$")  # `nn.gelu`: names under a module alias
+_IDENT_START = re.compile(r"^[A-Za-z_0-9.]*")
+_CALL_BEFORE = re.compile(r"([A-Za-z_][A-Za-z_0-9.]*)\s*\([^()]*$")
 _META_LINE = re.compile(r"^\s*(:[A-Za-z_?]*)$")
 
 #: One line per builtin and optimizer, shown by shift-tab (the builtin table and the registry).

@@ -12,10 +12,13 @@ noma.kernel.{introspect, live, painter, diagram}, noma.compiler.front.parse (com
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import fnmatch
 import signal
 import time
-from typing import Any, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
 
 from ipykernel.kernelbase import Kernel
 
@@ -66,7 +69,7 @@ class NomaKernel(Kernel):
         "mimetype": "text/x-noma",
         "file_extension": ".noma",
         "pygments_lexer": "noma",
-        "codemirror_mode": "rust",
+        "codemirror_mode": "noma",
     }
     banner = (f"NOMA {noma.__version__}: a small language for training neural networks, compiled "
               "natively through LLVM, with growable parameters. Type :help for meta-commands.")
@@ -84,8 +87,29 @@ class NomaKernel(Kernel):
         self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
         self._dispatched = 0.0  # when the shell request being handled arrived
         self._last_sigint = -1.0  # when the last SIGINT arrived
+        #: cells run on this one thread, so the kernel's event loop serves widget messages (the
+        #: `:controls` panel) while a cell trains; True while one runs (read on the loop's thread)
+        self._cell_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="noma-cell")
+        self.busy = False
+        self.controls: Any = None  # the `:controls` panel (noma.kernel.controls), once shown
         signal.signal(signal.SIGINT, self._on_sigint)
+        self._serve_comms()
         shared_painter()  # the plot process starts (and imports matplotlib) while the kernel is idle
+
+    def _serve_comms(self) -> None:
+        """Comms (what ipywidgets talk through) with ipykernel's comm manager. ipykernel (>= 7.4)
+        dispatches comm messages while a request is being handled, as long as the event loop
+        runs: do_execute awaits the cell's thread (_in_cell_thread)."""
+        import comm
+        from ipykernel.comm import CommManager
+        from ipykernel.comm.comm import BaseComm
+
+        manager = CommManager(kernel=self)
+        self.comm_manager = manager
+        comm.get_comm_manager = lambda: manager
+        comm.create_comm = lambda *args, **kwargs: BaseComm(*args, **kwargs)
+        for msg_type in ("comm_open", "comm_msg", "comm_close"):
+            self.shell_handlers[msg_type] = getattr(manager, msg_type)
 
     # ------------------------------------------------------------------ session and output
 
@@ -122,7 +146,7 @@ class NomaKernel(Kernel):
             last = index == len(segments) - 1
             run = self._run_meta if kind == "meta" else self._run_code
             try:
-                failure = run(text, last, count)
+                failure = await self._in_cell_thread(run, text, last, count)
             except KeyboardInterrupt:  # (SIGINT is a stop request here: never expected) still a reply
                 self.log.exception("KeyboardInterrupt in a NOMA cell")
                 failure = _interrupted("interrupted")
@@ -139,6 +163,23 @@ class NomaKernel(Kernel):
         if store_history and not silent:
             self._records.append((count, code, "\n".join(self._shown)))
         return reply
+
+    async def _in_cell_thread(self, run: Callable[..., Optional[dict]], *args: Any) -> Optional[dict]:
+        """Run a segment on the cell thread (with this request's context: its parent header)
+        while the event loop goes on serving comm messages; the live controls see `busy`."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        self.busy = True
+        try:
+            return await loop.run_in_executor(self._cell_thread, context.run, run, *args)
+        finally:
+            self.busy = False
+            if self._noma is not None:
+                failure = self._noma.controls.settle()  # a grow asked for as the loop ended
+                if failure:
+                    self.log.warning("live controls: %s", failure)
+            if self.controls is not None:
+                self.controls.refresh()
 
     # ------------------------------------------------------------------ interrupts
 
@@ -169,10 +210,16 @@ class NomaKernel(Kernel):
         """Progress text and plots from the session's hook; printed text (code segments) and
         warnings streamed as the cell prints them."""
         live = LiveDisplay(self.noma, self._publish, enabled=not self._silent)
-        self.noma.progress = live.tick
+        self.noma.progress = lambda session: self._tick(live, session)
         self.noma.progress_interval = self.progress_interval
         self.noma.output_sink = self._print_live if stream_output and not self._silent else None
         return live
+
+    def _tick(self, live: LiveDisplay, session: Any) -> None:
+        """The progress hook: the live display, then the `:controls` panel (sizes, status)."""
+        live.tick(session)
+        if self.controls is not None:
+            self.controls.refresh()
 
     def _print_live(self, kind: str, payload: Any) -> None:
         if kind == "warning":
@@ -243,9 +290,26 @@ class NomaKernel(Kernel):
             self._publish("display_data", {"data": {"image/png": png, "text/plain": "<network diagram>"},
                                            "metadata": {}})
 
+    def _show_controls(self) -> Optional[dict]:
+        """`:controls`: the live-controls panel (noma.kernel.controls), one per kernel, shown again."""
+        try:
+            from noma.kernel.controls import ControlPanel
+
+            if self.controls is None:
+                self.controls = ControlPanel(lambda: self.noma, lambda: self.busy)
+            self.controls.refresh()
+        except ImportError as exc:
+            return _failure("NomaMetaError", f":controls needs ipywidgets ({exc}); pip install ipywidgets")
+        if not self._silent:
+            self._publish("display_data", {"data": self.controls.mimebundle(), "metadata": {}})
+        return None
+
     def _run_meta(self, line: str, last: bool, count: int) -> Optional[dict]:
-        """Run a `:command` line through noma.meta."""
+        """Run a `:command` line through noma.meta (`:controls` here: it needs the kernel)."""
         from noma.meta import run_meta
+
+        if line.split()[0] == ":controls":
+            return self._show_controls()
 
         events_before = self._event_count()
         live = self._watch(stream_output=False)  # :time and :run print through their text

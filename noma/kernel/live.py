@@ -10,7 +10,7 @@ ready, so the main thread never waits for a drawing:
 - plot frames: once the cell has trained for `first_frame_after` seconds, the tick hands a
   snapshot of the history to the painter (its bounded summary, plus the exact losses while there
   are few: a frame costs the same however long the session trained; noma.kernel.painter: a process
-  of its own renders it with noma.plots.history_png), and a later tick publishes the finished PNG
+  of its own renders it with noma.plot_frames.FrameCache), and a later tick publishes the finished PNG
   (display_data with a display_id, then update_display_data), at most `max_rate` frames per second
   and spaced by four times the last frame's drawing time (drawing takes at most a quarter of a core).
 `finish(interrupted)` publishes the final state: the progress text, and a final frame for every

@@ -1,7 +1,8 @@
 """Training-plot frames rendered in a process of their own, so drawing never holds the kernel's GIL.
 
 Owns: the painter process (multiprocessing, spawn; niced so training gets the CPU first) that
-turns history snapshots into PNG bytes with noma.plots.history_png (matplotlib Agg: only that
+turns history snapshots into PNG bytes with noma.plot_frames.FrameCache (noma.plots' figure,
+drawn with matplotlib Agg only when it would look different from the last frame: only that
 process touches figures), and the kernel-side Painter: one request at a time, the newest
 snapshot wins, results picked up without blocking. A thread in the kernel (the pump) only
 moves bytes through the pipe (blocking reads release the GIL), so the kernel's main thread, the
@@ -10,7 +11,7 @@ C++ of Agg and PNG encoding held the GIL for tens of milliseconds at a time, and
 interrupt reply waited for it.
 If the process cannot start or dies, the painter reports itself broken and frames are skipped
 (training and output are unaffected).
-Imports: multiprocessing, threading; noma.plots in the painter process only.
+Imports: multiprocessing, threading; noma.plot_frames in the painter process only.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def _serve(conn: Any) -> None:
         os.nice(10)
     except OSError:
         pass
-    from noma.plots import history_png
+    from noma.plot_frames import FrameCache
 
+    frames = FrameCache()  # a frame that would look as the last one is not drawn again
     try:  # import the drawing stack now, not at the first frame
         import matplotlib
 
@@ -49,7 +51,7 @@ def _serve(conn: Any) -> None:
             return
         steps, history, dims = request
         try:
-            png: Optional[bytes] = history_png(history, dims)
+            png: Optional[bytes] = frames.png_of(history, dims)
         except Exception:
             png = None
         try:

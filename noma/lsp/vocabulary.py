@@ -29,6 +29,16 @@ POLICIES: tuple[str, ...] = tuple(sorted(p for p in ir.POLICIES if p != "default
 CAST_TYPES: tuple[str, ...] = tuple(_CASTS)
 
 
+def editor_words() -> dict[str, list[str]]:
+    """The word lists of editors' NOMA modes (the JupyterLab extension's vocabulary.json): keywords,
+    builtins, optimizers, init policies, cast types and meta-commands (without their colon)."""
+    from noma.meta import meta_names
+
+    return {"keywords": list(KEYWORDS), "builtins": list(BUILTINS), "optimizers": list(OPTIMIZERS),
+            "policies": list(POLICIES), "types": list(CAST_TYPES),
+            "meta": [name.lstrip(":") for name in meta_names()]}
+
+
 def signature(name: str) -> str:
     """`softmax(x)` — the call form of a builtin or optimizer (from its doc line, else its arity)."""
     doc = BUILTIN_DOCS.get(name)

@@ -20,7 +20,7 @@ from prompt_toolkit.document import Document
 from noma.lexer import BUILTINS, CAST_TYPES, KEYWORDS, OPTIMIZERS
 from noma.meta import COMMANDS, meta_names
 
-_WORD = re.compile(r"[A-Za-z_]\w*$")
+_WORD = re.compile(r"[A-Za-z_][\w.]*$")  # `nn.gel` completes names under a module alias
 _FILE_COMMANDS = (":run", ":load", ":save", ":plot", ":r")
 _FUNCTION_COMMANDS = (":ir", ":grad", ":llvm")
 

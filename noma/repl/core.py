@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Callable, Iterable, Iterator, Optional, TextIO
 
 from noma.display import format_value
-from noma.meta import is_meta, run_meta
+from noma.meta import is_meta, render_result, run_meta
 from noma.repl.progress import Progress
 
 QUIT_COMMANDS = (":quit", ":exit", ":q")
@@ -48,8 +48,10 @@ class ReplCore:
 
     # ------------------------------------------------------------------ one input
 
-    def handle(self, text: str) -> bool:
-        """Run one complete input (code or `:command`). False when the user asked to quit."""
+    def handle(self, text: str, interrupted: Optional[Callable[[], bool]] = None) -> bool:
+        """Run one complete input (code or `:command`). False when the user asked to quit.
+        `interrupted` says whether a Ctrl-C for this input came before its handler is installed
+        here (the prompt's SIGINT recorder): then the input is cancelled as if it came after."""
         stripped = text.strip()
         if not stripped:
             return True
@@ -59,6 +61,8 @@ class ReplCore:
         # handler that sets it is installed, not when the session starts executing
         self.session.rt.clear_interrupt()
         with self.session.sigint_stops_training():
+            if interrupted is not None and interrupted():  # one that came earlier is not lost
+                self.session.interrupt()
             try:
                 self.progress.begin(self.session)
                 if is_meta(stripped):
@@ -89,6 +93,11 @@ class ReplCore:
     def _code(self, text: str) -> bool:
         result = self.session.execute(text)
         self.progress.end(self.session)
+        self._show(result)
+        return result.status == "ok"
+
+    def _show(self, result: Any) -> None:
+        """A cell's output (unless streamed as it came), value and diagnostics."""
         if result.streamed:  # printed text and warnings were shown as they came
             if result.output and not result.output.endswith("\n"):
                 self._write(self.out, "\n")
@@ -101,7 +110,6 @@ class ReplCore:
                 continue
             stream = self.out if diag.kind.value == "warning" else self.err
             self._write(stream, diag.render(color=self.color) + "\n")
-        return result.status == "ok"
 
     def _meta(self, line: str) -> bool:
         result = run_meta(self.session, line, color=self.color)
@@ -111,8 +119,14 @@ class ReplCore:
         if line.split()[0] in (":undo", ":load", ":reset"):  # restoring state records runtime
             self.progress.begin(self.session)  # events of its own: not the user's resizes
         self.progress.end(self.session)
-        if result.text:
-            self._write(self.out if result.ok else self.err, result.text.rstrip("\n") + "\n")
+        text, cell = result.text, result.result
+        if cell is not None and cell.streamed:  # `:run`, `:time`: the cell printed as it ran
+            rendered = render_result(cell, self.color)
+            if text.startswith(rendered):
+                self._show(cell)
+                text = text[len(rendered):].lstrip("\n")
+        if text:
+            self._write(self.out if result.ok else self.err, text.rstrip("\n") + "\n")
         return result.ok
 
     def _write(self, stream: TextIO, text: str) -> None:

@@ -4,14 +4,17 @@ Owns: the PromptSession (prompt `noma> `, continuation `  ... `), the Enter rule
 noma.compiler.front.parse.is_complete says the input is finished, or for a `:command`; Alt-Enter always
 inserts a newline), syntax highlighting through noma.lexer.NomaLexer, tab completion
 (noma.repl.completion), the persistent history file (Ctrl-R searches it), Ctrl-C at the prompt
-(clears the line) and Ctrl-D (exits). Running inputs is ReplCore's job.
+(clears the line), Ctrl-C after Enter (cancels or stops the input, however soon it comes: see
+SigintRecorder) and Ctrl-D (exits). Running inputs is ReplCore's job.
 Imports: prompt_toolkit, pygments (via prompt_toolkit.lexers), noma.repl.core.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -88,6 +91,7 @@ def key_bindings() -> KeyBindings:
             buffer.apply_completion(buffer.complete_state.current_completion)
             return
         if should_submit(buffer.text):
+            setattr(event.app, "noma_submitted_at", time.monotonic())  # a SIGINT from now on is for this input
             buffer.validate_and_handle()
         else:
             buffer.insert_text("\n")
@@ -181,25 +185,68 @@ def _pending_input() -> bytes:
     return data
 
 
+class SigintRecorder:
+    """The REPL's SIGINT handler between inputs (while prompting, and from Enter until the input's
+    own handler takes over in ReplCore.handle): it notes when SIGINT came, so that a Ctrl-C
+    pressed just after Enter is honoured whatever the REPL was doing (prompt_toolkit tearing down
+    its event loop, which lost signals arriving then; leaving raw mode; checking typed-ahead keys).
+    At the prompt itself, where the terminal is in raw mode, Ctrl-C is a key (the c-c binding);
+    a SIGINT that comes while the prompt still reads input (before raw mode, or from `kill`)
+    clears the line as that key does."""
+
+    def __init__(self) -> None:
+        self.last = -1.0
+        self.app: Any = None  # the prompt's Application while it reads input
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.last = time.monotonic()
+        app = self.app
+        loop = getattr(app, "loop", None)
+        if app is not None and loop is not None and app.is_running and not app.is_done:
+            loop.call_soon_threadsafe(_clear_line, app)
+
+    def since(self, moment: float) -> bool:
+        """Whether SIGINT came at or after `moment` (time.monotonic())."""
+        return self.last >= moment
+
+
+def _clear_line(app: Any) -> None:
+    if app.is_running and not app.is_done:
+        app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
+
 def run_interactive(core: ReplCore) -> int:
-    """The prompt loop: read, run, repeat until Ctrl-D or `:quit`. Ctrl-C pressed right after
-    Enter (before the terminal left raw mode) cancels the input, as it would a moment later."""
+    """The prompt loop: read, run, repeat until Ctrl-D or `:quit`. Ctrl-C pressed after Enter
+    cancels the input (before it runs) or stops it (while it runs), however soon after Enter:
+    as a key while prompt_toolkit still held the terminal in raw mode (typed_ctrl_c), as a
+    SIGINT noted by the recorder until the input's own handler is installed, then as a stop
+    request to the session."""
     prompt = make_prompt_session(core)
-    print(core.banner(), flush=True)
-    while True:
-        try:
-            text = prompt.prompt()
-        except KeyboardInterrupt:
-            continue  # Ctrl-C at the prompt: clear the line
-        except EOFError:
-            break
-        try:
-            if text.strip() and typed_ctrl_c(prompt):
-                core.cancelled()
-                continue
-            if not core.handle(text):
+    recorder = SigintRecorder()
+    previous = signal.signal(signal.SIGINT, recorder)
+    try:
+        print(core.banner(), flush=True)
+        while True:
+            setattr(prompt.app, "noma_submitted_at", float("inf"))
+            recorder.app = prompt.app
+            try:
+                text = prompt.prompt(handle_sigint=False)  # SIGINT is the recorder's, not the event loop's
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt: clear the line
+            except EOFError:
                 break
-        except KeyboardInterrupt:  # between the prompt and the input's own handler
-            core.cancelled()
-    print(flush=True)
+            finally:
+                recorder.app = None
+            submitted: float = getattr(prompt.app, "noma_submitted_at")
+            try:
+                if text.strip() and (typed_ctrl_c(prompt) or recorder.since(submitted)):
+                    core.cancelled()
+                    continue
+                if not core.handle(text, interrupted=lambda: recorder.since(submitted)):
+                    break
+            except KeyboardInterrupt:  # (only if something raised it: SIGINT is the recorder's)
+                core.cancelled()
+        print(flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0

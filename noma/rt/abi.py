@@ -3,7 +3,7 @@
 Owns: a small parser of the header's function prototypes and enums (the subset of C the header
 is written in: one prototype per statement, `enum { NAME = value, ... };`), and the mapping of
 each prototype's C types to the one-letter codes of LLVM declarations (`llvm_signatures`).
-The ctypes declarations (native_lib) and the lowering's `declare`s (lower_llvm_loops) are
+The ctypes declarations (native_lib) and the lowering's `declare`s (compiler/llvm/module.py) are
 generated from what this returns, so adding a runtime function means writing its prototype in
 the header and nothing else.
 Input: the header's text. Output: Prototype records, enum dicts and signature strings.

@@ -14,8 +14,8 @@ from typing import Optional
 
 @dataclass
 class Event:
-    """A resize, free, optimizer change, reset or re-initialisation (`learn` of a defined
-    parameter: kind "init"), at a global step."""
+    """A resize, free, optimizer change, reset, re-initialisation (`learn` of a defined
+    parameter: kind "init") or an action of the live controls (kind "control"), at a global step."""
 
     kind: str
     step: int
@@ -26,3 +26,8 @@ class Event:
     output_change: Optional[float] = None
     #: a keep (`realloc NAME keep idx`, policy "keep"): the old indices of the units kept, in order
     kept: Optional[tuple[int, ...]] = None
+    #: who asked for it: "program" (the code), "controls" (the live controls, noma.session.controls)
+    origin: str = "program"
+    #: kind "control" (an action of the live controls: name lr, pause, resume or stop): the new
+    #: learning rate of an lr action
+    value: Optional[float] = None

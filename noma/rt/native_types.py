@@ -104,7 +104,7 @@ def tensor_class(dtype: str = "f64"):
 
 
 class NomaEvent(ctypes.Structure):
-    """Mirror of ``NomaEvent`` (120 bytes); see docs/RUNTIME_ABI.md."""
+    """Mirror of ``NomaEvent`` (128 bytes); see docs/RUNTIME_ABI.md."""
 
     _fields_ = [
         ("kind", ctypes.c_int32),
@@ -117,6 +117,7 @@ class NomaEvent(ctypes.Structure):
         ("new_dims", ctypes.c_int64 * 4),
         ("aux", ctypes.c_int64),
         ("output_change", ctypes.c_double),
+        ("value", ctypes.c_double),
     ]
 
     @property

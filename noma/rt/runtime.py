@@ -19,7 +19,9 @@ import numpy as np
 
 from noma.rt import abi, native_lib
 
-EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init"}
+EVENT_KINDS = {0: "resize", 1: "dim_resize", 2: "free", 3: "optimizer", 4: "reset", 5: "init", 6: "control"}
+#: the action of a control event (NomaEvent.policy of NOMA_EV_CONTROL), its Event.name
+CONTROL_ACTIONS = {v: k for k, v in abi.enum_group("NOMA_CTL_EV_").items()}
 POLICY_NAMES = {v: k for k, v in native_lib.POLICIES.items()}  # from noma_rt.h
 KEEP_EVENT = abi.enums()["NOMA_EVENT_KEEP"]  # the policy number of a keep's resize events
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
@@ -271,11 +273,19 @@ class Runtime:
         from noma.rt.events import Event
 
         out = []
+        self.activate()  # a freed parameter's name: the runtime keeps it (the tables do not)
+        param_names = {**{s: n for s in range(int(self.lib.noma_param_slot_count(self.ctx)))
+                          if (n := self.lib.noma_param_name(s).decode("utf-8", "replace"))}, **param_names}
         for i in range(int(self.lib.noma_event_count(self.ctx))):
             e = native_lib.NomaEvent()
             self.lib.noma_event_get(self.ctx, i, ctypes.byref(e))
             kind = EVENT_KINDS.get(int(e.kind), str(e.kind))
             ident = int(e.id)
+            if kind == "control":  # the live controls: lr (value: the rate), pause, resume, stop
+                value = float(e.value)
+                out.append(Event(kind, int(e.step), CONTROL_ACTIONS.get(int(e.policy), str(e.policy)), (), (), "",
+                                 origin="controls", value=None if math.isnan(value) else value))
+                continue
             name = dim_names.get(ident, f"dim{ident}") if kind == "dim_resize" else param_names.get(ident, f"#{ident}")
             old = tuple(int(e.old_dims[i]) for i in range(e.old_rank))
             new = tuple(int(e.new_dims[i]) for i in range(e.new_rank))
@@ -286,6 +296,7 @@ class Runtime:
                 n = int(self.lib.noma_event_kept(self.ctx, i, buf, len(buf)))
                 kept = tuple(int(buf[j]) for j in range(min(n, len(buf)))) if n >= 0 else None
             policy = "keep" if kept is not None else POLICY_NAMES.get(int(e.policy), str(e.policy))
+            origin = "controls" if kind == "dim_resize" and int(e.aux) == 1 else "program"
             out.append(Event(kind, int(e.step), name, old, new, policy,
-                             None if math.isnan(change) else change, kept))
+                             None if math.isnan(change) else change, kept, origin))
         return out

@@ -59,6 +59,9 @@ class Session:
         #: what the pipeline produced for the last cell compiled (or replayed): its AST, IR before
         #: autodiff, final IR module, the LLVM IR the JIT compiled (`:ir`, `:grad`, `:llvm` show them)
         self.last_artifacts: Optional["Artifacts"] = None
+        #: the span table every cell's module extends: span ids are unique in the session, so a run-time
+        #: error inside code an earlier cell compiled (a reused function) is located by its own span
+        self.spans: list[Any] = []
         self.last_module: Any = None
         self.last_source: Optional[Source] = None
         self.progress: Optional[Callable[["Session"], None]] = None
@@ -135,7 +138,7 @@ class Session:
         return pipeline.compile(source, symbols, dtype=self.dtype, read_header=read_header, run_main=run_main,
                                 cell=f"__cell{self.cell_count}", defines=self._defines, used=self.defines_used,
                                 stop=stop, keep_ir=stop == "native", link=link or pipeline.whole_program,
-                                loader=self.module_loader,
+                                loader=self.module_loader, spans=self.spans,
                                 jit=self.jit if stop == "native" else None)
 
     def _spec_valid(self, done: CompiledSpec, symbols: SymbolTable) -> bool:
@@ -481,6 +484,14 @@ class Session:
 
     def globals(self) -> dict[str, Any]:
         return {n: self.rt.read_global(v.slot) for n, v in self.symbols.globals.items()}
+
+    @property
+    def controls(self) -> Any:
+        """The live controls (noma.session.controls.Controls): grow/shrink a dim, set the learning
+        rate, pause or stop the running training loop at its next step boundary, from any thread."""
+        from noma.session.controls import Controls
+
+        return Controls(self)
 
     def interrupt(self) -> None:
         """Ask the running cell's training loop to stop at its next step boundary."""

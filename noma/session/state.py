@@ -59,6 +59,8 @@ class Snapshot:
     hidden_events: list = field(default_factory=list)
     restored_events: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)  # `report` metrics by name (noma.rt.metrics.Metric)
+    #: what `:ir`/`:grad`/`:llvm` show: the last cell's artifacts, module and source
+    last_compiled: tuple = (None, None, None)
 
 
 def capture(session: "Session") -> Snapshot:
@@ -79,6 +81,7 @@ def capture(session: "Session") -> Snapshot:
         hidden_events=list(session.hidden_events),
         restored_events=[dict(e) for e in session.restored_events],
         metrics=rt.metrics(),
+        last_compiled=(session.last_artifacts, session.last_module, session.last_source),
     )
 
 
@@ -130,6 +133,7 @@ def restore(session: "Session", snap: Snapshot) -> None:
     session.symbols = snap.symbols.clone()
     session.compiled = dict(snap.compiled)
     session.pointer_globals = set(snap.pointer_globals)
+    session.last_artifacts, session.last_module, session.last_source = snap.last_compiled
     for spec, compiled in session.compiled.items():  # point redefined functions back at the old code
         address = session.jit.function_address(compiled.symbol)
         pointer = session.jit.global_address(f"noma.fp.{spec}")

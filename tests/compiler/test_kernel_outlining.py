@@ -1,4 +1,4 @@
-"""Outlined loop kernels (lower_llvm_kernels.outline): compiled once per session, same results as
+"""Outlined loop kernels (noma.compiler.llvm.kernels.Kernels.outline): compiled once per session, same results as
 the inline loops."""
 
 from __future__ import annotations

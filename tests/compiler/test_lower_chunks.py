@@ -1,7 +1,7 @@
 """lower_llvm_chunks: where long straight-line code is cut into chunk functions.
 
 The programs are compiled by the front end; what they print is checked by the corpus program
-245_long_straight_line_chunks (run, JIT, interpreter and executable)."""
+252_long_straight_line_chunks (run, JIT, interpreter and executable)."""
 
 from __future__ import annotations
 

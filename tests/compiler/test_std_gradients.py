@@ -90,3 +90,24 @@ def test_shuffled_rows_pass_each_row_its_own_gradient() -> None:
     grads = compiled_gradients(source)["P"]
     rows = sorted(map(tuple, grads.tolist()))
     assert rows == sorted([(1, 0, 0), (0, 2, 0), (0, 0, 3), (4, 4, 4)])
+
+
+ZERO = "tensor [[0, 0, 0], [0, 0, 0]]"
+
+
+@pytest.mark.parametrize("expr, derivative", [
+    ("nn.softplus(P)", 0.5), ("nn.stable_sigmoid(P)", 0.25), ("nn.elu(P, 1)", 1.0),
+    ("nn.elu(P, 1.5)", 1.5), ("nn.leaky_relu(P, 0.05)", 0.05), (f"nn.bce_with_logits(P, {Y01}) * 6", None),
+])
+def test_std_gradient_at_zero(expr: str, derivative: float | None) -> None:
+    """At exactly 0 (zero-initialised logits) the gradient is the true derivative where the
+    function is smooth there (softplus, stable_sigmoid, elu with alpha 1, bce_with_logits), and
+    PyTorch's at a kink (elu: alpha; leaky_relu: slope), not what a tie of `max` or `abs` in the
+    formula would pass."""
+    source = _program(expr, ZERO, "1")
+    grads = compiled_gradients(source)["P"]
+    if derivative is None:  # d/dz of sum over 6 entries of (softplus(z) - z y) = sigmoid(0) - y
+        expected = 0.5 - np.array([[0, 1, 1], [1, 0, 0]], dtype=float)
+    else:
+        expected = np.full((2, 3), derivative)
+    np.testing.assert_allclose(grads, expected, rtol=1e-12, atol=1e-15)

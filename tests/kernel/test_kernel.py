@@ -101,7 +101,7 @@ def test_kernel_info(kernel):
     assert info["implementation"] == "noma"
     lang = info["language_info"]
     assert lang["name"] == "noma" and lang["file_extension"] == ".noma"
-    assert lang["mimetype"] == "text/x-noma" and lang["codemirror_mode"] == "rust"
+    assert lang["mimetype"] == "text/x-noma" and lang["codemirror_mode"] == "noma"
 
 
 def test_stream_then_result(kernel):

@@ -1,14 +1,15 @@
 """The teaching notebooks run top to bottom with the NOMA kernel and reach what they teach.
 
 Each notebook is executed afresh with nbclient (tools/run_notebooks.py; nothing is written) and
-its printed output is checked: the tour's values and error, XOR converging after growth, the
-digits network growing to 128 units, pruned to 32, at >= 95% training accuracy, the CNN growing
-from 4 to 16 filters and pruned to 8 at >= 97% test accuracy.
+its printed output is checked (tests/kernel/notebook_checks.py, shared with the JupyterLab tests
+in tests/browser): the tour's values and error, XOR converging after growth, the digits network
+growing to 128 units, pruned to 32, at >= 95% training accuracy, the population's trials, the
+CNN growing from 4 to 16 filters and pruned to 8 at >= 97% test accuracy, and the live-controls
+lesson growing its network from code.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -19,89 +20,19 @@ pytest.importorskip("nbformat")
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_notebooks  # noqa: E402
+from notebook_checks import CHECKS  # noqa: E402
 
 CELL_TIMEOUT = 120
-NUMBER = r"([-+]?[0-9.]+(?:e[-+]?\d+)?|nan|inf)"
 
 
 def run(name: str):
     return run_notebooks.execute(run_notebooks.NOTEBOOK_DIR / name, timeout=CELL_TIMEOUT)
 
 
-def numbers(pattern: str, text: str) -> list[float]:
-    """Every number captured by the groups of `pattern`, in order."""
-    found = re.findall(pattern, text)
-    return [float(x) for m in found for x in (m if isinstance(m, tuple) else (m,))]
-
-
-def test_tour():
-    nb = run("01_tour.ipynb")
-    out = run_notebooks.stream_text(nb)
-    assert "a + row = [[11, 22, 33], [14, 25, 36]]" in out
-    (w,) = numbers(r"w = \[" + NUMBER + r"\]", out)
-    assert abs(w - 3) < 1e-3
-    slope, bias = numbers(r"slope \[\[" + NUMBER + r"\]\] bias \[" + NUMBER + r"\]", out)[:2]
-    assert abs(slope - 2) < 0.1 and abs(bias - 1) < 0.1
-    (error,) = run_notebooks.outputs_of_type(nb, "error")
-    assert error["ename"] == "NomaShapeError"
-    assert "^" in "\n".join(error["traceback"])
-    results = [o["data"]["text/plain"] for o in run_notebooks.outputs_of_type(nb, "execute_result")]
-    assert any("slope" in r and "adam" in r for r in results)  # :params
-    assert results[0].startswith("tensor[2, 3] f64")
-    assert any("image/png" in o["data"] for o in run_notebooks.outputs_of_type(nb, "display_data"))
-
-
-def test_growing_xor():
-    nb = run("02_growing_xor.ipynb")
-    out = run_notebooks.stream_text(nb)
-    (plateau,) = numbers(r"hidden = 2 \| after \d+ steps the loss is " + NUMBER, out)
-    assert plateau > 0.1  # stuck with two hidden units
-    assert "hidden = 16 | W1 [2, 16] W2 [16, 1]" in out
-    (after_growth,) = numbers(r"loss right after growing " + NUMBER, out)
-    assert abs(after_growth - plateau) < 1e-9  # init preserve keeps the function
-    (grown_steps, converged), = re.findall(r"hidden = 16 \| converged after (\d+) more steps: loss " + NUMBER, out)
-    assert float(converged) < 0.002
-    (fresh,) = numbers(r"fresh network:\s+(\d+)", out)
-    assert int(grown_steps) < fresh
-    assert "dim hidden 2 -> 16" in out  # :history
-    diagrams = [o for o in run_notebooks.outputs_of_type(nb, "display_data")
-                if o["data"]["text/plain"] == "<network diagram>"]
-    assert diagrams
-
-
-def test_digits():
-    nb = run("03_digits.ipynb")
-    out = run_notebooks.stream_text(nb)
-    sizes = [int(h) for h in re.findall(r"hidden (\d+) \| train loss", out)]
-    assert {16, 32, 128} <= set(sizes)
-    assert sizes.index(128) < len(sizes) - 1 and 32 in sizes[sizes.index(128):]  # pruned after growing
-    (accuracy, hidden), = re.findall(r"final train accuracy " + NUMBER + r" with hidden = (\d+)", out)
-    assert float(accuracy) >= 0.95 and int(hidden) == 32
-    preserve, copy = numbers(r"init (?:preserve|copy)\s+\| right after " + NUMBER, out)
-    (before,) = numbers(r"before growing \(16 units\): " + NUMBER, out)
-    assert abs(preserve - before) < 1e-6 and abs(copy - before) < 1e-6
-    assert not run_notebooks.outputs_of_type(nb, "error")
-
-
-def test_population_tune():
-    """04 (a Python notebook): a 4-trial PBT population of digits networks on a 2-CPU Ray."""
-    pytest.importorskip("ray")
-    nb = run("04_population_tune.ipynb")
-    out = run_notebooks.stream_text(nb)
-    trials = re.findall(r"trial \d: hidden (\d+) \| val accuracy " + NUMBER + r" \| test accuracy " + NUMBER, out)
-    assert len(trials) == 4
-    assert all(int(h) in (4, 8, 16, 32) and 0.5 < float(v) <= 1 for h, v, _ in trials)
-    assert any("image/png" in o["data"] for o in run_notebooks.outputs_of_type(nb, "execute_result"))
-    assert not run_notebooks.outputs_of_type(nb, "error")
-
-
-def test_grow_cnn():
-    nb = run("05_grow_cnn.ipynb")
-    out = run_notebooks.stream_text(nb)
-    found = re.findall(r"channels (\d+) \| test accuracy " + NUMBER, out)
-    assert [int(c) for c, _ in found] == [4, 16, 16, 8, 8], out
-    acc = [float(a) for _, a in found]
-    assert acc[1] == acc[0]  # preserve keeps the function: the same predictions right after the grow
-    assert acc[-1] >= 0.97, acc
-    assert re.search(r"dim channels 16 -> 8 \(keep \[(\d+, ){7}\d+\]\)", out), out  # :history
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_notebook(name):
+    if name == "04_population_tune.ipynb":
+        pytest.importorskip("ray")
+    CHECKS[name](run(name))

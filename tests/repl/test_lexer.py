@@ -95,3 +95,26 @@ def test_completion_candidates_and_meta_column():
     assert (":params", "parameters: shape, dtype, size, optimizer and its state (step counts)") in complete(":pa")
     assert [t for t, _ in complete(":ir d")] == ["double"]
     assert complete("1 + ") == []
+
+
+def test_completion_of_names_under_a_module_alias():
+    """`nn.gel` completes to `nn.gelu` (the word before the cursor includes the alias's dot), in
+    the REPL and the kernel alike; the kernel's inspection finds `nn.gelu(` too."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from noma.kernel.introspect import complete as kernel_complete
+    from noma.kernel.introspect import word_at
+    from noma.repl.completion import NomaCompleter
+    from noma.session.core import Session
+
+    session = Session()
+    assert session.execute("import std.nn as nn;").ok
+    text = "let y = nn.gel"
+    got = NomaCompleter(lambda: session).get_completions(Document(text, len(text)),
+                                                         CompleteEvent(completion_requested=True))
+    assert [(c.text, c.start_position) for c in got] == [("nn.gelu", -len("nn.gel"))]
+    reply = kernel_complete(session, text, len(text), [])
+    assert reply["matches"] == ["nn.gelu"] and reply["cursor_start"] == len("let y = ")
+    assert word_at("nn.gelu(1, ", len("nn.gelu(1, ")) == "nn.gelu"
+    assert word_at("x = nn.ge", len("x = nn.g")) == "nn.ge"

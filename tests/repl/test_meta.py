@@ -313,3 +313,32 @@ def test_a_reused_function_is_shown_from_the_cell_that_compiled_it(session):
     assert again.ok and again.text.startswith("; compiled by an earlier cell (<cell 2>)")
     assert again.text.split("\n", 1)[1] == first
     assert "fn sq" in meta(session, ":ir sq").text  # irgen of the last cell made it again
+
+
+def test_stages_after_undo_show_the_cell_that_is_last_again(session):
+    """`:undo` takes the last cell back: `:ir`, `:grad` and `:llvm` show the cell before it (they
+    showed the undone cell's code, which no longer belongs to the session)."""
+    assert session.execute("let first_value = 1;").ok
+    shown = {stage: meta(session, f":{stage}").text for stage in ("ir", "grad", "llvm")}
+    assert session.execute("let second_value = 2;").ok
+    assert "second_value" in meta(session, ":ir").text
+    assert meta(session, ":undo").ok
+    for stage, text in shown.items():
+        assert meta(session, f":{stage}").text == text
+    assert "first_value" in shown["ir"]
+    from noma.session.core import Session
+
+    fresh = Session()
+    assert fresh.execute("let only = 1;").ok
+    assert meta(fresh, ":undo").ok
+    r = meta(fresh, ":ir")
+    assert not r.ok and "undone" in r.text
+
+
+def test_history_of_a_metric_reported_only_as_nan(session):
+    """min and max skip NaN reports; a metric of NaN reports only shows nan for them (it showed
+    `min inf, max -inf`), and one with a number among them that number."""
+    assert session.execute('report("bad", 0 / 0); report("mixed", 0 / 0); report("mixed", 2);').ok
+    text = meta(session, ":history").text
+    assert "metric bad: last nan at step 0, 1 reports, min nan, max nan, mean nan" in text, text
+    assert "metric mixed: last 2 at step 0, 2 reports, min 2, max 2, mean nan" in text, text

@@ -98,3 +98,21 @@ def test_last_statement_without_semicolon_and_invalid_input_at_once(tmp_path):
     assert done.stdout.splitlines()[:1] == ["2000000"], done.stdout
     assert done.stdout.splitlines()[-1] == "2", done.stdout  # the invalid line did not swallow the next
     assert "error[syntax]" in done.stderr and "1:16" in done.stderr, done.stderr
+
+
+def test_run_and_time_print_the_cell_output_once(tmp_path):
+    """`:run FILE` and `:time CODE` show what the cell printed once (it streams as it runs; the
+    command's text repeated it), then the value, errors and the timing line."""
+    (tmp_path / "p.noma").write_text("print(7);\n")
+    done = run_repl(":run p.noma\n:time print(6);\n:time 1 + 2;\n:time print(zeros([2]) + zeros([3]));\n", tmp_path)
+    lines = done.stdout.splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["7", "6", "compile", "3", "compile"], done.stdout
+    assert lines[2].startswith("compile ") and lines[4].startswith("compile ")
+    assert done.stderr.count("error[shape]") == 1 and done.stderr.count("compile ") == 1, done.stderr
+
+
+def test_events_of_freed_parameters_name_them(tmp_path):
+    """A `free` event names the parameter (it showed `#0`: the tables no longer hold a freed name)."""
+    done = run_repl("learn b = zeros([3]);\nfree b;\n:history\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("free b [3]") == 2 and "#0" not in done.stdout, done.stdout

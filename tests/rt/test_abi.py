@@ -96,16 +96,16 @@ def test_struct_mirrors_match_the_header():
                 assert typ is ctypes.POINTER(real)
             else:
                 assert typ == (c_types[ctype] * count if count else c_types[ctype]), field
-    assert ctypes.sizeof(native_types.NomaTensor) == 48 and ctypes.sizeof(native_types.NomaEvent) == 120
+    assert ctypes.sizeof(native_types.NomaTensor) == 48 and ctypes.sizeof(native_types.NomaEvent) == 128
 
 
 def test_enum_copies_match_the_header():
-    from noma.compiler.llvm import lower_llvm_types
+    from noma.compiler.llvm import basics
     from noma.compiler.middle import ir
     from noma import optimizers
 
     errors = abi.enum_group("NOMA_ERR_")
-    assert (lower_llvm_types.ERR_TYPE, lower_llvm_types.ERR_SHAPE, lower_llvm_types.ERR_RUNTIME) == (
+    assert (basics.ERR_TYPE, basics.ERR_SHAPE, basics.ERR_RUNTIME) == (
         errors["type"], errors["shape"], errors["runtime"])
     assert ir.POLICIES == abi.enum_group("NOMA_POLICY_")
     assert {o.name: o.kind for o in optimizers.OPTIMIZERS.values()} == abi.enum_group("NOMA_OPT_", skip=("NONE",))
@@ -128,7 +128,7 @@ def test_copies_of_the_numbering_outside_rt_match_the_header():
 def test_llvm_tensor_type_matches_the_header():
     from llvmlite import ir as ll
 
-    from noma.compiler.llvm.lower_llvm_loops import ModuleContext
+    from noma.compiler.llvm.module import ModuleContext
 
     body = ModuleContext("t", "f64").tensor.elements
     assert [str(t) for t in body] == ["ptr", "i64", "[4 x i64]"]

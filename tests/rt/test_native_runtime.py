@@ -130,7 +130,7 @@ class PyRng(RuntimeRng):
 
 def test_struct_sizes():
     assert ctypes.sizeof(nl.NomaTensor) == 48
-    assert ctypes.sizeof(nl.NomaEvent) == 120
+    assert ctypes.sizeof(nl.NomaEvent) == 128
 
 
 def test_sources_and_cached_build(tmp_path, monkeypatch, lib):

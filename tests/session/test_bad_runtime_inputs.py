@@ -96,6 +96,29 @@ def test_memory_limit_option_and_environment() -> None:
     assert out.stdout.strip() == str(8 << 20), out.stderr
 
 
+def test_load_over_the_memory_limit_leaves_the_session_as_it_was(tmp_path: Path) -> None:
+    """`:load` of a checkpoint whose history and metrics table do not fit the session's memory
+    limit is an error naming the limit, and the session keeps its state and keeps working (the
+    rollback needed the history memory again: an internal MemoryError and a half-replaced session)."""
+    import noma
+    from noma.meta import run_meta
+
+    saved = noma.Session()
+    assert saved.execute('learn w = 1; report("k", 2);').ok
+    assert run_meta(saved, f":save {tmp_path}/ck.st").ok
+    for cell in ("let keep = 7;",
+                 "learn w = 3; optimize(w) with sgd(lr = 0.1) max 3 { let loss = w * w; minimize loss; }"):
+        s = noma.Session(memory_limit="1M")
+        s.execute(cell)
+        before = dict(s.params), s.globals(), list(s.history.losses)
+        r = run_meta(s, f":load {tmp_path}/ck.st")
+        assert not r.ok and "over the memory limit of 1 MiB" in r.text and "internal" not in r.text, r.text
+        assert "e+" not in r.text  # "1016 KiB in use", not "1.02e+03 KiB"
+        assert (dict(s.params), s.globals(), list(s.history.losses)) == before
+        assert len(s.undo_labels) == 1
+        assert s.execute("print(2 + 3);").output == "5\n"
+
+
 def test_piped_repl_survives_every_bad_runtime_input(tmp_path: Path) -> None:
     """`noma repl` with the same cells on stdin: one located diagnostic per bad cell, every
     `print(40 + 2);` after them runs, and the process ends normally (exit 1: some input failed)."""

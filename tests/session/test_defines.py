@@ -39,3 +39,29 @@ def test_wrong_kind_is_an_error_and_changes_nothing() -> None:
     result = s.execute(CELL)
     assert result.status == "error" and "positive integer" in result.errors[0].message
     assert s.dims == {}
+
+
+def test_noma_check_takes_defines(tmp_path) -> None:
+    """`noma check FILE -D NAME=VALUE` checks the program as `noma run -D` would run it: a define
+    naming nothing or of the wrong kind is a located error (check had no -D at all)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    program = tmp_path / "p.noma"
+    program.write_text("dim h = 2;\nlet lr = 0.1;\nprint(zeros([h]) + lr);\n")
+    env = dict(os.environ, PYTHONPATH=str(root))
+
+    def check(*defines: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "noma", "check", str(program)]
+        for d in defines:
+            args += ["-D", d]
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+
+    ok = check("h=5", "lr=0.5")
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("p.noma: ok"), ok.stderr
+    for define, kind in (("zz=1", "name"), ("h=0.5", "type"), ("h", "syntax")):
+        bad = check(define)
+        assert bad.returncode == 1 and f"error[{kind}]" in bad.stderr and "--> -D:1:" in bad.stderr, bad.stderr

@@ -47,3 +47,21 @@ def test_a_free_that_did_not_run_leaves_the_parameter() -> None:
     assert _ok(s, "print(w);") == "3"
     _fails(s, "free w; print(x[4]);", "out of range")
     _fails(s, "print(w);", "was freed")
+
+
+def test_runtime_error_in_a_function_an_earlier_cell_compiled_is_located_there() -> None:
+    """A later cell that reuses a function's compiled code and fails inside it is located at the
+    function's line (span ids were per cell: no location, or another cell's unrelated token)."""
+    from noma.session.core import Session
+
+    s = Session()
+    assert s.execute("fn f(x, y) {\n    x + y\n}\nprint(f(ones([2]), ones([2])));").ok
+    for cell in ("print(f(ones([2]), ones([3])));",
+                 "let q = 5; let r = q * 2; let t = r - q; print(q, r, t, f(ones([2]), ones([4])));",
+                 "let q = 5; let r = q * 2; let t = r - q; print(q, r, t, f(ones([2]), ones([4])));"):
+        r = s.execute(cell)
+        (d,) = r.errors
+        assert d.kind.value == "shape" and d.span is not None, d.render()
+        assert (d.span.source.name, d.span.line, d.span.column) == ("<cell 1>", 2, 5), d.render()
+    r = s.execute("print(zeros([2]) + zeros([5]));")
+    assert (r.errors[0].span.source.name, r.errors[0].span.column) == ("<cell 5>", 7)

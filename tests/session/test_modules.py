@@ -127,3 +127,14 @@ def test_a_file_importing_itself_is_a_cycle(cwd: Path) -> None:
     _write(main, 'import "main.noma";\nfn f() { 1 }\n')
     diag = Session().execute(main.read_text(), name=str(main), run_main=True).diagnostics[0]
     assert diag.kind.value == "name" and "cycle" in diag.message and diag.span.line == 1
+
+
+def test_importing_a_fifo_is_an_error_not_a_wait(cwd: Path) -> None:
+    """A FIFO named as a module is refused before it is opened (opening it waited for a writer
+    forever); the session keeps working."""
+    os.mkfifo(cwd / "pipe.noma")
+    s = Session()
+    r = s.execute('import "pipe.noma";')
+    assert r.status == "error" and r.diagnostics[0].kind.value == "io", r.diagnostics
+    assert "not a regular file" in r.diagnostics[0].message and r.diagnostics[0].span is not None
+    assert s.execute("print(1);").output == "1\n"

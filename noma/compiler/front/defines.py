@@ -3,7 +3,7 @@ and noma.tune's trial configurations.
 
 A define `NAME=VALUE` replaces the value of the top-level `let NAME = ...;` or `dim NAME = ...;`
 (not one inside a function or block) before the program is checked:
-  - a `dim` takes a positive integer;
+  - a `dim` takes a positive integer (at most 2^53, which a double holds exactly);
   - a `let` whose value is a number literal (`0.01`, `-3`) takes a finite number.
 Any other `let` cannot be defined from outside. Mistakes are located diagnostics: in the define
 itself (a Source named `-D` holding `NAME=VALUE`) for a malformed define, an unknown name or a
@@ -23,6 +23,8 @@ from noma.diagnostics import Diagnostic, Kind, NomaError, Source, Span
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DefineValue = Union[str, int, float]
+#: the largest dim a define sets: beyond 2^53 a program's numbers (doubles) cannot hold it exactly
+MAX_DIM_DEFINE = 2**53
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,9 @@ def _error(kind: Kind, message: str, span: Span, decl: ast.Stmt) -> NomaError:
 def _replacement(d: Define, stmt: Union[ast.Let, ast.DimDecl]) -> ast.Expr:
     span = stmt.value.span  # the program's location: later diagnostics point at the declaration
     if isinstance(stmt, ast.DimDecl):
-        if not re.fullmatch(r"\+?[0-9]+", d.value) or int(d.value) < 1:
-            raise _error(Kind.TYPE, f"`{d.name}` is a dim: its value must be a positive integer, "
-                         f"not {d.value!r}", d.value_span, stmt)
+        if not re.fullmatch(r"\+?[0-9]+", d.value) or not 1 <= int(d.value) <= MAX_DIM_DEFINE:
+            raise _error(Kind.TYPE, f"`{d.name}` is a dim: its value must be a positive integer "
+                         f"(at most 2^53), not {d.value!r}", d.value_span, stmt)
         return ast.Num(float(int(d.value)), span)
     if not _number_literal(stmt.value):
         raise _error(Kind.TYPE, f"`let {d.name}` is not a number literal; -D replaces only those "

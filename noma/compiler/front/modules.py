@@ -54,10 +54,9 @@ class ModuleLoader:
         """The parsed module at absolute `path`; raises OSError when it cannot be read, NomaError
         for its syntax errors (located in the module's own file)."""
         from noma.compiler.front.parse import parse
-        from noma.source_file import decode
+        from noma.source_file import decode, read_bytes
 
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path)
         digest = hashlib.sha256(data).hexdigest()
         cached = self.parsed.get(path)
         if cached is not None and cached.digest == digest:

@@ -543,7 +543,7 @@ class Interpreter:
     def _dim_set(self, ins: Instr, args: list[Any]) -> None:
         v = float(args[0])
         if not (0 <= v < 2.0 ** 62 and v == math.floor(v)):
-            raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {format_scalar(v)})",
+            raise error(Kind.SHAPE, f"a dim's size must be a whole number from 0 to 2^62 - 1 (got {format_scalar(v)})",
                         self._span(ins.span))
         self.state.dim_names[ins.attr("dim")] = ins.attr("name")
         self.state.set_dim(ins.attr("dim"), int(v))

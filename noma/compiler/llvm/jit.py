@@ -41,7 +41,7 @@ class UndefinedSymbolError(JITError):
         self.module = module
 
 
-#: Symbol prefix of the lowering's outlined loop kernels (lower_llvm_kernels.outline): the name is
+#: Symbol prefix of the lowering's outlined loop kernels (kernels.Kernels.outline): the name is
 #: a hash of the kernel's text, so two definitions of one name are the same code.
 KERNEL_PREFIX = "noma.k."
 

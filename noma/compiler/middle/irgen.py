@@ -12,6 +12,7 @@ knows AST and IR.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -48,9 +49,11 @@ class IRGen:
     """Generates one module. Use `generate(program)` once per instance."""
 
     def __init__(self, symbols: SymbolTable, dtype: str = "f64", read_header: Optional[HeaderReader] = None,
-                 cell_name: str = "__cell"):
+                 cell_name: str = "__cell", spans: Optional[list] = None):
         self.symbols = symbols
-        self.module = ir.Module(dtype=dtype)
+        # `spans`: a session's one span table (append-only), so a span id in code compiled by an
+        # earlier cell still names its span when a later cell's run fails inside that code
+        self.module = ir.Module(dtype=dtype, spans=spans if spans is not None else [])
         self.read_header = read_header
         self.cell_name = cell_name
         self.b: ir.Builder = ir.Builder(self.module, ir.Block())
@@ -356,7 +359,10 @@ class IRGen:
         key = (fn.name, ranks)
         spec = spec_name(fn.name, ranks)
         if key not in self.specs and key not in self.in_progress:
-            self.specialise(fn, ranks, spec)
+            try:
+                self.specialise(fn, ranks, spec)
+            except NomaError as exc:
+                raise _called_from(exc, fn.name, name_span) from None
         if key in self.specs:
             result_rank = self.specs[key]
         else:  # a recursive call while its body is generated: the rank being tried
@@ -450,6 +456,18 @@ class IRGen:
                 self.b.emit(ir.Op.PARAM_BIND_DIM, (), sid, slot=var.slot, axis=axis, dim=self.symbols.dims[item.id])
 
 
+def _called_from(exc: NomaError, name: str, call: Span) -> NomaError:
+    """An error inside a function of another file (a module's, the standard library's) with a note
+    naming the call that reached it (`in `nn.dense`, called at train.noma:12:9`): the located line
+    alone is in code the user did not write."""
+    first = exc.diagnostics[0]
+    if first.span is None or first.span.source is call.source:
+        return exc
+    where = f"in `{name}`, called at {call.source.name}:{call.line}:{call.column}"
+    note = f"{first.note}; {where}" if first.note else where
+    return NomaError([dataclasses.replace(first, note=note), *exc.diagnostics[1:]])
+
+
 def _keep_reentered_loops(block: ir.Block) -> None:
     """In a recursive function, a loop whose iteration calls a function may run again (in a
     deeper activation) before its iteration ends: it must not keep its carried tensors in its
@@ -469,8 +487,9 @@ def spec_name(name: str, ranks: tuple[int, ...]) -> str:
 
 def generate(program: ast.Program, symbols: SymbolTable, dtype: str = "f64",
              read_header: Optional[HeaderReader] = None, run_main: bool = False,
-             cell_name: str = "__cell") -> tuple[ir.Module, bool]:
-    """Compile a program or cell. Returns the module and whether the cell leaves a value in slot 0."""
-    gen = IRGen(symbols, dtype, read_header, cell_name)
+             cell_name: str = "__cell", spans: Optional[list] = None) -> tuple[ir.Module, bool]:
+    """Compile a program or cell. Returns the module and whether the cell leaves a value in slot 0.
+    `spans`: the span table to extend (a session's, shared by its cells), else a new one."""
+    gen = IRGen(symbols, dtype, read_header, cell_name, spans)
     module = gen.generate(program, run_main=run_main)
     return module, gen.has_value

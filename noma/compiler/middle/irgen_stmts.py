@@ -88,7 +88,7 @@ def gen_dim(g: "IRGen", s: ast.DimDecl) -> None:
     value = g.scalar(s.value, "a dim's size")
     known = _literal(s.value)
     if known is not None and not (0 <= known < 2.0 ** 62 and known == math.floor(known)):
-        raise error(Kind.SHAPE, f"a dim's size must be a whole number, at least 0 (got {known:g})",
+        raise error(Kind.SHAPE, f"a dim's size must be a whole number from 0 to 2^62 - 1 (got {known:g})",
                     s.value.span)
     dim = g.symbols.dim_id(s.name)
     # the run-time check of a computed size (whole, >= 0) reports at the value, as the one above

@@ -107,6 +107,7 @@ static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
     int u = 0;
     while (x >= 1024 && u < 6) x /= 1024, u++;
     if (u == 0) snprintf(buf, cap, "%llu bytes", (unsigned long long)b);
+    else if (x >= 999.5) snprintf(buf, cap, "%.0f %s", x, units[u]); /* 1020 KiB, not 1.02e+03 */
     else snprintf(buf, cap, "%.3g %s", x, units[u]);
 }
 
@@ -1181,6 +1182,7 @@ void noma__event(NomaCtx *c, int32_t kind, int32_t policy, int64_t id, int64_t o
     e->new_rank = new_rank;
     e->aux = aux;
     e->output_change = NAN;
+    e->value = NAN;
     for (int64_t i = 0; i < 4; i++) {
         e->old_dims[i] = (old_dims && i < old_rank) ? old_dims[i] : 0;
         e->new_dims[i] = (new_dims && i < new_rank) ? new_dims[i] : 0;
@@ -1245,9 +1247,11 @@ void noma_clear_interrupt(void) { g_interrupted = 0; }
 /* Sets the flag as SIGINT would (e.g. a Jupyter kernel's interrupt, from any thread). */
 void noma_request_interrupt(void) { g_interrupted = 1; }
 
-/* Unwinds to noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
+/* At a training loop's step boundary: applies the live controls' requests, then unwinds to
+   noma_invoke (which returns 2) when SIGINT arrived; clears the flag. */
 void noma_check_interrupt(int64_t span) {
     NomaCtx *c = noma__cur();
+    noma__ctl_step(c); /* the live controls' requests (noma_rt_controls.c) */
     if (!g_interrupted && (c->stop_at < 0 || c->step < c->stop_at)) return;
     g_interrupted = 0;
     c->err_kind = NOMA_ERR_RUNTIME;

@@ -75,15 +75,22 @@ enum {
 /* Event kinds (NomaEvent.kind). */
 enum {
     NOMA_EV_PARAM_RESIZE = 0, /* id = param slot; old/new shape; policy; aux = dim id or -1 */
-    NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy */
+    NOMA_EV_DIM_RESIZE = 1,   /* id = dim id; old/new rank 1, dims[0] = size; policy; aux = 1 when
+                                 the live controls asked for it (noma_ctl_resize_dim), else 0 */
     NOMA_EV_PARAM_FREE = 2,   /* id = param slot; old shape; new rank -1 */
     NOMA_EV_OPT_CHANGE = 3,   /* id = param slot; policy = new optimizer kind, aux = old kind */
     NOMA_EV_OPT_RESET = 4,    /* id = -1; reset_optimizer() */
-    NOMA_EV_PARAM_INIT = 5    /* id = param slot; `learn` re-initialised a defined parameter:
+    NOMA_EV_PARAM_INIT = 5,   /* id = param slot; `learn` re-initialised a defined parameter:
                                  old shape, new shape */
+    NOMA_EV_CONTROL = 6       /* id = -1; an action of the live controls applied by a running loop
+                                 (noma_rt_controls.c): policy = NOMA_CTL_EV_*, value = the new
+                                 learning rate (NaN for the others); aux = 1 */
 };
 
-/* One recorded event. 120 bytes. Unused dims are 0. */
+/* NomaEvent.policy of a NOMA_EV_CONTROL event. */
+enum { NOMA_CTL_EV_LR = 0, NOMA_CTL_EV_PAUSE = 1, NOMA_CTL_EV_RESUME = 2, NOMA_CTL_EV_STOP = 3 };
+
+/* One recorded event. 128 bytes. Unused dims are 0. */
 typedef struct {
     int32_t kind;        /* NOMA_EV_* */
     int32_t policy;      /* resize policy as applied (0 resolved to 7 for dims); new opt kind */
@@ -97,6 +104,7 @@ typedef struct {
                             when done by a dim resize, else -1; otherwise 0 */
     double output_change; /* resizes at a training step's end: the largest change of the step's
                              outputs (noma_rt_probe.c); NaN when not measured */
+    double value;         /* NOMA_EV_CONTROL with NOMA_CTL_EV_LR: the learning rate; else NaN */
 } NomaEvent;
 
 /* ------------------------------------------------------------------------ */
@@ -287,6 +295,20 @@ int32_t noma_poll_interrupt(void);
 void noma_clear_interrupt(void);
 void noma_request_interrupt(void);
 void noma_check_interrupt(int64_t span);
+
+/* Live controls (noma_rt_controls.c): requests from any thread, applied by the running training
+   loop at its next step boundary (or by noma_ctl_apply_now when no loop runs). */
+int32_t noma_ctl_resize_dim(int64_t dim_id, int64_t size, int32_t relative, int32_t policy, real a,
+                            real b);
+int32_t noma_ctl_set_lr(real lr);
+void noma_ctl_pause(int32_t on);
+int32_t noma_ctl_paused(void);
+void noma_ctl_stop(void);
+int32_t noma_ctl_take_stop(void); /* the compiled loop's stop test: 1 once after noma_ctl_stop */
+int64_t noma_ctl_applied(void);
+int32_t noma_ctl_in_loop(void);
+void noma_ctl_clear(void);
+int32_t noma_ctl_apply_now(NomaCtx *c);
 void noma_check_interrupt_loop(int64_t span); /* every while/for iteration; ignores stop_at */
 void noma_stop_interrupted(void);
 /* A training loop of context c stops at the step boundary where the global step reaches `step`

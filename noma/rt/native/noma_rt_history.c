@@ -281,6 +281,10 @@ int32_t noma_history_set(NomaCtx *c, int64_t step, int64_t nlevels, const int64_
     int64_t total = noma__history_total(nlevels, counts);
     if (total > 0 && (!bmin || !bmax || !bsum)) return 0;
     if (nrecent > 0 && !recent) return 0;
+    if (total == 0 && nrecent == 0 && step >= 0 && !hist_peek(c)) {
+        c->step = step; /* nothing to hold: the history is allocated at the first loss, as before */
+        return 1;
+    }
     if (!hist_get(c)) return -1; /* refused: a runtime error recorded on c */
     return noma__history_put(c, step, nlevels, counts, bmin, bmax, bsum, nrecent, recent);
 }

@@ -178,6 +178,7 @@ struct NomaCtx {
     int64_t ndim_names;
     /* deferred resizes */
     int32_t defer_on;
+    int32_t ctl_origin; /* 1 while the live controls' requests are applied (noma_rt_controls.c) */
     NomaDeferred *dq;
     int64_t dq_len, dq_cap;
     /* training history (noma_rt_history.c; allocated on first use, read by other threads) and events */
@@ -211,6 +212,11 @@ extern const int32_t noma__opt_kinds;
 
 /* noma_rt_probe.c */
 void noma__probe_free(NomaCtx *c);
+
+/* noma_rt_controls.c */
+void noma__ctl_step(NomaCtx *c);
+void noma__ctl_loop_end(void);
+double noma__ctl_lr_override(NomaCtx *c);
 
 /* noma_rt_metrics.c */
 #define NOMA_METRICS_MAX 32

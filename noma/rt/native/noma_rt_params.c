@@ -182,8 +182,7 @@ NomaTensor *noma_param_at(int64_t slot, const char *name, int64_t span) {
 }
 
 NomaTensor *noma_param(int64_t slot) {
-    NomaParam *p = param_live(noma__cur(), slot, -1);
-    return p ? &p->t : pdummy();
+    return noma_param_at(slot, NULL, -1);
 }
 
 void noma_param_free(int64_t slot) {
@@ -857,7 +856,7 @@ static void apply_dim_resize(NomaCtx *c, int64_t dim_id, int64_t size, int32_t p
         return;
     }
     int64_t od1[1] = {old}, nd1[1] = {size};
-    noma__event(c, NOMA_EV_DIM_RESIZE, pol, dim_id, 1, od1, 1, nd1, 0);
+    noma__event(c, NOMA_EV_DIM_RESIZE, pol, dim_id, 1, od1, 1, nd1, c->ctl_origin);
     for (int64_t i = 0; i < k; i++) {
         NomaParam *p = pend[i].p;
         int64_t old_rank = p->t.rank, old_dims[4];
@@ -1210,6 +1209,7 @@ void noma_defer_end(void) {
     NomaCtx *c = noma__cur();
     noma_defer_apply();
     c->defer_on = 0;
+    noma__ctl_loop_end();
 }
 
 /* ======================================================================== */
@@ -1271,6 +1271,8 @@ void noma_opt_begin_at(int64_t slot, int32_t kind, const real *hyper, int64_t sp
         p->opt_kind = kind;
     }
     resolve_hyper(kind, hyper, &p->hyper);
+    double lr = noma__ctl_lr_override(c); /* the live controls set the running loop's */
+    if (!isnan(lr)) p->hyper.lr = (real)lr;
 }
 
 static void sgd_kernel(int64_t n, real *restrict p, const real *restrict g, real *restrict buf,

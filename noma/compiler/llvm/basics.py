@@ -1,8 +1,10 @@
-"""Basic LLVM types, the runtime's error kinds and the tensor descriptor's construction, shared by
-the lower_llvm* modules.
+"""Basic LLVM types, the runtime's error kinds, the tensor descriptor's construction and
+LoweringError, shared by the modules of the LLVM lowering (noma/compiler/llvm).
 
 Imports: llvmlite.ir only.
 """
+
+from typing import Sequence
 
 from llvmlite import ir as ll
 
@@ -19,7 +21,7 @@ ERR_SHAPE = 3
 ERR_RUNTIME = 4
 
 
-def descriptor(b: ll.IRBuilder, typ: ll.Type, data: ll.Value, dims) -> ll.Value:
+def descriptor(b: ll.IRBuilder, typ: ll.Type, data: ll.Value, dims: Sequence[ll.Value]) -> ll.Value:
     """A NomaTensor value {data, rank, dims[4]} (unused dims 0) built with builder b."""
     t = b.insert_value(ll.Constant(typ, ll.Undefined), data, 0)
     t = b.insert_value(t, ll.Constant(I64, len(dims)), 1)

@@ -1,246 +1,88 @@
-"""The builder-level toolkit of the LLVM lowering: types, runtime declarations, tensor descriptors,
-loops and the elementwise / reduction kernels.
+"""The builder-level toolkit of the LLVM lowering: one LLVM function under construction.
 
-Owns: `ModuleContext` (one llvmlite module: the `%NomaTensor` type, lazily declared runtime
-functions, intrinsics, string constants, function-pointer globals) and `Emitter` (one function
-being generated: the entry-block allocas and per-instruction scratch slots, descriptor helpers,
-counted loops with carried values, arena allocation (bumped from the context's window by the
-shared helper `noma.k.alloc`), small shared helper functions (`shared_helper`), and through its
-mixins the elementwise kernels, vector loops, reductions and library-free (vectorizable)
-exp / tanh).
-Input: called by lower_llvm_ops / lower_llvm. Output: llvmlite.ir values and instructions.
-Imports: llvmlite.ir, noma.rt.abi (the runtime's declarations, read from noma_rt.h),
-lower_llvm_kernels, lower_llvm_vector, lower_llvm_math, lower_llvm_types.
-The lower_llvm* modules are one component split for size; no other module of NOMA imports
-llvmlite.ir.
+Owns: `Toolkit` (the builder `b`, the function being emitted `fn` (an outlined kernel or shared
+helper while one is emitted: `emitting_into`), the entry-block allocas and per-instruction scratch
+slots, the current span, the lanes of the vector body being emitted (`vl`: `vector_body`),
+constants (scalar or splatted), runtime and intrinsic calls, conversions, descriptor helpers,
+arena allocation (bumped from the context's window by the shared helper `noma.k.alloc_at`), small
+shared helper functions (`shared_helper`), memcpy / memset, the located failure helpers, counted
+loops with carried values and loop nests). Every other collaborator of the lowering (inline_math,
+vector, kernels, linalg, the op handlers) emits through one Toolkit it is given.
+Input: a module.ModuleContext and an llvmlite function. Output: llvmlite.ir values and code.
+Imports: llvmlite.ir, basics, module.
 """
 
 from __future__ import annotations
 
-import sys
-from array import array
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from llvmlite import ir as ll
 
-from noma.rt import abi
-
-from noma.compiler.llvm.lower_llvm_kernels import Kernels
-from noma.compiler.llvm.lower_llvm_math import InlineMath
-from noma.compiler.llvm.lower_llvm_vector import VectorLoops
-from noma.compiler.llvm.lower_llvm_types import (
-    ERR_RUNTIME,
-    ERR_SHAPE,
-    I1,
-    I8,
-    I32,
-    I64,
-    PTR,
-    VOID,
-    descriptor,
-)
+from noma.compiler.llvm.basics import ERR_RUNTIME, ERR_SHAPE, I1, I8, I32, I64, PTR, VOID, descriptor
+from noma.compiler.llvm.module import NORETURN, ModuleContext
 
 #: The largest size of one axis (the runtime's bound on a parameter's entries, 2^40).
 MAX_AXIS = 1 << 40
 
-#: Runtime functions generated code may call: name -> signature "ret:args" with
-#: r = real, p = pointer, l = int64, i = int32, v = void, generated from noma_rt.h (noma.rt.abi).
-RUNTIME_SIGS = abi.llvm_signatures()
-NORETURN = frozenset({"noma_fail", "noma_fail_shape", "noma_fail_index", "noma_fail_check"})
 
+class SplatConstant(ll.Constant):
+    """`<n x T> splat (T c)`: a vector constant written once (the element list would make the
+    text of an exp kernel several times longer, and the lowering hashes and prints it)."""
 
-def _mangle(t: ll.Type) -> str:
-    """The overload suffix of type t in an intrinsic name (f64, v8f64, i64, p0)."""
-    if isinstance(t, ll.VectorType):
-        return f"v{t.count}{_mangle(t.element)}"
-    if isinstance(t, ll.DoubleType):
-        return "f64"
-    if isinstance(t, ll.FloatType):
-        return "f32"
-    if isinstance(t, ll.IntType):
-        return f"i{t.width}"
-    if isinstance(t, ll.PointerType):
-        return "p0"
-    raise TypeError(f"no intrinsic suffix for {t}")
-
-
-class _Bytes(ll.Constant):
-    """An i8 array constant written as LLVM's `c"\\xx..."` text in one C-level pass (llvmlite
-    formats a bytearray byte by byte in Python: seconds for the 8 MB of a 10^6-entry literal)."""
-
-    def __init__(self, typ: ll.ArrayType, raw: bytes):
-        self.type = typ
-        self.constant = raw
-        self._text = 'c"\\' + raw.hex("\\") + '"'
+    def __init__(self, vt: ll.VectorType, scalar: ll.Constant):
+        super().__init__(vt, None)
+        self.scalar = scalar
 
     def _get_reference(self) -> str:
-        return self._text
+        return f"splat ({self.scalar.type} {self.scalar.get_reference()})"
 
 
-class ModuleContext:
-    """One llvmlite module under construction and its module-level declarations."""
-
-    def __init__(self, name: str, dtype: str):
-        if dtype not in ("f64", "f32"):
-            raise ValueError(f"unsupported dtype {dtype!r}")
-        self.module = ll.Module(name=name)
-        self.dtype = dtype
-        self.real = ll.DoubleType() if dtype == "f64" else ll.FloatType()
-        self.elem_size = 8 if dtype == "f64" else 4
-        tensor = self.module.context.get_identified_type("NomaTensor")
-        if tensor.is_opaque:
-            tensor.set_body(PTR, I64, ll.ArrayType(I64, 4))
-        self.tensor = tensor
-        self._strings: dict[str, ll.GlobalVariable] = {}
-        self._data: dict[bytes, ll.GlobalVariable] = {}
-        self._fn_pointers: dict[str, ll.GlobalVariable] = {}
-        #: IR function name -> (param ranks, result rank), for this module's and extern functions.
-        self.signatures: dict[str, tuple[tuple[int, ...], Optional[int]]] = {}
-        #: IR function name -> LLVM symbol name.
-        self.symbols: dict[str, str] = {}
-        #: IR function names whose pointer global this module defines.
-        self.own_pointers: set[str] = set()
-        #: whether an outlined kernel (lower_llvm_kernels.outline) is defined by an earlier module
-        #: (then this module declares it instead of compiling it again)
-        self.shared: Callable[[str], bool] = lambda symbol: False
-
-    # ------------------------------------------------------------------ declarations
-
-    def _type(self, code: str) -> ll.Type:
-        return {"r": self.real, "p": PTR, "l": I64, "i": I32, "v": VOID}[code]
-
-    def runtime(self, name: str) -> ll.Function:
-        """The declaration of runtime function `name` (declared on first use)."""
-        existing = self.module.globals.get(name)
-        if existing is not None:
-            return existing
-        ret, args = RUNTIME_SIGS[name].split(":")
-        fnty = ll.FunctionType(self._type(ret), [self._type(c) for c in args])
-        fn = ll.Function(self.module, fnty, name)
-        fn.attributes.add("nounwind")
-        if name in NORETURN:
-            fn.attributes.add("noreturn")
-            fn.attributes.add("cold")
-        if name in ("noma_alloc", "noma_alloc_at"):
-            fn.return_value.add_attribute("noalias")
-            fn.return_value.attributes.align = 64
-        return fn
-
-    def libm(self, base: str, nargs: int = 1) -> ll.Function:
-        """A libm function (`tanh` / `tanhf` by dtype)."""
-        name = base if self.dtype == "f64" else base + "f"
-        existing = self.module.globals.get(name)
-        if existing is not None:
-            return existing
-        fn = ll.Function(self.module, ll.FunctionType(self.real, [self.real] * nargs), name)
-        fn.attributes.add("nounwind")
-        return fn
-
-    def intrinsic(self, name: str, ret: ll.Type, args: Sequence[ll.Type],
-                  suffix_types: Sequence[ll.Type]) -> ll.Function:
-        """Declare the overloaded intrinsic `name` mangled with `suffix_types`."""
-        full = ".".join([name] + [_mangle(t) for t in suffix_types])
-        existing = self.module.globals.get(full)
-        if existing is not None:
-            return existing
-        return ll.Function(self.module, ll.FunctionType(ret, list(args)), full)
-
-    def bytes_global(self, raw: bytes) -> ll.GlobalVariable:
-        """A private constant array of raw bytes (names, native-endian integer arrays)."""
-        gv = self._data.get(b"raw:" + raw)
-        if gv is not None:
-            return gv
-        gv = ll.GlobalVariable(self.module, ll.ArrayType(I8, len(raw)), f"noma.bytes.{len(self._data)}")
-        gv.global_constant = True
-        gv.linkage = "private"
-        gv.unnamed_addr = True
-        gv.align = 8
-        gv.initializer = _Bytes(gv.value_type, raw)
-        self._data[b"raw:" + raw] = gv
-        return gv
-
-    def data_global(self, data: bytes) -> ll.GlobalVariable:
-        """A private constant array holding the f64 values `data` (little-endian) in the module's
-        dtype: a numeric tensor literal is data in the object file, copied once when it runs."""
-        gv = self._data.get(data)
-        if gv is None:
-            raw = data if self.dtype == "f64" else array("f", array("d", data)).tobytes()
-            if sys.byteorder != "little":
-                swapped = array("d" if self.dtype == "f64" else "f", raw)
-                swapped.byteswap()
-                raw = swapped.tobytes()
-            typ = ll.ArrayType(I8, len(raw))
-            gv = ll.GlobalVariable(self.module, typ, f"noma.data.{len(self._data)}")
-            gv.global_constant = True
-            gv.linkage = "private"
-            gv.unnamed_addr = True
-            gv.align = 64
-            gv.initializer = _Bytes(typ, raw)
-            self._data[data] = gv
-        return gv
-
-    def cstring(self, text: str) -> ll.GlobalVariable:
-        """A private NUL-terminated constant holding `text` (UTF-8)."""
-        gv = self._strings.get(text)
-        if gv is None:
-            data = bytearray(text.encode("utf-8") + b"\0")
-            typ = ll.ArrayType(I8, len(data))
-            gv = ll.GlobalVariable(self.module, typ, f"noma.str.{len(self._strings)}")
-            gv.global_constant = True
-            gv.linkage = "private"
-            gv.unnamed_addr = True
-            gv.initializer = ll.Constant(typ, data)
-            self._strings[text] = gv
-        return gv
-
-    def value_type(self, rank: Optional[int]) -> ll.Type:
-        return VOID if rank is None else self.real if rank == 0 else self.tensor
-
-    def fn_type(self, name: str) -> ll.FunctionType:
-        """The LLVM type of IR function `name`: reals / %NomaTensor by value, void when no result."""
-        if name not in self.signatures:
-            raise KeyError(f"call to unknown function {name!r} (not in the module nor its externs)")
-        params, result = self.signatures[name]
-        return ll.FunctionType(self.value_type(result), [self.value_type(r) for r in params])
-
-    def function(self, name: str) -> ll.Function:
-        """The LLVM function of IR function `name` (declared here when defined elsewhere)."""
-        sym = self.symbols.get(name, name)
-        fn = self.module.globals.get(sym)
-        if fn is None:
-            fn = ll.Function(self.module, self.fn_type(name), sym)
-        return fn
-
-    def fn_pointer(self, callee: str) -> ll.GlobalVariable:
-        """`@"noma.fp.<callee>"`: defined here (initialised to the callee) when callee is in
-        own_pointers, else declared external."""
-        gv = self._fn_pointers.get(callee)
-        if gv is None:
-            gv = ll.GlobalVariable(self.module, PTR, f"noma.fp.{callee}")
-            gv.align = 8
-            if callee in self.own_pointers:
-                gv.initializer = self.function(callee)
-            else:
-                gv.linkage = "external"
-            self._fn_pointers[callee] = gv
-        return gv
-
-
-class Emitter(Kernels, VectorLoops, InlineMath):
+class Toolkit:
     """Helpers bound to one LLVM function under construction (`self.b` is the builder)."""
 
     def __init__(self, mc: ModuleContext, fn: ll.Function):
         self.mc = mc
+        #: the function being emitted: `home`, or an outlined kernel / shared helper meanwhile
         self.fn = fn
+        #: the LLVM function this toolkit was made for
+        self.home = fn
         self.real = mc.real
         self.T = mc.tensor
-        self._entry = fn.append_basic_block("entry")
-        self._alloca_b = ll.IRBuilder(self._entry)
+        self.entry = fn.append_basic_block("entry")
+        self._alloca_b = ll.IRBuilder(self.entry)
         self.b = ll.IRBuilder(fn.append_basic_block("start"))
-        self._scratch: dict[str, list] = {}
+        self._scratch: dict[str, list[ll.Value]] = {}
         self._scratch_used: dict[str, int] = {}
+        #: the span of the instruction being lowered (runtime errors report it)
         self.span = -1
+        #: lanes of the vector body being emitted (0: scalar code; see vector.VectorLoops)
+        self.vl = 0
+        #: id() of an LLVM function -> its pointer to the context's NomaBump (see alloc)
+        self._bump_windows: dict[int, ll.Value] = {}
+
+    # ------------------------------------------------------------------ lanes
+
+    def lanes(self, t: ll.Type) -> ll.Type:
+        """t, or <vl x t> inside a vector body."""
+        return ll.VectorType(t, self.vl) if self.vl else t
+
+    def lane_const(self, t: ll.Type, v: Any) -> ll.Constant:
+        """A constant of type t (splatted inside a vector body)."""
+        return SplatConstant(ll.VectorType(t, self.vl), ll.Constant(t, v)) if self.vl else ll.Constant(t, v)
+
+    @contextmanager
+    def vector_body(self, vl: int) -> Iterator[None]:
+        """Within the with-body, constants and types are vectors of vl lanes (see vl)."""
+        self.vl = vl
+        try:
+            yield
+        finally:
+            self.vl = 0
+
+    def lane_int(self, v: int, bits: int = 64) -> ll.Constant:
+        """An integer constant (splatted inside a vector body)."""
+        return self.lane_const(ll.IntType(bits), int(v))
 
     def choose(self, cond: ll.Value, then_fn: Callable[[], ll.Value],
                else_fn: Callable[[], ll.Value]) -> ll.Value:
@@ -280,8 +122,8 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         return ll.Constant(I32, int(v))
 
     def rconst(self, v: float) -> ll.Constant:
-        """A real constant (splatted inside a vector body, see InlineMath.vl)."""
-        return self._lane_const(self.real, float(v))
+        """A real constant (splatted inside a vector body, see vl)."""
+        return self.lane_const(self.real, float(v))
 
     def span_c(self) -> ll.Constant:
         return self.i64(self.span)
@@ -406,7 +248,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def _bump_window(self) -> ll.Value:
         """This function's pointer to the context's NomaBump (a call at the top of its code)."""
-        cache = self.__dict__.setdefault("_bump_windows", {})
+        cache = self._bump_windows
         window = cache.get(id(self.fn))
         if window is None:
             top = ll.IRBuilder(self.fn.basic_blocks[1])
@@ -431,7 +273,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
 
     def shared_helper(self, name: str, fnty: ll.FunctionType,
                       emit: Callable[[ll.Function], None]) -> ll.Function:
-        """A small function of fixed text named like an outlined kernel (lower_llvm_kernels):
+        """A small function of fixed text named like an outlined kernel (kernels.outline):
         defined by the first module of the session that needs it, declared by the others.
         `emit(fn)` builds its body (ending with returns) with self.b."""
         fn = self.mc.module.globals.get(name)
@@ -442,14 +284,35 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         if self.mc.shared(name):
             return fn
         fn.attributes.add("noinline")
+        with self.emitting_into(fn):
+            emit(fn)
+        return fn
+
+    @contextmanager
+    def emitting_into(self, fn: ll.Function) -> Iterator[None]:
+        """Within the with-body, code goes to a new entry block of `fn` (a shared helper or an
+        outlined kernel: `self.fn` is fn meanwhile); then the builder returns where it was."""
         outer = self.fn
         self.fn = fn
         try:
             with self.b.goto_block(fn.append_basic_block("entry")):
-                emit(fn)
+                yield
         finally:
             self.fn = outer
-        return fn
+
+    def join(self, a: ll.Value, a_bb: ll.Block, c: ll.Value, c_bb: ll.Block, typ: ll.Type) -> ll.Value:
+        """a when control came from a_bb, c when from c_bb (a phi in the current block)."""
+        phi = self.b.phi(typ)
+        phi.add_incoming(a, a_bb)
+        phi.add_incoming(c, c_bb)
+        return phi
+
+    def copy_to_arena(self, t: ll.Value, rank: int) -> ll.Value:
+        """A fresh arena copy of tensor t."""
+        dims = self.dims(t, rank)
+        data, out = self.new_tensor(dims)
+        self.memcpy(data, self.data(t), self.numel(dims))
+        return out
 
     def new_tensor(self, dims: Sequence[ll.Value]) -> tuple[ll.Value, ll.Value]:
         """(data, descriptor) of a fresh arena tensor of `dims`."""
@@ -485,7 +348,7 @@ class Emitter(Kernels, VectorLoops, InlineMath):
     # ------------------------------------------------------------------ failure helpers
 
     @contextmanager
-    def _failing_when(self, cond: ll.Value) -> Iterator[None]:
+    def failing_when(self, cond: ll.Value) -> Iterator[None]:
         """The with-body (a call of a noreturn runtime function) runs when `cond` holds; the code
         after it continues on the other edge. The failing block ends in `unreachable` (no
         fall-through block to clean up: a tenth of a training cell's blocks used to be such)."""
@@ -498,18 +361,18 @@ class Emitter(Kernels, VectorLoops, InlineMath):
         self.b.position_at_end(cont)
 
     def fail_if(self, cond: ll.Value, kind: int, message: str) -> None:
-        with self._failing_when(cond):
+        with self.failing_when(cond):
             self.b.call(self.mc.runtime("noma_fail"), [self.i32(kind), self.span_c(), self.cstr(message)])
 
     def fail_shape_if(self, cond: ll.Value, opname: str, a: tuple[ll.Value, int],
                       b: tuple[ll.Value, int]) -> None:
         """Fail with a shape error naming the shapes of (value, rank) a and b when cond holds."""
-        with self._failing_when(cond):
+        with self.failing_when(cond):
             a_ptr, b_ptr = self.any_ptr(*a), self.any_ptr(*b)
             self.b.call(self.mc.runtime("noma_fail_shape"), [self.span_c(), self.cstr(opname), a_ptr, b_ptr])
 
     def fail_index_if(self, cond: ll.Value, index: ll.Value, size: ll.Value) -> None:
-        with self._failing_when(cond):
+        with self.failing_when(cond):
             self.b.call(self.mc.runtime("noma_fail_index"), [self.span_c(), index, size])
 
     def check_index(self, i: ll.Value, size: ll.Value) -> None:

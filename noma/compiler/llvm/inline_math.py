@@ -1,89 +1,66 @@
 """Library-free, vectorizable exp, tanh and sigmoid for the LLVM lowering.
 
-Owns: the polynomial/rational approximations emitted inline so elementwise loops vectorize
-without libm calls: f64 exp and tanh (within 2 ulp of NumPy) and sigmoid (3 ulp, one division),
-f32 exp, tanh and sigmoid computed in single precision (Cephes), with exact overflow, subnormal,
-NaN and signed-zero behaviour.
-Every function works on scalars or, while `self.vl` > 0 (an explicitly vectorized loop body,
-lower_llvm_vector), on <vl x T> vectors: constants and types go through `lanes` / `f64c` / `f32c`
+Owns: `InlineMath`, the polynomial/rational approximations emitted inline so elementwise loops
+vectorize without libm calls: f64 exp and tanh (within 2 ulp of NumPy) and sigmoid (3 ulp, one
+division), f32 exp, tanh and sigmoid computed in single precision (Cephes), with exact overflow,
+subnormal, NaN and signed-zero behaviour.
+Every function works on scalars or, while the toolkit's `vl` > 0 (an explicitly vectorized loop
+body, vector.py), on <vl x T> vectors: constants and types go through `lanes` / `f64c` / `f32c`
 / `lane_int`, so one definition serves both (each lane computes what the scalar code computes).
-Input: used as a mixin of lower_llvm_loops.Emitter (it relies on the emitter's builder `self.b`,
-`self.real`, `self.rconst` and `self.intr`). Output: llvmlite.ir values.
-Imports: llvmlite.ir only (part of the lower_llvm* component).
+Input: a toolkit.Toolkit (builder, real type, constants, intrinsics). Output: llvmlite.ir values.
+Imports: llvmlite.ir, basics, toolkit.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from llvmlite import ir as ll
 
-from noma.compiler.llvm.lower_llvm_types import I64
-
-
-
-class SplatConstant(ll.Constant):
-    """`<n x T> splat (T c)`: a vector constant written once (the element list would make the
-    text of an exp kernel several times longer, and the lowering hashes and prints it)."""
-
-    def __init__(self, vt: ll.VectorType, scalar: ll.Constant):
-        super().__init__(vt, None)
-        self.scalar = scalar
-
-    def _get_reference(self) -> str:
-        return f"splat ({self.scalar.type} {self.scalar.get_reference()})"
+from noma.compiler.llvm.basics import I64
+from noma.compiler.llvm.toolkit import Toolkit
 
 
 class InlineMath:
-    """Emitter methods that generate exp and tanh inline."""
+    """Emits exp, tanh and sigmoid inline through the toolkit `tk` (scalar or vector lanes)."""
 
-    b: Any
-    real: Any
-    #: lanes of the vector body being emitted (0: scalar code)
-    vl: int = 0
-
-    def lanes(self, t: ll.Type) -> ll.Type:
-        """t, or <vl x t> inside a vector body."""
-        return ll.VectorType(t, self.vl) if self.vl else t
-
-    def _lane_const(self, t: ll.Type, v: Any) -> ll.Constant:
-        return SplatConstant(ll.VectorType(t, self.vl), ll.Constant(t, v)) if self.vl else ll.Constant(t, v)
-
-    def lane_int(self, v: int, bits: int = 64) -> ll.Constant:
-        """An integer constant (splatted inside a vector body)."""
-        return self._lane_const(ll.IntType(bits), int(v))
+    def __init__(self, tk: Toolkit):
+        self.tk = tk
 
     def _poly(self, x: ll.Value, coeffs: Sequence[float], leading_one: bool = False) -> ll.Value:
         """Horner: c0*x^k + ... + ck (with an implicit leading 1 when leading_one); each step
         acc*x + c is an llvm.fmuladd (one fused multiply-add where the CPU has them: these loops
         are bound by floating-point throughput)."""
-        acc: ll.Value = self.b.fadd(x, self.f64c(coeffs[0])) if leading_one else self.f64c(coeffs[0])
+        tk = self.tk
+        acc: ll.Value = tk.b.fadd(x, self.f64c(coeffs[0])) if leading_one else self.f64c(coeffs[0])
         for c in coeffs[1:]:
-            acc = self.intr("llvm.fmuladd", acc, x, self.f64c(c))
+            acc = tk.intr("llvm.fmuladd", acc, x, self.f64c(c))
         return acc
 
     def f64c(self, v: float) -> ll.Constant:
-        return self._lane_const(ll.DoubleType(), v)
+        return self.tk.lane_const(ll.DoubleType(), v)
 
     def _in_f64(self, x: ll.Value, kernel: Callable[[ll.Value], ll.Value]) -> ll.Value:
         """Run a double-precision kernel on a real (f32 reals are widened and rounded back)."""
-        if self.mc.dtype == "f64":
+        tk = self.tk
+        if tk.mc.dtype == "f64":
             return kernel(x)
-        return self.b.fptrunc(kernel(self.b.fpext(x, self.lanes(ll.DoubleType()))), self.lanes(self.real))
+        return tk.b.fptrunc(kernel(tk.b.fpext(x, tk.lanes(ll.DoubleType()))), tk.lanes(tk.real))
 
     def exp_real(self, x: ll.Value) -> ll.Value:
         """exp without a library call (so loops vectorize): Cephes' exp (Padé form, about 1 ulp),
         branch-free, exact IEEE edge cases (overflow inf, underflow to subnormals and 0, NaN)."""
-        if self.mc.dtype == "f32":
+        if self.tk.mc.dtype == "f32":
             return self._exp_f32(x)
         return self._in_f64(x, self._exp_f64)
 
     def _exp_f64_parts(self, xs: ll.Value) -> tuple[ll.Value, ll.Value, ll.Value]:
         """Cephes' reduction of a finite xs: exp(xs) = 2^n (q + p) / (q - p); returns (n as an
         i64, p, q)."""
-        b = self.b
-        px = self.intr("llvm.floor", b.fadd(b.fmul(xs, self.f64c(1.4426950408889634073599)), self.f64c(0.5)))
-        n = b.fptosi(px, self.lanes(I64))
+        tk = self.tk
+        b = tk.b
+        px = tk.intr("llvm.floor", b.fadd(b.fmul(xs, self.f64c(1.4426950408889634073599)), self.f64c(0.5)))
+        n = b.fptosi(px, tk.lanes(I64))
         r = b.fsub(xs, b.fmul(px, self.f64c(6.93145751953125e-1)))
         r = b.fsub(r, b.fmul(px, self.f64c(1.42860682030941723212e-6)))
         rr = b.fmul(r, r)
@@ -95,18 +72,20 @@ class InlineMath:
 
     def _pow2_f64(self, k: ll.Value) -> ll.Value:
         """2^k as a double for an i64 k in [-1022, 1023]."""
-        b = self.b
-        return b.bitcast(b.shl(b.add(k, self.lane_int(1023)), self.lane_int(52)), self.lanes(ll.DoubleType()))
+        tk = self.tk
+        b = tk.b
+        return b.bitcast(b.shl(b.add(k, tk.lane_int(1023)), tk.lane_int(52)), tk.lanes(ll.DoubleType()))
 
     def _exp_f64(self, x: ll.Value) -> ll.Value:
-        b = self.b
+        tk = self.tk
+        b = tk.b
         big = b.fcmp_ordered(">", x, self.f64c(709.782712893384))
         small = b.fcmp_ordered("<", x, self.f64c(-745.1332191019412))
         nan = b.fcmp_unordered("uno", x, x)
         xs = b.select(b.or_(b.or_(big, small), nan), self.f64c(0.0), x)
         n, p, q = self._exp_f64_parts(xs)
         e = b.fadd(self.f64c(1.0), b.fmul(self.f64c(2.0), b.fdiv(p, b.fsub(q, p))))
-        n1 = b.ashr(n, self.lane_int(1))
+        n1 = b.ashr(n, tk.lane_int(1))
         n2 = b.sub(n, n1)
         core = b.fmul(b.fmul(e, self._pow2_f64(n1)), self._pow2_f64(n2))
         out = b.select(small, self.f64c(0.0), core)
@@ -119,8 +98,9 @@ class InlineMath:
         sigmoid is (q - p) / ((q - p) + 2^n (q + p)); within 3 ulp of NumPy (subnormal results
         included), exact 0 / 1 where exp(-x) overflows / underflows, NaN kept. f32:
         1 / (1 + expf(-x)) (expf divides none)."""
-        b = self.b
-        if self.mc.dtype == "f32":
+        tk = self.tk
+        b = tk.b
+        if tk.mc.dtype == "f32":
             one = self.f32c(1.0)
             return b.fdiv(one, b.fadd(one, self._exp_f32(b.fneg(x))))
         t = b.fneg(x)
@@ -132,8 +112,8 @@ class InlineMath:
         # both terms scaled by 1/4 (exact): q + p < 2.4, so (q + p) 2^(n-2) stays finite for
         # every n up to 1024 (exp(-x) just below its overflow)
         qmp = b.fmul(b.fsub(q, p), self.f64c(0.25))
-        m = b.sub(n, self.lane_int(2))
-        n1 = b.ashr(m, self.lane_int(1))
+        m = b.sub(n, tk.lane_int(2))
+        n1 = b.ashr(m, tk.lane_int(1))
         n2 = b.sub(m, n1)
         scaled = b.fmul(b.fmul(b.fadd(q, p), self._pow2_f64(n1)), self._pow2_f64(n2))
         out = b.fdiv(qmp, b.fadd(qmp, scaled))
@@ -144,23 +124,24 @@ class InlineMath:
     def tanh_real(self, x: ll.Value) -> ll.Value:
         """tanh without a library call: Cephes' tanh (rational form below 0.625, through exp
         above), branch-free."""
-        if self.mc.dtype == "f32":
+        if self.tk.mc.dtype == "f32":
             return self._tanh_f32(x)
         return self._in_f64(x, self._tanh_f64)
 
     def f32c(self, v: float) -> ll.Constant:
-        return self._lane_const(ll.FloatType(), v)
+        return self.tk.lane_const(ll.FloatType(), v)
 
     def _exp_f32(self, x: ll.Value) -> ll.Value:
         """Single-precision exp in single precision (vectorizes 2x wider than the f64 kernel):
         Cephes' expf (degree-5 polynomial after a two-constant ln 2 reduction, about 1 ulp),
         branch-free, IEEE edge cases (overflow inf, underflow through subnormals to 0, NaN)."""
-        b, f, i32 = self.b, self.lanes(ll.FloatType()), self.lanes(ll.IntType(32))
+        tk = self.tk
+        b, f, i32 = tk.b, tk.lanes(ll.FloatType()), tk.lanes(ll.IntType(32))
         big = b.fcmp_ordered(">", x, self.f32c(88.72283935546875))
         small = b.fcmp_ordered("<", x, self.f32c(-103.97208404541016))
         nan = b.fcmp_unordered("uno", x, x)
         xs = b.select(b.or_(b.or_(big, small), nan), self.f32c(0.0), x)
-        px = self.intr("llvm.floor", b.fadd(b.fmul(xs, self.f32c(1.44269504088896341)), self.f32c(0.5)))
+        px = tk.intr("llvm.floor", b.fadd(b.fmul(xs, self.f32c(1.44269504088896341)), self.f32c(0.5)))
         n = b.fptosi(px, i32)
         r = b.fsub(xs, b.fmul(px, self.f32c(0.693359375)))
         r = b.fsub(r, b.fmul(px, self.f32c(-2.12194440e-4)))
@@ -169,11 +150,11 @@ class InlineMath:
         for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
             acc = b.fadd(b.fmul(acc, r), self.f32c(c))
         y = b.fadd(b.fadd(b.fmul(acc, z), r), self.f32c(1.0))
-        n1 = b.ashr(n, self.lane_int(1, 32))
+        n1 = b.ashr(n, tk.lane_int(1, 32))
         n2 = b.sub(n, n1)
 
         def pow2(k: ll.Value) -> ll.Value:
-            return b.bitcast(b.shl(b.add(k, self.lane_int(127, 32)), self.lane_int(23, 32)), f)
+            return b.bitcast(b.shl(b.add(k, tk.lane_int(127, 32)), tk.lane_int(23, 32)), f)
         core = b.fmul(b.fmul(y, pow2(n1)), pow2(n2))
         out = b.select(small, self.f32c(0.0), core)
         out = b.select(big, self.f32c(float("inf")), out)
@@ -182,10 +163,11 @@ class InlineMath:
     def _tanh_f32(self, x: ll.Value) -> ll.Value:
         """Single-precision tanh in single precision: Cephes' tanhf (odd polynomial below 0.625,
         1 - 2 / (exp(2|x|) + 1) above; about 2 ulp), branch-free, one division."""
-        b = self.b
-        z = self.intr("llvm.fabs", x)
+        tk = self.tk
+        b = tk.b
+        z = tk.intr("llvm.fabs", x)
         s = self._exp_f32(b.fmul(self.f32c(2.0), z))
-        large = self.intr("llvm.copysign", b.fsub(self.f32c(1.0), b.fdiv(self.f32c(2.0), b.fadd(s, self.f32c(1.0)))), x)
+        large = tk.intr("llvm.copysign", b.fsub(self.f32c(1.0), b.fdiv(self.f32c(2.0), b.fadd(s, self.f32c(1.0)))), x)
         x2 = b.fmul(x, x)
         acc = self.f32c(-5.70498872745e-3)
         for c in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
@@ -201,8 +183,9 @@ class InlineMath:
         Numerator and denominator are chosen per lane, then divided once. 2|x| is clamped to 44
         (tanh is 1 in double precision from |x| = 19.1), so 2^n never overflows; NaN takes the
         small branch. Within 2 ulp of NumPy."""
-        b = self.b
-        z = self.intr("llvm.fabs", x)
+        tk = self.tk
+        b = tk.b
+        z = tk.intr("llvm.fabs", x)
         big = b.fcmp_ordered(">=", z, self.f64c(0.625))
         w = b.fmul(self.f64c(2.0), z)
         w = b.select(b.fcmp_ordered("<", w, self.f64c(44.0)), w, self.f64c(44.0))
@@ -216,7 +199,7 @@ class InlineMath:
         sq = self._poly(x2, (1.12811678491632931402e2, 2.23548839060100448583e3,
                              4.84406305325125486048e3), leading_one=True)
         ratio = b.fdiv(b.select(big, big_num, sp), b.select(big, big_den, sq))
-        large = self.intr("llvm.copysign", b.fsub(self.f64c(1.0), ratio), x)
+        large = tk.intr("llvm.copysign", b.fsub(self.f64c(1.0), ratio), x)
         small = b.fadd(x, b.fmul(b.fmul(x, x2), ratio))
         small = b.select(b.fcmp_ordered("==", x, self.f64c(0.0)), x, small)  # keeps -0
         return b.select(big, large, small)
