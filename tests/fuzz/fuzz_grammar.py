@@ -119,6 +119,8 @@ class GrammarGenerator:
         """Statements repeat often; operator, postfix and list chains are rare, numbers and names
         the likeliest atoms and strings rare, so that expressions stay small and varied."""
         symbols = [sym for sym, _ in expansion]
+        if symbol == "postfix" and "_DOT" in symbols:  # `m.f(...)` / `t.name`: a module or file's only
+            return 0.003
         if symbol in symbols:
             if symbol == "__start_star_0":
                 return 4.0
