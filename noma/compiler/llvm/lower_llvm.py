@@ -23,7 +23,8 @@ The lowering is built by composition (docs/ARCHITECTURE.md): function.FunctionLo
 one function through its collaborators (toolkit.Toolkit, inline_math, vector, kernels, linalg)
 and the table function.LOWERINGS (Op -> handler in elementwise.py, ops.py, state.py);
 training.py lowers training loops, analysis.py holds the IR analyses it reads, module.py the
-module-level declarations; lower_llvm_chunks.py cuts long top-level code into chunk functions. This module owns the driver: `lower_module`, `fn_pointer_name`.
+module-level declarations; lower_llvm_chunks.py cuts long top-level code into chunk functions.
+This module owns the driver: `lower_module`, `fn_pointer_name`.
 Input: a verified ir.Module. Output: LLVM IR text. Imports: ir, analysis, basics, function,
 module, llvmlite.ir (never llvmlite.binding, never noma.rt).
 """
