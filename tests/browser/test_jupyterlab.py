@@ -212,7 +212,9 @@ def test_grow_from_the_controls_while_a_loop_runs(lab):
         assert not [o for o in nb.cells[1].outputs if o.get("output_type") == "error"]
         history = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.get("output_type") == "stream")
         total = int(re.match(r"(\d+) training steps", history).group(1))
-        (line,) = [x for x in history.splitlines() if "from the controls" in x]
+        controls = [x for x in history.splitlines() if "from the controls" in x]
+        (line,) = [x for x in controls if "dim hidden" in x]
+        assert any("stopped from the controls" in x for x in controls)  # the stop is an event too
         step = int(line.split()[1])
         assert "dim hidden 2 -> 4" in line and step == grown_at
         assert 0 < step < total  # inside the loop (the only one: steps 1..total), which went on after it
