@@ -18,7 +18,7 @@ pytest.importorskip("ipykernel")
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-from run_notebooks import kernel_environment  # noqa: E402
+from kernel_process import running_kernel  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "bad_runtime_inputs", REPO / "tests" / "session" / "test_bad_runtime_inputs.py")
@@ -31,17 +31,8 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def kc():
-    from jupyter_client import KernelManager
-
-    kernel_environment()
-    km = KernelManager(kernel_name="noma")
-    km.start_kernel(env={**os.environ, "NOMA_MEMORY_LIMIT": "1G"})
-    client = km.client()
-    client.start_channels()
-    client.wait_for_ready(timeout=TIMEOUT)
-    yield client
-    client.stop_channels()
-    km.shutdown_kernel(now=True)
+    with running_kernel(env={**os.environ, "NOMA_MEMORY_LIMIT": "1G"}, timeout=TIMEOUT) as (_, client):
+        yield client
 
 
 def execute(kc, code: str) -> tuple[dict, str]:

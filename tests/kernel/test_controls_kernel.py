@@ -18,7 +18,6 @@ pytest.importorskip("ipywidgets")
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-from run_notebooks import kernel_environment  # noqa: E402
 
 TIMEOUT = 60
 SETUP = """
@@ -36,21 +35,6 @@ optimize(W1, W2) with adam(lr = 0.01) until loss < 0 max 400000000 {
 }
 print("hidden is now", rows(W2));
 """
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    from jupyter_client import KernelManager
-
-    kernel_environment()
-    km = KernelManager(kernel_name="noma")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=TIMEOUT)
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
 
 
 def iopub_until(kc, done, timeout: float = TIMEOUT) -> list[dict]:

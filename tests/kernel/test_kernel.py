@@ -18,7 +18,6 @@ pytest.importorskip("ipykernel")
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-from run_notebooks import kernel_environment  # noqa: E402
 
 TIMEOUT = 60
 # A training loop that never converges (loss >= 0): stopped by its max or by an interrupt.
@@ -34,21 +33,6 @@ optimize(Wl, Wo) with adam(lr = 0.001) until loss < 0 max {steps} {{
 }}
 print("trained", rows(Wl));
 """
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    from jupyter_client import KernelManager
-
-    kernel_environment()
-    km = KernelManager(kernel_name="noma")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=TIMEOUT)
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
 
 
 def drain(kc) -> None:
