@@ -87,6 +87,7 @@ class NomaKernel(Kernel):
         self._shown: list[str] = []  # text/plain shown by the current cell (for history output)
         self._dispatched = 0.0  # when the shell request being handled arrived
         self._last_sigint = -1.0  # when the last SIGINT arrived
+        self._sigint_on_loop = False  # SIGINT is handled by the event loop (_sigint_wakes_the_loop)
         #: cells run on this one thread, so the kernel's event loop serves widget messages (the
         #: `:controls` panel) while a cell trains; True while one runs (read on the loop's thread)
         self._cell_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="noma-cell")
@@ -185,7 +186,22 @@ class NomaKernel(Kernel):
 
     async def dispatch_shell(self, *args: Any, **kwargs: Any) -> None:
         self._dispatched = time.monotonic()  # an interrupt from now on belongs to this request
+        self._sigint_wakes_the_loop()
         await super().dispatch_shell(*args, **kwargs)
+
+    def _sigint_wakes_the_loop(self) -> None:
+        """SIGINT is handled by the event loop (asyncio's add_signal_handler: a wakeup fd), once.
+
+        Python runs a signal handler on the main thread only, when that thread next runs
+        bytecode. While a cell runs on the cell thread the main thread sleeps in the event loop's
+        poll; Linux may deliver the signal to another thread (the cell's, compiling), and then
+        nothing woke the main thread: the interrupt waited for the next message (a lost
+        interrupt, about 1 in 30 during compilation). The wakeup fd wakes the loop from any
+        thread."""
+        if self._sigint_on_loop:
+            return
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint, signal.SIGINT, None)
+        self._sigint_on_loop = True
 
     def pre_handler_hook(self) -> None:
         """SIGINT (a Jupyter interrupt) asks the session to stop instead of raising
@@ -193,8 +209,8 @@ class NomaKernel(Kernel):
         requests): it cancels a segment still compiling or about to run, and stops a training
         loop at its next step boundary (the runtime's own handler takes over while native code
         runs). A request that came before this message was received (an interrupt of an idle
-        kernel) is dropped; one that came since (the request's busy status was visible) is kept."""
-        self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        kernel) is dropped; one that came since (the request's busy status was visible) is kept.
+        The handler stays the event loop's (_sigint_wakes_the_loop)."""
         if self._noma is not None and self._last_sigint < self._dispatched:
             self._noma.rt.clear_interrupt()
 
