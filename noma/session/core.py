@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
+from noma.compiler.front.budget import gc_paused
 from noma.compiler.front.modules import ModuleLoader
 from noma.compiler.front.symbols import VALUE_SLOT, SymbolTable, spec_base
 from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
@@ -192,15 +193,16 @@ class Session:
         self.compilations += 1
         self._push_undo(cell_label(source))
         before = self.symbols
-        self._commit(art, symbols, patch)
-        specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
-        pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
-                    for n, done in specs.items()]
-        externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
-        entry = self.jit.function_address(names[art.cell])
-        if not imports:
-            self.cell_cache.add(key, run_main, record(table, module, entry, art.has_value, source, externs,
-                                                      specs, pointers, artifacts=art))
+        with gc_paused():  # (the cache entry of a large cell is many objects: see budget.gc_paused)
+            self._commit(art, symbols, patch)
+            specs = {n: self.compiled[n] for n in module.functions if not n.startswith("__cell")}
+            pointers = [(self.jit.global_address(f"noma.fp.{n}"), self.jit.function_address(done.symbol))
+                        for n, done in specs.items()]
+            externs = {n: getattr(self.compiled.get(n), "symbol", None) for n in module.externs}
+            entry = self.jit.function_address(names[art.cell])
+            if not imports:
+                self.cell_cache.add(key, run_main, record(table, module, entry, art.has_value, source,
+                                                          externs, specs, pointers, artifacts=art))
         result = self._run_declaring(before, module, entry, art.has_value,
                                      warnings=located_warnings(module.spans, module.warnings))
         result.compile_seconds = compile_seconds

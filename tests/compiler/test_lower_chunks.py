@@ -68,3 +68,39 @@ def test_chunks_become_internal_functions_called_in_order() -> None:
     parts = [line for line in text.splitlines() if line.startswith("define internal void") and ".part" in line]
     assert len(parts) == len(plan_chunks(fn)) - 1 > 0
     assert all("noinline" in line for line in parts)
+
+
+def _lowered(text: str) -> str:
+    module, _ = _main(text)
+    return lower_module(module, symbols={name: f"noma_{name}" for name in module.functions},
+                        own_pointers=set(), name="t")
+
+
+def test_all_scalar_chunks_make_the_entry_optnone_and_the_module_unoptimised() -> None:
+    from noma.compiler.llvm.jit import _all_optnone
+
+    text = _lowered(_statements(3000))
+    defines = [line for line in text.splitlines() if line.startswith("define")]
+    assert len(defines) > 2 and all("optnone" in line and "noinline" in line for line in defines)
+    assert _all_optnone(text)
+    # a tensor operation among them: the entry function is optimised as before
+    mixed = _lowered("let t = ones([3]);\n" + _statements(3000) + "t = t + ones([3]);\nprint(t);\n")
+    entry = next(line for line in mixed.splitlines() if line.startswith("define void"))
+    assert "optnone" not in entry and not _all_optnone(mixed)
+    assert not _all_optnone(_lowered(_statements(10)))  # short code: one ordinary function
+
+
+def test_runtime_calls_of_optnone_functions_go_through_addresses() -> None:
+    from noma.compiler.llvm.jit import JIT
+
+    jit = JIT()
+    text = _lowered("fn f(x) { return sqrt(x) + 1; }\n" + _statements(3000) + "print(f(s));\n")
+    rewritten = jit._runtime_calls_by_address(text)
+    for part in rewritten.split("\ndefine ")[1:]:
+        header, body = part.split("\n", 1)
+        calls = [line for line in body.splitlines() if "call " in line and "@\"noma_" in line]
+        if "optnone" in header:  # only chunk calls (internal functions) keep a symbol
+            assert all(".part" in line for line in calls), calls[:3]
+        elif "noma_f" in header:  # optimised: its runtime calls keep their symbols
+            assert "inttoptr" not in body
+    assert "inttoptr (i64 " in rewritten

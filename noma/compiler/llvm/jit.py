@@ -17,9 +17,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import re
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import llvmlite.binding as llvm
 
@@ -131,6 +132,26 @@ def _optimize(mod, tm, opt_level: int) -> None:
     mpm.run(mod, pb)
 
 
+#: A call of a function named noma_...: (the call up to the callee, the name)
+_RUNTIME_CALL = re.compile(r'(call [^@\n]*?)@"(noma_\w+)"\(')
+_DEFINE_LINE = re.compile(r"^define [^\n]*", re.M)
+_FUNCTION_START = re.compile(r"^(?=define )", re.M)
+
+
+def _optnone_define(part: str) -> bool:
+    """Whether `part` (text from a `define` line on) defines an `optnone` function."""
+    return part.startswith("define ") and " optnone" in part.split("\n", 1)[0].rsplit(")", 1)[-1]
+
+
+def _all_optnone(text: str) -> bool:
+    """Whether every function the module text defines is `optnone`: the lowering marks long
+    straight-line scalar code so (lower_llvm_chunks). A module of such functions is compiled at
+    -O0: LLVM's -O2 pipeline skips them, but its -O2 code generator took a third longer on them
+    than -O0's for the same code."""
+    defines = _DEFINE_LINE.findall(text)
+    return bool(defines) and all(_optnone_define(line) for line in defines)
+
+
 def _is_local(value) -> bool:
     return value.linkage in (llvm.Linkage.private, llvm.Linkage.internal)
 
@@ -153,6 +174,7 @@ class JIT:
         llvm.load_library_permanently(path)
         self._runtime_names: dict[str, str] = {}
         self.tm = _target_machine(opt_level)
+        self._tm_o0: Any = None  # (_unoptimising_tm)
         cpu, features = host_cpu()
         self._key_suffix = f"|{dtype}|O{opt_level}|{cpu}|{features}"
         base = _parse("", "noma.base", self.tm)
@@ -194,13 +216,16 @@ class JIT:
             if key in self._keys:
                 return
             t0 = time.perf_counter()
-            mod = _parse(text, name, self.tm)
+            unoptimised = key not in _OBJECT_CACHE and _all_optnone(text)
+            mod = _parse(self._runtime_calls_by_address(text), name, self.tm)
             mod.name = key
             defines = self._check_symbols(mod, name)
             t1 = time.perf_counter()
-            if key not in _OBJECT_CACHE:
+            if key not in _OBJECT_CACHE and not unoptimised:
                 _optimize(mod, self.tm, self.opt_level)
             t2 = time.perf_counter()
+            if unoptimised:  # finalize_object takes the object code from the cache
+                _OBJECT_CACHE[key] = self._unoptimising_tm().emit_object(mod)
             self.engine.add_module(mod)
             self.engine.finalize_object()
             self.engine.run_static_constructors()
@@ -210,6 +235,34 @@ class JIT:
             self._keys.add(key)
             for sym in defines:
                 self._defined[sym] = name
+
+    def _unoptimising_tm(self) -> Any:
+        """The engine's target machine at -O0 (fast instruction selection and register
+        allocation), for modules with nothing to optimise (_all_optnone)."""
+        if self._tm_o0 is None:
+            self._tm_o0 = _target_machine(0)
+        return self._tm_o0
+
+    def _runtime_calls_by_address(self, text: str) -> str:
+        """`text` with the runtime calls of its `optnone` functions made through the function's
+        address (an `inttoptr` constant) instead of its symbol. The same calls: LLVM's fast
+        instruction selector (what `optnone` functions get) cannot lower a call of a symbol in
+        the JIT's large code model, so each such call went to the slow selector (code generation
+        of a 1 MB source of statements: 2.1 s at -O2, 1.4 s at -O0); through an address it lowers
+        them itself (0.85 s, 0.38 s). Optimised functions keep the symbols (their declarations'
+        attributes tell the optimiser what a call does). The declarations stay (_check_symbols
+        binds them)."""
+        def by_address(match: re.Match) -> str:
+            alias = self._runtime_symbol(match.group(2))
+            if alias is None:  # not a runtime function
+                return match.group(0)
+            address = ctypes.cast(getattr(self.lib, match.group(2)), ctypes.c_void_p).value
+            return f"{match.group(1)}inttoptr (i64 {address} to ptr)("
+        if " optnone" not in text:
+            return text
+        parts = _FUNCTION_START.split(text)
+        return "".join(_RUNTIME_CALL.sub(by_address, part) if _optnone_define(part) else part
+                       for part in parts)
 
     def _check_symbols(self, mod, name: str) -> list[str]:
         """Bind runtime declarations; raise on undefined or duplicate symbols; return the

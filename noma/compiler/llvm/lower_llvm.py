@@ -138,6 +138,11 @@ def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> No
         pl.vals.clear()  # (see _dismantle)
         fl.tk.b.call(part, [])
     last = chunks[-1]
+    if len(chunks) > 1 and all(chunk.scalar for chunk in chunks):
+        # only calls of the chunks and straight-line scalar code: nothing for LLVM to optimise,
+        # and a module of such functions is compiled at -O0 (noma.compiler.llvm.jit)
+        for attr in ("noinline", "optnone"):
+            llfn.attributes.add(attr)
     fl.lower_ops(last.consts + fn.body.ops[last.start:last.end])
     ys = [fl.get(v) for v in fn.body.yields]
     if fn.result_rank is None:
