@@ -174,6 +174,10 @@ def fusible(fn: ir.Function) -> set[int]:
 
     def count(block: ir.Block) -> None:
         for op in block.ops:
+            if op.__class__ is ir.Instr:  # most operations: no blocks
+                for v in op.args:
+                    uses[v.id] = uses.get(v.id, 0) + 1
+                continue
             for v in ir.operands(op):
                 uses[v.id] = uses.get(v.id, 0) + 1
             for inner in ir.child_blocks(op):

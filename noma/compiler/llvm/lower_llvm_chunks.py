@@ -54,20 +54,10 @@ def _reads(op: ir.Operation) -> list[int]:
     return read
 
 
-def _scalar(op: ir.Operation) -> bool:
-    return (isinstance(op, ir.Instr) and (op.result is None or op.result.rank == 0)
-            and all(a.rank == 0 for a in op.args))
-
-
-def _results(op: ir.Operation) -> list[ir.Value]:
-    if isinstance(op, ir.Instr):
-        return [op.result] if op.result is not None else []
-    return op.results
-
-
 def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     """The runs of fn.body.ops to lower as chunks, in order; one run (no cut) for a function
-    with parameters or of at most `limit` operations."""
+    with parameters or of at most `limit` operations. (One pass over the operations gathers what
+    the cuts need; it runs on every top-level operation of a 1 MB source.)"""
     ops = fn.body.ops
     whole = [Chunk(0, len(ops), [], False)]
     if fn.params or len(ops) <= 1:
@@ -75,29 +65,43 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
     weights = [1 if isinstance(op, ir.Instr) else _weight(op) for op in ops]
     if sum(weights) <= limit:
         return whole
+    const_op = ir.Op.CONST
     defined_at: dict[int, int] = {}  # top-level value id -> index of the operation defining it
     consts: dict[int, ir.Instr] = {}  # ... of those, the scalar constants
     last_use: dict[int, int] = {}
     reads: list[list[int]] = []
+    scalar_ops: list[bool] = []
+    results: list[list[int]] = []
     for i, op in enumerate(ops):
-        read = [a.id for a in op.args] if isinstance(op, ir.Instr) else [r for r in _reads(op) if r in defined_at]
+        if isinstance(op, ir.Instr):
+            read = [a.id for a in op.args]
+            result = op.result
+            scalar_ops.append((result is None or result.rank == 0) and all(a.rank == 0 for a in op.args))
+            if result is None:
+                results.append([])
+            else:
+                results.append([result.id])
+                if op.op is const_op:
+                    consts[result.id] = op
+        else:
+            read = [r for r in _reads(op) if r in defined_at]
+            scalar_ops.append(False)
+            results.append([v.id for v in op.results])
         reads.append(read)
         for r in read:
             last_use[r] = i
-        for v in _results(op):
-            defined_at[v.id] = i
-        if isinstance(op, ir.Instr) and op.op is ir.Op.CONST and op.result is not None:
-            consts[op.result.id] = op
+        for r in results[-1]:
+            defined_at[r] = i
     for v in fn.body.yields:  # read after the last operation
         if v.id in defined_at:
             last_use[v.id] = len(ops)
     chunks: list[Chunk] = []
     start, weight, reach = 0, 0, -1
-    for i, op in enumerate(ops):
+    for i, produced in enumerate(results):
         weight += weights[i]
-        for v in _results(op):
-            if v.id not in consts:
-                reach = max(reach, last_use.get(v.id, i))
+        for r in produced:
+            if r not in consts:
+                reach = max(reach, last_use.get(r, i))
         if weight >= limit and reach <= i and i + 1 < len(ops):
             chunks.append(Chunk(start, i + 1, [], False))
             start, weight = i + 1, 0
@@ -115,6 +119,5 @@ def plan_chunks(fn: ir.Function, limit: int = CHUNK_OPS) -> list[Chunk]:
             for v in fn.body.yields:
                 if v.id in consts and defined_at[v.id] < chunk.start:
                     needed.setdefault(v.id, consts[v.id])
-        scalar = all(_scalar(op) for op in ops[chunk.start:chunk.end])
-        out.append(Chunk(chunk.start, chunk.end, list(needed.values()), scalar))
+        out.append(Chunk(chunk.start, chunk.end, list(needed.values()), all(scalar_ops[chunk.start:chunk.end])))
     return out

@@ -26,6 +26,34 @@ from noma.compiler.llvm.module import NORETURN, ModuleContext
 MAX_AXIS = 1 << 40
 
 
+class RuntimeCall(ll.CallInstr):
+    """A plain call of a runtime function (no calling convention, tail marker, fast-math flags
+    or attributes on the call), printed exactly as llvmlite's CallInstr prints it. Built and
+    printed with a fraction of CallInstr's work: a runtime call is most of what long top-level
+    code lowers to (a 1 MB source makes ~90,000), and CallInstr re-validated every argument type
+    and created empty attribute sets for each. The arguments are the lowering's own values of
+    the declared types (LLVM's parser verifies them)."""
+
+    _NO_FASTMATH = ll.instructions.FastMathFlags(())
+    _NO_ATTRIBUTES = ll.instructions.CallInstrAttributes(())
+
+    def __init__(self, parent: ll.Block, func: ll.Function, args: list[ll.Value]):
+        self.cconv = None
+        self.tail = ""
+        self.fastmath = self._NO_FASTMATH
+        self.attributes = self._NO_ATTRIBUTES
+        self.arg_attributes: dict[int, Any] = {}
+        ll.Instruction.__init__(self, parent, func.function_type.return_type, "call", [func, *args])
+
+    def descr(self, buf: list[str]) -> None:
+        if self.metadata:
+            super().descr(buf)
+            return
+        args = ", ".join([f"{a.type} {a.get_reference()}" for a in self.operands[1:]])
+        callee = self.operands[0]
+        buf.append(f"call {callee.function_type.return_type} {callee.get_reference()}({args})\n")
+
+
 class SplatConstant(ll.Constant):
     """`<n x T> splat (T c)`: a vector constant written once (the element list would make the
     text of an exp kernel several times longer, and the lowering hashes and prints it)."""
@@ -129,7 +157,8 @@ class Toolkit:
         return self.i64(self.span)
 
     def rt(self, name: str, *args: ll.Value) -> ll.Instruction:
-        call = self.b.call(self.mc.runtime(name), list(args))
+        call = RuntimeCall(self.b.block, self.mc.runtime(name), list(args))
+        self.b._insert(call)  # what IRBuilder.call does with the CallInstr it makes
         if name in NORETURN:
             self.b.unreachable()
             self.b.position_at_end(self.fn.append_basic_block("dead"))
