@@ -91,7 +91,7 @@ class Interpreter:
                 with np.errstate(all="ignore"):
                     return self._invoke(fn, values, fn.span, site=False)
             except NomaError as exc:  # the calls that led to it become its notes
-                trace = self._trace[1] if self._trace is not None and self._trace[0] is exc else []
+                trace: list[int] = self._trace[1] if self._trace is not None and self._trace[0] is exc else []
                 first = with_call_notes(exc.diagnostics[0], [self._span(i) for i in reversed(trace)])
                 raise NomaError([first, *exc.diagnostics[1:]]) from None
 
