@@ -1,6 +1,8 @@
 """Source text, spans and diagnostics, rendered with the source line and a caret.
 
-Owns: Source, Span, Diagnostic, NomaError and the one place diagnostics become text.
+Owns: Source, Span, Diagnostic (with its Notes), NomaError, the call notes of run-time errors
+(call_sites, call_notes: one rule for the session and the interpreter; noma_rt.c mirrors it for
+executables) and the one place diagnostics become text.
 Imports: nothing of NOMA's (the bottom of the layering).
 """
 

@@ -5,16 +5,17 @@ executables and the interpreter."""
 from __future__ import annotations
 
 import noma
-from noma.diagnostics import CALL_NOTES_INNER, Source, Span, call_notes, call_sites
+from noma.diagnostics import CALL_NOTES_INNER, Diagnostic, Source, Span, call_notes, call_sites
+from noma.session.output import ExecResult
 
 
-def _failed(s: noma.Session, text: str, name: str) -> noma.session.output.ExecResult:
+def _failed(s: noma.Session, text: str, name: str) -> ExecResult:
     result = s.execute(text, name=name)
     assert result.status == "error", result.output
     return result
 
 
-def _sites(diag: noma.Diagnostic) -> list[tuple[str, int, int, str]]:
+def _sites(diag: Diagnostic) -> list[tuple[str, int, int, str]]:
     return [(n.span.source.name, n.span.line, n.span.column, n.span.text()) for n in diag.notes if n.span]
 
 
