@@ -24,6 +24,7 @@ def test_calls_across_cells_are_named_in_the_cells_that_made_them() -> None:
     assert s.execute("fn pick(v, i) { v[i] }", name="In[1]").ok
     assert s.execute("fn twice(v) { pick(v, 4) * 2 }", name="In[2]").ok
     diag = _failed(s, "let v = tensor [1, 2];\nprint(twice(v));", "In[3]").errors[0]
+    assert diag.span is not None
     assert (diag.span.source.name, diag.span.line, diag.span.column) == ("In[1]", 1, 17)
     assert _sites(diag) == [("In[2]", 1, 15, "pick"), ("In[3]", 2, 7, "twice")]
     text = diag.render()
@@ -47,7 +48,7 @@ def test_code_inlined_into_a_training_step_names_its_calls() -> None:
     cell = ("learn W = ones([2, 2]);\nlet X = ones([3, 3]);\n"
             "optimize(W) with sgd(lr = 0.1) max 2 {\n    let loss = sum(net(X, W));\n    minimize loss;\n}")
     diag = _failed(s, cell, "In[2]").errors[0]
-    assert diag.kind.value == "shape" and diag.span.text() == "matmul(x, W)"
+    assert diag.kind.value == "shape" and diag.span is not None and diag.span.text() == "matmul(x, W)"
     assert _sites(diag) == [("In[1]", 2, 21, "dense"), ("In[2]", 4, 20, "net")]
 
 
