@@ -1,11 +1,14 @@
 """Source text, spans and diagnostics, rendered with the source line and a caret.
 
-Owns: Source, Span, Diagnostic, NomaError and the one place diagnostics become text.
+Owns: Source, Span, Diagnostic (with its Notes), NomaError, the call notes of run-time errors
+(call_sites, call_notes: one rule for the session and the interpreter; noma_rt.c mirrors it for
+executables) and the one place diagnostics become text.
 Imports: nothing of NOMA's (the bottom of the layering).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -63,6 +66,9 @@ class Span:
     source: Source = field(compare=False, repr=False, hash=False)
     start: int
     end: int
+    #: code inlined into a caller (a call inside a training step): the call it was inlined at,
+    #: itself a Span that may have been inlined (innermost call first). Not part of equality.
+    inlined_at: Optional["Span"] = field(default=None, compare=False, repr=False, hash=False)
 
     @property
     def line(self) -> int:
@@ -81,13 +87,24 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A remark attached to a diagnostic, `note: MESSAGE`, with its own located line when it has
+    a span (the calls that led to a run-time error: `note: called from here`)."""
+
+    message: str
+    span: Optional[Span] = None
+
+
+@dataclass(frozen=True)
 class Diagnostic:
-    """One user-facing problem: kind, plain message, where."""
+    """One user-facing problem: kind, plain message, where; `notes` are located remarks (the
+    call sites of a run-time error, innermost first), `note` a closing remark in words."""
 
     kind: Kind
     message: str
     span: Optional[Span] = None
     note: Optional[str] = None
+    notes: tuple[Note, ...] = ()
 
     def render(self, color: bool = False) -> str:
         return render(self, color=color)
@@ -114,6 +131,59 @@ def located_warnings(spans: Sequence[Any], warnings: Sequence[tuple[int, str, Op
             span = Span(rebind[1], span.start, span.end)
         out.append(Diagnostic(Kind.WARNING, message, span, note))
     return out
+
+
+#: call notes of a run-time error: the innermost CALL_NOTES_INNER are shown, then the outermost
+#: (the call in the user's cell or file); the calls between them are counted in one note
+CALL_NOTES_INNER = 8
+CALL_HERE = "called from here"
+
+
+def rebind(span: Optional[Span], old: Source, new: Source) -> Optional[Span]:
+    """span (and the calls it was inlined at) with the Source `old` replaced by `new`: a cell re-run
+    from the cell cache is named as this run names it."""
+    if span is None:
+        return None
+    at = rebind(span.inlined_at, old, new)
+    if span.source is not old and at is span.inlined_at:
+        return span
+    return Span(new if span.source is old else span.source, span.start, span.end, at)
+
+
+def call_sites(primary: Optional[Span], frames: Sequence[Optional[Span]]) -> list[Span]:
+    """The call sites that led to a failure at `primary`, innermost first: the calls its code was
+    inlined at (Span.inlined_at), then each active call (`frames`, innermost first; None, a call
+    with no location such as the implicit call of `main`, is left out) followed by the calls its
+    own code was inlined at. The runtime's executables list them by the same rule (noma_rt.c)."""
+    out: list[Span] = []
+
+    def chain(span: Optional[Span]) -> None:
+        while span is not None and span.inlined_at is not None:
+            span = span.inlined_at
+            out.append(span)
+
+    chain(primary)
+    for frame in frames:
+        if frame is not None:
+            out.append(frame)
+            chain(frame)
+    return out
+
+
+def call_notes(sites: Sequence[Span]) -> tuple[Note, ...]:
+    """`note: called from here` for each call site (innermost first), bounded: the innermost
+    CALL_NOTES_INNER and the outermost, with `... N more calls` for those between."""
+    if len(sites) <= CALL_NOTES_INNER + 1:
+        return tuple(Note(CALL_HERE, s) for s in sites)
+    hidden = len(sites) - CALL_NOTES_INNER - 1
+    return (*(Note(CALL_HERE, s) for s in sites[:CALL_NOTES_INNER]),
+            Note(f"... {hidden} more call{'s' if hidden != 1 else ''}"), Note(CALL_HERE, sites[-1]))
+
+
+def with_call_notes(diag: Diagnostic, frames: Sequence[Optional[Span]]) -> Diagnostic:
+    """diag with the notes of the calls that led to it (call_sites; none: diag itself)."""
+    sites = call_sites(diag.span, frames)
+    return dataclasses.replace(diag, notes=diag.notes + call_notes(sites)) if sites else diag
 
 
 def error(kind: Kind, message: str, span: Optional[Span] = None, note: Optional[str] = None) -> NomaError:
@@ -162,6 +232,10 @@ def render(diag: Diagnostic, color: bool = False) -> str:
     out = f"{head_color}{bold}{label}{reset}{bold}: {diag.message}{reset}"
     if diag.span is not None:
         out += "\n" + location_text(diag.span, color=color)
+    for note in diag.notes:
+        out += f"\n{bold}note{reset}: {note.message}"
+        if note.span is not None:
+            out += "\n" + location_text(note.span, color=color)
     if diag.note:
         out += f"\n  = note: {diag.note}"
     return out

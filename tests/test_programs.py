@@ -8,6 +8,9 @@ Each program states its expectations in comments (see tests/programs/README.md):
                              modules/bad.noma: helper modules live in tests/programs/modules/)
     // warning: TEXT         stderr must contain TEXT
     // stderr: TEXT          stderr must contain TEXT
+    // called from: [FILE:]LINE:COL   the error's `note: called from here` notes, in order (innermost
+                             first), located there (FILE: a module; else the program itself);
+    // called from: ... N more calls  the note that stands for the calls between them
 
 A program with no `// error[...]` line must exit 0. Programs run in a fresh temporary directory
 (file I/O is relative to it) holding a copy of tests/programs/data/ as data/.
@@ -39,6 +42,8 @@ _WARNING = re.compile(r"^\s*//\s*warning:\s*(.*?)\s*$")
 _STDERR = re.compile(r"^\s*//\s*stderr:\s*(.*?)\s*$")
 _DEFINE = re.compile(r"^\s*//\s*define:\s*(\S+)\s*$")
 _LOCATION = re.compile(r"-->\s*(.*):(\d+):(\d+)\s*$", re.MULTILINE)
+_CALLED = re.compile(r"^\s*//\s*called from:\s*(?:(\.\.\. \d+ more calls?)|(?:([\w./-]+\.noma):)?(\d+):(\d+))\s*$")
+_NOTE = re.compile(r"^note: (.*)$", re.MULTILINE)
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Expectation:
     error_file: Optional[str] = None  # the error is located in this imported file (relative to the program's)
     stderr_contains: list[str] = field(default_factory=list)
     defines: list[str] = field(default_factory=list)  # `// define: NAME=VALUE`: run with -D NAME=VALUE
+    #: `// called from:` lines: the error's call notes, innermost first, as call_notes() reads them
+    calls: list[str] = field(default_factory=list)
 
 
 def parse_expectations(text: str) -> Expectation:
@@ -65,6 +72,10 @@ def parse_expectations(text: str) -> Expectation:
             assert exp.error is None, "a program may expect only one error"
             exp.error = (m.group(1), int(m.group(3)), int(m.group(4)))
             exp.error_file = m.group(2)
+            continue
+        m = _CALLED.match(line)
+        if m:
+            exp.calls.append(m.group(1) or f"{m.group(2) or ''}:{m.group(3)}:{m.group(4)}")
             continue
         m = _DEFINE.match(line)
         if m:
@@ -130,6 +141,39 @@ def _has_location(stderr: str, line: int, col: int, file: Optional[str] = None) 
     return file is None and re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
 
 
+def call_notes(stderr: str) -> list[tuple[str, str]]:
+    """The notes of the error on stderr (after its `error[` line), in order: ("PATH:LINE:COL",
+    "") for `note: called from here` and its location, ("", MESSAGE) for any other note."""
+    start = stderr.find("error[")
+    text = stderr[start:] if start >= 0 else ""
+    out: list[tuple[str, str]] = []
+    for m in _NOTE.finditer(text):
+        if m.group(1) != "called from here":
+            out.append(("", m.group(1)))
+            continue
+        loc = _LOCATION.search(text, m.end())
+        out.append((f"{loc.group(1)}:{loc.group(2)}:{loc.group(3)}" if loc else "?", ""))
+    return out
+
+
+def _calls_match(path: Path, expected: list[str], notes: list[tuple[str, str]]) -> bool:
+    """Whether the notes are the expected `// called from:` entries: `... N more calls` as that
+    note's message; `[FILE]:LINE:COL` a call note located there, in the module file its path ends
+    with or (no FILE) in the program itself."""
+    if len(expected) != len(notes):
+        return False
+    for want, (where, message) in zip(expected, notes):
+        if want.startswith("..."):
+            if message != want:
+                return False
+            continue
+        want_file, want_line, want_col = want.rsplit(":", 2)
+        got = where.replace(os.sep, "/").rsplit(":", 2)
+        if len(got) != 3 or got[1:] != [want_line, want_col] or not got[0].endswith(want_file or path.name):
+            return False
+    return True
+
+
 def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, label: str = "") -> None:
     """Fail the test unless a run (of `noma run` or a built executable) meets the expectations."""
 
@@ -148,9 +192,13 @@ def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, l
         check(proc.returncode == 1, f"expected exit code 1 (a diagnostic), got {proc.returncode}")
         check(f"error[{kind}]" in proc.stderr, f"stderr lacks error[{kind}]")
         where = f"{exp.error_file}:" if exp.error_file else ":"
-        check(_has_location(proc.stderr, line, col, exp.error_file), f"stderr lacks the location {where}{line}:{col}")
+        primary = proc.stderr.split("\nnote: ")[0]  # not a location of the error's call notes
+        check(_has_location(primary, line, col, exp.error_file), f"stderr lacks the location {where}{line}:{col}")
     for text in exp.stderr_contains:
         check(text in proc.stderr, f"stderr lacks {text!r}")
+    if exp.calls:
+        check(_calls_match(path, exp.calls, call_notes(proc.stderr)),
+              f"the error's notes are not the `// called from:` lines {exp.calls}")
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
@@ -184,5 +232,8 @@ def test_corpus_is_well_formed() -> None:
             stripped = line.strip()
             if stripped.startswith("// error") and not _ERROR.match(line):
                 pytest.fail(f"{path.name}: malformed error expectation {line!r}")
+            if stripped.startswith("// called from") and not _CALLED.match(line):
+                pytest.fail(f"{path.name}: malformed call-note expectation {line!r}")
+        assert not exp.calls or exp.error, f"{path.name}: `// called from:` without an `// error[...]` line"
     assert errors >= 25
     assert len(PROGRAMS) - errors >= 45

@@ -49,8 +49,13 @@ def _check(path: Path, tmp_path: Path) -> None:
         oracle = run_interp(text, name, defines=defines)
     with workdir(tmp_path / "jit", DATA_DIR):
         jit = run_jit(text, name, defines=defines)
-    expected = parse_expectations(path.read_text()).error
+    exp = parse_expectations(path.read_text())
+    expected = exp.error
     assert jit.error == expected, f"{name}: the JIT gave {jit.error}, the program expects {expected}"
+    if exp.calls:  # `// called from: [FILE]:LINE:COL` names the file by its path; notes by base name
+        want = [c if c.startswith("...") else os.path.basename(c.split(":")[0] or name) + c[c.index(":"):]
+                for c in exp.calls]
+        assert jit.calls == want, f"{name}: the JIT's call notes {jit.calls}, the program expects {want}"
     diffs = differences(oracle, jit, "interpreter", "JIT")
     assert not diffs, f"{name}:\n" + "\n".join(diffs)
 

@@ -45,6 +45,8 @@ class Outcome:
     output: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: Optional[tuple[str, int, int]] = None
+    #: the error's notes in order: "FILE:LINE:COL" (file's base name) per call site, else the message
+    calls: list[str] = field(default_factory=list)
     params: dict[str, np.ndarray] = field(default_factory=dict)
     opt: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -83,6 +85,22 @@ def _location(diag: Any) -> tuple[str, int, int]:
     span = diag.span
     line, col = span.source.position(span.start) if span is not None else (0, 0)
     return diag.kind.value, line, col
+
+
+def _calls(diag: Any) -> list[str]:
+    """A diagnostic's notes as Outcome.calls lists them."""
+    return [n.message if n.span is None else
+            f"{os.path.basename(n.span.source.name)}:{n.span.line}:{n.span.column}" for n in diag.notes]
+
+
+def exe_calls(stderr: str) -> list[str]:
+    """An executable's error notes (on stderr) as Outcome.calls lists them."""
+    from test_programs import call_notes
+
+    out = []
+    for where, message in call_notes(stderr):
+        out.append(message if not where else os.path.basename(where.replace(os.sep, "/")))
+    return out
 
 
 # ----------------------------------------------------------------------------- interpreter
@@ -135,6 +153,7 @@ def run_interp(text: str, name: str, dtype: str = "f64", interpreter: Any = None
             state.output.append(format_value(state.globals[VALUE_SLOT]))
     except NomaError as exc:
         out.error = _location(exc.diagnostics[0])
+        out.calls = _calls(exc.diagnostics[0])
     out.output = list(state.output)
     out.warnings = ([message for _, message, _ in module.warnings] if module is not None else []) + state.warnings
     for slot, value in state.params.items():
@@ -174,6 +193,7 @@ def run_jit(text: str, name: str, dtype: str = "f64", defines: Optional[list[str
     errors = result.errors
     if errors:
         out.error = _location(errors[0])
+        out.calls = _calls(errors[0])
     for pname, var in session.symbols.params.items():
         if session.rt.lib.noma_param_defined(var.slot):
             out.params[pname] = np.asarray(session.rt.read_param(var.slot), dtype=np.float64)
@@ -211,6 +231,7 @@ def run_exe(exe: Path, cwd: Path) -> Outcome:
         kind, loc = _KIND.search(proc.stderr), _LOCATION.search(proc.stderr)
         assert kind is not None, proc.stderr
         out.error = (kind.group(1), int(loc.group(1)), int(loc.group(2))) if loc else (kind.group(1), 0, 0)
+        out.calls = exe_calls(proc.stderr)
     checkpoint = cwd / FINAL_CHECKPOINT
     if checkpoint.exists():
         read_checkpoint(checkpoint, out)
@@ -285,6 +306,8 @@ def differences(a: Outcome, b: Outcome, la: str, lb: str, rtol: float = RTOL, st
         diffs.append(f"stdout: {la} {a.output!r} vs {lb} {b.output!r}")
     if a.error != b.error:
         diffs.append(f"error: {la} {a.error} vs {lb} {b.error}")
+    if a.calls != b.calls:
+        diffs.append(f"the error's call notes: {la} {a.calls} vs {lb} {b.calls}")
     if sorted(a.warnings) != sorted(b.warnings):
         diffs.append(f"warnings: {la} {a.warnings} vs {lb} {b.warnings}")
     if not (state and a.state and b.state):

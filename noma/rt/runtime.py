@@ -124,6 +124,16 @@ class Runtime:
         return (int(self.lib.noma_error_kind(self.ctx)), int(self.lib.noma_error_span(self.ctx)),
                 message.decode("utf-8", "replace") if message else "runtime error")
 
+    def error_calls(self) -> list[int]:
+        """The span ids of the calls that were active when the last error was recorded, innermost
+        first (the error's `called from here` notes)."""
+        n = int(self.lib.noma_error_calls(self.ctx, None, 0))
+        if n <= 0:
+            return []
+        out = (ctypes.c_int64 * n)()
+        self.lib.noma_error_calls(self.ctx, out, n)
+        return list(out)
+
     def take_output(self) -> str:
         n = self.lib.noma_output_len(self.ctx)
         if not n:

@@ -23,7 +23,9 @@ import numpy as np
 from noma.compiler.front.budget import gc_paused
 from noma.compiler.front.modules import ModuleLoader
 from noma.compiler.front.symbols import VALUE_SLOT, SymbolTable, spec_base
-from noma.diagnostics import RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings
+from noma.diagnostics import (RUNTIME_KIND_ORDER, Diagnostic, Kind, NomaError, Source, Span, located_warnings,
+                              with_call_notes)
+from noma.diagnostics import rebind as rebind_span
 from noma.session.cell_cache import CellCache, RecordingTable, Replay, record
 from noma.session.history import Event, History, LossSummary  # noqa: F401  (part of the session's API)
 from noma.session.output import ExecResult, LiveOutput, cancelled, cell_label
@@ -316,14 +318,17 @@ class Session:
         else:
             result.status = "error"
             kind, span_id, message = self.rt.error()
-            span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
-            if span is not None and rebind is not None and span.source is rebind[0]:
-                span = Span(rebind[1], span.start, span.end)
+
+            def located(i: int) -> Optional[Span]:  # a span id of the session's table, as this run names it
+                span = module.spans[i] if 0 <= i < len(module.spans) else None
+                return rebind_span(span, *rebind) if rebind is not None else span
+
             note = None
             if result.steps:
                 note = (f"stopped after {result.steps} completed training step(s) of this cell (global step "
                         f"{self.rt.global_step()}); parameters and optimizer state are as after that step")
-            result.diagnostics.append(Diagnostic(RUNTIME_KIND_ORDER[kind], message, span, note))
+            diag = Diagnostic(RUNTIME_KIND_ORDER[kind], message, located(span_id), note)
+            result.diagnostics.append(with_call_notes(diag, [located(i) for i in self.rt.error_calls()]))
         self.rt.release_arena()
         return result
 

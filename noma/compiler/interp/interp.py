@@ -30,7 +30,7 @@ import numpy as np
 
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
-from noma.diagnostics import Kind, error
+from noma.diagnostics import Kind, NomaError, error, with_call_notes
 from noma.compiler.interp import interp_checkpoint, interp_conv, interp_files, interp_resize, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
@@ -68,7 +68,8 @@ class Interpreter:
         self.module = module
         self.state = state if state is not None else InterpState()
         self.dt = np.float32 if module.dtype == "f32" else np.float64
-        self.depth = 0
+        self.calls: list[int] = []  # span ids of the active calls (CALL), outermost first
+        self._trace: Optional[tuple[NomaError, list[int]]] = None  # an error and the calls it was raised in
         self._ops: dict[Op, Callable[[Instr, list[Any]], Any]] = {}
         for op in Op:
             method = getattr(self, "_" + op.value, None)
@@ -85,8 +86,14 @@ class Interpreter:
         values = [self._value(a, p.rank) for a, p in zip(args, fn.params)]
 
         def run() -> Any:
-            with np.errstate(all="ignore"):
-                return self._invoke(fn, values, fn.span)
+            self._trace = None
+            try:
+                with np.errstate(all="ignore"):
+                    return self._invoke(fn, values, fn.span, site=False)
+            except NomaError as exc:  # the calls that led to it become its notes
+                trace: list[int] = self._trace[1] if self._trace is not None and self._trace[0] is exc else []
+                first = with_call_notes(exc.diagnostics[0], [self._span(i) for i in reversed(trace)])
+                raise NomaError([first, *exc.diagnostics[1:]]) from None
 
         return interp_thread.run_deep(run, 40 * MAX_DEPTH)
 
@@ -170,17 +177,33 @@ class Interpreter:
 
     # --- blocks and regions
 
-    def _invoke(self, fn: ir.Function, args: list[Any], span: int) -> Any:
-        if self.depth >= MAX_DEPTH:
-            raise error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls", self._span(span))
-        self.depth += 1
+    def _invoke(self, fn: ir.Function, args: list[Any], span: int, site: bool = True) -> Any:
+        """Run fn's body; `site`: a CALL at span (the runtime's noma_enter: at most MAX_DEPTH active,
+        each one's span kept for the notes of an error inside it), else the entry."""
+        if site:
+            if len(self.calls) >= MAX_DEPTH:
+                raise self._traced(error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls", self._span(span)))
+            self.calls.append(span)
         try:
             out = self.run_block(fn.body, {p.id: a for p, a in zip(fn.params, args)})
         except RecursionError:
-            raise error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls", self._span(span)) from None
+            if site:
+                self.calls.pop()  # the error is located at this call: it is no frame of its own
+            site = False
+            raise self._traced(error(Kind.RUNTIME, f"recursion deeper than {MAX_DEPTH} calls",
+                                     self._span(span))) from None
+        except NomaError as exc:
+            raise self._traced(exc)
         finally:
-            self.depth -= 1
+            if site:
+                self.calls.pop()
         return out[0] if out else None
+
+    def _traced(self, exc: NomaError) -> NomaError:
+        """exc, with the calls active where it was raised recorded (once: the innermost frame)."""
+        if self._trace is None or self._trace[0] is not exc:
+            self._trace = (exc, list(self.calls))
+        return exc
 
     def run_block(self, block: Block, env: dict[int, Any]) -> list[Any]:
         for op in block.ops:

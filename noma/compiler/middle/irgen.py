@@ -90,7 +90,7 @@ class IRGen:
         own = [s for s in stmts if s.span.source is program.span.source]
         if run_main and not own and "main" in self.symbols.functions:
             main = self.symbols.functions["main"]
-            value = self.call_user(main, (), main.name_span, main.span)
+            value = self.call_user(main, (), main.name_span, main.span, located=False)
             if value is not None:  # `noma run` prints what main returns, in print's format
                 self.b.emit(ir.Op.PRINT, (value,), self.span(main.name_span), parts=(None,))
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
@@ -352,7 +352,10 @@ class IRGen:
 
     # ------------------------------------------------------------------ user functions
 
-    def call_user(self, fn: ast.FnDef, args: tuple[ir.Value, ...], name_span: Span, span: Span) -> Optional[ir.Value]:
+    def call_user(self, fn: ast.FnDef, args: tuple[ir.Value, ...], name_span: Span, span: Span,
+                  located: bool = True) -> Optional[ir.Value]:
+        """A CALL of fn's specialisation for the arguments' ranks, at name_span (`located=False`:
+        the implicit call of `main`, which no error's `called from` note shows)."""
         if len(args) != len(fn.params):
             raise error(Kind.TYPE, f"`{fn.name}` takes {len(fn.params)} argument(s), got {len(args)}", name_span)
         ranks = tuple(a.rank for a in args)
@@ -368,7 +371,8 @@ class IRGen:
         else:  # a recursive call while its body is generated: the rank being tried
             result_rank = self.rank_guess[key]
             self.guess_used.add(key)
-        return self.b.emit(ir.Op.CALL, args, self.span(name_span), callee=spec, result_rank=result_rank)
+        return self.b.emit(ir.Op.CALL, args, self.span(name_span) if located else -1, callee=spec,
+                           result_rank=result_rank)
 
     def specialise(self, fn: ast.FnDef, ranks: tuple[int, ...], spec: str) -> None:
         """Generate `fn` for argument ranks. A recursive function's inner calls need its result rank

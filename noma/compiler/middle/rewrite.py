@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, Value, WhileOp
-from noma.diagnostics import Kind, error
+from noma.diagnostics import Kind, Span, error
 
 Mapping = dict[int, Value]
 
@@ -150,12 +150,40 @@ def _inline_one(module: ir.Module, call: Instr, renames: Mapping) -> list[ir.Ope
         raise error(Kind.TYPE, f"'{shown}' takes {len(fn.params)} arguments, got {len(call.args)}", where)
     mapping: Mapping = {p.id: a for p, a in zip(fn.params, call.args)}
     body = clone_block(module, fn.body, mapping)
+    if where is not None:
+        _relocate(module, body, where, {})
     inline_calls(module, body)
     if call.result is not None:
         if not body.yields:
             raise error(Kind.TYPE, f"the function '{shown}' returns no value", where)
         renames[call.result.id] = body.yields[0]
     return body.ops
+
+
+def _inlined(span: Span, call: Span) -> Span:
+    """span, of code inlined at `call`: its chain of inlined-at calls gets `call` as outermost."""
+    at = call if span.inlined_at is None else _inlined(span.inlined_at, call)
+    return dataclasses.replace(span, inlined_at=at)
+
+
+def _relocate(module: ir.Module, block: Block, call: Span, ids: dict[int, int]) -> None:
+    """Give every op of an inlined body (in place, nested blocks too) a span id of its own that
+    records the call it was inlined at (Span.inlined_at), so a run-time error inside it names the
+    call as a native call's frame would (`note: called from here`); `ids` maps old to new ids."""
+    def new_id(span: int) -> int:
+        if span not in ids:
+            old = _span(module, span)
+            ids[span] = span if old is None else module.add_span(_inlined(old, call))
+        return ids[span]
+
+    for b in ir.walk_blocks(block):
+        for i, op in enumerate(b.ops):
+            if op.span < 0:
+                continue
+            if isinstance(op, Instr):
+                b.ops[i] = dataclasses.replace(op, span=new_id(op.span))
+            else:
+                op.span = new_id(op.span)
 
 
 # ----------------------------------------------------------------------------- uses

@@ -350,6 +350,10 @@ static void vfail(NomaCtx *c, int32_t kind, int64_t span, const char *fmt, va_li
     c->err_span = span;
     c->fail_count++;
     memcpy(c->err_msg, tmp, sizeof tmp);
+    /* the calls that led here, for the error's notes (later calls overwrite c->calls) */
+    int64_t n = c->depth < 0 ? 0 : c->depth > NOMA_MAX_DEPTH ? NOMA_MAX_DEPTH : c->depth;
+    memcpy(c->err_calls, c->calls, (size_t)n * sizeof *c->calls);
+    c->err_ncalls = n;
     fail_jump(c, 1);
 }
 
@@ -416,6 +420,12 @@ void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span) {
 }
 
 int32_t noma_error_kind(NomaCtx *c) { return ctx_or_cur(c)->err_kind; }
+
+int64_t noma_error_calls(NomaCtx *c, int64_t *out, int64_t cap) {
+    c = ctx_or_cur(c);
+    for (int64_t i = 0; out && i < cap && i < c->err_ncalls; i++) out[i] = c->err_calls[c->err_ncalls - 1 - i];
+    return c->err_ncalls;
+}
 int64_t noma_error_span(NomaCtx *c) { return ctx_or_cur(c)->err_span; }
 const char *noma_error_message(NomaCtx *c) { return ctx_or_cur(c)->err_msg; }
 
@@ -424,6 +434,7 @@ void noma_error_clear(NomaCtx *c) {
     c->err_kind = NOMA_ERR_NONE;
     c->err_span = -1;
     c->err_msg[0] = 0;
+    c->err_ncalls = 0;
 }
 
 /* Frame state saved across setjmp lives in a heap struct reached through a
@@ -486,12 +497,12 @@ int32_t noma_invoke_cell(NomaCtx *c, void (*fn)(void)) {
     return r;
 }
 
+/* One store besides the depth count: the call's span, for the notes of an error inside it. */
 void noma_enter(int64_t span) {
     NomaCtx *c = noma__cur();
-    if (++c->depth > NOMA_MAX_DEPTH) {
-        c->depth--;
+    if (c->depth >= NOMA_MAX_DEPTH)
         noma__failf(NOMA_ERR_RUNTIME, span, "recursion deeper than %d calls", NOMA_MAX_DEPTH);
-    }
+    c->calls[c->depth++] = span;
 }
 
 void noma_leave(void) {
@@ -503,6 +514,61 @@ void noma_set_span_texts(int64_t n, const char **texts) {
     NomaCtx *c = noma__cur();
     c->nspan_texts = texts ? n : 0;
     c->span_texts = texts;
+}
+
+void noma_set_span_parents(int64_t n, const int64_t *parents) {
+    NomaCtx *c = noma__cur();
+    c->nspan_parents = parents ? n : 0;
+    c->span_parents = parents;
+}
+
+/* ---- the notes of an executable's error: noma.diagnostics.call_sites / call_notes, in C ---- */
+#define NOMA_CALL_NOTES_INNER 8 /* noma.diagnostics.CALL_NOTES_INNER */
+
+static const char *span_text(const NomaCtx *c, int64_t s) {
+    return s >= 0 && s < c->nspan_texts ? c->span_texts[s] : NULL;
+}
+
+static void put_text(const char *t) {
+    size_t L = strlen(t);
+    fputs(t, stderr);
+    if (L == 0 || t[L - 1] != '\n') fputc('\n', stderr);
+}
+
+/* Call site k of `total` (count only when total < 0): the innermost NOMA_CALL_NOTES_INNER and the
+   outermost are printed, one "... N more calls" note stands for those between. */
+static int64_t call_note(const NomaCtx *c, int64_t s, int64_t k, int64_t total) {
+    if (total < 0) return k + 1;
+    if (k < NOMA_CALL_NOTES_INNER || k == total - 1 || total <= NOMA_CALL_NOTES_INNER + 1) {
+        fputs("note: called from here\n", stderr);
+        put_text(span_text(c, s));
+    } else if (k == NOMA_CALL_NOTES_INNER) {
+        int64_t hidden = total - NOMA_CALL_NOTES_INNER - 1;
+        fprintf(stderr, "note: ... %lld more call%s\n", (long long)hidden, hidden == 1 ? "" : "s");
+    }
+    return k + 1;
+}
+
+/* The calls span s's code was inlined at (span_parents), innermost first. */
+static int64_t inlined_notes(const NomaCtx *c, int64_t s, int64_t k, int64_t total) {
+    for (int64_t hops = 0; hops < c->nspan_parents && s >= 0 && s < c->nspan_parents; hops++) {
+        s = c->span_parents[s];
+        if (!span_text(c, s)) break;
+        k = call_note(c, s, k, total);
+    }
+    return k;
+}
+
+/* The error's call sites (counted when total < 0, else printed); returns their number. */
+static int64_t call_notes(const NomaCtx *c, int64_t total) {
+    int64_t k = inlined_notes(c, c->err_span, 0, total);
+    for (int64_t i = c->err_ncalls - 1; i >= 0; i--) {
+        int64_t s = c->err_calls[i];
+        if (!span_text(c, s)) continue; /* a call with no location (the implicit call of main) */
+        k = call_note(c, s, k, total);
+        k = inlined_notes(c, s, k, total);
+    }
+    return k;
 }
 
 static const char *kind_name(int32_t k) {
@@ -524,6 +590,8 @@ int32_t noma_exe_main(void (*fn)(void)) {
     if (prev) {
         c->nspan_texts = prev->nspan_texts;
         c->span_texts = prev->span_texts;
+        c->nspan_parents = prev->nspan_parents;
+        c->span_parents = prev->span_parents;
     }
     if (c->mem_env_bad)
         fprintf(stderr, "warning: NOMA_MEMORY_LIMIT='%s' is not a size (a number of bytes, optionally "
@@ -535,12 +603,8 @@ int32_t noma_exe_main(void (*fn)(void)) {
     int32_t code = 0;
     if (r == 1) {
         fprintf(stderr, "error[%s]: %s\n", kind_name(c->err_kind), c->err_msg);
-        if (c->err_span >= 0 && c->err_span < c->nspan_texts && c->span_texts[c->err_span]) {
-            const char *t = c->span_texts[c->err_span];
-            size_t L = strlen(t);
-            fputs(t, stderr);
-            if (L == 0 || t[L - 1] != '\n') fputc('\n', stderr);
-        }
+        if (span_text(c, c->err_span)) put_text(span_text(c, c->err_span));
+        if (c->span_texts) call_notes(c, call_notes(c, -1));
         code = 1;
     } else if (r == 2) {
         /* as `noma run` reports it; the step counts completed training steps */

@@ -124,11 +124,15 @@ void noma_fail_check(const char *msg, real x, int64_t span);
 void noma_check_int_cast(const NomaTensor *x, int32_t bits, int64_t span);
 int32_t noma_error_kind(NomaCtx *c);
 int64_t noma_error_span(NomaCtx *c);
+/* the spans of the calls active when the error was recorded, innermost first, into out[0..cap);
+   returns how many there were */
+int64_t noma_error_calls(NomaCtx *c, int64_t *out, int64_t cap);
 const char *noma_error_message(NomaCtx *c);
 void noma_error_clear(NomaCtx *c);
 void noma_enter(int64_t span);
 void noma_leave(void);
 void noma_set_span_texts(int64_t n, const char **texts);
+void noma_set_span_parents(int64_t n, const int64_t *parents); /* per span id: inlined at, or -1 */
 int32_t noma_exe_main(void (*fn)(void));
 
 /* ------------------------------------------------------------------------ */

@@ -203,6 +203,13 @@ struct NomaCtx {
     /* executables */
     int64_t nspan_texts;
     const char **span_texts;
+    int64_t nspan_parents;
+    const int64_t *span_parents; /* per span id: the call its code was inlined at, or -1 */
+    /* calls (noma_enter / noma_leave): the span of each active call, outermost first, and that
+       stack as it was when the last error was recorded (its notes: `called from here`) */
+    int64_t err_ncalls;
+    int64_t calls[NOMA_MAX_DEPTH];
+    int64_t err_calls[NOMA_MAX_DEPTH];
 };
 
 /* noma_rt_params.c: the optimizers' names (checkpoints store them), indexed by NOMA_OPT_* kind;
