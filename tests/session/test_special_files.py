@@ -1,0 +1,120 @@
+"""Only regular files are read and written: a named pipe (FIFO) without a writer or reader, a
+directory or a device at a program's path is a located io error saying what it is, at once.
+
+Opening a FIFO blocks until its other end opens, so `load_csv` of one hung forever. These cases
+need a real FIFO (os.mkfifo), which a corpus program cannot create; the directory and device
+cases are corpus programs (tests/programs/254-258). Every run is a child process with a timeout:
+a hang fails the test instead of stalling pytest. Covered: `noma run` (the JIT and the runtime's
+readers and writers), the interpreter (the oracle's own file code), a Session's cells (the
+compile-time safetensors header reader included) and its `:save` / `:load` checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 120
+
+#: (statements after `learn w = tensor [1, 2];`, column of the error in that line, read or write)
+CASES: list[tuple[str, int, str]] = [
+    ('load_csv x = "fifo";', 14, "read"),
+    ('load_safetensors m = "fifo";', 22, "read"),
+    ('load_checkpoint("fifo");', 1, "read"),
+    ('save_csv w, "fifo";', 13, "write"),
+    ('save_safetensors { w: w }, "fifo";', 28, "write"),
+    ('save_checkpoint("fifo");', 1, "write"),
+]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+
+
+@pytest.fixture
+def fifo_dir(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path
+
+
+def _names_the_fifo(text: str, verb: str) -> bool:
+    """Whether a message names the path, the operation and what the path is."""
+    return ("fifo" in text and f"cannot {verb}" in text
+            and "it is a named pipe (FIFO), not a regular file" in text)
+
+
+@pytest.mark.parametrize("stmt,col,verb", CASES, ids=[c[0].split()[0].rstrip("(") for c in CASES])
+def test_noma_run_of_a_fifo_is_a_located_io_error(fifo_dir: Path, stmt: str, col: int, verb: str) -> None:
+    (fifo_dir / "p.noma").write_text(f"learn w = tensor [1, 2];\n{stmt}\nprint(\"not reached\");\n")
+    proc = subprocess.run([sys.executable, "-m", "noma", "run", "p.noma"], cwd=fifo_dir, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 1, proc.stderr
+    assert "not reached" not in proc.stdout
+    assert "error[io]" in proc.stderr and _names_the_fifo(proc.stderr, verb), proc.stderr
+    assert re.search(rf"--> p\.noma:2:{col}\s*$", proc.stderr, re.MULTILINE), proc.stderr
+    assert "^" in proc.stderr and "Traceback" not in proc.stderr
+
+
+_INTERP_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from three_ways import run_interp
+out = run_interp(sys.stdin.read(), "p.noma")
+print(json.dumps([out.error, out.output]))
+"""
+
+
+@pytest.mark.parametrize("stmt,col,verb", CASES, ids=[c[0].split()[0].rstrip("(") for c in CASES])
+def test_the_interpreter_agrees(fifo_dir: Path, stmt: str, col: int, verb: str) -> None:
+    """The interpreter (the corpus's oracle) reads and writes through its own Python code."""
+    text = f"learn w = tensor [1, 2];\n{stmt}\nprint(\"not reached\");\n"
+    proc = subprocess.run([sys.executable, "-c", _INTERP_CHILD, str(ROOT / "tests")], input=text,
+                          cwd=fifo_dir, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    error, output = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert error == ["io", 2, col] and output == [], (error, output)
+
+
+_SESSION_CHILD = r"""
+import json
+import noma
+from noma.diagnostics import NomaError
+s = noma.Session()
+out = []
+for cell in json.loads(input()):
+    r = s.execute(cell)
+    out.append({"status": r.status, "texts": [d.render() for d in r.diagnostics],
+                "after": s.execute("print(40 + 2);").output})
+for what in ("save_checkpoint", "load_checkpoint"):
+    try:
+        getattr(s, what)("fifo")
+        out.append({"status": "ok", "texts": [], "after": ""})
+    except NomaError as e:
+        out.append({"status": "error", "texts": [d.render() for d in e.diagnostics], "after": ""})
+print(json.dumps(out))
+"""
+
+
+def test_session_cells_on_a_fifo_are_located_io_errors(fifo_dir: Path) -> None:
+    cells = ["learn w = tensor [1, 2];"] + [stmt for stmt, _, _ in CASES]
+    proc = subprocess.run([sys.executable, "-c", _SESSION_CHILD], input=json.dumps(cells), cwd=fifo_dir,
+                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    first, *results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert first["status"] == "ok", first
+    for (stmt, col, verb), r in zip(CASES, results):
+        assert r["status"] == "error" and r["after"] == "42\n", (stmt, r)
+        (text,) = r["texts"]
+        assert text.startswith("error[io]") and _names_the_fifo(text, verb), (stmt, text)
+        assert re.search(rf"--> <cell \d+>:1:{col}\s*$", text, re.MULTILINE), (stmt, text)
+    save, load = results[len(CASES):]
+    assert save["status"] == "error" and _names_the_fifo(save["texts"][0], "write"), save
+    assert load["status"] == "error" and _names_the_fifo(load["texts"][0], "read"), load
+    assert "Traceback" not in proc.stderr
