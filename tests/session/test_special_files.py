@@ -6,7 +6,8 @@ need a real FIFO (os.mkfifo), which a corpus program cannot create; the director
 cases are corpus programs (tests/programs/254-258). Every run is a child process with a timeout:
 a hang fails the test instead of stalling pytest. Covered: `noma run` (the JIT and the runtime's
 readers and writers), the interpreter (the oracle's own file code), a Session's cells (the
-compile-time safetensors header reader included) and its `:save` / `:load` checkpoints.
+compile-time safetensors header reader included), its `:save` / `:load` checkpoints, and the
+plots `:plot FILE` and `noma run --plot FILE` write.
 """
 
 from __future__ import annotations
@@ -117,4 +118,28 @@ def test_session_cells_on_a_fifo_are_located_io_errors(fifo_dir: Path) -> None:
     save, load = results[len(CASES):]
     assert save["status"] == "error" and _names_the_fifo(save["texts"][0], "write"), save
     assert load["status"] == "error" and _names_the_fifo(load["texts"][0], "read"), load
+    assert "Traceback" not in proc.stderr
+
+
+_PLOT_CHILD = r"""
+import noma
+from noma.meta import run_meta
+s = noma.Session()
+r = run_meta(s, ":plot fifo.png")
+print(r.ok, r.text)
+"""
+
+
+def test_plot_to_a_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """`:plot FILE` (REPL, kernel) and `noma run --plot FILE` write only regular files."""
+    os.mkfifo(tmp_path / "fifo.png")
+    proc = subprocess.run([sys.executable, "-c", _PLOT_CHILD], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("False cannot write fifo.png: it is a named pipe (FIFO)"), proc.stdout
+    (tmp_path / "p.noma").write_text("print(1);\n")
+    proc = subprocess.run([sys.executable, "-m", "noma", "run", "--plot", "fifo.png", "p.noma"], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 1 and proc.stdout == "1\n", proc
+    assert "error[io]: cannot write the plot fifo.png: it is a named pipe (FIFO)" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
