@@ -130,6 +130,14 @@ def _has_location(stderr: str, line: int, col: int, file: Optional[str] = None) 
     return file is None and re.search(rf"(?<![\d]):{line}:{col}(?!\d)", stderr) is not None
 
 
+def _unlocated_warnings(stderr: str) -> list[str]:
+    """The warnings on stderr not followed by their location (every diagnostic points at its
+    statement: a warning line is followed by ` --> FILE:LINE:COL`)."""
+    lines = stderr.splitlines()
+    return [line for i, line in enumerate(lines) if line.startswith("warning:")
+            and not (i + 1 < len(lines) and lines[i + 1].lstrip().startswith("-->"))]
+
+
 def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, label: str = "") -> None:
     """Fail the test unless a run (of `noma run` or a built executable) meets the expectations."""
 
@@ -151,6 +159,8 @@ def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, l
         check(_has_location(proc.stderr, line, col, exp.error_file), f"stderr lacks the location {where}{line}:{col}")
     for text in exp.stderr_contains:
         check(text in proc.stderr, f"stderr lacks {text!r}")
+    unlocated = _unlocated_warnings(proc.stderr)
+    check(not unlocated, f"a warning without its location: {unlocated[:1]}")
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])

@@ -283,7 +283,13 @@ class Session:
         come first in the result, and to the output sink before the code runs."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
-        live = LiveOutput(self.output_sink) if self.output_sink is not None else None
+        def located(record: str) -> Diagnostic:  # a runtime warning, at its span in this cell
+            from noma.rt.runtime import parse_warning
+
+            span_id, message = parse_warning(record)
+            return Diagnostic(Kind.WARNING, message, self._cell_span(module, span_id, rebind))
+
+        live = LiveOutput(self.output_sink, located) if self.output_sink is not None else None
         if live is not None:
             for diag in warnings or []:
                 live.emit_warning(diag)
@@ -296,13 +302,13 @@ class Session:
         result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
         result.steps = self.rt.global_step() - steps_before
         result.diagnostics.extend(warnings or [])
-        runtime_warnings = self.rt.take_warnings()
+        runtime_warnings = [Diagnostic(Kind.WARNING, message, self._cell_span(module, span_id, rebind))
+                            for span_id, message in self.rt.take_warnings()]
         if live is not None:
             live.drain(self.rt, final=True)
             result.output, result.streamed = live.text + result.output, True
             runtime_warnings = live.warnings + runtime_warnings
-        for message in runtime_warnings:
-            result.diagnostics.append(Diagnostic(Kind.WARNING, message))
+        result.diagnostics.extend(runtime_warnings)
         if status == 0:
             if has_value:
                 result.value = self.rt.read_global(VALUE_SLOT)
@@ -314,9 +320,7 @@ class Session:
         else:
             result.status = "error"
             kind, span_id, message = self.rt.error()
-            span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
-            if span is not None and rebind is not None and span.source is rebind[0]:
-                span = Span(rebind[1], span.start, span.end)
+            span = self._cell_span(module, span_id, rebind)
             note = None
             if result.steps:
                 note = (f"stopped after {result.steps} completed training step(s) of this cell (global step "
@@ -324,6 +328,15 @@ class Session:
             result.diagnostics.append(Diagnostic(RUNTIME_KIND_ORDER[kind], message, span, note))
         self.rt.release_arena()
         return result
+
+    @staticmethod
+    def _cell_span(module: Any, span_id: int, rebind: Optional[tuple[Source, Source]]) -> Optional[Span]:
+        """The Span of a runtime error's or warning's span id in `module` (None: -1 or unknown);
+        a span in the cached source `rebind[0]` is named as this run's source `rebind[1]`."""
+        span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
+        if span is not None and rebind is not None and span.source is rebind[0]:
+            span = Span(rebind[1], span.start, span.end)
+        return span
 
     def _invoke_with_progress(self, address: int, live: Optional[LiveOutput] = None) -> int:
         """Run native code. With a progress hook or an output sink, it runs in a worker thread
