@@ -53,7 +53,11 @@ class Session:
         self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
+        #: cells committed (compiled or replayed; a failed compile does not count): versions symbols
         self.cell_count = 0
+        #: cells executed without a name, failed or not: `<cell N>` is the Nth, so a name a
+        #: diagnostic showed is never given to another cell (undo and :load do not reset it)
+        self.cells_named = 0
         self.compiled: dict[str, CompiledSpec] = {}
         self.pointer_globals: set[str] = set()
         #: what the pipeline produced for the last cell compiled (or replayed): its AST, IR before
@@ -148,12 +152,16 @@ class Session:
     # ------------------------------------------------------------------ execute
 
     def execute(self, text: str, name: Optional[str] = None, run_main: bool = False) -> ExecResult:
-        """Compile and run one cell. A cell that fails to compile changes nothing. A cell whose
+        """Compile and run one cell. A cell that fails to compile changes nothing (but its name is
+        taken: a cell without `name` is `<cell N>`, the Nth such execute, failed or not). A cell whose
         text was compiled before against the same symbol-table context is not compiled again:
         its native code is rerun (noma.session.cell_cache; `ExecResult.cache_hit`)."""
         from noma.rt.safetensors_header import read_ranks
 
-        source = Source(name or f"<cell {self.cell_count + 1}>", text)
+        if name is None:
+            self.cells_named += 1
+            name = f"<cell {self.cells_named}>"
+        source = Source(name, text)
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
