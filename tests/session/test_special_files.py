@@ -5,7 +5,7 @@ Opening a FIFO blocks until its other end opens, so `load_csv` of one hung forev
 need a real FIFO (os.mkfifo), which a corpus program cannot create; the directory and device
 cases are corpus programs (tests/programs/254-258). Every run is a child process with a timeout:
 a hang fails the test instead of stalling pytest. Covered: `noma run` (the JIT and the runtime's
-readers and writers), the interpreter (the oracle's own file code), a Session's cells (the
+readers and writers), executables (`noma build`), the interpreter (the oracle's own file code), a Session's cells (the
 compile-time safetensors header reader included), its `:save` / `:load` checkpoints, and the
 plots `:plot FILE` and `noma run --plot FILE` write.
 """
@@ -61,6 +61,20 @@ def test_noma_run_of_a_fifo_is_a_located_io_error(fifo_dir: Path, stmt: str, col
     assert "error[io]" in proc.stderr and _names_the_fifo(proc.stderr, verb), proc.stderr
     assert re.search(rf"--> p\.noma:2:{col}\s*$", proc.stderr, re.MULTILINE), proc.stderr
     assert "^" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_executables_reject_a_fifo(fifo_dir: Path) -> None:
+    """`noma build` executables read and write through the same runtime code (noma_rt_io.c)."""
+    for stmt, col, verb in (CASES[0], CASES[5]):
+        (fifo_dir / "p.noma").write_text(f"learn w = tensor [1, 2];\n{stmt}\nprint(\"not reached\");\n")
+        build = subprocess.run([sys.executable, "-m", "noma", "build", "p.noma", "-o", "p"], cwd=fifo_dir,
+                               env=_env(), capture_output=True, text=True, timeout=300)
+        assert build.returncode == 0, build.stderr
+        proc = subprocess.run([str(fifo_dir / "p")], cwd=fifo_dir, capture_output=True, text=True,
+                              timeout=TIMEOUT_S)
+        assert proc.returncode == 1 and proc.stdout == "", proc
+        assert "error[io]" in proc.stderr and _names_the_fifo(proc.stderr, verb), proc.stderr
+        assert re.search(rf"--> p\.noma:2:{col}\s*$", proc.stderr, re.MULTILINE), proc.stderr
 
 
 _INTERP_CHILD = r"""
