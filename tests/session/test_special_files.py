@@ -157,3 +157,28 @@ def test_plot_to_a_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stdout == "1\n", proc
     assert "error[io]: cannot write the plot fifo.png: it is a named pipe (FIFO)" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+_CACHE_CHILD = r"""
+import os
+import noma
+s = noma.Session()
+assert s.execute('learn w = tensor [1, 2]; save_safetensors { w: w }, "st";').ok
+cell = 'load_safetensors m = "st"; print(m);'
+first = s.execute(cell)
+os.remove("st")
+os.mkfifo("st")
+again = s.execute(cell)  # the cell cache checks the header again before replaying
+print(first.output.strip())
+print(again.status, again.cache_hit, again.errors[0].render() if again.errors else "")
+"""
+
+
+def test_a_cached_cell_whose_file_became_a_fifo(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _CACHE_CHILD], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    first, again = proc.stdout.split("\n", 1)
+    assert first == "[1, 2]"
+    assert again.startswith("error False error[io]: cannot read `st`: it is a named pipe (FIFO)"), again
+    assert re.search(r"--> <cell 3>:1:22\s*$", again, re.MULTILINE), again
