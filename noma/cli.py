@@ -83,8 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.plot:
         from noma.plots import save_history_png
 
-        save_history_png(args.plot, session.history, session.dims)
-        print(f"plot written to {args.plot}", file=sys.stderr)
+        try:
+            save_history_png(args.plot, session.history, session.dims)
+            print(f"plot written to {args.plot}", file=sys.stderr)
+        except OSError as exc:
+            print(f"error[io]: cannot write the plot {args.plot}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     if result.status == "interrupted":
         return 130
     return 0 if result.ok else 1

@@ -310,8 +310,10 @@ def cmd_plot(session: Any, arg: str, color: bool) -> MetaResult:
         path += ".png"
     history = session.read_history(recent=session.rt.global_step() <= MAX_POINTS)
     data = history_png(history, session.dims)
+    from noma.source_file import open_regular
+
     try:
-        with open(path, "wb") as f:
+        with open_regular(path, "wb") as f:  # a FIFO would block, a device is no place for it
             f.write(data)
     except OSError as exc:
         return MetaResult(f"cannot write {path}: {exc.strerror}", png=data, ok=False)

@@ -7,7 +7,7 @@ each drawn as its mean with a min-max band), so a frame costs the same after ten
 hundred million; a run short enough to be held exactly is drawn exactly. Each run segment (a
 `learn` re-initialising parameters starts one) is its own labelled curve; resize labels that
 would overlap are merged; the layer-size panel (integer ticks) appears only when there are dims.
-Imports: numpy, noma.session.history, matplotlib (Agg backend only, imported lazily).
+Imports: numpy, noma.session.history, noma.source_file, matplotlib (Agg backend only, imported lazily).
 """
 
 from __future__ import annotations
@@ -299,6 +299,9 @@ def history_png(history: Any, current_dims: Optional[dict[str, int]] = None) -> 
 
 
 def save_history_png(path: str, history: Any, current_dims: Optional[dict[str, int]] = None) -> str:
-    with open(path, "wb") as f:
+    """Write the plot to path (a regular file, or a new one); OSError when it cannot."""
+    from noma.source_file import open_regular
+
+    with open_regular(path, "wb") as f:
         f.write(history_png(history, current_dims))
     return path

@@ -174,6 +174,14 @@ def _calls_match(path: Path, expected: list[str], notes: list[tuple[str, str]]) 
     return True
 
 
+def _unlocated_warnings(stderr: str) -> list[str]:
+    """The warnings on stderr not followed by their location (every diagnostic points at its
+    statement: a warning line is followed by ` --> FILE:LINE:COL`)."""
+    lines = stderr.splitlines()
+    return [line for i, line in enumerate(lines) if line.startswith("warning:")
+            and not (i + 1 < len(lines) and lines[i + 1].lstrip().startswith("-->"))]
+
+
 def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, label: str = "") -> None:
     """Fail the test unless a run (of `noma run` or a built executable) meets the expectations."""
 
@@ -199,6 +207,8 @@ def check_run(path: Path, exp: Expectation, proc: subprocess.CompletedProcess, l
     if exp.calls:
         check(_calls_match(path, exp.calls, call_notes(proc.stderr)),
               f"the error's notes are not the `// called from:` lines {exp.calls}")
+    unlocated = _unlocated_warnings(proc.stderr)
+    check(not unlocated, f"a warning without its location: {unlocated[:1]}")
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
@@ -225,7 +235,10 @@ def test_corpus_is_well_formed() -> None:
         if exp.error:
             errors += 1
             assert exp.error[0] in KINDS, f"{path.name}: unknown kind {exp.error[0]}"
-            lines = (path.parent / exp.error_file if exp.error_file else path).read_text().splitlines()
+            where = path.parent / exp.error_file if exp.error_file else path
+            if exp.error_file and exp.error_file.startswith("std/"):  # inside the standard library
+                where = ROOT / "noma" / exp.error_file
+            lines = where.read_text().splitlines()
             assert 1 <= exp.error[1] <= len(lines), f"{path.name}: error line out of range"
             assert 1 <= exp.error[2] <= len(lines[exp.error[1] - 1]), f"{path.name}: error column out of range"
         for line in text.splitlines():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -25,6 +26,17 @@ CONTROL_ACTIONS = {v: k for k, v in abi.enum_group("NOMA_CTL_EV_").items()}
 POLICY_NAMES = {v: k for k, v in native_lib.POLICIES.items()}  # from noma_rt.h
 KEEP_EVENT = abi.enums()["NOMA_EVENT_KEEP"]  # the policy number of a keep's resize events
 STATE_NAMES = ("m", "v", "step", "pow1", "pow2")
+
+_WARNING = re.compile(r"warning(?:\[(\d+)\])?: (.*)", re.S)
+
+
+def parse_warning(record: str) -> tuple[int, str]:
+    """(span id or -1, message) of a runtime warning record: "warning[SPAN]: MSG" (located at the
+    span) or "warning: MSG" (noma_warn in noma_rt.c writes them)."""
+    m = _WARNING.fullmatch(record.strip("\n"))
+    if m is None:
+        return -1, record.strip("\n")
+    return (int(m.group(1)) if m.group(1) is not None else -1), m.group(2)
 
 
 @dataclass
@@ -152,7 +164,7 @@ class Runtime:
 
     def take_live(self) -> bytes:
         """What was printed since the last call, safe while native code runs in another thread:
-        printed bytes as is, each warning as b"\\0MESSAGE\\n"."""
+        printed bytes as is, each warning as b"\\0RECORD\\n" (parse_warning reads the record)."""
         data = ctypes.c_void_p()
         n = int(self.lib.noma_live_take(self.ctx, ctypes.byref(data)))
         if not n or not data.value:
@@ -182,12 +194,12 @@ class Runtime:
         """An interrupt was requested (SIGINT, request_interrupt) and no training loop took it yet."""
         return bool(self.lib.noma_poll_interrupt())
 
-    def take_warnings(self) -> list[str]:
+    def take_warnings(self) -> list[tuple[int, str]]:
+        """The warnings given since the last call, each as (span id or -1, message)."""
         n = self.lib.noma_warnings_len(self.ctx)
         text = ctypes.string_at(self.lib.noma_warnings_data(self.ctx), n).decode("utf-8", "replace") if n else ""
         self.lib.noma_warnings_clear(self.ctx)
-        lines = [line for line in text.splitlines() if line.strip()]
-        return [line[len("warning: "):] if line.startswith("warning: ") else line for line in lines]
+        return [parse_warning(line) for line in text.splitlines() if line.strip()]
 
     # ---------------------------------------------------------------- state
 

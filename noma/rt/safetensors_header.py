@@ -1,7 +1,7 @@
 """Reads a safetensors header at compile time to learn the names and ranks of its tensors.
 
 Owns: bounded, validated header parsing (no large allocation for hostile files).
-Imports: only the standard library.
+Imports: the standard library, noma.source_file (only regular files are read).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import os
 import re
 import struct
 from typing import Any
+
+from noma.source_file import open_regular
 
 MAX_HEADER = 100 * 1024 * 1024
 DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32"}
@@ -36,8 +38,8 @@ def _nesting(text: str) -> int:
 
 def read_ranks(path: str) -> dict[str, int]:
     """{tensor name: rank} of a safetensors file. Raises OSError or ValueError with a plain message."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
             raise ValueError("the file is shorter than a safetensors header")

@@ -56,7 +56,11 @@ class Session:
         self.rt = runtime.Runtime(dtype, capture=capture, memory_limit=memory_limit)
         self.jit = JIT(opt_level=opt_level, dtype=dtype)
         self.symbols = SymbolTable()
+        #: cells committed (compiled or replayed; a failed compile does not count): versions symbols
         self.cell_count = 0
+        #: cells executed without a name, failed or not: `<cell N>` is the Nth, so a name a
+        #: diagnostic showed is never given to another cell (undo and :load do not reset it)
+        self.cells_named = 0
         self.compiled: dict[str, CompiledSpec] = {}
         self.pointer_globals: set[str] = set()
         #: what the pipeline produced for the last cell compiled (or replayed): its AST, IR before
@@ -151,12 +155,16 @@ class Session:
     # ------------------------------------------------------------------ execute
 
     def execute(self, text: str, name: Optional[str] = None, run_main: bool = False) -> ExecResult:
-        """Compile and run one cell. A cell that fails to compile changes nothing. A cell whose
+        """Compile and run one cell. A cell that fails to compile changes nothing (but its name is
+        taken: a cell without `name` is `<cell N>`, the Nth such execute, failed or not). A cell whose
         text was compiled before against the same symbol-table context is not compiled again:
         its native code is rerun (noma.session.cell_cache; `ExecResult.cache_hit`)."""
         from noma.rt.safetensors_header import read_ranks
 
-        source = Source(name or f"<cell {self.cell_count + 1}>", text)
+        if name is None:
+            self.cells_named += 1
+            name = f"<cell {self.cells_named}>"
+        source = Source(name, text)
         if self.clear_interrupt_on_execute:  # a request from now on (even while compiling) stops this cell
             self.rt.clear_interrupt()
         started = time.perf_counter()
@@ -287,7 +295,13 @@ class Session:
         come first in the result, and to the output sink before the code runs."""
         steps_before = self.rt.global_step()
         started = time.perf_counter()
-        live = LiveOutput(self.output_sink) if self.output_sink is not None else None
+        def located(record: str) -> Diagnostic:  # a runtime warning, at its span in this cell
+            from noma.rt.runtime import parse_warning
+
+            span_id, message = parse_warning(record)
+            return Diagnostic(Kind.WARNING, message, self._cell_span(module, span_id, rebind))
+
+        live = LiveOutput(self.output_sink, located) if self.output_sink is not None else None
         if live is not None:
             for diag in warnings or []:
                 live.emit_warning(diag)
@@ -300,13 +314,13 @@ class Session:
         result = ExecResult(output=self.rt.take_output(), run_seconds=time.perf_counter() - started)
         result.steps = self.rt.global_step() - steps_before
         result.diagnostics.extend(warnings or [])
-        runtime_warnings = self.rt.take_warnings()
+        runtime_warnings = [Diagnostic(Kind.WARNING, message, self._cell_span(module, span_id, rebind))
+                            for span_id, message in self.rt.take_warnings()]
         if live is not None:
             live.drain(self.rt, final=True)
             result.output, result.streamed = live.text + result.output, True
             runtime_warnings = live.warnings + runtime_warnings
-        for message in runtime_warnings:
-            result.diagnostics.append(Diagnostic(Kind.WARNING, message))
+        result.diagnostics.extend(runtime_warnings)
         if status == 0:
             if has_value:
                 result.value = self.rt.read_global(VALUE_SLOT)
@@ -320,8 +334,7 @@ class Session:
             kind, span_id, message = self.rt.error()
 
             def located(i: int) -> Optional[Span]:  # a span id of the session's table, as this run names it
-                span = module.spans[i] if 0 <= i < len(module.spans) else None
-                return rebind_span(span, *rebind) if rebind is not None else span
+                return self._cell_span(module, i, rebind)
 
             note = None
             if result.steps:
@@ -331,6 +344,14 @@ class Session:
             result.diagnostics.append(with_call_notes(diag, [located(i) for i in self.rt.error_calls()]))
         self.rt.release_arena()
         return result
+
+    @staticmethod
+    def _cell_span(module: Any, span_id: int, rebind: Optional[tuple[Source, Source]]) -> Optional[Span]:
+        """The Span of a runtime error's or warning's span id in `module` (None: -1 or unknown);
+        a span in the cached source `rebind[0]` (or inlined at one) is named as this run's source
+        `rebind[1]`."""
+        span = module.spans[span_id] if 0 <= span_id < len(module.spans) else None
+        return rebind_span(span, *rebind) if rebind is not None else span
 
     def _invoke_with_progress(self, address: int, live: Optional[LiveOutput] = None) -> int:
         """Run native code. With a progress hook or an output sink, it runs in a worker thread

@@ -10,7 +10,7 @@ Imports: noma.diagnostics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from noma.diagnostics import Diagnostic, Kind, Source
 
@@ -66,13 +66,16 @@ def cancelled(compile_seconds: float) -> ExecResult:
 class LiveOutput:
     """What a running cell printed, taken from the runtime (noma_live_take) and handed to a sink:
     whole lines of text and each warning, in program order; the text and warnings are kept for
-    the ExecResult."""
+    the ExecResult. `warning` turns a runtime warning record (its frame's text) into its located
+    Diagnostic."""
 
-    def __init__(self, sink: Callable[[str, Any], None]):
+    def __init__(self, sink: Callable[[str, Any], None],
+                 warning: Optional[Callable[[str], Diagnostic]] = None):
         self.sink = sink
+        self.warning = warning or (lambda record: Diagnostic(Kind.WARNING, record))
         self.pending = b""  # an unfinished line
         self.parts: list[str] = []
-        self.warnings: list[str] = []
+        self.warnings: list[Diagnostic] = []
 
     @property
     def text(self) -> str:
@@ -100,8 +103,9 @@ class LiveOutput:
 
     def _emit(self, kind: str, text: str) -> None:
         if kind == "warning":
-            self.warnings.append(text)
-            self._send(kind, Diagnostic(Kind.WARNING, text))
+            diag = self.warning(text)
+            self.warnings.append(diag)
+            self._send(kind, diag)
         else:
             self.parts.append(text)
             self._send(kind, text)

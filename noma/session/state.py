@@ -5,7 +5,7 @@ per-entry step counts), dims, globals, the loss history and the symbol tables; c
 runtime's checkpoint file (noma_rt_checkpoint.c, the format executables read and write) plus the
 session's tensor globals, and a JSON file with what only a session has (definitions, events);
 reading them back into a live or fresh session, or (without the JSON) into the declared params.
-Imports: numpy, noma.rt, noma.compiler (parse, symbols), noma.diagnostics.
+Imports: numpy, noma.rt, noma.compiler (parse, symbols), noma.diagnostics, noma.source_file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from noma import source_file
 from noma.compiler.front.symbols import GlobalVar, ParamVar, SymbolTable
 from noma.diagnostics import RUNTIME_KIND_ORDER, Kind, NomaError, Source, Span, error
 from noma.rt import native_lib
@@ -226,8 +227,11 @@ def save_checkpoint(session: "Session", path: str) -> str:
         "events": [e.__dict__ for e in session.events()],
     }
     meta_path = path + ".json"
-    with open(meta_path, "w") as f:
-        json.dump(meta, f, indent=1)
+    try:
+        with source_file.open_regular(meta_path, "w") as f:
+            json.dump(meta, f, indent=1)
+    except OSError as exc:
+        raise error(Kind.IO, f"cannot write {meta_path}: {exc.strerror or exc}") from None
     return meta_path
 
 
@@ -277,9 +281,7 @@ def load_checkpoint(session: "Session", path: str) -> None:
 
 def _read_json(path: str, meta_path: str) -> Any:
     """PATH.json parsed; its undecodable bytes and JSON syntax errors are located in it."""
-    from noma import source_file
-
-    source = source_file.read(meta_path)  # io error, or a located syntax error at a non-UTF-8 byte
+    source = source_file.read(meta_path, pipes=False)  # io error, or a located syntax error at a non-UTF-8 byte
     try:
         return json.loads(source.text)
     except json.JSONDecodeError as exc:
@@ -424,7 +426,7 @@ def load_checkpoint_values(session: "Session", path: str) -> None:
     the session also has (noma.tune's exploit). NomaError on a bad checkpoint."""
     meta_path = path + ".json"
     try:
-        with open(meta_path) as f:
+        with source_file.open_regular(meta_path, "r") as f:
             meta = json.load(f)
         scalars = {str(n): float(g["value"]) for n, g in meta["globals"].items() if int(g["rank"]) == 0}
         metrics = plan_metrics(meta)

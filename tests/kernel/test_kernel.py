@@ -6,6 +6,7 @@ through JUPYTER_PATH) serves the whole module; tests run in file order and share
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -260,6 +261,8 @@ def test_short_training_shows_one_plot_after_its_output(kernel):
     assert kinds(msgs) == ["stream", "stream", "display_data"]
     # in program order: the loop's warning, then what the cell printed after the loop
     assert msgs[0]["content"]["name"] == "stderr" and "iteration bound" in msgs[0]["content"]["text"]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", msgs[0]["content"]["text"])
+    assert re.search(r"--> .*:\d+:1\n", plain), plain  # at the optimize statement, as every diagnostic
     assert msgs[1]["content"] == {"name": "stdout", "text": "trained 8\n"}
     assert msgs[2]["content"]["data"]["image/png"]
 

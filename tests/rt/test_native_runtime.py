@@ -546,10 +546,11 @@ def test_print_line_and_capture(lib, ctx):
     assert lib.noma_output_len(ctx) == len(text)
     lib.noma_output_clear(ctx)
     assert lib.noma_output_len(ctx) == 0 and output(lib, ctx) == ""
-    lib.noma_warn(b"careful")
+    lib.noma_warn(-1, b"careful")
+    lib.noma_warn(7, b"located")  # a record names its span: the session locates it
     assert output(lib, ctx) == ""
     w = ctypes.string_at(lib.noma_warnings_data(ctx), lib.noma_warnings_len(ctx))
-    assert w == b"warning: careful\n"
+    assert w == b"warning: careful\nwarning[7]: located\n"
     lib.noma_warnings_clear(ctx)
     assert lib.noma_warnings_len(ctx) == 0
 

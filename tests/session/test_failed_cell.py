@@ -1,6 +1,6 @@
 """A cell that fails at run time keeps what it completed and nothing more (issue 14): the
 declarations after the failing statement do not exist afterwards, in a fresh compile and in a
-replay of the same cell from the cell cache."""
+replay of the same cell from the cell cache. A failed cell's name is not given to another cell."""
 
 from __future__ import annotations
 
@@ -65,3 +65,23 @@ def test_runtime_error_in_a_function_an_earlier_cell_compiled_is_located_there()
         assert (d.span.source.name, d.span.line, d.span.column) == ("<cell 1>", 2, 5), d.render()
     r = s.execute("print(zeros([2]) + zeros([5]));")
     assert (r.errors[0].span.source.name, r.errors[0].span.column) == ("<cell 5>", 7)
+
+
+def test_every_cell_gets_its_own_name_failed_or_not() -> None:
+    """`<cell N>` counts every execute without a name, so a name a diagnostic showed is never given
+    to another cell (a failed compile did not count: the next cell was named like it)."""
+    s = noma.Session()
+    cells = ["let a = ;", "print(nothing);", "let a = 1;", "print(tensor [1][3]);", "let a = 1;", "print(a);"]
+    names = []
+    for cell in cells:
+        r = s.execute(cell)
+        spans = [d.span for d in r.errors if d.span is not None]
+        names.append(spans[0].source.name if not r.ok else s.last_source.name if s.last_source else None)
+    assert names == [f"<cell {n}>" for n in range(1, 7)]
+    assert s.cell_count == 4  # committed cells (one a cache hit): what versions the symbols
+    assert s.undo() == "<cell 6> `print(a);`" and s.undo() == "<cell 5> `let a = 1;`"
+    r = s.execute("print(a + zeros([2]) + zeros([3]));")  # undo does not give a name back
+    assert r.errors[0].span is not None and r.errors[0].span.source.name == "<cell 7>"
+    assert s.execute("print(1);", name="In[9]").ok  # a named cell (the kernel's) takes no number
+    after = s.execute("print(nothing);").errors[0].span
+    assert after is not None and after.source.name == "<cell 8>"

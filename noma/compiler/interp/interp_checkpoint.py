@@ -8,7 +8,7 @@ a name error, a parameter of another rank a shape error, a checkpoint of the oth
 error, a missing or malformed file an io error, a load inside an optimize body a runtime error.
 
 Owns: save, load. Imports: the standard library, numpy, noma.compiler.interp.interp_safetensors,
-noma.compiler.interp.interp_optimizers, noma.diagnostics.
+noma.compiler.interp.interp_optimizers, noma.diagnostics, noma.source_file (regular files only).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from noma import optimizers
 from noma.compiler.interp import interp_safetensors
 from noma.compiler.interp.interp_optimizers import OptSlot
 from noma.diagnostics import Kind, error
+from noma.source_file import open_regular
 
 FORMAT = "noma-checkpoint-2"
 OPT_NAMES = {o.kind: o.name for o in optimizers.OPTIMIZERS.values()}
@@ -62,7 +63,7 @@ def save(state: Any, path: str, dtype: str, span: Any) -> None:
 
 def _read(path: str, span: Any) -> tuple[dict[str, Any], bytes]:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "rb") as f:
             data = f.read()
         n = struct.unpack("<Q", data[:8])[0]
         if n > len(data) - 8:

@@ -4,7 +4,7 @@ messages (noma_rt_io.c) for every way a file can be bad.
 Owns: load_csv, save_csv, load_st, save_st. Each takes the file's path and data and `io`, which
 makes the located IO error the interpreter raises (so the op's span stays with interp.py).
 Used by interp.py only.
-Imports: the standard library, numpy, interp_safetensors.
+Imports: the standard library, numpy, interp_safetensors, noma.source_file (only regular files).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from noma.compiler.interp import interp_safetensors
+from noma.source_file import open_regular
 
 IoError = Callable[[str], Exception]
 #: safetensors dtype tags the reader accepts -> NumPy dtypes.
@@ -36,7 +37,7 @@ def load_csv(path: str, dt: Any, io: IoError) -> np.ndarray:
     """A rank-2 array of the CSV file (`#` comments, one optional header row of text)."""
     rows: list[list[float]] = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_regular(path, "r", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError as e:
         raise io(f"cannot read '{path}': {e.strerror}") from None
@@ -71,7 +72,7 @@ def save_csv(path: str, value: Any, io: IoError) -> None:
     a = np.asarray(value, dtype=np.float64)
     a = a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
     try:
-        with open(path, "w") as f:
+        with open_regular(path, "w") as f:
             f.writelines(",".join(format(x, ".17g") for x in row) + "\n" for row in a)
     except OSError as e:
         raise io(f"cannot write '{path}': {e.strerror}") from None
@@ -80,7 +81,7 @@ def save_csv(path: str, value: Any, io: IoError) -> None:
 def load_st(path: str, name: str, dt: Any, io: IoError) -> np.ndarray:
     """Tensor `name` of a safetensors file, converted to dt."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "rb") as f:
             data = f.read()
         n = struct.unpack("<Q", data[:8])[0]
         header = json.loads(data[8:8 + n])

@@ -135,7 +135,7 @@ def lower_optimize(fl: FunctionLowering, op: ir.OptimizeOp) -> None:
     msg = "optimize reached its iteration bound"
     if op.until_text:
         msg += f" before `{op.until_text}` held"
-    tk.rt("noma_warn", tk.cstr(msg))
+    tk.rt("noma_warn", tk.i64(op.span), tk.cstr(msg))  # located at the optimize statement
     max_end = b.block
     b.branch(exit_)
 

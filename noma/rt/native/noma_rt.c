@@ -1038,23 +1038,36 @@ void noma_output_clear(NomaCtx *c) {
     if (c->out.data) c->out.data[0] = 0;
 }
 
-/* Writes "warning: MSG\n" to stderr, or appends it to the warnings buffer in capture mode. */
-void noma_warn(const char *msg) {
+/* A warning located at span (-1: nowhere). Without capture: "warning: MSG\n" and the span's
+   pre-rendered text (noma_set_span_texts, as errors show it) to stderr; in capture mode the record
+   "warning[SPAN]: MSG\n" ("warning: MSG\n" without a span) goes to the warnings buffer, or with
+   live output on, as the frame "\0RECORD\n", to the live buffer. */
+void noma_warn(int64_t span, const char *msg) {
     NomaCtx *c = noma__cur();
     if (!msg) msg = "";
+    char tag[48];
+    if (span >= 0) snprintf(tag, sizeof tag, "warning[%lld]: ", (long long)span);
+    else snprintf(tag, sizeof tag, "warning: ");
     if (c->capture && c->live_on) {
-        /* the frame: a NUL byte (never part of printed text), the message, a newline */
+        /* the frame: a NUL byte (never part of printed text), the record, a newline */
         live_lock(c);
         buf_append(&c->live, "\0", 1);
+        buf_append(&c->live, tag, (int64_t)strlen(tag));
         buf_append(&c->live, msg, (int64_t)strlen(msg));
         buf_append(&c->live, "\n", 1);
         live_unlock(c);
     } else if (c->capture) {
-        buf_append(&c->warn, "warning: ", 9);
+        buf_append(&c->warn, tag, (int64_t)strlen(tag));
         buf_append(&c->warn, msg, (int64_t)strlen(msg));
         buf_append(&c->warn, "\n", 1);
     } else {
         fprintf(stderr, "warning: %s\n", msg);
+        if (span >= 0 && span < c->nspan_texts && c->span_texts[span]) {
+            const char *t = c->span_texts[span];
+            size_t L = strlen(t);
+            fputs(t, stderr);
+            if (L == 0 || t[L - 1] != '\n') fputc('\n', stderr);
+        }
         fflush(stderr);
     }
 }
@@ -1087,14 +1100,14 @@ void noma_warn_once(int64_t span, const char *msg) {
         int64_t nc = c->warned_cap ? c->warned_cap * 2 : 16;
         int64_t *p = (int64_t *)realloc(c->warned, (size_t)nc * sizeof(int64_t));
         if (!p) {
-            noma_warn(msg);
+            noma_warn(span, msg);
             return;
         }
         c->warned = p;
         c->warned_cap = nc;
     }
     c->warned[c->nwarned++] = span;
-    noma_warn(msg);
+    noma_warn(span, msg);
 }
 
 int64_t noma_warnings_len(NomaCtx *c) { return ctx_or_cur(c)->warn.len; }

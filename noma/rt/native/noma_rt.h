@@ -186,7 +186,7 @@ void noma_set_capture(NomaCtx *c, int32_t on);
 int64_t noma_output_len(NomaCtx *c);
 const char *noma_output_data(NomaCtx *c);
 void noma_output_clear(NomaCtx *c);
-void noma_warn(const char *msg);
+void noma_warn(int64_t span, const char *msg); /* located at span (-1: nowhere) */
 void noma_warn_once(int64_t span, const char *msg); /* once per span and context */
 int64_t noma_warnings_len(NomaCtx *c);
 const char *noma_warnings_data(NomaCtx *c);

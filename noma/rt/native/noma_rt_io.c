@@ -14,6 +14,10 @@
  * (<= 100 MB and <= file size - 8) and the requested tensor's dtype, shape and
  * offsets were validated. This file assumes a little-endian host.
  *
+ * Only regular files are read and written (open_regular): a directory, a named
+ * pipe, a device or a socket at a user's path is an io error naming what it is
+ * (a FIFO without a writer would block open() forever, /dev/zero never ends).
+ *
  * The header reader (noma__st_open: every entry and the metadata, validated)
  * and the writer (noma__st_write: real and I64 tensors plus metadata) are
  * shared with noma_rt_checkpoint.c through noma_rt_internal.h.
@@ -21,10 +25,12 @@
 #include "noma_rt_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "noma_rt_io.c assumes a little-endian host"
@@ -36,15 +42,63 @@
 /* Helpers                                                                  */
 /* ======================================================================== */
 
-static FILE *open_or_fail(const char *path, const char *mode, int64_t span, int writing) {
+/* What a file that is not a regular file is, for the messages. */
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a named pipe (FIFO)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* path opened for reading ("rb") or writing (created, or truncated: "wb"), only when it is a
+   regular file (or, writing, does not exist yet); NULL with "SHOWN: cannot read|write: WHY" in msg.
+   The kind is checked before opening (opening a FIFO without a writer blocks) and again on the
+   open descriptor (O_NONBLOCK: the path may have changed in between); truncation waits for that. */
+static FILE *open_regular(const char *path, const char *shown, int writing, char *msg, size_t cap) {
+    const char *verb = writing ? "write" : "read";
+    struct stat sb;
     if (!path) {
-        noma__failf(NOMA_ERR_IO, span, "missing file name");
+        snprintf(msg, cap, "missing file name");
         return NULL;
     }
-    FILE *f = fopen(path, mode);
-    if (!f)
-        noma__failf(NOMA_ERR_IO, span, "%s: cannot %s: %s", path, writing ? "write" : "read",
-                    strerror(errno));
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        snprintf(msg, cap, "%s: cannot %s: it is %s, not a regular file", shown, verb,
+                 file_kind(sb.st_mode));
+        return NULL;
+    }
+    int fd = open(path, (writing ? O_WRONLY | O_CREAT : O_RDONLY) | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        snprintf(msg, cap, "%s: cannot %s: %s", shown, verb, strerror(errno));
+        return NULL;
+    }
+    int known = fstat(fd, &sb) == 0;
+    if (known && !S_ISREG(sb.st_mode)) {
+        snprintf(msg, cap, "%s: cannot %s: it is %s, not a regular file", shown, verb,
+                 file_kind(sb.st_mode));
+        close(fd);
+        return NULL;
+    }
+    int flags = known ? fcntl(fd, F_GETFL) : -1;
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+        (writing && ftruncate(fd, 0) != 0)) {
+        snprintf(msg, cap, "%s: cannot %s: %s", shown, verb, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, writing ? "wb" : "rb");
+    if (!f) {
+        snprintf(msg, cap, "%s: cannot %s: %s", shown, verb, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+static FILE *open_or_fail(const char *path, int64_t span, int writing) {
+    char msg[NOMA_ERRMSG];
+    FILE *f = open_regular(path, path, writing, msg, sizeof msg);
+    if (!f) noma__failf(NOMA_ERR_IO, span, "%s", msg);
     return f;
 }
 
@@ -127,7 +181,7 @@ void noma_load_csv(const char *path, NomaTensor *out, int64_t span) {
     if (!out) return;
     memset(out, 0, sizeof *out);
     out->rank = 2;
-    FILE *f = open_or_fail(path, "rb", span, 0);
+    FILE *f = open_or_fail(path, span, 0);
     if (!f) return;
     int64_t size = file_size(f);
     /* the text and the values are runtime blocks: they count against the memory limit */
@@ -267,7 +321,7 @@ void noma_save_csv(const char *path, const NomaTensor *v, int64_t span) {
                     path ? path : "?", (long long)v->rank);
         return;
     }
-    FILE *f = open_or_fail(path, "wb", span, 1);
+    FILE *f = open_or_fail(path, span, 1);
     if (!f) return;
     int64_t rows = v->rank == 0 ? 1 : v->dims[0];
     int64_t cols = v->rank == 2 ? v->dims[1] : 1;
@@ -785,11 +839,8 @@ int noma__st_open(const char *path, NomaStFile *sf, char *msg, size_t cap) {
         snprintf(msg, cap, "missing file name");
         return 0;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(msg, cap, "%s: cannot read: %s", path, strerror(errno));
-        return 0;
-    }
+    FILE *f = open_regular(path, path, 0, msg, cap);
+    if (!f) return 0;
     int64_t fsz = file_size(f);
     unsigned char lenb[8];
     if (fsz < 8 || fread(lenb, 1, 8, f) != 8) {
@@ -954,7 +1005,8 @@ int noma__st_read(const char *path, uint64_t data_start, const NomaStEntry *e, v
     const char *same = as_i64 ? "I64" : sizeof(real) == 8 ? "F64" : "F32";
     int direct = strcmp(e->dtype, same) == 0;
     unsigned char *tmp = direct ? (unsigned char *)dst : (unsigned char *)malloc(nbytes ? nbytes : 1);
-    FILE *f = tmp && path ? fopen(path, "rb") : NULL;
+    char why[NOMA_ERRMSG];
+    FILE *f = tmp && path ? open_regular(path, path, 0, why, sizeof why) : NULL;
     int rd = f && fseek(f, (long)(data_start + e->begin), SEEK_SET) == 0 &&
              (nbytes == 0 || fread(tmp, 1, (size_t)nbytes, f) == (size_t)nbytes);
     if (f) fclose(f);
@@ -1198,12 +1250,17 @@ int noma__st_write(const char *path, int64_t n, const NomaStOut *ts, int64_t nme
         snprintf(msg, cap, "%s: out of memory", path);
         return 0;
     }
-    /* write to PATH.tmp, then rename over PATH */
+    /* write to PATH.tmp, then rename over PATH (a regular file, or none yet) */
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
+    struct stat sb;
+    FILE *f = NULL;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        snprintf(msg, cap, "%s: cannot write: it is %s, not a regular file", path,
+                 file_kind(sb.st_mode));
+    else
+        f = open_regular(tmp, path, 1, msg, cap);
     if (!f) {
-        snprintf(msg, cap, "%s: cannot write: %s", path, strerror(errno));
         free(tmp);
         free(h.data);
         free(ord);
