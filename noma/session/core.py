@@ -333,15 +333,15 @@ class Session:
             result.status = "error"
             kind, span_id, message = self.rt.error()
 
-            def located(i: int) -> Optional[Span]:  # a span id of the session's table, as this run names it
+            def span_of(i: int) -> Optional[Span]:  # a span id of the session's table, as this run names it
                 return self._cell_span(module, i, rebind)
 
             note = None
             if result.steps:
                 note = (f"stopped after {result.steps} completed training step(s) of this cell (global step "
                         f"{self.rt.global_step()}); parameters and optimizer state are as after that step")
-            diag = Diagnostic(RUNTIME_KIND_ORDER[kind], message, located(span_id), note)
-            result.diagnostics.append(with_call_notes(diag, [located(i) for i in self.rt.error_calls()]))
+            diag = Diagnostic(RUNTIME_KIND_ORDER[kind], message, span_of(span_id), note)
+            result.diagnostics.append(with_call_notes(diag, [span_of(i) for i in self.rt.error_calls()]))
         self.rt.release_arena()
         return result
 
