@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import fnmatch
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -198,8 +199,8 @@ class NomaKernel(Kernel):
         nothing woke the main thread: the interrupt waited for the next message (a lost
         interrupt, about 1 in 30 during compilation). The wakeup fd wakes the loop from any
         thread."""
-        if self._sigint_on_loop:
-            return
+        if self._sigint_on_loop or threading.current_thread() is not threading.main_thread():
+            return  # (a subshell's request runs on a thread of its own: the main one installs it)
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint, signal.SIGINT, None)
         self._sigint_on_loop = True
 
