@@ -118,9 +118,17 @@ def _dismantle(module: ll.Module) -> None:
 
 def _lower_function(mc: ModuleContext, fn: ir.Function, llfn: ll.Function) -> None:
     llfn.attributes.add("nounwind")
-    producers = {ins.result.id: ins for blk in ir.walk_blocks(fn.body) for ins in blk.ops
-                 if isinstance(ins, ir.Instr) and ins.result is not None}
-    fl = FunctionLowering(mc, llfn, loads_needing_copy(fn), fusible(fn), producers)
+    producers: dict[int, ir.Instr] = {}
+    tensors = False  # any tensor-valued instruction (else nothing to copy or fuse: scalar code)
+    for blk in ir.walk_blocks(fn.body):
+        for ins in blk.ops:
+            if isinstance(ins, ir.Instr) and ins.result is not None:
+                producers[ins.result.id] = ins
+                tensors = tensors or ins.result.rank > 0
+    if tensors:
+        fl = FunctionLowering(mc, llfn, loads_needing_copy(fn), fusible(fn), producers)
+    else:
+        fl = FunctionLowering(mc, llfn, set(), set(), producers)
     for p, arg in zip(fn.params, llfn.args):
         arg.name = f"p{p.id}"
         fl.vals[p.id] = arg
