@@ -49,12 +49,19 @@ from noma.compiler.middle.ops import (  # noqa: F401  (re-exported)
 )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Value:
     """An SSA value: `%id` of a rank (0 scalar, 1..4 tensor)."""
 
     id: int
     rank: int
+
+    def __init__(self, id: int, rank: int) -> None:
+        # the fields written into __dict__ directly: a frozen dataclass's own __init__ sets each
+        # through object.__setattr__, twice as slow, and every operation makes a Value
+        d = self.__dict__
+        d["id"] = id
+        d["rank"] = rank
 
     def __repr__(self) -> str:
         return f"%{self.id}"
@@ -67,10 +74,10 @@ class Value:
 
 
 def _freeze(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(attrs.items()))
+    return tuple(sorted(attrs.items())) if len(attrs) > 1 else tuple(attrs.items())
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Instr:
     """`%r = op %a, %b {attrs}` — one operation with at most one result."""
 
@@ -79,6 +86,15 @@ class Instr:
     result: Optional[Value]
     attrs: tuple[tuple[str, Any], ...] = ()
     span: int = -1
+
+    def __init__(self, op: Op, args: tuple[Value, ...], result: Optional[Value],
+                 attrs: tuple[tuple[str, Any], ...] = (), span: int = -1) -> None:
+        d = self.__dict__  # as Value.__init__: fields written directly, twice as fast
+        d["op"] = op
+        d["args"] = args
+        d["result"] = result
+        d["attrs"] = attrs
+        d["span"] = span
 
     def attr(self, name: str, default: Any = None) -> Any:
         for key, value in self.attrs:
@@ -211,19 +227,23 @@ class Builder:
         self.block = block
 
     def emit(self, op: Op, args: tuple[Value, ...] = (), span: int = -1, **attrs: Any) -> Optional[Value]:
-        rank = result_rank(op, tuple(a.rank for a in args), attrs)
+        args = tuple(args)
+        rank = result_rank(op, tuple([a.rank for a in args]), attrs)
         result = None if rank is None else self.module.new_value(rank)
-        self.block.ops.append(Instr(op, tuple(args), result, _freeze(attrs), span))
+        self.block.ops.append(Instr(op, args, result, _freeze(attrs), span))
         return result
 
     def const(self, value: float, span: int = -1) -> Value:
-        v = self.emit(Op.CONST, (), span, value=float(value))
-        assert v is not None
+        # what emit(Op.CONST, (), span, value=float(value)) makes, without its generic steps
+        v = self.module.new_value(0)
+        self.block.ops.append(Instr(Op.CONST, (), v, (("value", float(value)),), span))
         return v
 
     def value(self, op: Op, *args: Value, span: int = -1, **attrs: Any) -> Value:
         """Emit an op that has a result and return it."""
-        v = self.emit(op, tuple(args), span, **attrs)
+        rank = result_rank(op, tuple([a.rank for a in args]), attrs)
+        v = None if rank is None else self.module.new_value(rank)
+        self.block.ops.append(Instr(op, args, v, _freeze(attrs), span))
         assert v is not None, op
         return v
 
