@@ -35,21 +35,24 @@ def parse(source: Source) -> ast.Program:
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
     text, states, keywords = source.text, machine.states, machine.keywords
     match = _always(machine.scanner)
-    units = machine.units
+    units, gotos, accept = machine.units, machine.gotos, machine.end
     stack, values = [machine.start], []
     nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
     pos, size, last_end = 0, len(text), 0
     while True:
         m = match(text, pos)
-        kind, pos = m.lastgroup, m.end()
+        kind = m.lastgroup
         if kind is not None:
-            value = m.group(kind)
-            tok = _Tok(keywords.get(value, kind) if kind == "NAME" else kind, value, m.start(kind), pos)
-            kind = tok.type
+            start, pos = m.span(kind)  # the token is the end of the match (after skipped text)
+            value = text[start:pos]
+            if kind == "NAME":
+                kind = keywords.get(value, kind)
+            tok = _Tok(kind, value, start, pos)
             last_end = pos
-        elif pos < size:
-            raise NomaError(_bad_character(source, pos))
         else:
+            pos = m.end()
+            if pos < size:
+                raise NomaError(_bad_character(source, pos))
             kind, tok = _END, _Tok(_END, "", last_end, last_end)
             if not _viable(states, stack, _END) and _viable(states, stack, "_SEMI"):
                 # the last statement may omit its `;` (then the end of input comes next)
@@ -90,16 +93,44 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
                 stack[-1] = top
                 row = states[top]
                 continue
+            n = action.size
+            if action.direct:  # _reduce's common case, inlined: the builder gets the children
+                children = values[-n:]
+                del values[-n:], stack[-n:], nesting[-n:]
+                values.append(action.fn(builder, children))
             else:
                 values.append(_reduce(action, stack, values, builder))
-                if action.size:
-                    del nesting[-action.size:]
-                origin = action.origin
-            stack.append(states[stack[-1]][origin])
+                if n:
+                    del nesting[-n:]
+            # the goto, then the chain of unit reduces it meets on this lookahead (walked once
+            # per state below, rule and lookahead, and remembered)
+            key = (stack[-1], action.origin, kind)
+            top = gotos.get(key)
+            if top is None:
+                top = gotos[key] = _goto(states, units, stack[-1], action.origin, kind, accept)
+            stack.append(top)
             nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
-            if kind == _END and stack[-1] == machine.end:
+            if kind == _END and top == accept:
                 return cast(ast.Program, values[-1])
-            row = states[stack[-1]]
+            row = states[top]
+
+
+def _goto(states: dict, units: dict, below: int, origin: str, kind: str, accept: int) -> int:
+    """The state after reducing to `origin` over the state `below`, then every unit reduce its
+    row has for the lookahead `kind` (the loop in _run would take the same steps)."""
+    top = states[below][origin]
+    if kind == _END and top == accept:
+        return top
+    action = states[top].get(kind)
+    if action.__class__ is not str:
+        return top
+    key = (below, top, kind)
+    if key not in units:
+        while action.__class__ is str:
+            top = states[below][action]
+            action = states[top].get(kind)
+        units[key] = top
+    return units[key]
 
 
 def completeness(text: str) -> str:

@@ -31,6 +31,7 @@ class _Rule(NamedTuple):
     expand1: bool  # `?rule`: a single child stands for the rule
     flatten: bool  # some child may be a _Splice
     unit: bool  # `?rule: other` (one symbol, not a helper): nothing to build
+    direct: bool  # fn gets the children as they are (no splices, no `?rule` of one child, some child)
 
 
 class _Machine(NamedTuple):
@@ -41,6 +42,7 @@ class _Machine(NamedTuple):
     end: int
     literals: dict  # terminal → its literal text (None: a regex terminal)
     units: dict  # (state below, top state, lookahead) → top state after its chain of unit reduces
+    gotos: dict  # (state below, rule origin, lookahead) → top state after the goto and unit reduces
 
 
 @lru_cache(maxsize=1)
@@ -54,13 +56,14 @@ def _machine() -> _Machine:
             fn = None if origin.startswith("_") else getattr(_Build, name, None)
             if fn is None and not origin.startswith("_") and not (expand1 and size == 1):
                 raise RuntimeError(f"grammar.lark: no AST builder for rule `{name}`")
-            rules[rule] = _Rule(size, origin, fn, expand1, flatten, unit)
+            direct = fn is not None and not flatten and not (expand1 and size == 1) and size > 0
+            rules[rule] = _Rule(size, origin, fn, expand1, flatten, unit, direct)
         return rules[rule]
 
     states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
               for st, row in tables.states.items()}
     return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
-                    tables.literals, {})
+                    tables.literals, {}, {})
 
 
 
