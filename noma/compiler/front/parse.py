@@ -19,6 +19,7 @@ from noma.compiler.front.parse_common import _END, _NESTING, CAST_TYPES, KEYWORD
 from noma.compiler.front.parse_errors import _bad_character, _too_deep, _unexpected
 from noma.compiler.front.parse_machine import _expected, _machine, _Machine, _reduce, _scan, _viable
 from noma.compiler.front.parse_numbers import _always, _numeric_literal
+from noma.compiler.front.parse_tables import LITERAL
 from noma.diagnostics import NomaError, Source
 
 __all__ = ["CAST_TYPES", "KEYWORDS", "MAX_NESTING", "completeness", "is_complete", "parse"]
@@ -33,7 +34,7 @@ def parse(source: Source) -> ast.Program:
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
-    text, states, keywords = source.text, machine.states, machine.keywords
+    text, states, keywords, literal_kinds = source.text, machine.states, machine.keywords, machine.literal_kinds
     match = _always(machine.scanner)
     units, gotos, accept = machine.units, machine.gotos, machine.end
     stack, values = [machine.start], []
@@ -47,6 +48,8 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
             value = text[start:pos]
             if kind == "NAME":
                 kind = keywords.get(value, kind)
+            elif kind == LITERAL:
+                kind = literal_kinds[value]
             tok = _Tok(kind, value, start, pos)
             last_end = pos
         else:

@@ -37,6 +37,7 @@ class _Rule(NamedTuple):
 class _Machine(NamedTuple):
     scanner: re.Pattern
     keywords: dict  # "let" → "_LET"
+    literal_kinds: dict  # "==" → "EQ": the terminal of a token the scanner's LITERAL group matched
     states: dict  # state → {symbol: next state (int) | unit reduce (origin, str) | _Rule}
     start: int
     end: int
@@ -62,8 +63,9 @@ def _machine() -> _Machine:
 
     states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
               for st, row in tables.states.items()}
-    return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
-                    tables.literals, {}, {})
+    literal_kinds = {text: name for name, text in tables.literals.items() if text is not None}
+    return _Machine(re.compile(tables.scanner), tables.keywords, literal_kinds, states, tables.start,
+                    tables.end, tables.literals, {}, {})
 
 
 
@@ -141,7 +143,10 @@ def _scan(text: str) -> _ScanResult:
             kind, value, start, pos = "?", text[pos], pos, pos + 1
         else:
             value, start = m.group(kind), m.start(kind)
-            kind = machine.keywords.get(value, kind) if kind == "NAME" else kind
+            if kind == "NAME":
+                kind = machine.keywords.get(value, kind)
+            elif kind == parse_tables.LITERAL:
+                kind = machine.literal_kinds[value]
         if fresh:
             head, fresh = kind, False
         if value in _CLOSER and kind != "STRING":
