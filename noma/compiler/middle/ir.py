@@ -49,19 +49,12 @@ from noma.compiler.middle.ops import (  # noqa: F401  (re-exported)
 )
 
 
-@dataclass(frozen=True, eq=False, init=False)
+@dataclass(frozen=True, eq=False)
 class Value:
     """An SSA value: `%id` of a rank (0 scalar, 1..4 tensor)."""
 
     id: int
     rank: int
-
-    def __init__(self, id: int, rank: int) -> None:
-        # the fields written into __dict__ directly: a frozen dataclass's own __init__ sets each
-        # through object.__setattr__, twice as slow, and every operation makes a Value
-        d = self.__dict__
-        d["id"] = id
-        d["rank"] = rank
 
     def __repr__(self) -> str:
         return f"%{self.id}"
@@ -77,7 +70,7 @@ def _freeze(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(attrs.items())) if len(attrs) > 1 else tuple(attrs.items())
 
 
-@dataclass(frozen=True, eq=False, init=False)
+@dataclass(frozen=True, eq=False)
 class Instr:
     """`%r = op %a, %b {attrs}` — one operation with at most one result."""
 
@@ -86,15 +79,6 @@ class Instr:
     result: Optional[Value]
     attrs: tuple[tuple[str, Any], ...] = ()
     span: int = -1
-
-    def __init__(self, op: Op, args: tuple[Value, ...], result: Optional[Value],
-                 attrs: tuple[tuple[str, Any], ...] = (), span: int = -1) -> None:
-        d = self.__dict__  # as Value.__init__: fields written directly, twice as fast
-        d["op"] = op
-        d["args"] = args
-        d["result"] = result
-        d["attrs"] = attrs
-        d["span"] = span
 
     def attr(self, name: str, default: Any = None) -> Any:
         for key, value in self.attrs:
