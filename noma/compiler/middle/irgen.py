@@ -121,7 +121,10 @@ class IRGen:
     # ------------------------------------------------------------------ scopes
 
     def lookup_local(self, name: str) -> Optional[ir.Value]:
-        for scope in reversed(self.fn.scopes):
+        scopes = self.fn.scopes
+        if len(scopes) == 1:  # the top level of a cell: one scope
+            return scopes[0].get(name)
+        for scope in reversed(scopes):
             if name in scope:
                 return scope[name]
         return None
