@@ -19,6 +19,7 @@ from noma.compiler.front.parse_common import _END, _NESTING, CAST_TYPES, KEYWORD
 from noma.compiler.front.parse_errors import _bad_character, _too_deep, _unexpected
 from noma.compiler.front.parse_machine import _expected, _machine, _Machine, _reduce, _scan, _viable
 from noma.compiler.front.parse_numbers import _always, _numeric_literal
+from noma.compiler.front.parse_tables import LITERAL
 from noma.diagnostics import NomaError, Source
 
 __all__ = ["CAST_TYPES", "KEYWORDS", "MAX_NESTING", "completeness", "is_complete", "parse"]
@@ -33,23 +34,31 @@ def parse(source: Source) -> ast.Program:
 
 
 def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
-    text, states, keywords = source.text, machine.states, machine.keywords
+    text, states, keywords, literal_kinds = source.text, machine.states, machine.keywords, machine.literal_kinds
     match = _always(machine.scanner)
-    units = machine.units
-    stack, values = [machine.start], []
-    nesting = [0]  # per stack entry: the open brackets/operators/`else`s up to and including it
+    units, gotos, accept = machine.units, machine.gotos, machine.end
+    stack: list[int] = [machine.start]
+    values: list = []  # per stack entry but the first: its token or the value built from it
+    #: the stack indices of the shifted tokens that open a nesting level (brackets, operators,
+    #: `else`s; a reduction drops those it consumes): the nesting depth is their count
+    opens: list[int] = []
     pos, size, last_end = 0, len(text), 0
     while True:
         m = match(text, pos)
-        kind, pos = m.lastgroup, m.end()
+        kind = m.lastgroup
         if kind is not None:
-            value = m.group(kind)
-            tok = _Tok(keywords.get(value, kind) if kind == "NAME" else kind, value, m.start(kind), pos)
-            kind = tok.type
+            start, pos = m.span(kind)  # the token is the end of the match (after skipped text)
+            value = text[start:pos]
+            if kind == "NAME":
+                kind = keywords.get(value, kind)
+            elif kind == LITERAL:
+                kind = literal_kinds[value]
+            tok = _Tok(kind, value, start, pos)
             last_end = pos
-        elif pos < size:
-            raise NomaError(_bad_character(source, pos))
         else:
+            pos = m.end()
+            if pos < size:
+                raise NomaError(_bad_character(source, pos))
             kind, tok = _END, _Tok(_END, "", last_end, last_end)
             if not _viable(states, stack, _END) and _viable(states, stack, "_SEMI"):
                 # the last statement may omit its `;` (then the end of input comes next)
@@ -62,44 +71,67 @@ def _run(machine: _Machine, source: Source, builder: _Build) -> ast.Program:
                 last_end = pos
         if kind == "_MAX" and not _viable(states, stack, kind):  # a keyword only after optimize(..)
             kind = tok.type = "NAME"
-        row, before = states[stack[-1]], stack[:]
-        while True:
-            action = row.get(kind)
-            if action is None:  # what was expected before this token's reductions
-                raise NomaError(_unexpected(source, tok, _expected(states, before)))
-            if action.__class__ is int:  # shift
-                depth = nesting[-1] + (kind in _NESTING)
-                if depth > MAX_NESTING:
-                    raise NomaError(_too_deep(source, tok))
-                stack.append(action)
-                nesting.append(depth)
-                values.append(tok)
-                break
-            if action.__class__ is str:  # `?a: b` reduce: b's value stands for a; the chain of
-                # them on this lookahead (NUMBER → atom → postfix → … → expr) depends only on the
-                # two top states, so it is walked once and remembered
-                below = stack[-2]
-                key = (below, stack[-1], kind)
-                top = units.get(key)
-                if top is None:
-                    top = stack[-1]
-                    while action.__class__ is str:
-                        top = states[below][action]
-                        action = states[top].get(kind)
-                    units[key] = top
-                stack[-1] = top
-                row = states[top]
-                continue
-            else:
-                values.append(_reduce(action, stack, values, builder))
-                if action.size:
-                    del nesting[-action.size:]
-                origin = action.origin
-            stack.append(states[stack[-1]][origin])
-            nesting.append(nesting[-1])  # a reduced construct is complete: it opens nothing
-            if kind == _END and stack[-1] == machine.end:
-                return cast(ast.Program, values[-1])
-            row = states[stack[-1]]
+        action = states[stack[-1]].get(kind)
+        if action.__class__ is not int:  # reductions until the token can be shifted
+            before = stack[:]  # what was expected before them, for a syntax error
+            while action.__class__ is not int:
+                if action is None:
+                    raise NomaError(_unexpected(source, tok, _expected(states, before)))
+                if action.__class__ is str:  # `?a: b` reduce: b's value stands for a; the chain
+                    # of them on this lookahead (NUMBER → atom → postfix → … → expr) depends only
+                    # on the two top states, so it is walked once and remembered
+                    key = (stack[-2], stack[-1], kind)
+                    top = units.get(key)
+                    if top is None:
+                        top = units[key] = _unit_chain(states, stack[-2], action, kind)
+                    stack[-1] = top
+                else:
+                    n, origin, fn, _expand1, _flatten, _unit, direct = action
+                    if direct:  # _reduce's common case, inlined: the builder gets the children
+                        children = values[-n:]
+                        del values[-n:], stack[-n:]
+                        values.append(fn(builder, children))
+                    else:
+                        values.append(_reduce(action, stack, values, builder))
+                    while opens and opens[-1] >= len(stack):  # consumed: a reduced construct
+                        opens.pop()  # is complete, it opens nothing
+                    # the goto, then the chain of unit reduces it meets on this lookahead
+                    # (walked once per state below, rule and lookahead, and remembered)
+                    key = (stack[-1], origin, kind)
+                    top = gotos.get(key)
+                    if top is None:
+                        top = gotos[key] = _goto(states, stack[-1], origin, kind, accept)
+                    stack.append(top)
+                    if kind == _END and top == accept:
+                        return cast(ast.Program, values[-1])
+                action = states[top].get(kind)
+        if kind in _NESTING:
+            if len(opens) >= MAX_NESTING:
+                raise NomaError(_too_deep(source, tok))
+            opens.append(len(stack))
+        stack.append(action)  # shift
+        values.append(tok)
+
+
+def _unit_chain(states: dict, below: int, origin: str, kind: str) -> int:
+    """The state after the unit reduce to `origin` over the state `below`, then each further
+    unit reduce its row has for the lookahead `kind`."""
+    top = states[below][origin]
+    action = states[top].get(kind)
+    while action.__class__ is str:
+        top = states[below][action]
+        action = states[top].get(kind)
+    return top
+
+
+def _goto(states: dict, below: int, origin: str, kind: str, accept: int) -> int:
+    """The state after reducing to `origin` over the state `below`, then after every unit reduce
+    its row has for the lookahead `kind` (the steps the loop in _run would take)."""
+    top = states[below][origin]
+    if kind == _END and top == accept:
+        return top
+    action = states[top].get(kind)
+    return _unit_chain(states, below, action, kind) if action.__class__ is str else top
 
 
 def completeness(text: str) -> str:

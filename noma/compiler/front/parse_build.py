@@ -28,14 +28,6 @@ class _Clause(NamedTuple):
     value: ast.Expr
 
 
-def _start(x) -> int:
-    return x.start_pos if isinstance(x, _Tok) else x.span.start
-
-
-def _end(x) -> int:
-    return x.end_pos if isinstance(x, _Tok) else x.span.end
-
-
 def _values(children) -> list:
     return [c for c in children if not isinstance(c, _Tok)]
 
@@ -48,7 +40,9 @@ def _binding(cls):
     """`kw NAME = expr ;` → cls(name, value, span, name_span)"""
     def build(self, c):
         kw, name, _eq, value, semi = c
-        return cls(name.value, value, self._span(kw, semi), self._span(name, name))
+        src = self.src
+        return cls(name.value, value, Span(src, kw.start_pos, semi.end_pos),
+                   Span(src, name.start_pos, name.end_pos))
     return build
 
 
@@ -67,7 +61,14 @@ class _Build:
         self.src = source
 
     def _span(self, first, last) -> Span:
-        return Span(self.src, _start(first), _end(last) if not isinstance(last, int) else last)
+        """From the start of `first` to the end of `last` (a token or a node), or to offset `last`."""
+        start = first.start_pos if first.__class__ is _Tok else first.span.start
+        if last.__class__ is not int:
+            last = last.end_pos if last.__class__ is _Tok else last.span.end
+        return Span(self.src, start, last)
+
+    def _token_span(self, tok: _Tok) -> Span:
+        return Span(self.src, tok.start_pos, tok.end_pos)
 
     # program structure
     def start(self, items):
@@ -102,7 +103,9 @@ class _Build:
 
     def assign_stmt(self, c):
         name, _eq, value, semi = c
-        return ast.Assign(name.value, value, self._span(name, semi), self._span(name, name))
+        src = self.src
+        return ast.Assign(name.value, value, Span(src, name.start_pos, semi.end_pos),
+                          Span(src, name.start_pos, name.end_pos))
 
     def realloc_stmt(self, c):
         kw, name, _eq, dims, *policy, semi = c
@@ -222,14 +225,15 @@ class _Build:
         return (c[0].value, c[2])
 
     def expr_stmt(self, c):
-        return ast.ExprStmt(c[0], self._span(c[0], c[1]))
+        return ast.ExprStmt(c[0], Span(self.src, c[0].span.start, c[1].end_pos))
 
     # expressions
     def number(self, c):
-        value = c[0].value
+        tok = c[0]
+        value = tok.value
         if type(value) is _Literal:
-            return ast.TensorData(value.data.tobytes(), value.shape, self._span(c[0], c[0]))
-        return ast.Num(float(value), self._span(c[0], c[0]))
+            return ast.TensorData(value.data.tobytes(), value.shape, self._token_span(tok))
+        return ast.Num(float(value), Span(self.src, tok.start_pos, tok.end_pos))
 
     def string(self, c):
         return self._string(c[0])
@@ -244,7 +248,8 @@ class _Build:
         return ast.Str(re.sub(r"\\(.)", unescape, tok.value[1:-1]), self._span(tok, tok))
 
     def name(self, c):
-        return ast.Name(c[0].value, self._span(c[0], c[0]))
+        tok = c[0]
+        return ast.Name(tok.value, Span(self.src, tok.start_pos, tok.end_pos))
 
     def call(self, c):
         name, args = c
@@ -282,7 +287,8 @@ class _Build:
 
     def binary(self, c):
         left, op, right = c
-        return ast.Binary("^" if op.value == "**" else op.value, left, right, self._span(left, right))
+        return ast.Binary("^" if op.value == "**" else op.value, left, right,
+                          Span(self.src, left.span.start, right.span.end))
 
     def unary(self, c):
         return ast.Unary(c[0].value, c[1], self._span(c[0], c[1]))

@@ -31,16 +31,19 @@ class _Rule(NamedTuple):
     expand1: bool  # `?rule`: a single child stands for the rule
     flatten: bool  # some child may be a _Splice
     unit: bool  # `?rule: other` (one symbol, not a helper): nothing to build
+    direct: bool  # fn gets the children as they are (no splices, no `?rule` of one child, some child)
 
 
 class _Machine(NamedTuple):
     scanner: re.Pattern
     keywords: dict  # "let" → "_LET"
+    literal_kinds: dict  # "==" → "EQ": the terminal of a token the scanner's LITERAL group matched
     states: dict  # state → {symbol: next state (int) | unit reduce (origin, str) | _Rule}
     start: int
     end: int
     literals: dict  # terminal → its literal text (None: a regex terminal)
     units: dict  # (state below, top state, lookahead) → top state after its chain of unit reduces
+    gotos: dict  # (state below, rule origin, lookahead) → top state after the goto and unit reduces
 
 
 @lru_cache(maxsize=1)
@@ -54,13 +57,15 @@ def _machine() -> _Machine:
             fn = None if origin.startswith("_") else getattr(_Build, name, None)
             if fn is None and not origin.startswith("_") and not (expand1 and size == 1):
                 raise RuntimeError(f"grammar.lark: no AST builder for rule `{name}`")
-            rules[rule] = _Rule(size, origin, fn, expand1, flatten, unit)
+            direct = fn is not None and not flatten and not (expand1 and size == 1) and size > 0
+            rules[rule] = _Rule(size, origin, fn, expand1, flatten, unit, direct)
         return rules[rule]
 
     states = {st: {sym: rule_of(act) if isinstance(act, tuple) else act for sym, act in row.items()}
               for st, row in tables.states.items()}
-    return _Machine(re.compile(tables.scanner), tables.keywords, states, tables.start, tables.end,
-                    tables.literals, {})
+    literal_kinds = {text: name for name, text in tables.literals.items() if text is not None}
+    return _Machine(re.compile(tables.scanner), tables.keywords, literal_kinds, states, tables.start,
+                    tables.end, tables.literals, {}, {})
 
 
 
@@ -138,7 +143,10 @@ def _scan(text: str) -> _ScanResult:
             kind, value, start, pos = "?", text[pos], pos, pos + 1
         else:
             value, start = m.group(kind), m.start(kind)
-            kind = machine.keywords.get(value, kind) if kind == "NAME" else kind
+            if kind == "NAME":
+                kind = machine.keywords.get(value, kind)
+            elif kind == parse_tables.LITERAL:
+                kind = machine.literal_kinds[value]
         if fresh:
             head, fresh = kind, False
         if value in _CLOSER and kind != "STRING":

@@ -7,8 +7,9 @@ module's own source, lark's `__init__.py` (its version) and Python's version (an
 unreadable or unwritable cache only costs the build). lark is imported only to build.
 Output: `Tables` — states as {state: {symbol: next state (int) | unit-reduce origin (str) |
 rule (size, origin, builder name, expand1, flatten, unit)}}, the scanner regex (skipped text,
-then one token, named groups in lark's terminal order), keywords, start/end states, and the
-literal text of each terminal (for error messages).
+then one token, named groups in lark's terminal order, the run of literal terminals one group
+LITERAL), keywords, start/end states, and the literal text of each terminal (for error messages
+and for naming a LITERAL token).
 Imports: the standard library (lark only while building).
 """
 
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
-FORMAT = 1
+FORMAT = 2
+#: the scanner's group of every literal terminal (see _token_pattern)
+LITERAL = "LITERAL"
 _KEYWORD_RE = re.compile(r"[A-Za-z_]\w*\\b")
 
 
@@ -84,12 +87,32 @@ def build(grammar: str) -> Tables:
     # keyword terminals (`/let\b/`, priority over NAME) become a table looked up after NAME
     keywords = {t.pattern.value[:-2]: t.name for t in terms if _KEYWORD_RE.fullmatch(t.pattern.value)}
     skip = "|".join(t.pattern.to_regexp() for t in terms if t.name in parser.ignore_tokens)
-    tokens = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terms
-                      if t.name not in parser.ignore_tokens and t.name not in keywords.values())
+    lexed = [t for t in terms if t.name not in parser.ignore_tokens and t.name not in keywords.values()]
     literals = {t.name: (t.pattern.value if isinstance(t.pattern, PatternStr) else None)
                 for t in parser.terminals}
-    return Tables(states, f"(?:{skip})*(?:{tokens})?", keywords, int(conf.start_state),
-                  int(conf.end_state), literals)
+    return Tables(states, f"(?:{skip})*(?:{_token_pattern(lexed, literals)})?", keywords,
+                  int(conf.start_state), int(conf.end_state), literals)
+
+
+def _token_pattern(terms: list, literals: dict) -> str:
+    """A named group per terminal, in lark's order; a run of literal terminals (`==`, `;`, ...)
+    next to each other in that order is one group LITERAL instead (the parser names the token
+    from its text: parse_machine's `literal_kinds`). The alternatives and their order are the
+    same, so the same text matches; the shorter alternation of groups is faster to match."""
+    def group(name: str, pattern: str) -> str:
+        return f"(?P<{name}>{pattern})"
+
+    is_literal = [literals.get(t.name) is not None for t in terms]
+    first = is_literal.index(True) if True in is_literal else len(terms)
+    last = first
+    while last < len(terms) and is_literal[last]:
+        last += 1
+    if LITERAL in literals or any(is_literal[last:]):  # literals apart: a group each
+        return "|".join(group(t.name, t.pattern.to_regexp()) for t in terms)
+    run = "|".join(t.pattern.to_regexp() for t in terms[first:last])
+    return "|".join([group(t.name, t.pattern.to_regexp()) for t in terms[:first]]
+                    + ([group(LITERAL, run)] if run else [])
+                    + [group(t.name, t.pattern.to_regexp()) for t in terms[last:]])
 
 
 def _cache_path(grammar: str) -> Optional[Path]:

@@ -67,7 +67,9 @@ class Value:
 
 
 def _freeze(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(attrs.items()))
+    if not attrs:
+        return ()
+    return tuple(sorted(attrs.items())) if len(attrs) > 1 else tuple(attrs.items())
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +205,9 @@ class Module:
 # ----------------------------------------------------------------------------- builder
 
 
+_CONST = Op.CONST  # `Op.CONST` is a slow lookup (~0.1 us: EnumType.__getattr__, Python 3.11)
+
+
 class Builder:
     """Appends operations to a current block of a module."""
 
@@ -211,19 +216,23 @@ class Builder:
         self.block = block
 
     def emit(self, op: Op, args: tuple[Value, ...] = (), span: int = -1, **attrs: Any) -> Optional[Value]:
-        rank = result_rank(op, tuple(a.rank for a in args), attrs)
+        args = tuple(args)
+        rank = result_rank(op, tuple([a.rank for a in args]), attrs)
         result = None if rank is None else self.module.new_value(rank)
-        self.block.ops.append(Instr(op, tuple(args), result, _freeze(attrs), span))
+        self.block.ops.append(Instr(op, args, result, _freeze(attrs), span))
         return result
 
     def const(self, value: float, span: int = -1) -> Value:
-        v = self.emit(Op.CONST, (), span, value=float(value))
-        assert v is not None
+        # what emit(Op.CONST, (), span, value=float(value)) makes, without its generic steps
+        v = self.module.new_value(0)
+        self.block.ops.append(Instr(_CONST, (), v, (("value", float(value)),), span))
         return v
 
     def value(self, op: Op, *args: Value, span: int = -1, **attrs: Any) -> Value:
         """Emit an op that has a result and return it."""
-        v = self.emit(op, tuple(args), span, **attrs)
+        rank = result_rank(op, tuple([a.rank for a in args]), attrs)
+        v = None if rank is None else self.module.new_value(rank)
+        self.block.ops.append(Instr(op, args, v, _freeze(attrs), span))
         assert v is not None, op
         return v
 

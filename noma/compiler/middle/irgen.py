@@ -30,6 +30,9 @@ from noma.diagnostics import Kind, NomaError, Span, error
 #: Result ranks tried, in order, for a recursive function (None: it returns no value).
 RANK_CANDIDATES: tuple[Optional[int], ...] = (0, 1, 2, 3, 4, None)
 
+#: The statements that may take a break/continue/return exit (irgen_flow._exits: no other can).
+_MAY_EXIT = frozenset((ast.Break, ast.Continue, ast.Return, ast.If, ast.While, ast.For, ast.Batch))
+
 #: Reads a safetensors header at compile time: path -> {tensor name: rank}.
 HeaderReader = Callable[[str], dict[str, int]]
 
@@ -72,6 +75,8 @@ class IRGen:
         #: the outermost statement (of the cell or a function) being generated, for too_deep()
         self.where: Optional[Span] = None
         self.builtins = BuiltinContext(self)
+        #: whether a CALL was emitted: without one no function can be recursive
+        self.has_calls = False
 
     # ------------------------------------------------------------------ entry points
 
@@ -95,13 +100,17 @@ class IRGen:
                 self.b.emit(ir.Op.PRINT, (value,), self.span(main.name_span), parts=(None,))
         self.module.functions[self.cell_name] = ir.Function(self.cell_name, [], body, None)
         self.module.entry = self.cell_name
-        for fn in self.module.functions.values():
+        for fn in self.module.functions.values() if self.has_calls else ():
             if rewrite.is_recursive(self.module, fn.name):
                 _keep_reentered_loops(fn.body)
         return self.module
 
     def span(self, span: Optional[Span]) -> int:
-        return -1 if span is None else self.module.add_span(span)
+        if span is None:
+            return -1
+        spans = self.module.spans  # module.add_span(span), inlined: irgen adds a span per operation
+        spans.append(span)
+        return len(spans) - 1
 
     def store_value(self, value: ir.Value) -> None:
         """Make value the cell's result (global slot 0)."""
@@ -112,7 +121,10 @@ class IRGen:
     # ------------------------------------------------------------------ scopes
 
     def lookup_local(self, name: str) -> Optional[ir.Value]:
-        for scope in reversed(self.fn.scopes):
+        scopes = self.fn.scopes
+        if len(scopes) == 1:  # the top level of a cell: one scope
+            return scopes[0].get(name)
+        for scope in reversed(scopes):
             if name in scope:
                 return scope[name]
         return None
@@ -213,7 +225,7 @@ class IRGen:
             if outermost:
                 self.where = stmt.span
             self.gen_stmt(stmt)
-            if i + 1 < len(stmts) and _exits((stmt,)):
+            if i + 1 < len(stmts) and type(stmt) in _MAY_EXIT and _exits((stmt,)):
                 rest = stmts[i + 1:]
                 self.gen_if(self.guard(), lambda: self.gen_stmts(rest), None, -1, stmt.span)
                 return
@@ -371,6 +383,7 @@ class IRGen:
         else:  # a recursive call while its body is generated: the rank being tried
             result_rank = self.rank_guess[key]
             self.guess_used.add(key)
+        self.has_calls = True
         return self.b.emit(ir.Op.CALL, args, self.span(name_span) if located else -1, callee=spec,
                            result_rank=result_rank)
 

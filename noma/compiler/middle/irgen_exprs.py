@@ -7,7 +7,7 @@ Imports: ast, ir, irgen_builtins, diagnostics.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from noma.compiler.front import ast
 
@@ -27,39 +27,52 @@ CASTS = ("f64", "f32", "i32", "i64")
 
 
 def gen_expr(g: "IRGen", e: ast.Expr) -> ir.Value:
-    value = gen_expr_or_void(g, e)
+    gen = _GENERATORS.get(type(e), _unsupported)
+    value = gen(g, e)
     if value is None:
         raise error(Kind.TYPE, "this call returns no value", e.span)
     return value
 
 
 def gen_expr_or_void(g: "IRGen", e: ast.Expr) -> Optional[ir.Value]:
-    if isinstance(e, ast.Call):
-        return gen_call(g, e)
-    if isinstance(e, ast.Num):
-        return g.const(e.value, g.span(e.span))
-    if isinstance(e, ast.Name):
-        return g.load_name(e.id, e.span)
-    if isinstance(e, (ast.Binary, ast.Index, ast.Cast)):
-        return gen_left_chain(g, e)
-    if isinstance(e, ast.Unary):
-        operand = gen_expr(g, e.operand)
-        return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
-    if isinstance(e, ast.TensorLit):
-        return gen_tensor(g, e)
-    if isinstance(e, ast.TensorData):
-        return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
-    if isinstance(e, ast.Field):
-        dotted = ast.dotted_name(e)
-        if dotted is None:
-            raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files "
-                        "and on modules imported with `as`", e.span)
-        return g.load_name(dotted, e.span)
-    if isinstance(e, ast.Str):
-        raise error(Kind.TYPE, "a string can only be printed or used as a file path", e.span)
-    if isinstance(e, ast.ListLit):
-        raise error(Kind.TYPE, "a list `[...]` is only allowed as a shape (e.g. `zeros([2, 3])`); "
-                    "write `tensor [...]` for a tensor", e.span)
+    return _GENERATORS.get(type(e), _unsupported)(g, e)
+
+
+def _num(g: "IRGen", e: ast.Num) -> ir.Value:
+    return g.const(e.value, g.span(e.span))
+
+
+def _name(g: "IRGen", e: ast.Name) -> ir.Value:
+    return g.load_name(e.id, e.span)
+
+
+def _unary(g: "IRGen", e: ast.Unary) -> ir.Value:
+    operand = gen_expr(g, e.operand)
+    return g.b.value(ir.Op.NEG if e.op == "-" else ir.Op.NOT, operand, span=g.span(e.span))
+
+
+def _tensor_data(g: "IRGen", e: ast.TensorData) -> ir.Value:
+    return g.b.value(ir.Op.CONST_TENSOR, span=g.span(e.span), shape=tuple(e.shape), data=e.data)
+
+
+def _field(g: "IRGen", e: ast.Field) -> ir.Value:
+    dotted = ast.dotted_name(e)
+    if dotted is None:
+        raise error(Kind.TYPE, "fields exist only on names loaded from safetensors files "
+                    "and on modules imported with `as`", e.span)
+    return g.load_name(dotted, e.span)
+
+
+def _str(g: "IRGen", e: ast.Str) -> ir.Value:
+    raise error(Kind.TYPE, "a string can only be printed or used as a file path", e.span)
+
+
+def _list(g: "IRGen", e: ast.ListLit) -> ir.Value:
+    raise error(Kind.TYPE, "a list `[...]` is only allowed as a shape (e.g. `zeros([2, 3])`); "
+                "write `tensor [...]` for a tensor", e.span)
+
+
+def _unsupported(g: "IRGen", e: Any) -> ir.Value:
     raise error(Kind.SYNTAX, "unsupported expression", e.span)
 
 
@@ -146,3 +159,11 @@ def gen_call(g: "IRGen", e: ast.Call) -> Optional[ir.Value]:
         raise error(Kind.TYPE, f"`{e.func}` takes its shape first, as a list: `{e.func}([2, 3], ...)`",
                     e.args[0].span)
     return g.builtins.call(e)
+
+
+#: the generator of each expression class (the AST's classes have no subclasses)
+_GENERATORS: dict[type, Callable[["IRGen", Any], Optional[ir.Value]]] = {
+    ast.Call: gen_call, ast.Num: _num, ast.Name: _name, ast.Binary: gen_left_chain, ast.Index: gen_left_chain,
+    ast.Cast: gen_left_chain, ast.Unary: _unary, ast.TensorLit: gen_tensor, ast.TensorData: _tensor_data,
+    ast.Field: _field, ast.Str: _str, ast.ListLit: _list,
+}

@@ -202,59 +202,75 @@ class RankError(Exception):
 _NO_RESULT: set[Op] = set()
 
 
+# result_rank's groups of ops, built once: `Op.X` is a slow lookup on an Enum class in Python 3.11
+# (~0.1 us: EnumType has a __getattr__), and result_rank runs for every instruction built or verified
+_RANK_0 = frozenset({Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD})
+_RANK_OF_SHAPE = frozenset({Op.PACK, Op.CONST_TENSOR})
+_REDUCTIONS = frozenset({Op.SUM, Op.MAX_R, Op.MIN_R})
+_RANK_OF_SECOND = frozenset({Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE_GRAD, Op.INDEX_GRAD})
+_MATRIX = frozenset({Op.MATMUL, Op.TRANSPOSE})
+_RANK_OF_FIRST = frozenset({Op.CONCAT, Op.SLICE, Op.ZEROS_LIKE, Op.CHECK})
+#: convolution and pooling ops → their leading tensor operands
+_CONV = {Op.CONV2D: 2, Op.CONV2D_GRAD_X: 3, Op.CONV2D_GRAD_W: 3, Op.POOL2D: 1, Op.POOL2D_GRAD: 2}
+_RANKING = frozenset({Op.ARGSORT, Op.TOPK})
+_RANK_ATTR = frozenset({Op.PARAM_LOAD, Op.GLOBAL_LOAD, Op.LOAD_ST, Op.TAPE_POP})
+_FILL, _RANDOM, _ARGMAX, _RESHAPE, _INDEX = Op.FILL, Op.RANDOM, Op.ARGMAX, Op.RESHAPE, Op.INDEX
+_ONE_HOT, _SHAPE, _LOAD_CSV, _CALL = Op.ONE_HOT, Op.SHAPE, Op.LOAD_CSV, Op.CALL
+
+
 def result_rank(op: Op, ranks: tuple[int, ...], attrs: dict[str, Any]) -> Optional[int]:
     """The rank of op's result for operand ranks `ranks` (None: the op has no result)."""
     if op in _NO_RESULT:
         return None
     if op in ELEMENTWISE:
         return max(ranks) if ranks else 0
-    if op in (Op.CONST, Op.RAND_SCALAR, Op.DIM, Op.DIM_LOAD):
+    if op in _RANK_0:
         return 0
-    if op in (Op.PACK, Op.CONST_TENSOR):
+    if op in _RANK_OF_SHAPE:
         return len(attrs["shape"])
-    if op is Op.FILL:
+    if op is _FILL:
         return len(ranks) - 1
-    if op is Op.RANDOM:
+    if op is _RANDOM:
         return len(ranks) - 2
-    if op in (Op.SUM, Op.MAX_R, Op.MIN_R):
+    if op in _REDUCTIONS:
         axis = attrs.get("axis")
         if axis is None:
             return 0
         return ranks[0] if attrs.get("keepdims") else ranks[0] - 1
-    if op is Op.ARGMAX:
+    if op is _ARGMAX:
         return max(ranks[0] - 1, 0)
-    if op in (Op.SUM_TO, Op.BROADCAST_TO, Op.RESHAPE_LIKE, Op.SLICE_GRAD, Op.INDEX_GRAD):
+    if op in _RANK_OF_SECOND:
         return ranks[1]
-    if op in (Op.MATMUL, Op.TRANSPOSE):
+    if op in _MATRIX:
         if any(r != 2 for r in ranks):
             raise RankError(f"{op.value} needs matrices, got ranks {ranks}")
         return 2
-    if op is Op.RESHAPE:
+    if op is _RESHAPE:
         return len(ranks) - 1
-    if op in (Op.CONCAT, Op.SLICE, Op.ZEROS_LIKE, Op.CHECK):
+    if op in _RANK_OF_FIRST:
         return ranks[0]
-    if op is Op.INDEX:
+    if op is _INDEX:
         if ranks[0] == 0:
             raise RankError("cannot index a scalar")
         return ranks[0] - 1
-    if op is Op.ONE_HOT:
+    if op is _ONE_HOT:
         return ranks[0] + 1
-    if op is Op.SHAPE:
+    if op is _SHAPE:
         return 1
-    if op in (Op.CONV2D, Op.CONV2D_GRAD_X, Op.CONV2D_GRAD_W, Op.POOL2D, Op.POOL2D_GRAD):
-        n4 = {Op.CONV2D: 2, Op.POOL2D: 1, Op.POOL2D_GRAD: 2}.get(op, 3)  # leading tensor operands
+    if op in _CONV:
+        n4 = _CONV[op]
         if any(r != 4 for r in ranks[:n4]) or any(r != 0 for r in ranks[n4:]):
             raise RankError(f"{op.value} needs rank-4 tensors and scalars, got ranks {ranks}")
         return 4
-    if op in (Op.ARGSORT, Op.TOPK):
+    if op in _RANKING:
         if ranks[0] != 1:
             raise RankError(f"{op.value} needs a rank-1 tensor, got rank {ranks[0]}")
         return 1
-    if op in (Op.PARAM_LOAD, Op.GLOBAL_LOAD, Op.LOAD_ST, Op.TAPE_POP):
+    if op in _RANK_ATTR:
         return int(attrs["rank"])
-    if op is Op.LOAD_CSV:
+    if op is _LOAD_CSV:
         return 2
-    if op is Op.CALL:
+    if op is _CALL:
         r = attrs.get("result_rank")
         return None if r is None else int(r)
     _NO_RESULT.add(op)
