@@ -288,20 +288,49 @@ def verify(module: Module) -> None:
             raise VerifyError(f"{fn.name}: yields a value but has no result")
 
 
-def _verify_block(block: Block, outer: set[int], module: Module, where: str) -> None:
-    defined = set(outer)
-    for p in block.params:
-        _define(p, defined, where)
-    for op in block.ops:
-        for v in operands(op):
+#: the attributes result_rank sees for an instruction without any (never changed: it only reads them)
+_NO_ATTRS: dict[str, Any] = {}
+
+
+def _verify_block(block: Block, defined: set[int], module: Module, where: str) -> None:
+    """Check block with `defined` (the values that dominate it) grown in place while it is walked
+    and restored when it is done: a scope, not a copy per nested block (copies made IR with many
+    nested blocks quadratic to verify)."""
+    mark = len(defined)
+    added: list[int] = []
+    try:
+        for p in block.params:
+            _define(p, defined, where)
+            added.append(p.id)
+        for op in block.ops:
+            if isinstance(op, Instr):  # most operations: checked here, without a call per check
+                args = op.args
+                for v in args:
+                    if v.id not in defined:
+                        raise VerifyError(f"{where}: {v} used before definition in {op}")
+                attrs = op.attrs
+                expected = result_rank(op.op, tuple([a.rank for a in args]), dict(attrs) if attrs else _NO_ATTRS)
+                result = op.result
+                got = None if result is None else result.rank
+                if expected != got:
+                    raise VerifyError(f"{where}: {op.op.value} result rank {got}, expected {expected}")
+                if result is not None:
+                    _define(result, defined, where)
+                    added.append(result.id)
+                continue
+            for v in operands(op):
+                if v.id not in defined:
+                    raise VerifyError(f"{where}: {v} used before definition in {op}")
+            _verify_op(op, defined, module, where)
+            for r in results(op):
+                _define(r, defined, where)
+                added.append(r.id)
+        for v in block.yields:
             if v.id not in defined:
-                raise VerifyError(f"{where}: {v} used before definition in {op}")
-        _verify_op(op, defined, module, where)
-        for r in results(op):
-            _define(r, defined, where)
-    for v in block.yields:
-        if v.id not in defined:
-            raise VerifyError(f"{where}: yield of undefined {v}")
+                raise VerifyError(f"{where}: yield of undefined {v}")
+    finally:
+        defined.difference_update(added)
+    assert len(defined) == mark
 
 
 def _define(v: Value, defined: set[int], where: str) -> None:
@@ -311,12 +340,7 @@ def _define(v: Value, defined: set[int], where: str) -> None:
 
 
 def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> None:
-    if isinstance(op, Instr):
-        expected = result_rank(op.op, tuple(a.rank for a in op.args), dict(op.attrs))
-        got = None if op.result is None else op.result.rank
-        if expected != got:
-            raise VerifyError(f"{where}: {op.op.value} result rank {got}, expected {expected}")
-        return
+    """Check a region operation (its blocks, with `defined` the values that dominate it)."""
     if isinstance(op, IfOp):
         for b in (op.then, op.else_):
             _verify_block(b, defined, module, where)
@@ -332,6 +356,7 @@ def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> 
         if len(op.cond.yields) != 1 or [v.rank for v in op.body.yields] != ranks:
             raise VerifyError(f"{where}: while yields malformed")
         return
+    assert isinstance(op, OptimizeOp)
     ranks = [v.rank for v in op.inits]
     if [p.rank for p in op.body.params] != ranks:
         raise VerifyError(f"{where}: optimize body params do not match inits")
@@ -339,8 +364,12 @@ def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> 
     if [v.rank for v in op.body.yields[2:]] != ranks or len(op.body.yields) != 2 + len(ranks):
         raise VerifyError(f"{where}: optimize body yields malformed")
     if op.grad is not None:
-        inner = set(defined) | _all_defined(op.body)
-        _verify_block(op.grad, inner, module, where)
+        body = _all_defined(op.body) - defined  # the gradient also sees the body's top level
+        defined |= body
+        try:
+            _verify_block(op.grad, defined, module, where)
+        finally:
+            defined -= body
         if [v.rank for v in op.grad.yields] != [p.rank for p in op.params]:
             raise VerifyError(f"{where}: gradient ranks do not match parameters")
 
