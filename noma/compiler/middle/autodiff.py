@@ -45,8 +45,8 @@ Key = Union[int, tuple[str, int]]
 
 def differentiate(module: ir.Module) -> None:
     """Fill OptimizeOp.grad everywhere in module (ops that already have one are left alone)."""
-    targets = [op for fn in list(module.functions.values()) for block in ir.walk_blocks(fn.body)
-               for op in block.ops if isinstance(op, OptimizeOp)]
+    targets = [op for fn in list(module.functions.values()) for op in ir.walk_regions(fn.body)
+               if isinstance(op, OptimizeOp)]
     for op in targets:
         if op.grad is None:
             rewrite.inline_calls(module, op.body)

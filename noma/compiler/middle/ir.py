@@ -239,8 +239,19 @@ def walk_blocks(block: Block) -> Iterator[Block]:
     while stack:
         current = stack.pop()
         yield current
-        inner = [b for op in current.ops for b in child_blocks(op)]
+        inner = [b for op in current.ops if op.__class__ is not Instr for b in child_blocks(op)]
         stack.extend(reversed(inner))
+
+
+def walk_regions(block: Block) -> Iterator[Operation]:
+    """The region operations (if, while, optimize) of block and of every block nested in it:
+    blocks in walk_blocks' order, each block's regions in program order. One look at each
+    operation (finding the OptimizeOps of a module walked every instruction twice)."""
+    stack = [block]
+    while stack:
+        regions = [op for op in stack.pop().ops if op.__class__ is not Instr]
+        yield from regions
+        stack.extend(reversed([b for op in regions for b in child_blocks(op)]))
 
 
 def child_blocks(op: Operation) -> list[Block]:
