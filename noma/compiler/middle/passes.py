@@ -61,22 +61,26 @@ _FOLD: dict[Op, Callable[..., float]] = {
 }
 
 
+#: Op members used per instruction (an Enum member costs a descriptor call each time it is named)
+_CONST, _MUL, _DIV, _CAST, _SELECT = Op.CONST, Op.MUL, Op.DIV, Op.CAST, Op.SELECT
+#: the ops _fold_instr may fold
+_FOLDABLE = frozenset(_FOLD) | {Op.CAST}
+
+
 def _fold_instr(ins: Instr, consts: dict[int, float], f32: bool) -> Optional[float]:
     """The value of scalar op `ins` when all its operands are known constants and folding it is
     exact, else None (the op's kind is tested first: most ops are not foldable)."""
     op = ins.op
-    if (op is not Op.CAST and op not in _FOLD) or (result := ins.result) is None or result.rank != 0:
+    if (op is not _CAST and op not in _FOLD) or (result := ins.result) is None or result.rank != 0:
         return None
     args: list[float] = []
     for a in ins.args:
         known = consts.get(a.id)
-        if known is None:
+        if known is None or (known != known and op is not _SELECT):  # unknown, or NaN (floats all)
             return None
         args.append(known)
-    if op is not Op.SELECT and any(math.isnan(a) for a in args):
-        return None
     try:
-        if op is Op.CAST:
+        if op is _CAST:
             to = ins.attr("to")
             if to in ir.INT_RANGES and not ir.cast_fits(args[0], to):
                 return None  # a run-time error at the cast's span
@@ -105,11 +109,6 @@ def _key_attrs(attrs: tuple) -> tuple:
         if isinstance(v, float):
             return tuple([(k, repr(v) if isinstance(v, float) else v) for k, v in attrs])
     return attrs  # no floats: equal to the pairs it holds
-
-
-_CONST, _MUL, _DIV = Op.CONST, Op.MUL, Op.DIV
-#: the ops _fold_instr may fold
-_FOLDABLE = frozenset(_FOLD) | {Op.CAST}
 
 
 class _Forward:
@@ -185,7 +184,14 @@ class _Forward:
                     epoch += 1
                 else:
                     attrs = op.attrs
-                    key = (code, tuple([a.id for a in args]) if args else (), _key_attrs(attrs) if attrs else (),
+                    akey: tuple
+                    if not attrs:
+                        akey = ()
+                    elif len(attrs) == 1 and isinstance(attrs[0][1], float):  # a CONST: _key_attrs, inlined
+                        akey = ((attrs[0][0], repr(attrs[0][1])),)
+                    else:
+                        akey = _key_attrs(attrs)
+                    key = (code, tuple([a.id for a in args]) if args else (), akey,
                            (token, epoch) if code in reads_state else None)
                     try:
                         found = table.setdefault(key, result)
