@@ -4,7 +4,8 @@ Owns: values (the op vocabulary, Op and result_rank, is in ops.py and re-exporte
 instructions, structured regions (If, While, Optimize), functions and modules; the builder;
 verify(); the deterministic printer.
 Input: built by irgen, rewritten by autodiff and passes. Output: read by interp and lower_llvm.
-Imports: the standard library and ops (the op vocabulary, re-exported here).
+Imports: the standard library, ops (the op vocabulary, re-exported here) and ir_ranks (the result
+ranks verify expects).
 
 Model
 -----
@@ -47,6 +48,7 @@ from noma.compiler.middle.ops import (  # noqa: F401  (re-exported)
     check_passes,
     result_rank,
 )
+from noma.compiler.middle.ir_ranks import expected_rank
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,10 +301,6 @@ def verify(module: Module) -> None:
             raise VerifyError(f"{fn.name}: yields a value but has no result")
 
 
-#: the attributes result_rank sees for an instruction without any (never changed: it only reads them)
-_NO_ATTRS: dict[str, Any] = {}
-
-
 def _verify_block(block: Block, defined: set[int], module: Module, where: str) -> None:
     """Check block with `defined` (the values that dominate it) grown in place while it is walked
     and restored when it is done: a scope, not a copy per nested block (copies made IR with many
@@ -319,15 +317,17 @@ def _verify_block(block: Block, defined: set[int], module: Module, where: str) -
                 for v in args:
                     if v.id not in defined:
                         raise VerifyError(f"{where}: {v} used before definition in {op}")
-                attrs = op.attrs
-                expected = result_rank(op.op, tuple([a.rank for a in args]), dict(attrs) if attrs else _NO_ATTRS)
-                result = op.result
+                code, result = op.op, op.result
+                ranks = tuple([a.rank for a in args]) if args else ()
+                expected = expected_rank(code, ranks, op.attrs)
                 got = None if result is None else result.rank
                 if expected != got:
-                    raise VerifyError(f"{where}: {op.op.value} result rank {got}, expected {expected}")
+                    raise VerifyError(f"{where}: {code.value} result rank {got}, expected {expected}")
                 if result is not None:
-                    _define(result, defined, where)
-                    added.append(result.id)
+                    if (rid := result.id) in defined:
+                        raise VerifyError(f"{where}: {result} defined twice")
+                    defined.add(rid)
+                    added.append(rid)
                 continue
             for v in operands(op):
                 if v.id not in defined:
