@@ -1,9 +1,11 @@
 """IR → IR passes after autodiff: constant folding, common-subexpression elimination and
 dead-code elimination.
 
-Owns: fold_constants(), cse(), dce(), optimize_module(). The renaming, cloning, call-graph and
-inlining tools they share with autodiff live in noma.compiler.middle.rewrite (re-exported here).
-Every pass rewrites the module in place and keeps ir.verify() passing.
+Owns: fold_constants(), cse(), dce(), optimize_module(). optimize_module walks each function
+twice: forwards, folding and merging each operation in turn, then backwards, dropping what no
+effect needs (the same IR as the three passes one after the other). The renaming, cloning,
+call-graph and inlining tools they share with autodiff live in noma.compiler.middle.rewrite
+(re-exported here). Every pass rewrites the module in place and keeps ir.verify() passing.
 Imports: the standard library, noma.compiler.middle.ir, noma.compiler.middle.rewrite.
 """
 
