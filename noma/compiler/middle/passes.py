@@ -186,15 +186,14 @@ class _Forward:
                     epoch += 1
                 else:
                     attrs = op.attrs
-                    akey: tuple
-                    if not attrs:
-                        akey = ()
-                    elif len(attrs) == 1 and isinstance(attrs[0][1], float):  # a CONST: _key_attrs, inlined
-                        akey = ((attrs[0][0], repr(attrs[0][1])),)
+                    key: object
+                    if (code is _CONST and len(attrs) == 1 and attrs[0][0] == "value"
+                            and isinstance(number := attrs[0][1], (float, str))):
+                        # a constant: the text _key_attrs compares alone (all other keys are tuples)
+                        key = repr(number) if isinstance(number, float) else number
                     else:
-                        akey = _key_attrs(attrs)
-                    key = (code, tuple([a.id for a in args]) if args else (), akey,
-                           (token, epoch) if code in reads_state else None)
+                        key = (code, tuple([a.id for a in args]) if args else (), _key_attrs(attrs) if attrs else (),
+                               (token, epoch) if code in reads_state else None)
                     try:
                         found = table.setdefault(key, result)
                     except TypeError:  # unhashable attribute: leave the op alone
