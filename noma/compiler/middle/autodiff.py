@@ -45,8 +45,8 @@ Key = Union[int, tuple[str, int]]
 
 def differentiate(module: ir.Module) -> None:
     """Fill OptimizeOp.grad everywhere in module (ops that already have one are left alone)."""
-    targets = [op for fn in list(module.functions.values()) for block in ir.walk_blocks(fn.body)
-               for op in block.ops if isinstance(op, OptimizeOp)]
+    targets = [op for fn in list(module.functions.values()) for op in ir.walk_regions(fn.body)
+               if isinstance(op, OptimizeOp)]
     for op in targets:
         if op.grad is None:
             rewrite.inline_calls(module, op.body)
@@ -170,6 +170,7 @@ class _Sweep:
         self.adj: dict[Key, Value] = {}
         self.local = {p.id for p in fwd.params} | {r.id for op in fwd.ops for r in ir.results(op)}
         self.span = -1
+        self.at = -1  # the index in fwd.ops of the operation being reversed
         self._consts: dict[float, Value] = {}
 
     # --- the emitter interface used by the rules
@@ -218,7 +219,12 @@ class _Sweep:
     # --- the sweep
 
     def run(self) -> None:
-        for op in reversed(list(self.fwd.ops)):
+        ops = list(self.fwd.ops)
+        for at in range(len(ops) - 1, -1, -1):
+            op = ops[at]
+            # what reversing an op adds to fwd goes after it (before a later while, at the end),
+            # so `at` stays its index: no search for it (a search per while or call was quadratic)
+            self.at = at
             self.span = op.span
             if isinstance(op, Instr):
                 self._instr(op)
@@ -299,7 +305,8 @@ class _Sweep:
         def const(x: float) -> Instr:
             return Instr(Op.CONST, (), module.new_value(0), (("value", x),), op.span)
         zero, one = const(0.0), const(1.0)
-        at = next(i for i, o in enumerate(self.fwd.ops) if o is op)
+        at = self.at
+        assert self.fwd.ops[at] is op
         self.fwd.ops.insert(at, zero)
         k = module.new_value(0)
         step = Instr(Op.ADD, (k, one.result), module.new_value(0), (), op.span)  # type: ignore[arg-type]

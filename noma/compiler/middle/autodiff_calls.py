@@ -118,7 +118,8 @@ def reverse_call(sweep: "_Sweep", ins: Instr, g: Value, ctx: CallContext) -> Non
     pair = ctx.pair(ins.attr("callee"))
     attrs: dict[str, Any] = dict(ins.attrs)
     attrs["callee"] = pair.fwd
-    at = next(i for i, o in enumerate(sweep.fwd.ops) if o is ins)
+    at = sweep.at
+    assert sweep.fwd.ops[at] is ins
     sweep.fwd.ops[at] = dataclasses.replace(ins, attrs=tuple(sorted(attrs.items())))
     sweep.b.emit(Op.CALL, (g,), sweep.span, callee=pair.rev, result_rank=None)
     ranks = pair.arg_ranks + [ctx.params[s].rank for s in pair.slots]

@@ -4,7 +4,8 @@ Owns: values (the op vocabulary, Op and result_rank, is in ops.py and re-exporte
 instructions, structured regions (If, While, Optimize), functions and modules; the builder;
 verify(); the deterministic printer.
 Input: built by irgen, rewritten by autodiff and passes. Output: read by interp and lower_llvm.
-Imports: the standard library and ops (the op vocabulary, re-exported here).
+Imports: the standard library, ops (the op vocabulary, re-exported here) and ir_ranks (the result
+ranks verify expects).
 
 Model
 -----
@@ -47,6 +48,7 @@ from noma.compiler.middle.ops import (  # noqa: F401  (re-exported)
     check_passes,
     result_rank,
 )
+from noma.compiler.middle.ir_ranks import expected_rank
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,8 +250,19 @@ def walk_blocks(block: Block) -> Iterator[Block]:
     while stack:
         current = stack.pop()
         yield current
-        inner = [b for op in current.ops for b in child_blocks(op)]
+        inner = [b for op in current.ops if op.__class__ is not Instr for b in child_blocks(op)]
         stack.extend(reversed(inner))
+
+
+def walk_regions(block: Block) -> Iterator[Operation]:
+    """The region operations (if, while, optimize) of block and of every block nested in it:
+    blocks in walk_blocks' order, each block's regions in program order. One look at each
+    operation (finding the OptimizeOps of a module walked every instruction twice)."""
+    stack = [block]
+    while stack:
+        regions = [op for op in stack.pop().ops if op.__class__ is not Instr]
+        yield from regions
+        stack.extend(reversed([b for op in regions for b in child_blocks(op)]))
 
 
 def child_blocks(op: Operation) -> list[Block]:
@@ -297,20 +310,47 @@ def verify(module: Module) -> None:
             raise VerifyError(f"{fn.name}: yields a value but has no result")
 
 
-def _verify_block(block: Block, outer: set[int], module: Module, where: str) -> None:
-    defined = set(outer)
-    for p in block.params:
-        _define(p, defined, where)
-    for op in block.ops:
-        for v in operands(op):
+def _verify_block(block: Block, defined: set[int], module: Module, where: str) -> None:
+    """Check block with `defined` (the values that dominate it) grown in place while it is walked
+    and restored when it is done: a scope, not a copy per nested block (copies made IR with many
+    nested blocks quadratic to verify)."""
+    mark = len(defined)
+    added: list[int] = []
+    try:
+        for p in block.params:
+            _define(p, defined, where)
+            added.append(p.id)
+        for op in block.ops:
+            if isinstance(op, Instr):  # most operations: checked here, without a call per check
+                args = op.args
+                for v in args:
+                    if v.id not in defined:
+                        raise VerifyError(f"{where}: {v} used before definition in {op}")
+                code, result = op.op, op.result
+                ranks = tuple([a.rank for a in args]) if args else ()
+                expected = expected_rank(code, ranks, op.attrs)
+                got = None if result is None else result.rank
+                if expected != got:
+                    raise VerifyError(f"{where}: {code.value} result rank {got}, expected {expected}")
+                if result is not None:
+                    if (rid := result.id) in defined:
+                        raise VerifyError(f"{where}: {result} defined twice")
+                    defined.add(rid)
+                    added.append(rid)
+                continue
+            for v in operands(op):
+                if v.id not in defined:
+                    raise VerifyError(f"{where}: {v} used before definition in {op}")
+            _verify_op(op, defined, module, where)
+            for r in results(op):
+                _define(r, defined, where)
+                added.append(r.id)
+        for v in block.yields:
             if v.id not in defined:
-                raise VerifyError(f"{where}: {v} used before definition in {op}")
-        _verify_op(op, defined, module, where)
-        for r in results(op):
-            _define(r, defined, where)
-    for v in block.yields:
-        if v.id not in defined:
-            raise VerifyError(f"{where}: yield of undefined {v}")
+                raise VerifyError(f"{where}: yield of undefined {v}")
+    finally:
+        defined.difference_update(added)
+    assert len(defined) == mark
 
 
 def _define(v: Value, defined: set[int], where: str) -> None:
@@ -320,12 +360,7 @@ def _define(v: Value, defined: set[int], where: str) -> None:
 
 
 def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> None:
-    if isinstance(op, Instr):
-        expected = result_rank(op.op, tuple(a.rank for a in op.args), dict(op.attrs))
-        got = None if op.result is None else op.result.rank
-        if expected != got:
-            raise VerifyError(f"{where}: {op.op.value} result rank {got}, expected {expected}")
-        return
+    """Check a region operation (its blocks, with `defined` the values that dominate it)."""
     if isinstance(op, IfOp):
         for b in (op.then, op.else_):
             _verify_block(b, defined, module, where)
@@ -341,6 +376,7 @@ def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> 
         if len(op.cond.yields) != 1 or [v.rank for v in op.body.yields] != ranks:
             raise VerifyError(f"{where}: while yields malformed")
         return
+    assert isinstance(op, OptimizeOp)
     ranks = [v.rank for v in op.inits]
     if [p.rank for p in op.body.params] != ranks:
         raise VerifyError(f"{where}: optimize body params do not match inits")
@@ -348,8 +384,12 @@ def _verify_op(op: Operation, defined: set[int], module: Module, where: str) -> 
     if [v.rank for v in op.body.yields[2:]] != ranks or len(op.body.yields) != 2 + len(ranks):
         raise VerifyError(f"{where}: optimize body yields malformed")
     if op.grad is not None:
-        inner = set(defined) | _all_defined(op.body)
-        _verify_block(op.grad, inner, module, where)
+        body = _all_defined(op.body) - defined  # the gradient also sees the body's top level
+        defined |= body
+        try:
+            _verify_block(op.grad, defined, module, where)
+        finally:
+            defined -= body
         if [v.rank for v in op.grad.yields] != [p.rank for p in op.params]:
             raise VerifyError(f"{where}: gradient ranks do not match parameters")
 

@@ -9,7 +9,6 @@ Imports: noma.compiler.middle.ir, noma.diagnostics.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional
 
 from noma.compiler.middle import ir
@@ -30,15 +29,17 @@ def _look(v: Value, mapping: Mapping) -> Value:
 def substitute_op(op: ir.Operation, mapping: Mapping, deep: bool = True) -> ir.Operation:
     """op with every use of a value in `mapping` replaced (region ops are changed in place;
     deep=False leaves their nested blocks to the caller, which walks them itself)."""
-    if isinstance(op, Instr):
-        if any(a.id in mapping for a in op.args):
-            return dataclasses.replace(op, args=tuple(_look(a, mapping) for a in op.args))
+    if isinstance(op, Instr):  # most operations: a new Instr only when an operand is renamed
+        for a in op.args:
+            if a.id in mapping:
+                return Instr(op.op, tuple([_look(v, mapping) for v in op.args]), op.result, op.attrs, op.span)
         return op
     if isinstance(op, IfOp):
         op.cond = _look(op.cond, mapping)
     elif isinstance(op, WhileOp):
         op.inits = [_look(v, mapping) for v in op.inits]
     else:
+        assert isinstance(op, OptimizeOp)
         op.hyper = [_look(v, mapping) for v in op.hyper]
         op.max_iter = _look(op.max_iter, mapping)
         op.inits = [_look(v, mapping) for v in op.inits]
