@@ -10,7 +10,6 @@ Imports: noma.compiler.middle.ir, noma.diagnostics.
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any, Optional
 
 from noma.compiler.middle import ir
