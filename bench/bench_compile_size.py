@@ -9,7 +9,8 @@ LLVM IR and LLVM's own work). The result column says what the run printed or its
 Cases: tensor literals of 10^4, 10^5 and 10^6 numbers (data: one constant array); 0.125, 0.25,
 0.5 and 1 MB of statements (compile time should grow linearly); a safetensors file of 50,000
 tiny tensors; 20,000 nested `if` blocks and 100,000 nested parentheses (rejected at the 257th
-level); a 200,000-term `1+1+...` chain (compiles).
+level); a function of 6,000 early returns (compiles: its IR nests 6,000 deep); a 200,000-term
+`1+1+...` chain (compiles).
 `--quick` leaves out the 10^6 literal, the 0.5 and 1 MB sources and the chain. `--only TEXT`
 runs the cases whose name contains TEXT. The "CPU s" column is the process time of the
 in-process execute (compile and run): on a shared machine it moves far less with the load than
@@ -46,6 +47,12 @@ def statements(size: int = 1_000_000) -> str:
     return "".join(lines) + "print(v0);\n"
 
 
+def early_returns(n: int) -> str:
+    """A function of n `if ... { return ...; }`: each nests the rest of the function in IR."""
+    body = "".join(f"  if x > {k} {{ return {k}; }}\n" for k in range(n))
+    return f"fn f(x) {{\n{body}  return 0;\n}}\nprint(f(3));\n"
+
+
 def tensors(workdir: Path, n: int = 50000) -> str:
     header = {f"t{i}": {"dtype": "F64", "shape": [1], "data_offsets": [8 * i, 8 * i + 8]} for i in range(n)}
     raw = json.dumps(header).encode()
@@ -62,7 +69,8 @@ def cases(workdir: Path, quick: bool) -> list[tuple[str, str]]:
                 ("1 MB of statements", statements(1_000_000))]
     out += [("safetensors, 50,000 tensors", tensors(workdir)),
             ("20,000 nested if blocks", "let a = 0;\n" + "if 1 { " * 20000 + "a = 1;" + " }" * 20000 + "\n"),
-            ("100,000 nested parentheses", "print(" + "(" * 100000 + "1" + ")" * 100000 + ");\n")]
+            ("100,000 nested parentheses", "print(" + "(" * 100000 + "1" + ")" * 100000 + ");\n"),
+            ("6,000 early returns in a function", early_returns(6000))]
     if not quick:
         out.append(("200,000-term 1+1+... chain", "print(" + "+".join(["1"] * 200000) + ");\n"))
     return out

@@ -24,6 +24,7 @@ from noma.compiler.front.budget import too_deep
 from noma.compiler.middle.irgen_builtins import BUILTINS, INITIALISERS, BuiltinContext
 from noma.compiler.middle import irgen_exprs, irgen_stmts
 from noma.compiler.middle.irgen_flow import BRK, CONT, RET, RETVAL, _assigned, _exits, _rank_words
+from noma.compiler.middle.irgen_scopes import Changes, Journal, Scope
 from noma.compiler.front.symbols import VALUE_SLOT, ParamVar, SymbolTable
 from noma.diagnostics import Kind, NomaError, Span, error
 
@@ -43,9 +44,14 @@ class FnState:
 
     name: str
     toplevel: bool
-    scopes: list[dict[str, ir.Value]] = field(default_factory=lambda: [{}])
+    scopes: list[dict[str, ir.Value]] = field(default_factory=list)  # Scope objects (irgen_scopes)
     loop_depth: int = 0
     optimize_body: Optional[dict] = None  # records the `minimize` of the innermost optimize
+    journal: Journal = field(default_factory=Journal)  # the writes in_block undoes
+
+    def __post_init__(self) -> None:
+        if not self.scopes:
+            self.scopes = [Scope(self.journal, 0)]
 
 
 class IRGen:
@@ -124,39 +130,42 @@ class IRGen:
         scopes = self.fn.scopes
         if len(scopes) == 1:  # the top level of a cell: one scope
             return scopes[0].get(name)
-        for scope in reversed(scopes):
-            if name in scope:
-                return scope[name]
-        return None
+        scope = self.fn.journal.find(name, scopes)
+        return None if scope is None else scope[name]
 
     def set_local(self, name: str, value: ir.Value) -> None:
-        for scope in reversed(self.fn.scopes):
-            if name in scope:
-                scope[name] = value
-                return
-        self.fn.scopes[-1][name] = value
+        scopes = self.fn.scopes
+        scope = self.fn.journal.find(name, scopes)
+        (scopes[-1] if scope is None else scope)[name] = value
 
     def declare_local(self, name: str, value: ir.Value) -> None:
         self.fn.scopes[-1][name] = value
 
+    def new_scope(self, entries: Optional[dict[str, ir.Value]] = None) -> None:
+        """Open an inner scope (closed by popping fn.scopes)."""
+        self.fn.scopes.append(Scope(self.fn.journal, len(self.fn.scopes), entries))
+
     def at_global_scope(self) -> bool:
         return self.fn.toplevel and len(self.fn.scopes) == 1
 
-    def snapshot(self) -> list[dict[str, ir.Value]]:
-        return [dict(s) for s in self.fn.scopes]
-
     # ------------------------------------------------------------------ blocks with merging
 
-    def in_block(self, block: ir.Block, gen: Callable[[], None]) -> list[dict[str, ir.Value]]:
-        """Generate into block with a fresh inner scope; returns the outer scopes afterwards."""
-        saved_b, saved_scopes = self.b, self.fn.scopes
-        self.fn.scopes = self.snapshot() + [{}]
+    def in_block(self, block: ir.Block, gen: Callable[[], None]) -> Changes:
+        """Generate into block with a fresh inner scope; the scopes around it are as before
+        afterwards (its writes undone: irgen_scopes); returns what it left in them."""
+        saved_b, fn = self.b, self.fn
+        scopes, journal = fn.scopes, fn.journal
+        depth = len(scopes)
+        mark = journal.mark()
         self.b = ir.Builder(self.module, block)
+        self.new_scope()
         try:
             gen()
-            return self.fn.scopes[:-1]
+            return Changes(journal, mark, scopes, depth)
         finally:
-            self.b, self.fn.scopes = saved_b, saved_scopes
+            journal.undo(mark)
+            del scopes[depth:]
+            self.b = saved_b
 
     def placeholder(self, rank: int) -> ir.Value:
         zero = self.b.const(0.0)
@@ -168,36 +177,40 @@ class IRGen:
     def gen_if(self, cond: ir.Value, then: Callable[[], None], else_: Optional[Callable[[], None]], span: int,
                where: Span) -> None:
         """An IfOp whose results are the outer variables either branch changes."""
-        before = self.snapshot()
+        scopes = self.fn.scopes
         tb, eb = ir.Block(), ir.Block()
         after_t = self.in_block(tb, then)
-        after_e = self.in_block(eb, else_) if else_ is not None else [dict(s) for s in before]
+        after_e = self.in_block(eb, else_) if else_ is not None else None
+        branches = [after_t] if after_e is None else [after_t, after_e]
+        written: dict[int, set[str]] = {}
+        for branch in branches:
+            for level, name in branch.before:
+                written.setdefault(level, set()).add(name)
         changed: list[tuple[int, str]] = []
-        for level, scope in enumerate(before):
-            for name, old in scope.items():
-                if after_t[level].get(name) is not old or after_e[level].get(name) is not old:
+        for level in sorted(written):  # in the order of the scopes and of their names
+            names = written[level]
+            for name, before in scopes[level].items():
+                if name in names and any(b.value(level, name, before) is not before for b in branches):
                     changed.append((level, name))
         # special flags may be introduced by a branch (e.g. $retval on a return)
-        for level in range(len(before)):
-            for name in (RETVAL,):
-                in_t, in_e = name in after_t[level], name in after_e[level]
-                if (in_t or in_e) and name not in before[level]:
-                    changed.append((level, name))
+        for level in sorted(written):
+            if RETVAL in written[level] and RETVAL not in scopes[level]:
+                changed.append((level, RETVAL))
         results = []
         for level, name in changed:
-            vt, ve = after_t[level].get(name), after_e[level].get(name)
+            old = scopes[level].get(name)
+            vt = after_t.value(level, name, old)
+            ve = after_e.value(level, name, old) if after_e is not None else old
             rank = (vt or ve).rank  # type: ignore[union-attr]
             if vt is not None and ve is not None and vt.rank != ve.rank:
                 raise error(Kind.TYPE, f"`{name}` is {_rank_words(vt.rank)} in one branch and "
                             f"{_rank_words(ve.rank)} in the other", where)
-            for block, after, v in ((tb, after_t, vt), (eb, after_e, ve)):
-                if v is None:
-                    v = self._placeholder_in(block, rank)
-                block.yields.append(v)
+            for block, v in ((tb, vt), (eb, ve)):
+                block.yields.append(v if v is not None else self._placeholder_in(block, rank))
             results.append(self.module.new_value(rank))
         self.b.block.ops.append(ir.IfOp(cond, tb, eb, results, span))
         for (level, name), value in zip(changed, results):
-            self.fn.scopes[level][name] = value
+            scopes[level][name] = value
 
     def _placeholder_in(self, block: ir.Block, rank: int) -> ir.Value:
         saved = self.b
@@ -238,7 +251,7 @@ class IRGen:
     def gen_loop(self, cond_fn: Callable[[], ir.Value], body_fn: Callable[[], None], body_stmts: tuple,
                  span: int, extra_carried: tuple[str, ...] = ()) -> None:
         """A WhileOp carrying every outer local the body assigns; handles break/continue flags."""
-        self.fn.scopes.append({})
+        self.new_scope()
         exits = _exits(body_stmts)
         if BRK in exits:
             self.declare_local(BRK, self.b.const(0.0))
@@ -292,17 +305,19 @@ class IRGen:
 
     def _trial_return_rank(self, body_fn: Callable[[], None]) -> int:
         """Generate a loop body once into a scratch block to learn the rank it returns."""
-        saved_fn_scopes = self.snapshot()
+        scopes = self.fn.scopes
+        depth = len(scopes)
         trial = ir.Block()
-        self.fn.scopes.append({RETVAL: self.b.const(0.0)})
+        self.new_scope({RETVAL: self.b.const(0.0)})
         try:
             after = self.in_block(trial, body_fn)
+            for level in reversed(range(len(scopes))):  # the innermost $retval when the body ended
+                value = after.value(level, RETVAL, scopes[level].get(RETVAL))
+                if value is not None:
+                    return value.rank
+            return 0
         finally:
-            self.fn.scopes = saved_fn_scopes
-        for scope in reversed(after):
-            if RETVAL in scope:
-                return scope[RETVAL].rank
-        return 0
+            del scopes[depth:]
 
     # ------------------------------------------------------------------ expressions
 
@@ -421,7 +436,7 @@ class IRGen:
         body = ir.Block()
         self.b = ir.Builder(self.module, body)
         self.fn = FnState(spec, toplevel=False)
-        self.fn.scopes = [dict(zip(fn.params, params)), {}]
+        self.fn.scopes = [Scope(self.fn.journal, 0, dict(zip(fn.params, params))), Scope(self.fn.journal, 1)]
         try:
             self.declare_local(RET, self.b.const(0.0))
             stmts = fn.body.stmts

@@ -240,10 +240,10 @@ def gen_while(g: "IRGen", s: ast.While) -> None:
 
 def _counted_loop(g: "IRGen", var: str, start: ir.Value, stop: ir.Value, body: Callable[[], None],
                   stmts: tuple, span: int) -> None:
-    g.fn.scopes.append({var: start})
+    g.new_scope({var: start})
 
     def body_fn() -> None:
-        g.fn.scopes.append({})
+        g.new_scope()
         body()
         g.fn.scopes.pop()
         i = g.lookup_local(var)
