@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from noma.compiler.middle import ir, passes
@@ -119,11 +119,22 @@ def check(p: Prog, optimize: bool = False) -> list[np.ndarray]:
     _, grads = it.gradients(p.opt, env)
     for ref, g in zip(p.refs, grads):
         g = np.asarray(g, dtype=np.float64)
-        fd = fd_gradient(it, p.opt, env, ref.slot)
-        assert g.shape == fd.shape
-        err = float(np.max(np.abs(g - fd), initial=0.0))
-        assert err <= 1e-6 * max(1.0, float(np.max(np.abs(fd), initial=0.0))), (ref.name, g, fd)
+        # a strongly curved loss (nested sin of a large weight) needs a smaller step before the
+        # difference quotient converges: h = 1e-4 was 2e-5 off the exact gradient that h = 1e-5
+        # and 1e-6 both gave (test_nested_loops_and_while_inside_if, n=3, m=3, seed=3889)
+        for h in FD_STEPS:
+            fd = fd_gradient(it, p.opt, env, ref.slot, h)
+            assert g.shape == fd.shape
+            err = float(np.max(np.abs(g - fd), initial=0.0))
+            if err <= 1e-6 * max(1.0, float(np.max(np.abs(fd), initial=0.0))):
+                break
+        else:
+            raise AssertionError((ref.name, g, fd))
     return [np.asarray(g) for g in grads]
+
+
+#: Steps of the finite differences, tried in order until one agrees with the gradient.
+FD_STEPS = (1e-4, 1e-5)
 
 
 def shapes(min_rank: int = 0, max_rank: int = 3) -> st.SearchStrategy:
@@ -466,6 +477,7 @@ def test_nested_if_inside_while(n: int, seed: int) -> None:
 
 @FEW
 @given(n=st.integers(0, 3), m=st.integers(0, 3), seed=st.integers(0, 2**16))
+@example(n=3, m=3, seed=3889)  # strongly curved: the finite differences need h = 1e-5 (check)
 def test_nested_loops_and_while_inside_if(n: int, m: int, seed: int) -> None:
     p = Prog(seed)
     w = p.param(p.rng.normal(size=(2,)))
