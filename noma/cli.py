@@ -56,6 +56,8 @@ def _bad_defines(source: Source, defines: list[str]) -> Optional[NomaError]:
     are fine, or when the program's own syntax error comes first: the compilation reports it)."""
     from noma.compiler.front.defines import make_defines, parse_with_defines
 
+    if not defines:  # nothing to check (the check parses the program: 0.7 s of a 1 MB file)
+        return None
     try:
         parse_with_defines(source, make_defines(defines))
     except NomaError as exc:
@@ -258,11 +260,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The `noma` command (argv None: this process's arguments, and `noma run` ends the process
+    when it is done: see _end_process)."""
     args = parser().parse_args(argv)
     if args.command is None:
         args.func = cmd_repl
     try:
-        return int(args.func(args))
+        rc = int(args.func(args))
+        if argv is None and args.command == "run":
+            _end_process(rc)
+        return rc
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
@@ -276,6 +283,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "NOMA_DEBUG" in __import__("os").environ:
             raise
         return 3
+
+
+def _end_process(rc: int) -> None:
+    """Exit at once with `rc`, everything written: output flushed (Python's and the C
+    library's), without tearing down the interpreter. Freeing a large program's compiled state
+    one object at a time (its IR, LLVM's module, the cell cache) took ~0.9 s after a 1 MB
+    program had run; the process ends anyway."""
+    import ctypes
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)
+    os._exit(rc)
 
 
 if __name__ == "__main__":
