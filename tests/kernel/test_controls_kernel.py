@@ -6,18 +6,13 @@ the same cell. (tests/browser clicks the real button in JupyterLab.)
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from queue import Empty
 
 import pytest
 
 pytest.importorskip("jupyter_client")
 pytest.importorskip("ipywidgets")
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
 
 TIMEOUT = 60
 SETUP = """

@@ -18,7 +18,6 @@ pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
 
 TIMEOUT = 60
 # A training loop that never converges (loss >= 0): stopped by its max or by an interrupt.

@@ -3,7 +3,8 @@
 Owns: Interpreter (every op and region, the tape, optimize loops) and the print format; the
 state it runs on (InterpState) is in interp_state, the elementwise rules in interp_elementwise,
 the optimizer formulas in interp_optimizers, the generator in interp_rng, resizes in
-interp_resize, checkpoints in interp_checkpoint, CSV and safetensors files in interp_files. An op
+interp_resize, checkpoints in interp_checkpoint, CSV and safetensors files in interp_files, rows and
+indices (slice, index, concat, one_hot) in interp_rows. An op
 without a rule raises interp_elementwise.MissingRule (never passes its input through).
 It is never the product's execution path (that is lower_llvm and the native runtime); tests
 compare the two.
@@ -24,6 +25,7 @@ modules.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -31,7 +33,7 @@ import numpy as np
 from noma.compiler.middle import ir
 from noma.compiler.middle.ir import Block, IfOp, Instr, Op, OptimizeOp, WhileOp
 from noma.diagnostics import Kind, NomaError, error, with_call_notes
-from noma.compiler.interp import interp_checkpoint, interp_conv, interp_files, interp_resize, interp_thread
+from noma.compiler.interp import interp_checkpoint, interp_conv, interp_files, interp_resize, interp_rows, interp_thread
 from noma.compiler.interp.interp_elementwise import MissingRule, elementwise
 from noma.compiler.interp.interp_optimizers import OptSlot, hyperparameters, new_slot, optimizer_step
 from noma.compiler.interp.interp_state import MEMORY_LIMIT, InterpState  # noqa: F401  (re-exported: tests and the session use it)
@@ -75,6 +77,8 @@ class Interpreter:
             method = getattr(self, "_" + op.value, None)
             if method is not None:
                 self._ops[op] = method
+        for op, rule in interp_rows.RULES.items():
+            self._ops[op] = partial(rule, self)
 
     # --- entry points
 
@@ -426,58 +430,6 @@ class Interpreter:
 
     def _reshape_like(self, ins: Instr, args: list[Any]) -> Any:
         return self._reshape_to(ins, self._arr(args[0]), np.shape(args[1]))
-
-    def _concat(self, ins: Instr, args: list[Any]) -> Any:
-        a, b = self._arr(args[0]), self._arr(args[1])
-        if a.shape[1:] != b.shape[1:]:
-            raise self._shape_error(ins, a.shape, b.shape)
-        return np.concatenate([a, b], axis=0)
-
-    def _rows(self, ins: Instr, x: np.ndarray, start: Any, end: Any) -> tuple[int, int]:
-        s, e = self._int(start, ins.span), self._int(end, ins.span)
-        if not 0 <= s <= e <= x.shape[0]:
-            raise error(Kind.RUNTIME, f"rows {s}..{e} are out of range for an axis of size {x.shape[0]}",
-                        self._span(ins.span))
-        return s, e
-
-    def _slice(self, ins: Instr, args: list[Any]) -> Any:
-        x = self._arr(args[0])
-        s, e = self._rows(ins, x, args[1], args[2])
-        return x[s:e].copy()
-
-    def _slice_grad(self, ins: Instr, args: list[Any]) -> Any:
-        g, out = self._arr(args[0]), np.zeros(np.shape(args[1]), dtype=self.dt)
-        s, e = self._rows(ins, out, args[2], float(args[2]) + g.shape[0])
-        if g.shape[1:] != out.shape[1:]:
-            raise self._shape_error(ins, g.shape, out.shape)
-        out[s:e] = g
-        return out
-
-    def _index(self, ins: Instr, args: list[Any]) -> Any:
-        x = self._arr(args[0])
-        return x[self._index_of(ins, args[1], x.shape[0])].copy()
-
-    def _index_of(self, ins: Instr, i: Any, size: int) -> int:
-        k = self._int(i, ins.span)
-        if not 0 <= k < size:
-            raise error(Kind.RUNTIME, f"index {k} is out of range for an axis of size {size}", self._span(ins.span))
-        return k
-
-    def _index_grad(self, ins: Instr, args: list[Any]) -> Any:
-        out = np.zeros(np.shape(args[1]), dtype=self.dt)
-        k = self._index_of(ins, args[2], out.shape[0])
-        g = self._arr(args[0])
-        if g.shape != out.shape[1:]:
-            raise self._shape_error(ins, g.shape, out.shape[1:])
-        out[k] = g
-        return out
-
-    def _one_hot(self, ins: Instr, args: list[Any]) -> Any:
-        idx, n = self._arr(args[0]), self._int(args[1], ins.span)
-        out = np.zeros(idx.shape + (n,), dtype=self.dt)
-        for pos in np.ndindex(idx.shape):
-            out[pos + (self._index_of(ins, idx[pos], n),)] = 1.0
-        return out
 
     def _dim(self, ins: Instr, args: list[Any]) -> Any:
         shape, axis = np.shape(args[0]), ins.attr("axis")
