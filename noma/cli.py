@@ -293,8 +293,11 @@ def _end_process(rc: int) -> None:
     import ctypes
     import os
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (`noma run F | head`): nothing more to write
+            pass
     ctypes.CDLL(None).fflush(None)
     os._exit(rc)
 
